@@ -1,0 +1,154 @@
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { parse as parseYaml } from "yaml";
+
+/** A stack configuration problem, found at preview time, that names the key, the value and what is allowed. */
+export class ConfigError extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "ConfigError";
+    }
+}
+
+type DeclaredType = "string" | "integer" | "boolean" | "array";
+
+export interface DeclaredKey {
+    type: DeclaredType;
+    default?: unknown;
+    description?: string;
+    secret?: boolean;
+    items?: { type: DeclaredType };
+}
+
+/** The `config:` block of Pulumi.yaml: the one place keys, types and defaults are declared. */
+export function declaredKeys(projectFile = path.join(__dirname, "..", "..", "Pulumi.yaml")): Record<string, DeclaredKey> {
+    const project = parseYaml(fs.readFileSync(projectFile, "utf8")) as { name: string; config?: Record<string, DeclaredKey> };
+    return project.config ?? {};
+}
+
+export const PROJECT = "mail";
+
+/**
+ * Reads the project's config keys with the types declared in Pulumi.yaml, applying its defaults (the Pulumi CLI
+ * applies them too; under test mocks it does not). Every read is checked against the declaration, so the program
+ * cannot read a key that Pulumi.yaml does not declare.
+ */
+export class ConfigReader {
+    private readonly config = new pulumi.Config(PROJECT);
+    readonly read = new Set<string>();
+
+    constructor(private readonly declared: Record<string, DeclaredKey> = declaredKeys()) {
+        this.rejectUnknownKeys();
+    }
+
+    string(key: string, check?: (value: string) => string | undefined): string {
+        const value = this.raw(key, "string");
+        if (value === undefined) throw new ConfigError(`${PROJECT}:${key} is required: ${this.declared[key].description ?? ""}`);
+        return this.checked(key, value, check);
+    }
+
+    oneOf<T extends string>(key: string, allowed: readonly T[]): T {
+        return this.string(key, (v) => (allowed.includes(v as T) ? undefined : `expected one of ${allowed.join(", ")}`)) as T;
+    }
+
+    integer(key: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+        const value = this.raw(key, "integer");
+        if (value === undefined) throw new ConfigError(`${PROJECT}:${key} is required`);
+        const n = Number(value);
+        if (!/^-?\d+$/.test(value) || n < min || n > max) {
+            throw new ConfigError(`${PROJECT}:${key} = ${JSON.stringify(value)} is not allowed: expected a whole number from ${min} to ${max}`);
+        }
+        return n;
+    }
+
+    boolean(key: string): boolean {
+        const value = this.raw(key, "boolean");
+        if (value === "true" || value === "false") return value === "true";
+        throw new ConfigError(`${PROJECT}:${key} = ${JSON.stringify(value)} is not allowed: expected true or false`);
+    }
+
+    stringList(key: string, check?: (value: string) => string | undefined, minItems = 0): string[] {
+        const value = this.raw(key, "array");
+        if (value === undefined && minItems > 0) throw new ConfigError(`${PROJECT}:${key} is required: ${this.declared[key].description ?? ""}`);
+        let list: unknown;
+        try {
+            list = value === undefined ? [] : JSON.parse(value);
+        } catch {
+            throw new ConfigError(`${PROJECT}:${key} = ${JSON.stringify(value)} is not allowed: expected a list, e.g. set with --path '${key}[0]'`);
+        }
+        if (!Array.isArray(list) || list.some((item) => typeof item !== "string")) {
+            throw new ConfigError(`${PROJECT}:${key} = ${value} is not allowed: expected a list of strings`);
+        }
+        if (list.length < minItems) throw new ConfigError(`${PROJECT}:${key} needs at least ${minItems} item(s)`);
+        return list.map((item: string, i: number) => this.checked(`${key}[${i}]`, item, check));
+    }
+
+    /** A secret (set with `pulumi config set --secret`); undefined when unset. */
+    secret(key: string): pulumi.Output<string> | undefined {
+        this.declaration(key, "string");
+        if (!this.declared[key].secret) throw new Error(`Pulumi.yaml must declare ${key} with secret: true`);
+        return this.config.getSecret(key);
+    }
+
+    private raw(key: string, type: DeclaredType): string | undefined {
+        const declaration = this.declaration(key, type);
+        const value = this.config.get(key);
+        if (value !== undefined) return value;
+        if (declaration.default === undefined) return undefined;
+        return typeof declaration.default === "string" ? declaration.default : JSON.stringify(declaration.default);
+    }
+
+    private declaration(key: string, type: DeclaredType): DeclaredKey {
+        const declaration = this.declared[key];
+        // A programming error, not a user's: the program and Pulumi.yaml must agree.
+        if (!declaration) throw new Error(`config key ${key} is read but not declared in Pulumi.yaml`);
+        if (declaration.type !== type) throw new Error(`config key ${key} is read as ${type} but declared as ${declaration.type}`);
+        this.read.add(key);
+        return declaration;
+    }
+
+    private checked(key: string, value: string, check?: (value: string) => string | undefined): string {
+        const problem = check?.(value);
+        if (problem) throw new ConfigError(`${PROJECT}:${key} = ${JSON.stringify(value)} is not allowed: ${problem}`);
+        return value;
+    }
+
+    /** A typo in a key name would otherwise be ignored silently. */
+    private rejectUnknownKeys(): void {
+        const prefix = `${PROJECT}:`;
+        for (const fullKey of Object.keys(pulumi.runtime.allConfig())) {
+            if (!fullKey.startsWith(prefix)) continue;
+            const key = fullKey.slice(prefix.length);
+            if (!(key in this.declared)) {
+                const near = Object.keys(this.declared).filter((k) => k.toLowerCase().includes(key.toLowerCase().slice(0, 5)));
+                throw new ConfigError(`${fullKey} is not a known key${near.length ? `; did you mean ${near.join(", ")}?` : ""} (see Pulumi.yaml)`);
+            }
+        }
+    }
+}
+
+// --- value checks: each returns undefined when fine, else what is allowed ------------------------------------
+
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+export function fqdn(value: string): string | undefined {
+    const labels = value.split(".");
+    const ok = value.length <= 253 && labels.length >= 2 && labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels[labels.length - 1]);
+    return ok ? undefined : "expected a fully qualified lowercase host name such as mail.example.com";
+}
+
+export function email(value: string): string | undefined {
+    const at = value.lastIndexOf("@");
+    const local = value.slice(0, at);
+    const ok = at > 0 && /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$/.test(local) && fqdn(value.slice(at + 1)) === undefined;
+    return ok ? undefined : "expected an email address such as postmaster@example.com";
+}
+
+export function dnsLabel(value: string): string | undefined {
+    return LABEL.test(value) && /^[a-z]/.test(value) ? undefined : "expected lowercase letters, digits and dashes, starting with a letter, at most 63 characters";
+}
+
+export function pattern(re: RegExp, what: string): (value: string) => string | undefined {
+    return (value) => (re.test(value) ? undefined : what);
+}

@@ -1,0 +1,137 @@
+import { ConfigReader, ConfigError, dnsLabel, email, fqdn, pattern } from "./components/config/reader";
+
+export { ConfigError };
+
+export const CLUSTER_PROVIDERS = ["digitalocean", "gke", "kubeconfig"] as const;
+export type ClusterProvider = (typeof CLUSTER_PROVIDERS)[number];
+
+/** Defaults sized for the mail stack; README ("Cost and node sizes") explains the arithmetic. */
+export const DEFAULT_NODE_SIZE = { digitalocean: "s-2vcpu-4gb", gke: "e2-medium" } as const;
+
+export interface DigitalOceanClusterConfig {
+    provider: "digitalocean";
+    name: string;
+    region: string;
+    nodeSize: string;
+    nodeCount: number;
+    versionPrefix: string;
+    maintenance: { day: string; startTime: string };
+}
+
+export interface GkeClusterConfig {
+    provider: "gke";
+    name: string;
+    zone: string;
+    machineType: string;
+    nodeCount: number;
+    versionPrefix: string;
+    deletionProtection: boolean;
+}
+
+export interface ExistingClusterConfig {
+    provider: "kubeconfig";
+    /** Empty: $KUBECONFIG, then ~/.kube/config. */
+    kubeconfigPath: string;
+    /** Empty: the file's current context. */
+    context: string;
+}
+
+export type ClusterConfig = DigitalOceanClusterConfig | GkeClusterConfig | ExistingClusterConfig;
+
+export interface MailConfig {
+    namespace: string;
+    hostname: string;
+    domains: string[];
+    postmaster: string;
+}
+
+export interface ImagesConfig {
+    registry: string;
+    tag: string;
+    pullPolicy: "Always" | "IfNotPresent" | "Never";
+}
+
+export interface StackConfig {
+    cluster: ClusterConfig;
+    mail: MailConfig;
+    images: ImagesConfig;
+}
+
+const VERSION_PREFIX = pattern(/^(\d+\.\d+(\.\d+)?)?$/, "expected empty (newest) or a version prefix such as 1.34");
+const DO_REGION = pattern(/^[a-z]{3}\d$/, "expected a DigitalOcean region slug such as nyc3, ams3 or fra1");
+const DO_SIZE = pattern(/^[a-z0-9]+(-[a-z0-9]+)+$/, "expected a DigitalOcean droplet size slug such as s-2vcpu-4gb");
+const GCE_MACHINE = pattern(/^[a-z][a-z0-9]*-[a-z0-9-]+$/, "expected a GCE machine type such as e2-medium");
+const WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "any"] as const;
+const HH_MM = pattern(/^([01]\d|2[0-3]):[0-5]\d$/, "expected a UTC time HH:MM such as 04:00");
+const REGISTRY = pattern(/^[a-z0-9]([a-z0-9._:-]*[a-z0-9])?(\/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$/, "expected an image registry and path such as registry.example.com/me/mail");
+const IMAGE_TAG = pattern(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, "expected an image tag such as 0.1.0");
+
+function gcpZone(value: string): string | undefined {
+    if (/^[a-z]+(-[a-z]+)*\d+-[a-z]$/.test(value)) return undefined;
+    if (/^[a-z]+(-[a-z]+)*\d+$/.test(value)) return `that is a region; a zonal cluster needs a zone such as ${value}-a`;
+    return "expected a GCP zone such as us-central1-a";
+}
+
+function readCluster(r: ConfigReader): ClusterConfig {
+    const provider = r.oneOf("clusterProvider", CLUSTER_PROVIDERS);
+    switch (provider) {
+        case "digitalocean":
+            return {
+                provider,
+                name: r.string("clusterName", dnsLabel),
+                region: r.string("clusterRegion", DO_REGION),
+                nodeSize: r.string("clusterNodeSize", (v) => (v === "" ? undefined : DO_SIZE(v))) || DEFAULT_NODE_SIZE.digitalocean,
+                nodeCount: r.integer("clusterNodeCount", 1, 100),
+                versionPrefix: r.string("clusterVersionPrefix", VERSION_PREFIX),
+                maintenance: { day: r.oneOf("clusterMaintenanceDay", WEEKDAYS), startTime: r.string("clusterMaintenanceStartTime", HH_MM) },
+            };
+        case "gke":
+            return {
+                provider,
+                name: r.string("clusterName", dnsLabel),
+                zone: r.string("clusterZone", gcpZone),
+                machineType: r.string("clusterNodeSize", (v) => (v === "" ? undefined : GCE_MACHINE(v))) || DEFAULT_NODE_SIZE.gke,
+                nodeCount: r.integer("clusterNodeCount", 1, 100),
+                versionPrefix: r.string("clusterVersionPrefix", VERSION_PREFIX),
+                deletionProtection: r.boolean("clusterDeletionProtection"),
+            };
+        case "kubeconfig":
+            return { provider, kubeconfigPath: r.string("clusterKubeconfig"), context: r.string("clusterKubeconfigContext") };
+    }
+}
+
+function readMail(r: ConfigReader): MailConfig {
+    const domains = r.stringList("mailDomains", fqdn, 1);
+    const seen = new Set<string>();
+    for (const d of domains) {
+        if (seen.has(d)) throw new ConfigError(`mail:mailDomains lists ${d} twice`);
+        seen.add(d);
+    }
+    return {
+        namespace: r.string("mailNamespace", dnsLabel),
+        hostname: r.string("mailHostname", fqdn),
+        domains,
+        postmaster: r.string("mailPostmaster", (v) => (v === "" ? undefined : email(v))) || `postmaster@${domains[0]}`,
+    };
+}
+
+function readImages(r: ConfigReader): ImagesConfig {
+    return {
+        registry: r.string("imagesRegistry", REGISTRY),
+        tag: r.string("imagesTag", IMAGE_TAG),
+        pullPolicy: r.oneOf("imagesPullPolicy", ["Always", "IfNotPresent", "Never"] as const),
+    };
+}
+
+/** Reads and validates the whole stack configuration once; the result is deeply frozen. */
+export function loadConfig(reader = new ConfigReader()): StackConfig {
+    return deepFreeze({ cluster: readCluster(reader), mail: readMail(reader), images: readImages(reader) });
+}
+
+function deepFreeze<T>(value: T): T {
+    if (value && typeof value === "object") {
+        for (const v of Object.values(value)) deepFreeze(v);
+        Object.freeze(value);
+    }
+    return value;
+}

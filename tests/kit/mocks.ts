@@ -1,0 +1,148 @@
+import * as crypto from "crypto";
+import * as pulumi from "@pulumi/pulumi";
+
+/** One resource the program registered, as the engine would have seen it. */
+export interface RecordedResource {
+    type: string;
+    name: string;
+    inputs: Record<string, unknown>;
+    custom: boolean;
+    /** URN of the parent resource ("" for the stack). */
+    parent: string;
+    /** Provider reference (`urn::id`) for custom resources, when one was given. */
+    provider: string;
+}
+
+/** A DOKS/GKE version list the invokes answer from, newest last. */
+export const FAKE_VERSIONS = {
+    digitalocean: ["1.32.9-do.0", "1.33.5-do.1", "1.34.1-do.2"],
+    gke: ["1.32.9-gke.100", "1.33.5-gke.1200", "1.34.1-gke.1400"],
+};
+
+type Invoke = (inputs: Record<string, unknown>) => Record<string, unknown>;
+
+const newest = (list: string[], prefix: unknown) => [...list].reverse().find((v) => v.startsWith(String(prefix ?? ""))) ?? "";
+
+/** Answers for the invokes the program uses; an invoke not listed here fails the test, naming its token. */
+const INVOKES: Record<string, Invoke> = {
+    "digitalocean:index/getKubernetesVersions:getKubernetesVersions": ({ versionPrefix }) => ({
+        latestVersion: newest(FAKE_VERSIONS.digitalocean, versionPrefix),
+        validVersions: FAKE_VERSIONS.digitalocean.filter((v) => v.startsWith(String(versionPrefix ?? ""))),
+        versionPrefix,
+    }),
+    "gcp:container/getEngineVersions:getEngineVersions": ({ versionPrefix, location }) => ({
+        latestMasterVersion: newest(FAKE_VERSIONS.gke, versionPrefix),
+        latestNodeVersion: newest(FAKE_VERSIONS.gke, versionPrefix),
+        validMasterVersions: FAKE_VERSIONS.gke,
+        location,
+        project: "mock-project",
+    }),
+};
+
+/** Outputs real providers compute, made the way they make them where tests depend on it. */
+function computedState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+    switch (type) {
+        case "digitalocean:index/kubernetesCluster:KubernetesCluster":
+            return {
+                endpoint: `https://${name}.k8s.example`,
+                kubeConfigs: [{ rawConfig: `apiVersion: v1\nkind: Config\nclusters: [{name: ${name}, cluster: {server: "https://${name}.k8s.example"}}]\n` }],
+            };
+        case "gcp:container/cluster:Cluster":
+            return { endpoint: "203.0.113.10", masterAuth: { clusterCaCertificate: Buffer.from("mock-ca").toString("base64") } };
+        case "random:index/randomPassword:RandomPassword":
+        case "random:index/randomString:RandomString": {
+            const length = Number(inputs.length ?? 32);
+            return { result: crypto.randomBytes(length).toString("base64url").slice(0, length) };
+        }
+        case "tls:index/privateKey:PrivateKey": {
+            const { privateKey, publicKey } = crypto.generateKeyPairSync("rsa", { modulusLength: Number(inputs.rsaBits ?? 2048) });
+            return {
+                privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
+                privateKeyPemPkcs8: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+                publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+            };
+        }
+        default:
+            return {};
+    }
+}
+
+/**
+ * Records every resource (type, name, inputs, parent, provider) and answers the invokes we use.
+ * Install it with `await MockRecorder.install()` *before* importing the program.
+ */
+export class MockRecorder implements pulumi.runtime.Mocks {
+    readonly resources: RecordedResource[] = [];
+    private pendingParents = new Map<string, string>();
+
+    static async install(config: Record<string, unknown>, opts: { stack?: string; preview?: boolean } = {}): Promise<MockRecorder> {
+        const recorder = new MockRecorder();
+        const all: Record<string, string> = {};
+        for (const [key, value] of Object.entries(config)) {
+            all[key.includes(":") ? key : `mail:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
+        }
+        pulumi.runtime.setAllConfig(all);
+        await pulumi.runtime.setMocks(recorder, "mail", opts.stack ?? "test", opts.preview ?? false);
+        recorder.captureParents();
+        return recorder;
+    }
+
+    newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
+        const key = `${args.type}::${args.name}`;
+        this.resources.push({
+            type: args.type,
+            name: args.name,
+            inputs: args.inputs,
+            custom: args.custom ?? false,
+            parent: this.pendingParents.get(key) ?? "",
+            provider: args.provider ?? "",
+        });
+        this.pendingParents.delete(key);
+        const state = { ...args.inputs, ...computedState(args.type, args.name, args.inputs) };
+        return { id: args.custom ? `${args.name}-id` : undefined, state };
+    }
+
+    call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
+        const invoke = INVOKES[args.token];
+        if (!invoke) throw new Error(`the test mocks do not answer invoke ${args.token}; add it to tests/kit/mocks.ts`);
+        return invoke(args.inputs);
+    }
+
+    ofType(type: string): RecordedResource[] {
+        return this.resources.filter((r) => r.type === type);
+    }
+
+    one(type: string, name?: string): RecordedResource {
+        const found = this.ofType(type).filter((r) => name === undefined || r.name === name);
+        if (found.length !== 1) throw new Error(`expected one ${type}${name ? ` named ${name}` : ""}, found ${found.map((r) => r.name).join(", ") || "none"}`);
+        return found[0];
+    }
+
+    /** URN of a recorded resource: parents are matched by it. */
+    urnOf(r: Pick<RecordedResource, "type" | "name">): string {
+        const monitor = pulumi.runtime.getMonitor() as unknown as { resources: Map<string, unknown> };
+        const suffix = `${r.type}::${r.name}`;
+        const urns = [...monitor.resources.keys()].filter((urn) => urn.endsWith(suffix) && /[:$]$/.test(urn.slice(0, -suffix.length)));
+        if (urns.length !== 1) throw new Error(`no unique URN for ${suffix}`);
+        return urns[0];
+    }
+
+    /** The mock monitor does not pass `parent` to newResource; read it off the request on its way in. */
+    private captureParents(): void {
+        type Req = { getType(): string; getName(): string; getParent(): string };
+        const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: Req, cb: unknown): Promise<void> };
+        const register = monitor.registerResource.bind(monitor);
+        monitor.registerResource = (req, cb) => {
+            this.pendingParents.set(`${req.getType()}::${req.getName()}`, req.getParent());
+            return register(req, cb);
+        };
+    }
+}
+
+/** Resolves an Output (or plain value) to its value and whether it is secret; rejects when the output failed. */
+export async function resolve<T>(value: pulumi.Input<T>): Promise<{ value: T; secret: boolean }> {
+    // `promise()` is internal to Output but, unlike `apply`, it rejects when a dependency failed.
+    const output = pulumi.output(value) as unknown as { promise(): Promise<T>; isSecret: Promise<boolean> };
+    const [resolved, secret] = await Promise.all([output.promise(), output.isSecret]);
+    return { value: resolved, secret };
+}
