@@ -1,0 +1,263 @@
+// Pure renderer for Dovecot 2.4 (dovecot.conf + shipped sieve scripts).
+//
+// Sieve, in execution order for each delivery:
+//   1. `spam` (optional, issue 5): a shipped script filing X-Spam-Flag: YES into Junk, then `stop`.
+//   2. `couchmail`: the user's script from CouchDB, read through couchmail's dict proxy socket.
+//   3. `personal`: the script the user activates over ManageSieve, stored under ~/sieve on the mail volume.
+// A `stop` in an earlier script ends processing, so spam never reaches the user's own rules.
+import { RenderedFiles, checkAbsPath, checkCidr, checkHostname, checkPort, invalid } from "../render";
+
+/** Ports Dovecot listens on; Services, probes and Postfix use the same numbers. */
+export const DOVECOT_PORTS = {
+  imap: 143,
+  imaps: 993,
+  lmtp: 24,
+  sieve: 4190,
+  authSasl: 12345,
+  // PROXY-protocol-only twins for a load balancer (issue 6).
+  imapProxy: 10143,
+  imapsProxy: 10993,
+  sieveProxy: 14190,
+} as const;
+
+/** Where the image's entrypoint assembles the live config (shipped sieve scripts are read from here). */
+export const DOVECOT_LIVE_DIR = "/run/mail/dovecot/live";
+
+/** Special-use folders every user gets, created and subscribed. */
+export const DOVECOT_SPECIAL_FOLDERS = ["Drafts", "Sent", "Junk", "Trash", "Archive"] as const;
+
+export interface DovecotSettings {
+  /** The mail host name (LMTP greeting, Received headers). */
+  hostname: string;
+  /** couchmail's Lua passdb/userdb script (mounted from couchmail's ConfigMap). */
+  luaFile: string;
+  /** Passed to the Lua script's script_init(args) as args.couchmail_url. */
+  couchmailUrl: string;
+  /** couchmail's dict-proxy unix socket (couchmail shares Dovecot's pod). */
+  dictSocket: string;
+  /** Dict name sent in the dict hello. */
+  dictName: string;
+  /** Sieve script name looked up as priv/sieve/name/<name>. */
+  sieveScriptName: string;
+  tls: { certFile: string; keyFile: string };
+  /** Mail volume: homes are <mailRoot>/<domain>/<user>. */
+  mailRoot: string;
+  mailDriver: "maildir" | "sdbox";
+  /** Junk autoexpunge interval (e.g. "30d"); empty string keeps Junk forever. */
+  junkAutoexpunge: string;
+  maxUserIpConnections: number;
+  authCache: { size: string; ttl: string; negativeTtl: string };
+  /** Also listen on PROXY-protocol ports, accepting headers only from haproxyTrustedNetworks (issue 6). */
+  proxyProtocol: boolean;
+  haproxyTrustedNetworks: string[];
+  /** Issue 5: file X-Spam-Flag: YES into Junk before the user's scripts. Off by default. */
+  spamToJunk: boolean;
+  /**
+   * Issue 5: imapsieve training. Moving into Junk pipes to `learn-spam`, out of Junk (not to Trash) to
+   * `learn-ham`, programs found in pipeBinDir, called with the user name. Off when unset.
+   */
+  imapsieveTraining?: { pipeBinDir: string };
+  /** Top-level settings applied last, e.g. { mail_debug: "yes" }. */
+  settingsOverrides: Record<string, string>;
+}
+
+export const DOVECOT_DEFAULTS: Omit<DovecotSettings, "hostname"> = {
+  luaFile: "/etc/mail/couchmail/auth.lua",
+  couchmailUrl: "http://127.0.0.1:10102",
+  dictSocket: "/run/couchmail/dict.sock",
+  dictName: "couchmail",
+  sieveScriptName: "couchmail",
+  tls: { certFile: "/etc/mail/tls/tls.crt", keyFile: "/etc/mail/tls/tls.key" },
+  mailRoot: "/var/mail",
+  mailDriver: "maildir",
+  junkAutoexpunge: "30d",
+  maxUserIpConnections: 50,
+  authCache: { size: "10M", ttl: "1h", negativeTtl: "1m" },
+  proxyProtocol: false,
+  haproxyTrustedNetworks: [],
+  spamToJunk: false,
+  settingsOverrides: {},
+};
+
+/** The unprivileged user owning all mail (fsGroup of the mail volume). */
+export const VMAIL_UID = 5000;
+
+const INTERVAL = /^\d+(s|m|h|d|w|\s?(secs?|mins?|hours?|days?|weeks?))$/;
+const SIZE = /^\d+[kKMG]?$/;
+const NAME = /^[a-z0-9][a-z0-9_-]*$/;
+
+function validate(s: DovecotSettings): void {
+  checkHostname("hostname", s.hostname);
+  checkAbsPath("luaFile", s.luaFile);
+  if (!/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~/-]*)?$/.test(s.couchmailUrl)) {
+    invalid("couchmailUrl", "an http(s)://host[:port][/path] URL", s.couchmailUrl);
+  }
+  checkAbsPath("dictSocket", s.dictSocket);
+  if (!NAME.test(s.dictName)) invalid("dictName", "a name [a-z0-9_-]", s.dictName);
+  if (!NAME.test(s.sieveScriptName)) invalid("sieveScriptName", "a name [a-z0-9_-]", s.sieveScriptName);
+  checkAbsPath("tls.certFile", s.tls.certFile);
+  checkAbsPath("tls.keyFile", s.tls.keyFile);
+  checkAbsPath("mailRoot", s.mailRoot);
+  if (s.mailDriver !== "maildir" && s.mailDriver !== "sdbox") invalid("mailDriver", '"maildir" or "sdbox"', s.mailDriver);
+  if (s.junkAutoexpunge !== "" && !INTERVAL.test(s.junkAutoexpunge)) {
+    invalid("junkAutoexpunge", 'an interval like "30d" or "" (off)', s.junkAutoexpunge);
+  }
+  if (!Number.isInteger(s.maxUserIpConnections) || s.maxUserIpConnections < 1) {
+    invalid("maxUserIpConnections", "an integer >= 1", s.maxUserIpConnections);
+  }
+  if (!SIZE.test(s.authCache.size)) invalid("authCache.size", 'a size like "10M"', s.authCache.size);
+  if (!INTERVAL.test(s.authCache.ttl)) invalid("authCache.ttl", 'an interval like "1h"', s.authCache.ttl);
+  if (!INTERVAL.test(s.authCache.negativeTtl)) invalid("authCache.negativeTtl", 'an interval like "1m"', s.authCache.negativeTtl);
+  if (typeof s.proxyProtocol !== "boolean") invalid("proxyProtocol", "a boolean", s.proxyProtocol);
+  s.haproxyTrustedNetworks.forEach((n, i) => checkCidr(`haproxyTrustedNetworks[${i}]`, n));
+  if (s.proxyProtocol && s.haproxyTrustedNetworks.length === 0) {
+    invalid("haproxyTrustedNetworks", "at least one network when proxyProtocol is on", s.haproxyTrustedNetworks);
+  }
+  if (typeof s.spamToJunk !== "boolean") invalid("spamToJunk", "a boolean", s.spamToJunk);
+  if (s.imapsieveTraining) checkAbsPath("imapsieveTraining.pipeBinDir", s.imapsieveTraining.pipeBinDir);
+  for (const [k, v] of Object.entries(s.settingsOverrides)) {
+    if (!/^[a-z][a-z0-9_]*$/.test(k)) invalid(`settingsOverrides[${JSON.stringify(k)}]`, "a Dovecot setting name [a-z0-9_]", k);
+    if (typeof v !== "string" || /[\r\n\0{}]/.test(v)) invalid(`settingsOverrides.${k}`, "a single-line value without braces", v);
+  }
+}
+
+/** Renders a nested block; lines are already indented by the caller's depth. */
+function block(head: string, body: string[]): string[] {
+  return [`${head} {`, ...body.map((l) => `  ${l}`), "}"];
+}
+
+function inetListener(name: string, port: number, opts: string[] = []): string[] {
+  return block(`inet_listener ${name}`, [`port = ${checkPort(name, port)}`, ...opts]);
+}
+
+const SPAM_SIEVE = `# Issue 5: spam goes to Junk before any user rule runs.
+require ["fileinto", "mailbox"];
+if header :is "X-Spam-Flag" "YES" {
+  fileinto :create "Junk";
+  stop;
+}
+`;
+
+const LEARN_SPAM_SIEVE = `# Moved or copied into Junk: learn as spam for this user.
+require ["vnd.dovecot.pipe", "copy", "imapsieve", "environment", "variables"];
+if environment :matches "imap.user" "*" { set "user" "\${1}"; }
+pipe :copy "learn-spam" ["\${user}"];
+`;
+
+const LEARN_HAM_SIEVE = `# Moved out of Junk (not to Trash): learn as ham for this user.
+require ["vnd.dovecot.pipe", "copy", "imapsieve", "environment", "variables"];
+if environment :matches "imap.mailbox" "Trash" { stop; }
+if environment :matches "imap.user" "*" { set "user" "\${1}"; }
+pipe :copy "learn-ham" ["\${user}"];
+`;
+
+function dovecotConf(s: DovecotSettings): string {
+  const lua = block("lua_settings", [`couchmail_url = ${s.couchmailUrl}`]);
+  const specialUse = (name: string): string[] => {
+    const extra = name === "Junk" && s.junkAutoexpunge !== "" ? [`autoexpunge = ${s.junkAutoexpunge}`] : [];
+    const training = name === "Junk" && s.imapsieveTraining ? block("sieve_script learn-spam", ["type = before", "cause = copy", `path = ${DOVECOT_LIVE_DIR}/learn-spam.sieve`]) : [];
+    return block(`mailbox ${name}`, [`special_use = \\${name}`, "auto = subscribe", ...extra, ...training]);
+  };
+  const proxy = (opts: string[] = []) => (s.proxyProtocol ? ["haproxy = yes", ...opts] : []);
+  const lines: string[] = [
+    "# Rendered by the mail program; Dovecot 2.4 syntax.",
+    "dovecot_config_version = 2.4.1",
+    "dovecot_storage_version = 2.4.1",
+    "",
+    "protocols = imap lmtp sieve",
+    "listen = *",
+    `hostname = ${s.hostname}`,
+    "log_path = /dev/stderr",
+    "state_dir = /run/dovecot-state",
+    "",
+    "# Authentication: couchmail over Lua/HTTP; one lookup per login thanks to prefetch.",
+    "auth_allow_cleartext = no",
+    "auth_mechanisms = plain login",
+    "auth_username_format = %{user | lower}",
+    `auth_cache_size = ${s.authCache.size}`,
+    `auth_cache_ttl = ${s.authCache.ttl}`,
+    // Stale entries keep users logged in through a short couchmail outage.
+    `auth_cache_negative_ttl = ${s.authCache.negativeTtl}`,
+    "auth_cache_verify_password_with_worker = yes",
+    ...block("passdb lua", [`lua_file = ${s.luaFile}`, ...lua]),
+    ...block("userdb prefetch", []),
+    ...block("userdb lua", [`lua_file = ${s.luaFile}`, ...lua]),
+    "",
+    "# Mail storage: one unprivileged owner for every virtual user.",
+    "mail_uid = vmail",
+    "mail_gid = vmail",
+    `first_valid_uid = ${VMAIL_UID}`,
+    `last_valid_uid = ${VMAIL_UID}`,
+    `mail_home = ${s.mailRoot}/%{user | domain | lower}/%{user | username | lower}`,
+    `mail_driver = ${s.mailDriver}`,
+    `mail_path = ~/${s.mailDriver === "maildir" ? "Maildir" : "mail"}`,
+    "recipient_delimiter = +",
+    "lmtp_rcpt_check_quota = yes",
+    ...block("namespace inbox", ["inbox = yes", "separator = /", ...DOVECOT_SPECIAL_FOLDERS.flatMap(specialUse)]),
+    "",
+    "# Quota: quota_storage_size comes from the user's record via userdb.",
+    ...block("mail_plugins", ["quota = yes"]),
+    ...block('quota "User quota"', ["driver = count"]),
+    "",
+    "# TLS is mandatory before any login.",
+    "ssl = required",
+    `ssl_server_cert_file = ${s.tls.certFile}`,
+    `ssl_server_key_file = ${s.tls.keyFile}`,
+    "ssl_min_protocol = TLSv1.2",
+    "",
+    ...(s.proxyProtocol ? [`haproxy_trusted_networks = ${s.haproxyTrustedNetworks.join(" ")}`] : []),
+    ...block("service imap-login", [
+      ...inetListener("imap", DOVECOT_PORTS.imap),
+      ...inetListener("imaps", DOVECOT_PORTS.imaps, ["ssl = yes"]),
+      ...(s.proxyProtocol
+        ? [...inetListener("imap_proxy", DOVECOT_PORTS.imapProxy, proxy()), ...inetListener("imaps_proxy", DOVECOT_PORTS.imapsProxy, proxy(["ssl = yes"]))]
+        : []),
+    ]),
+    ...block("service managesieve-login", [
+      ...inetListener("sieve", DOVECOT_PORTS.sieve),
+      ...(s.proxyProtocol ? inetListener("sieve_proxy", DOVECOT_PORTS.sieveProxy, proxy()) : []),
+    ]),
+    "# Postfix delivers over LMTP and authenticates submission users over the network.",
+    ...block("service lmtp", inetListener("lmtp", DOVECOT_PORTS.lmtp)),
+    ...block("service auth", inetListener("auth_sasl", DOVECOT_PORTS.authSasl)),
+    "",
+    ...block("protocol imap", [
+      `mail_max_userip_connections = ${s.maxUserIpConnections}`,
+      ...block("mail_plugins", ["imap_quota = yes", ...(s.imapsieveTraining ? ["imap_sieve = yes"] : [])]),
+    ]),
+    ...block("protocol lmtp", block("mail_plugins", ["sieve = yes"])),
+    "",
+    "# Sieve: see the header of the renderer for the order of scripts.",
+    ...(s.spamToJunk ? block("sieve_script spam", ["type = before", "driver = file", `path = ${DOVECOT_LIVE_DIR}/spam.sieve`]) : []),
+    ...block(`sieve_script ${s.sieveScriptName}`, [
+      "type = before",
+      "driver = dict",
+      `name = ${s.sieveScriptName}`,
+      "bin_path = ~/.sieve-bin",
+      ...block("dict proxy", [`socket_path = ${s.dictSocket}`, `name = ${s.dictName}`]),
+    ]),
+    ...block("sieve_script personal", ["type = personal", "driver = file", "path = ~/sieve", "active_path = ~/.dovecot.sieve"]),
+    ...(s.imapsieveTraining
+      ? [
+          ...block("sieve_plugins", ["sieve_imapsieve = yes", "sieve_extprograms = yes"]),
+          ...block("sieve_global_extensions", ["vnd.dovecot.pipe = yes", "vnd.dovecot.environment = yes"]),
+          `sieve_pipe_bin_dir = ${s.imapsieveTraining.pipeBinDir}`,
+          ...block("imapsieve_from Junk", block("sieve_script learn-ham", ["type = before", "cause = copy", `path = ${DOVECOT_LIVE_DIR}/learn-ham.sieve`])),
+        ]
+      : []),
+  ];
+  const overrides = Object.entries(s.settingsOverrides).map(([k, v]) => `${k} = ${v}`);
+  return [...lines, ...(overrides.length ? ["", "# Overrides from stack config.", ...overrides] : [])].join("\n") + "\n";
+}
+
+/** Renders dovecot.conf plus any shipped sieve scripts. Throws on invalid settings, naming the field. */
+export function renderDovecot(settings: DovecotSettings): RenderedFiles {
+  validate(settings);
+  const files: RenderedFiles = { "dovecot.conf": dovecotConf(settings) };
+  if (settings.spamToJunk) files["spam.sieve"] = SPAM_SIEVE;
+  if (settings.imapsieveTraining) {
+    files["learn-spam.sieve"] = LEARN_SPAM_SIEVE;
+    files["learn-ham.sieve"] = LEARN_HAM_SIEVE;
+  }
+  return files;
+}

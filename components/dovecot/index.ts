@@ -1,0 +1,122 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { COUCHMAIL, Couchmail } from "../couchmail";
+import { appLabels, BUDGET, configVolumes, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
+import { DOVECOT_PORTS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
+
+export interface DovecotArgs {
+    namespace: pulumi.Input<string>;
+    image: string;
+    imagePullPolicy: string;
+    /** couchmail endpoints (Lua file, URL, dict socket) are filled in from the sidecar's fixed locations. */
+    settings: Omit<DovecotSettings, "luaFile" | "couchmailUrl" | "dictSocket">;
+    couchmail: Couchmail;
+    tlsSecretName: pulumi.Input<string>;
+    mailSize: string;
+    storageClassName?: string;
+    overrideConfigMap?: string;
+}
+
+/**
+ * Dovecot 2.4: IMAP (143 STARTTLS, 993), LMTP for Postfix, ManageSieve, and the SASL auth listener Postfix uses.
+ * Users come from couchmail (Lua passdb/userdb over loopback HTTP; sieve scripts over the dict socket); mail is on
+ * a persistent volume owned by the unprivileged `vmail` user.
+ */
+export class Dovecot extends pulumi.ComponentResource {
+    readonly serviceName: pulumi.Output<string>;
+    readonly configMapName: pulumi.Output<string>;
+    readonly settings: DovecotSettings;
+
+    constructor(name: string, args: DovecotArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("mail:index:Dovecot", name, {}, opts);
+        const { labels, selector } = appLabels("dovecot", "imap");
+        this.settings = {
+            ...args.settings,
+            luaFile: `${COUCHMAIL.luaMountDir}/${COUCHMAIL.luaFile}`,
+            couchmailUrl: `http://127.0.0.1:${COUCHMAIL.httpPort}`,
+            dictSocket: COUCHMAIL.dictSocket,
+        };
+        const files = renderDovecot(this.settings);
+        const { configMap } = renderedConfigMap(`dovecot-config`, { namespace: args.namespace, labels, files }, { parent: this });
+        const config = configVolumes("dovecot", configMap, args.overrideConfigMap);
+        // Mail processes run as vmail and open the dict socket, so the socket belongs to vmail's group.
+        const couchmail = args.couchmail.sidecar({ dovecot: true, socketGroup: VMAIL_UID });
+
+        const ports = [
+            { name: "imap", port: DOVECOT_PORTS.imap },
+            { name: "imaps", port: DOVECOT_PORTS.imaps },
+            { name: "lmtp", port: DOVECOT_PORTS.lmtp },
+            { name: "sieve", port: DOVECOT_PORTS.sieve },
+            { name: "auth", port: DOVECOT_PORTS.authSasl },
+            ...(args.settings.proxyProtocol ? [
+                { name: "imap-proxy", port: DOVECOT_PORTS.imapProxy },
+                { name: "imaps-proxy", port: DOVECOT_PORTS.imapsProxy },
+                { name: "sieve-proxy", port: DOVECOT_PORTS.sieveProxy },
+            ] : []),
+        ];
+        const service = new k8s.core.v1.Service(`${name}-service`, {
+            metadata: { name: "dovecot", namespace: args.namespace, labels },
+            spec: { selector, ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })) },
+        }, { parent: this });
+
+        new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
+            metadata: { name: "dovecot", namespace: args.namespace, labels },
+            spec: {
+                serviceName: service.metadata.name,
+                replicas: 1,
+                selector: { matchLabels: selector },
+                template: {
+                    metadata: { labels },
+                    spec: {
+                        automountServiceAccountToken: false,
+                        enableServiceLinks: false,
+                        terminationGracePeriodSeconds: 30,
+                        securityContext: { fsGroup: VMAIL_UID, seccompProfile: { type: "RuntimeDefault" } },
+                        initContainers: [couchmail.container],
+                        containers: [{
+                            name: "dovecot",
+                            image: args.image,
+                            imagePullPolicy: args.imagePullPolicy,
+                            ports: ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" })),
+                            resources: BUDGET.dovecot,
+                            // Dovecot's master starts as root, then runs logins as dovenull and mail as vmail.
+                            securityContext: rootDroppingContainer(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]),
+                            volumeMounts: [
+                                ...config.mounts,
+                                { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },
+                                { name: "mail", mountPath: args.settings.mailRoot },
+                                { name: "couchmail-lua", mountPath: COUCHMAIL.luaMountDir, readOnly: true },
+                                { name: "couchmail-run", mountPath: COUCHMAIL.socketDir },
+                                { name: "run", mountPath: "/run/dovecot" },
+                                { name: "run-mail", mountPath: "/run/mail" },
+                                { name: "state", mountPath: "/var/lib/dovecot" },
+                                { name: "tmp", mountPath: "/tmp" },
+                            ],
+                            startupProbe: { ...tcpProbe(DOVECOT_PORTS.lmtp, 2), failureThreshold: 30 },
+                            readinessProbe: tcpProbe(DOVECOT_PORTS.lmtp, 0),
+                            livenessProbe: tcpProbe(DOVECOT_PORTS.imap, 10),
+                        }],
+                        volumes: [
+                            ...config.volumes,
+                            ...couchmail.volumes,
+                            { name: "couchmail-lua", configMap: { name: args.couchmail.luaConfigMapName } },
+                            { name: "tls", secret: { secretName: args.tlsSecretName, defaultMode: 0o400 } },
+                            { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
+                            { name: "run-mail", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
+                            { name: "state", emptyDir: {} },
+                            { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+                        ],
+                    },
+                },
+                volumeClaimTemplates: [{
+                    metadata: { name: "mail", labels },
+                    spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.storageClassName, resources: { requests: { storage: args.mailSize } } },
+                }],
+            },
+        }, { parent: this });
+
+        this.serviceName = service.metadata.name;
+        this.configMapName = configMap.metadata.name;
+        this.registerOutputs({ serviceName: this.serviceName, configMapName: this.configMapName });
+    }
+}

@@ -1,0 +1,391 @@
+// Pure renderer for Postfix's main.cf and master.cf (issue 4; hooks for issues 5 and 6).
+// inet services are named by port number so nothing depends on /etc/services in the image.
+import {
+  RenderedFiles,
+  checkAbsPath,
+  checkCidr,
+  checkHostname,
+  invalid,
+  parseEndpoint,
+} from "../render";
+
+/** Ports Postfix listens on; Services and probes use the same numbers. */
+export const POSTFIX_PORTS = {
+  smtp: 25,
+  submission: 587,
+  submissions: 465,
+  // PROXY-protocol-only twins for a load balancer (issue 6); plain ports stay for in-cluster clients.
+  smtpProxy: 10025,
+  submissionProxy: 10587,
+  submissionsProxy: 10465,
+} as const;
+
+/** The couchmail socketmap names Postfix queries (couchmail answers exactly these). */
+export const POSTFIX_SOCKETMAP_NAMES = {
+  domains: "domains",
+  mailboxes: "mailboxes",
+  aliases: "aliases",
+  senders: "senders",
+} as const;
+
+export interface PostfixRelay {
+  /** Smarthost name, e.g. smtp.relay.example. */
+  host: string;
+  /** 587 (STARTTLS) or 465 (implicit TLS). */
+  port: 587 | 465;
+  /** texthash file (from a mounted Secret) with the line `[host]:port user:password`. */
+  passwordMapFile: string;
+}
+
+/** An extra master.cf service (e.g. a content-filter pipe for issue 5). */
+export interface PostfixService {
+  name: string;
+  type: "inet" | "unix" | "unix-dgram" | "pass" | "fifo";
+  private?: boolean;
+  unpriv?: boolean;
+  maxproc?: number;
+  command: string;
+  args?: string[];
+}
+
+export interface PostfixSettings {
+  /** myhostname: the name in the SMTP banner, HELO and the certificate. */
+  hostname: string;
+  /** couchmail socketmap endpoint, `inet:HOST:PORT` or `unix:/path`. */
+  socketmap: string;
+  /** postscreen_dnsbl_sites entries, `domain[=filter][*weight]`. */
+  dnsbls: string[];
+  dnsblThreshold: number;
+  /** Dovecot auth listener for SASL, `inet:HOST:PORT`. */
+  saslEndpoint: string;
+  /** Dovecot LMTP, `inet:HOST:PORT` or `unix:/path`. */
+  lmtpEndpoint: string;
+  /** Milters applied to all mail (OpenDKIM). */
+  milters: string[];
+  /** What to do when a milter is unreachable: tempfail keeps mail queued (4xx) instead of unsigned. */
+  milterDefaultAction: "tempfail" | "accept";
+  /** Policy service for inbound port-25 mail only (Postgrey, issue 5), `inet:HOST:PORT`; off when unset. */
+  policyService?: string;
+  /** content_filter for inbound port-25 mail only, `transport:nexthop` (issue 5); off when unset. */
+  contentFilter?: string;
+  /** Extra master.cf services, e.g. the content filter's transport. */
+  extraServices: PostfixService[];
+  /** Smarthost for outbound mail (issue 6); direct delivery when unset. */
+  relay?: PostfixRelay;
+  tls: { certFile: string; keyFile: string };
+  /**
+   * Networks added to mynetworks beside loopback. Only postscreen's allowlist uses mynetworks:
+   * relaying always needs SASL, so this never opens a relay.
+   */
+  trustedNetworks: string[];
+  /** Also listen on the PROXY-protocol ports (issue 6). */
+  proxyProtocol: boolean;
+  /** message_size_limit in bytes. */
+  messageSizeLimit: number;
+  /** Queue on the persistent volume. */
+  queueDirectory: string;
+  /** Postfix's own state (postscreen cache, TLS PRNG); must be writable. */
+  dataDirectory: string;
+  /** main.cf parameters applied last; a key must look like a Postfix parameter name. */
+  mainCfOverrides: Record<string, string>;
+}
+
+/** Defaults for a stack where Dovecot, couchmail and OpenDKIM are Services in the same namespace. */
+export const POSTFIX_DEFAULTS: Omit<PostfixSettings, "hostname"> = {
+  socketmap: "inet:couchmail:10101",
+  // Return-code filters keep resolver "refused" answers (127.255.255.x) from counting as listings.
+  dnsbls: ["zen.spamhaus.org=127.0.0.[2..11]*3", "bl.spamcop.net=127.0.0.2*2", "list.dnswl.org=127.0.[0..255].[1..3]*-2"],
+  dnsblThreshold: 3,
+  saslEndpoint: "inet:dovecot:12345",
+  lmtpEndpoint: "inet:dovecot:24",
+  milters: ["inet:opendkim:8891"],
+  milterDefaultAction: "tempfail",
+  extraServices: [],
+  tls: { certFile: "/etc/mail/tls/tls.crt", keyFile: "/etc/mail/tls/tls.key" },
+  trustedNetworks: [],
+  proxyProtocol: false,
+  messageSizeLimit: 26214400,
+  queueDirectory: "/var/spool/postfix",
+  dataDirectory: "/var/lib/postfix",
+  mainCfOverrides: {},
+};
+
+const PARAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+const DNSBL = /^[a-z0-9.-]+\.[a-z]{2,}(=[0-9.[\];]+)?(\*-?\d+)?$/;
+const SERVICE_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+
+/** A main.cf/-o value: one line, no NUL; Postfix trims surrounding space itself. */
+function checkValue(field: string, value: string): string {
+  if (typeof value !== "string" || /[\r\n\0]/.test(value)) invalid(field, "a single-line string", value);
+  return value.trim();
+}
+
+function endpointString(field: string, value: string, allowUnix: boolean): string {
+  const ep = parseEndpoint(field, value);
+  if (ep.kind === "unix" && !allowUnix) invalid(field, "inet:HOST:PORT", value);
+  return ep.kind === "inet" ? `inet:${ep.host}:${ep.port}` : `unix:${ep.path}`;
+}
+
+function validate(s: PostfixSettings): void {
+  checkHostname("hostname", s.hostname);
+  endpointString("socketmap", s.socketmap, true);
+  s.dnsbls.forEach((d, i) => DNSBL.test(d) || invalid(`dnsbls[${i}]`, "domain[=filter][*weight]", d));
+  if (!Number.isInteger(s.dnsblThreshold) || s.dnsblThreshold < 1) invalid("dnsblThreshold", "an integer >= 1", s.dnsblThreshold);
+  endpointString("saslEndpoint", s.saslEndpoint, false);
+  endpointString("lmtpEndpoint", s.lmtpEndpoint, true);
+  s.milters.forEach((m, i) => endpointString(`milters[${i}]`, m, true));
+  if (s.milterDefaultAction !== "tempfail" && s.milterDefaultAction !== "accept") {
+    invalid("milterDefaultAction", '"tempfail" or "accept"', s.milterDefaultAction);
+  }
+  if (s.policyService !== undefined) endpointString("policyService", s.policyService, true);
+  if (s.contentFilter !== undefined && !/^[a-z0-9][a-z0-9._-]*:[A-Za-z0-9.[\]:_-]*$/.test(s.contentFilter)) {
+    invalid("contentFilter", "transport:nexthop", s.contentFilter);
+  }
+  const reserved = new Set(Object.keys(POSTFIX_PORTS).concat(STANDARD_SERVICE_NAMES));
+  s.extraServices.forEach((svc, i) => {
+    const f = `extraServices[${i}]`;
+    if (!SERVICE_NAME.test(svc.name) || reserved.has(svc.name)) invalid(`${f}.name`, "a new service name [a-z0-9._-]", svc.name);
+    if (!["inet", "unix", "unix-dgram", "pass", "fifo"].includes(svc.type)) invalid(`${f}.type`, "a master.cf service type", svc.type);
+    if (svc.maxproc !== undefined && (!Number.isInteger(svc.maxproc) || svc.maxproc < 0)) invalid(`${f}.maxproc`, "an integer >= 0", svc.maxproc);
+    if (!/^[a-z0-9-]+$/.test(svc.command)) invalid(`${f}.command`, "a Postfix daemon name", svc.command);
+    (svc.args ?? []).forEach((a, j) => /^[^\s\0]+$/.test(a) || invalid(`${f}.args[${j}]`, "a word without spaces", a));
+  });
+  if (s.relay !== undefined) {
+    checkHostname("relay.host", s.relay.host);
+    if (s.relay.port !== 587 && s.relay.port !== 465) invalid("relay.port", "587 or 465", s.relay.port);
+    checkAbsPath("relay.passwordMapFile", s.relay.passwordMapFile);
+  }
+  checkAbsPath("tls.certFile", s.tls.certFile);
+  checkAbsPath("tls.keyFile", s.tls.keyFile);
+  s.trustedNetworks.forEach((n, i) => checkCidr(`trustedNetworks[${i}]`, n));
+  if (typeof s.proxyProtocol !== "boolean") invalid("proxyProtocol", "a boolean", s.proxyProtocol);
+  if (!Number.isInteger(s.messageSizeLimit) || s.messageSizeLimit < 1024 * 1024) {
+    invalid("messageSizeLimit", "an integer number of bytes >= 1048576", s.messageSizeLimit);
+  }
+  checkAbsPath("queueDirectory", s.queueDirectory);
+  checkAbsPath("dataDirectory", s.dataDirectory);
+  for (const [k, v] of Object.entries(s.mainCfOverrides)) {
+    if (!PARAM_NAME.test(k)) invalid(`mainCfOverrides[${JSON.stringify(k)}]`, "a Postfix parameter name [A-Za-z0-9_-]", k);
+    checkValue(`mainCfOverrides.${k}`, v);
+  }
+}
+
+function mynetworks(s: PostfixSettings): string {
+  return ["127.0.0.0/8", "[::1]/128", ...s.trustedNetworks.map((n) => (n.includes(":") ? `[${n.split("/")[0]}]/${n.split("/")[1]}` : n))].join(" ");
+}
+
+function mainCf(s: PostfixSettings): Map<string, string> {
+  const sm = endpointString("socketmap", s.socketmap, true);
+  const map = (name: keyof typeof POSTFIX_SOCKETMAP_NAMES) => `socketmap:${sm}:${POSTFIX_SOCKETMAP_NAMES[name]}`;
+  const inboundRecipient = [
+    "reject_non_fqdn_recipient",
+    "reject_unknown_recipient_domain",
+    "reject_unauth_pipelining",
+    "reject_unauth_destination",
+    ...(s.policyService ? [`check_policy_service ${endpointString("policyService", s.policyService, true)}`] : []),
+    "permit",
+  ];
+  const p: [string, string][] = [
+    ["compatibility_level", "3.10"],
+    ["myhostname", s.hostname],
+    ["myorigin", "$myhostname"],
+    ["smtpd_banner", "$myhostname ESMTP"],
+    ["queue_directory", s.queueDirectory],
+    ["data_directory", s.dataDirectory],
+    ["maillog_file", "/dev/stdout"],
+    ["biff", "no"],
+    ["append_dot_mydomain", "no"],
+    ["message_size_limit", String(s.messageSizeLimit)],
+    ["mailbox_size_limit", "0"],
+    ["recipient_delimiter", "+"],
+    // Only loopback (plus explicitly trusted networks) — and relay permission never comes from it.
+    ["mynetworks", mynetworks(s)],
+    // No local delivery: every domain is virtual and comes from couchmail.
+    ["mydestination", ""],
+    ["local_recipient_maps", ""],
+    ["local_transport", "error:5.1.1 local delivery is disabled"],
+    ["alias_maps", ""],
+    ["alias_database", ""],
+    // Empty on purpose: otherwise bare domains are fed into the alias map.
+    ["virtual_alias_domains", ""],
+    ["virtual_mailbox_domains", map("domains")],
+    ["virtual_mailbox_maps", map("mailboxes")],
+    ["virtual_alias_maps", map("aliases")],
+    ["smtpd_sender_login_maps", map("senders")],
+    ["virtual_transport", `lmtp:${endpointString("lmtpEndpoint", s.lmtpEndpoint, true)}`],
+    ["relayhost", s.relay ? `[${s.relay.host}]:${s.relay.port}` : ""],
+    // SMTP server, port 25 (submission ports override these in master.cf).
+    ["smtpd_helo_required", "yes"],
+    ["disable_vrfy_command", "yes"],
+    ["strict_rfc821_envelopes", "yes"],
+    ["smtpd_delay_reject", "yes"],
+    ["smtpd_client_restrictions", ""],
+    ["smtpd_helo_restrictions", "reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname"],
+    ["smtpd_sender_restrictions", "reject_non_fqdn_sender, reject_unknown_sender_domain"],
+    ["smtpd_relay_restrictions", "reject_unauth_destination"],
+    ["smtpd_recipient_restrictions", inboundRecipient.join(", ")],
+    ["smtpd_data_restrictions", "reject_unauth_pipelining, reject_multi_recipient_bounce"],
+    // SMTP smuggling (CVE-2023-51764).
+    ["smtpd_forbid_bare_newline", "normalize"],
+    ["smtpd_forbid_bare_newline_exclusions", "$mynetworks"],
+    ["smtpd_forbid_unauth_pipelining", "yes"],
+    ["smtpd_policy_service_default_action", "451 4.3.5 Server configuration problem"],
+    // SASL exists only on the submission ports (master.cf turns it on there).
+    ["smtpd_sasl_auth_enable", "no"],
+    ["smtpd_sasl_type", "dovecot"],
+    ["smtpd_sasl_path", endpointString("saslEndpoint", s.saslEndpoint, false)],
+    ["smtpd_sasl_security_options", "noanonymous, noplaintext"],
+    ["smtpd_sasl_tls_security_options", "noanonymous"],
+    ["smtpd_sasl_authenticated_header", "no"],
+    ["smtpd_tls_auth_only", "yes"],
+    // TLS server.
+    ["smtpd_tls_cert_file", s.tls.certFile],
+    ["smtpd_tls_key_file", s.tls.keyFile],
+    ["smtpd_tls_security_level", "may"],
+    ["smtpd_tls_protocols", ">=TLSv1.2"],
+    ["smtpd_tls_mandatory_protocols", ">=TLSv1.2"],
+    ["smtpd_tls_received_header", "yes"],
+    ["smtpd_tls_loglevel", "1"],
+    // TLS client: opportunistic direct delivery; a relay gets mandatory TLS before its password.
+    ["smtp_tls_CAfile", "/etc/ssl/certs/ca-certificates.crt"],
+    ["smtp_tls_security_level", s.relay ? "secure" : "may"],
+    ["smtp_tls_protocols", ">=TLSv1.2"],
+    ["smtp_tls_mandatory_protocols", ">=TLSv1.2"],
+    ["smtp_tls_loglevel", "1"],
+    ...(s.relay
+      ? ([
+          ["smtp_tls_wrappermode", s.relay.port === 465 ? "yes" : "no"],
+          ["smtp_sasl_auth_enable", "yes"],
+          ["smtp_sasl_password_maps", `texthash:${s.relay.passwordMapFile}`],
+          ["smtp_sasl_security_options", "noanonymous"],
+          ["smtp_sasl_tls_security_options", "noanonymous"],
+        ] as [string, string][])
+      : []),
+    // postscreen on port 25.
+    ["postscreen_access_list", "permit_mynetworks"],
+    ["postscreen_dnsbl_sites", s.dnsbls.join(", ")],
+    ["postscreen_dnsbl_threshold", String(s.dnsblThreshold)],
+    ["postscreen_dnsbl_allowlist_threshold", "-1"],
+    ["postscreen_dnsbl_action", "enforce"],
+    ["postscreen_greet_action", "enforce"],
+    ["postscreen_denylist_action", "enforce"],
+    // Milters: OpenDKIM signs (daemon ORIGINATING) and verifies; unreachable ⇒ 4xx, never unsigned/bounced.
+    ["smtpd_milters", s.milters.map((m) => endpointString("milters", m, true)).join(", ")],
+    ["non_smtpd_milters", "$smtpd_milters"],
+    ["milter_default_action", s.milterDefaultAction],
+    ["milter_protocol", "6"],
+    ["milter_mail_macros", "i {mail_addr} {client_addr} {client_name} {auth_type} {auth_authen}"],
+    // Lookup or DNS trouble must defer, not bounce.
+    ["unknown_address_tempfail_action", "defer_if_permit"],
+  ];
+  const out = new Map(p);
+  for (const [k, v] of Object.entries(s.mainCfOverrides)) {
+    out.delete(k); // re-insert so overrides come last, once
+    out.set(k, checkValue(k, v));
+  }
+  return out;
+}
+
+/** Postfix's standard internal services; all unchrooted (the container is the jail). */
+const STANDARD_SERVICES: [string, string, string, string, string, string][] = [
+  // name, type, private, unpriv, maxproc, command
+  ["pickup", "unix", "n", "-", "1", "pickup"],
+  ["cleanup", "unix", "n", "-", "0", "cleanup"],
+  ["qmgr", "unix", "n", "n", "1", "qmgr"],
+  ["tlsmgr", "unix", "-", "-", "1", "tlsmgr"],
+  ["rewrite", "unix", "-", "-", "-", "trivial-rewrite"],
+  ["bounce", "unix", "-", "-", "0", "bounce"],
+  ["defer", "unix", "-", "-", "0", "bounce"],
+  ["trace", "unix", "-", "-", "0", "bounce"],
+  ["verify", "unix", "-", "-", "1", "verify"],
+  ["flush", "unix", "n", "-", "0", "flush"],
+  ["proxymap", "unix", "-", "-", "-", "proxymap"],
+  ["proxywrite", "unix", "-", "-", "1", "proxymap"],
+  ["smtp", "unix", "-", "-", "-", "smtp"],
+  ["relay", "unix", "-", "-", "-", "smtp"],
+  ["showq", "unix", "n", "-", "-", "showq"],
+  ["error", "unix", "-", "-", "-", "error"],
+  ["retry", "unix", "-", "-", "-", "error"],
+  ["discard", "unix", "-", "-", "-", "discard"],
+  ["lmtp", "unix", "-", "-", "-", "lmtp"],
+  ["anvil", "unix", "-", "-", "1", "anvil"],
+  ["scache", "unix", "-", "-", "1", "scache"],
+  ["postlog", "unix-dgram", "n", "-", "1", "postlogd"],
+  ["smtpd", "pass", "-", "-", "-", "smtpd"],
+  ["dnsblog", "unix", "-", "-", "0", "dnsblog"],
+  ["tlsproxy", "unix", "-", "-", "0", "tlsproxy"],
+];
+const STANDARD_SERVICE_NAMES = STANDARD_SERVICES.map((e) => e[0]).concat(["smtpd-proxy", "submission", "submissions"]);
+
+function entry(name: string, type: string, priv: string, unpriv: string, maxproc: string, command: string, opts: string[] = []): string {
+  const head = [name, type, priv, unpriv, "n", "-", maxproc, command].join(" ");
+  return [head, ...opts.map((o) => `  ${o}`)].join("\n");
+}
+
+/** -o options that turn an smtpd into an authenticated-submission-only server. */
+function submissionOptions(name: string, implicitTls: boolean): string[] {
+  return [
+    `-o syslog_name=postfix/${name}`,
+    implicitTls ? "-o smtpd_tls_wrappermode=yes" : "-o smtpd_tls_security_level=encrypt",
+    "-o smtpd_tls_auth_only=yes",
+    "-o smtpd_sasl_auth_enable=yes",
+    "-o smtpd_helo_restrictions=",
+    "-o smtpd_client_restrictions=permit_sasl_authenticated,reject",
+    "-o smtpd_sender_restrictions=reject_non_fqdn_sender,reject_sender_login_mismatch,permit_sasl_authenticated,reject",
+    "-o smtpd_relay_restrictions=permit_sasl_authenticated,reject",
+    "-o smtpd_recipient_restrictions=reject_non_fqdn_recipient,permit_sasl_authenticated,reject",
+    "-o milter_macro_daemon_name=ORIGINATING",
+    "-o content_filter=",
+  ];
+}
+
+function masterCf(s: PostfixSettings): string {
+  const inboundFilter = s.contentFilter ? [`-o content_filter=${s.contentFilter}`] : [];
+  const out: string[] = [
+    "# service type private unpriv chroot wakeup maxproc command + args",
+    entry(String(POSTFIX_PORTS.smtp), "inet", "n", "-", "1", "postscreen"),
+    // postscreen hands clients to the "smtpd" pass service below.
+    entry("smtpd", "pass", "-", "-", "-", "smtpd", inboundFilter),
+    entry(String(POSTFIX_PORTS.submission), "inet", "n", "-", "-", "smtpd", submissionOptions("submission", false)),
+    entry(String(POSTFIX_PORTS.submissions), "inet", "n", "-", "-", "smtpd", submissionOptions("submissions", true)),
+  ];
+  if (s.proxyProtocol) {
+    // A forged PROXY header could claim loopback: clients from these ports never match mynetworks.
+    out.push(
+      entry(String(POSTFIX_PORTS.smtpProxy), "inet", "n", "-", "1", "postscreen", [
+        "-o syslog_name=postfix/smtp-proxy",
+        "-o postscreen_upstream_proxy_protocol=haproxy",
+        "-o postscreen_access_list=",
+        "-o smtpd_service_name=smtpd-proxy",
+      ]),
+      entry("smtpd-proxy", "pass", "-", "-", "-", "smtpd", ["-o syslog_name=postfix/smtp-proxy", "-o mynetworks=", ...inboundFilter]),
+      entry(String(POSTFIX_PORTS.submissionProxy), "inet", "n", "-", "-", "smtpd", [
+        ...submissionOptions("submission-proxy", false),
+        "-o smtpd_upstream_proxy_protocol=haproxy",
+        "-o mynetworks=",
+      ]),
+      entry(String(POSTFIX_PORTS.submissionsProxy), "inet", "n", "-", "-", "smtpd", [
+        ...submissionOptions("submissions-proxy", true),
+        "-o smtpd_upstream_proxy_protocol=haproxy",
+        "-o mynetworks=",
+      ]),
+    );
+  }
+  for (const [name, type, priv, unpriv, maxproc, command] of STANDARD_SERVICES) {
+    if (name !== "smtpd") out.push(entry(name, type, priv, unpriv, maxproc, command));
+  }
+  for (const svc of s.extraServices) {
+    const yn = (b: boolean | undefined) => (b === undefined ? "-" : b ? "y" : "n");
+    out.push(
+      entry(svc.name, svc.type, yn(svc.private), yn(svc.unpriv), svc.maxproc === undefined ? "-" : String(svc.maxproc), svc.command, svc.args ?? []),
+    );
+  }
+  return out.join("\n") + "\n";
+}
+
+/** Renders main.cf and master.cf. Throws on invalid settings, naming the field. */
+export function renderPostfix(settings: PostfixSettings): RenderedFiles {
+  validate(settings);
+  const main = [...mainCf(settings)].map(([k, v]) => (v === "" ? `${k} =` : `${k} = ${v}`)).join("\n") + "\n";
+  return { "main.cf": main, "master.cf": masterCf(settings) };
+}

@@ -1,0 +1,110 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { Couchmail } from "../couchmail";
+import { appLabels, BUDGET, configVolumes, renderedConfigMap, execProbe, rootDroppingContainer } from "../kube";
+import { POSTFIX_PORTS, PostfixSettings, renderPostfix } from "./config";
+
+export interface PostfixArgs {
+    namespace: pulumi.Input<string>;
+    image: string;
+    imagePullPolicy: string;
+    settings: PostfixSettings;
+    couchmail: Couchmail;
+    /** `kubernetes.io/tls` Secret with the mail host's certificate. */
+    tlsSecretName: pulumi.Input<string>;
+    queueSize: string;
+    storageClassName?: string;
+    /** A ConfigMap the user manages whose files extend the rendered ones (main.cf lines win). */
+    overrideConfigMap?: string;
+}
+
+/**
+ * Postfix: postscreen on 25, submission on 587 (STARTTLS before AUTH) and 465 (implicit TLS), delivery over LMTP to
+ * Dovecot. Its queue is on a persistent volume, so a restarted or rescheduled pod loses nothing; on SIGTERM the
+ * entrypoint runs `postfix stop`, and the grace period lets in-flight deliveries finish.
+ */
+export class Postfix extends pulumi.ComponentResource {
+    readonly serviceName: pulumi.Output<string>;
+    readonly configMapName: pulumi.Output<string>;
+
+    constructor(name: string, args: PostfixArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("mail:index:Postfix", name, {}, opts);
+        const { labels, selector } = appLabels("postfix", "mta");
+        const files = renderPostfix(args.settings);
+        const { configMap } = renderedConfigMap(`postfix-config`, { namespace: args.namespace, labels, files }, { parent: this });
+        const config = configVolumes("postfix", configMap, args.overrideConfigMap);
+        const couchmail = args.couchmail.sidecar({ socketmap: true });
+
+        const ports = [
+            { name: "smtp", port: POSTFIX_PORTS.smtp },
+            { name: "submission", port: POSTFIX_PORTS.submission },
+            { name: "submissions", port: POSTFIX_PORTS.submissions },
+            ...(args.settings.proxyProtocol ? [
+                { name: "smtp-proxy", port: POSTFIX_PORTS.smtpProxy },
+                { name: "subm-proxy", port: POSTFIX_PORTS.submissionProxy },
+                { name: "subms-proxy", port: POSTFIX_PORTS.submissionsProxy },
+            ] : []),
+        ];
+        const service = new k8s.core.v1.Service(`${name}-service`, {
+            metadata: { name: "postfix", namespace: args.namespace, labels },
+            spec: { selector, ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })) },
+        }, { parent: this });
+
+        new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
+            metadata: { name: "postfix", namespace: args.namespace, labels },
+            spec: {
+                serviceName: service.metadata.name,
+                replicas: 1,
+                selector: { matchLabels: selector },
+                template: {
+                    metadata: { labels },
+                    spec: {
+                        automountServiceAccountToken: false,
+                        enableServiceLinks: false,
+                        // Long enough for `postfix stop` to let running deliveries finish.
+                        terminationGracePeriodSeconds: 60,
+                        securityContext: { seccompProfile: { type: "RuntimeDefault" } },
+                        initContainers: [couchmail.container],
+                        containers: [{
+                            name: "postfix",
+                            image: args.image,
+                            imagePullPolicy: args.imagePullPolicy,
+                            ports: ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" })),
+                            resources: BUDGET.postfix,
+                            // Postfix's master starts as root and runs every service as `postfix` in a chroot.
+                            securityContext: rootDroppingContainer(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]),
+                            volumeMounts: [
+                                ...config.mounts,
+                                { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },
+                                { name: "queue", mountPath: args.settings.queueDirectory },
+                                { name: "state", mountPath: args.settings.dataDirectory },
+                                { name: "run", mountPath: "/run/mail" },
+                                { name: "tmp", mountPath: "/tmp" },
+                            ],
+                            // `postfix status` asks the master itself and leaves no connection noise in the log.
+                            startupProbe: { ...execProbe(["postfix", "status"], 2), failureThreshold: 30 },
+                            readinessProbe: execProbe(["postfix", "status"], 10),
+                            livenessProbe: execProbe(["postfix", "status"], 30),
+                        }],
+                        volumes: [
+                            ...config.volumes,
+                            ...couchmail.volumes,
+                            { name: "tls", secret: { secretName: args.tlsSecretName, defaultMode: 0o400 } },
+                            { name: "state", emptyDir: {} },
+                            { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
+                            { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+                        ],
+                    },
+                },
+                volumeClaimTemplates: [{
+                    metadata: { name: "queue", labels },
+                    spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.storageClassName, resources: { requests: { storage: args.queueSize } } },
+                }],
+            },
+        }, { parent: this });
+
+        this.serviceName = service.metadata.name;
+        this.configMapName = configMap.metadata.name;
+        this.registerOutputs({ serviceName: this.serviceName, configMapName: this.configMapName });
+    }
+}

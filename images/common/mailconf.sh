@@ -1,0 +1,94 @@
+# Shared by the mail images' entrypoints (sourced, bash). Config comes from Kubernetes volumes:
+#   /etc/mail/defaults/$SVC   ConfigMap rendered by the program
+#   /etc/mail/overrides/$SVC  optional user ConfigMap: a file named like a default is APPENDED to it
+#                             (later settings win in main.cf, dovecot.conf, opendkim tables), others are added
+# The live config is a generation directory behind the symlink /run/mail/$SVC/live, switched atomically.
+# A polling watcher (no inotify: it also sees Secret/ConfigMap `..data` swaps on any filesystem) fingerprints
+# the mounts and, on change, assembles + validates a new generation, then reloads — or keeps the old one.
+
+: "${SVC:?SVC must be set}"
+DEFAULTS_DIR=${DEFAULTS_DIR:-/etc/mail/defaults/$SVC}
+OVERRIDES_DIR=${OVERRIDES_DIR:-/etc/mail/overrides/$SVC}
+RUN_DIR=/run/mail/$SVC
+LIVE=$RUN_DIR/live
+WATCH_INTERVAL=${WATCH_INTERVAL:-5}
+# Space-separated extra directories whose changes need a reload (TLS, keys); set by the entrypoint.
+EXTRA_WATCH=${EXTRA_WATCH:-}
+
+mc_log() { printf '%s %s-entrypoint: %s\n' "$(date -u +%FT%TZ)" "$SVC" "$*" >&2; }
+
+# Visible files of a mounted directory (Kubernetes keeps its own bookkeeping in `..*` entries).
+mc_files() { [ -d "$1" ] && find -L "$1" -mindepth 1 -maxdepth 1 -type f ! -name '..*' -printf '%f\n' | LC_ALL=C sort; }
+
+mc_fingerprint() {
+  local d f
+  for d in "$DEFAULTS_DIR" "$OVERRIDES_DIR" $EXTRA_WATCH; do
+    for f in $(mc_files "$d"); do printf '%s/%s ' "$d" "$f"; sha256sum <"$d/$f"; done
+  done | sha256sum | cut -d' ' -f1
+}
+
+# Builds a new generation directory from the mounts; prints its path.
+mc_assemble() {
+  local gen f
+  gen=$(mktemp -d "$RUN_DIR/gen.XXXXXX")
+  chmod 755 "$gen"
+  [ -n "$(mc_files "$DEFAULTS_DIR")" ] || { mc_log "no config in $DEFAULTS_DIR"; rm -rf "$gen"; return 1; }
+  for f in $(mc_files "$DEFAULTS_DIR"); do cp -L "$DEFAULTS_DIR/$f" "$gen/$f"; done
+  for f in $(mc_files "$OVERRIDES_DIR"); do
+    if [ -f "$gen/$f" ]; then
+      mc_log "override: appending $f"
+      { printf '\n# --- user override (%s) ---\n' "$OVERRIDES_DIR/$f"; cat "$OVERRIDES_DIR/$f"; } >>"$gen/$f"
+    else
+      mc_log "override: adding $f"
+      cp -L "$OVERRIDES_DIR/$f" "$gen/$f"
+    fi
+  done
+  # Service-specific extras (e.g. private key copies) when the entrypoint defines mc_prepare.
+  if declare -F mc_prepare >/dev/null; then mc_prepare "$gen" || { rm -rf "$gen"; return 1; }; fi
+  printf '%s\n' "$gen"
+}
+
+# Points `live` at a generation atomically and drops older generations.
+mc_activate() {
+  local gen=$1 old
+  ln -sfn "$(basename "$gen")" "$RUN_DIR/live.tmp"
+  mv -T "$RUN_DIR/live.tmp" "$LIVE"
+  for old in "$RUN_DIR"/gen.*; do [ "$old" = "$gen" ] || rm -rf "$old"; done
+}
+
+# First start: a bad config is fatal (the pod crash-loops with the reason in its log).
+mc_initial() {
+  local gen out
+  mkdir -p "$RUN_DIR"
+  gen=$(mc_assemble) || exit 1
+  if ! out=$(mc_validate "$gen" 2>&1); then
+    mc_log "config invalid, not starting: $out"
+    exit 1
+  fi
+  mc_activate "$gen"
+  mc_log "config $(mc_fingerprint | cut -c1-12) active"
+}
+
+# Runs in the background for the container's life: validate + activate + mc_reload on change.
+mc_watch() {
+  local last now gen out
+  last=$(mc_fingerprint)
+  while sleep "$WATCH_INTERVAL"; do
+    now=$(mc_fingerprint)
+    [ "$now" = "$last" ] && continue
+    last=$now
+    mc_log "change detected (${now:0:12}), validating"
+    gen=$(mc_assemble) || continue
+    if ! out=$(mc_validate "$gen" 2>&1); then
+      mc_log "config REJECTED, keeping the running one: $out"
+      rm -rf "$gen"
+      continue
+    fi
+    mc_activate "$gen"
+    if out=$(mc_reload 2>&1); then
+      mc_log "reloaded with config ${now:0:12}"
+    else
+      mc_log "reload FAILED: $out"
+    fi
+  done
+}

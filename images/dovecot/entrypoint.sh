@@ -1,0 +1,45 @@
+#!/bin/bash
+# Dovecot: assemble dovecot.conf (+ shipped sieve scripts) from the mounts, run in the foreground,
+# `doveadm reload` on config or certificate change.
+set -uo pipefail
+SVC=dovecot
+EXTRA_WATCH=${EXTRA_WATCH-/etc/mail/tls}
+MAIL_ROOT=${MAIL_ROOT:-/var/mail}
+. /usr/local/lib/mail/mailconf.sh
+
+# doveconf fails on unknown or misplaced settings; shipped sieve scripts must compile.
+mc_validate() {
+  local dir=$1 f out
+  out=$(doveconf -c "$dir/dovecot.conf" -n 2>&1 >/dev/null) || { echo "$out"; return 1; }
+  if grep -q . <<<"$out"; then echo "$out"; return 1; fi
+  for f in "$dir"/*.sieve; do
+    [ -e "$f" ] || continue
+    # Pre-compiled here because delivery runs as vmail and cannot write next to the script.
+    sievec -c "$dir/dovecot.conf" "$f" || return 1
+  done
+}
+mc_reload() { doveadm reload; }
+
+mc_initial
+install -d -m 755 /run/dovecot /run/dovecot-state
+# The mail volume belongs to vmail; only its top is fixed up (fsGroup covers the rest).
+if [ -d "$MAIL_ROOT" ] && [ "$(stat -c %u "$MAIL_ROOT")" != 5000 ]; then chown vmail:vmail "$MAIL_ROOT"; fi
+
+dovecot -F -c "$LIVE/dovecot.conf" &
+master=$!
+mc_watch &
+watcher=$!
+
+stopping=0
+stop() {
+  stopping=1
+  mc_log "SIGTERM: stopping Dovecot"
+  kill "$watcher" 2>/dev/null
+  kill -TERM "$master"
+}
+trap stop TERM INT
+while kill -0 "$master" 2>/dev/null; do wait "$master"; rc=$?; done
+kill "$watcher" 2>/dev/null
+if [ "$stopping" = 1 ]; then mc_log "Dovecot stopped"; exit 0; fi
+mc_log "Dovecot exited unexpectedly ($rc)"
+exit "$rc"

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Postfix: assemble main.cf/master.cf from the mounts, run master in the foreground, reload on change,
+# `postfix stop` on SIGTERM so queue files are closed cleanly.
+set -uo pipefail
+SVC=postfix
+EXTRA_WATCH=${EXTRA_WATCH-/etc/mail/tls}
+. /usr/local/lib/mail/mailconf.sh
+
+# Postfix reports problems on a terminal or through its log; capture both, fail on any warning.
+mc_validate() {
+  local dir=$1 out
+  out=$(postconf -c "$dir" -n 2>&1 >/dev/null; postconf -c "$dir" -M 2>&1 >/dev/null) || { echo "$out"; return 1; }
+  if grep -q . <<<"$out"; then echo "$out"; return 1; fi
+  out=$(script -qec "postfix -c $dir check" /dev/null 2>&1) || { echo "$out"; return 1; }
+  if grep -qE 'warning|fatal|error' <<<"$out"; then echo "$out"; return 1; fi
+}
+mc_reload() { postfix reload; }
+
+mc_initial
+data_dir=$(postconf -h data_directory)
+install -d -o postfix -g postfix -m 700 "$data_dir"
+
+postfix start-fg &
+master=$!
+mc_watch &
+watcher=$!
+
+stopping=0
+stop() {
+  stopping=1
+  mc_log "SIGTERM: stopping Postfix"
+  kill "$watcher" 2>/dev/null
+  postfix stop
+}
+trap stop TERM INT
+# `wait` returns early when a trapped signal arrives; keep waiting for master to finish.
+while kill -0 "$master" 2>/dev/null; do wait "$master"; rc=$?; done
+kill "$watcher" 2>/dev/null
+if [ "$stopping" = 1 ]; then mc_log "Postfix stopped"; exit 0; fi
+mc_log "Postfix exited unexpectedly ($rc)"
+exit "$rc"
