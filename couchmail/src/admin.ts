@@ -1,0 +1,279 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import bcrypt from "bcryptjs";
+import { Couch, CouchError } from "./couch";
+import { AliasDoc, DomainDoc, MailboxDoc, docId, splitAddress } from "./model";
+
+/** An error the CLI reports as is, with its exit code. */
+export class AdminError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+export const EXIT = { failure: 1, usage: 2, notFound: 3, conflict: 4 } as const;
+
+const usage = (m: string) => new AdminError(m, EXIT.usage);
+const notFound = (m: string) => new AdminError(m, EXIT.notFound);
+const conflict = (m: string) => new AdminError(m, EXIT.conflict);
+
+function id(type: "domain" | "mailbox" | "alias", key: string): string {
+  try {
+    return docId(type, key);
+  } catch (e) {
+    throw usage((e as Error).message);
+  }
+}
+
+export const BCRYPT_COST = 12;
+
+/** `{BLF-CRYPT}` hash Dovecot verifies. Passwords never leave this function except hashed. */
+export async function hashPassword(password: string): Promise<string> {
+  if (password.length < 8) throw usage("password too short (at least 8 characters)");
+  if (Buffer.byteLength(password) > 72) throw usage("password too long (bcrypt uses at most 72 bytes)");
+  return "{BLF-CRYPT}" + (await bcrypt.hash(password, BCRYPT_COST));
+}
+
+/** Read-modify-write with CouchDB's optimistic locking, retried on a conflicting writer. */
+async function update<T extends { _id: string }>(couch: Couch, docIdStr: string, fn: (doc: T | null) => T | null | "delete"): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const cur = await couch.get<T & { _rev: string }>(docIdStr);
+    const next = fn(cur);
+    try {
+      if (next === "delete") {
+        if (cur) await couch.remove(docIdStr, cur._rev);
+      } else if (next !== null) {
+        await couch.put(cur ? { ...next, _rev: cur._rev } : next);
+      }
+      return;
+    } catch (e) {
+      if (e instanceof CouchError && e.status === 409 && attempt < 3) continue;
+      if (e instanceof CouchError && e.status === 403) throw new AdminError(`rejected by the datastore: ${e.message}`, EXIT.usage);
+      throw e;
+    }
+  }
+}
+
+async function requireDomain(couch: Couch, domain: string): Promise<void> {
+  if (!(await couch.get(id("domain", domain)))) throw notFound(`domain ${domain} does not exist (add it with: couchmail domain add ${domain})`);
+}
+
+function addressParts(address: string): { address: string; domain: string } {
+  const p = splitAddress(address);
+  if (!p) throw usage(`${JSON.stringify(address)} is not an address (local@domain)`);
+  return { address: `${p.local}@${p.domain}`, domain: p.domain };
+}
+
+export async function init(couch: Couch): Promise<string> {
+  await couch.ensureDatabase();
+  return couch.installDesign();
+}
+
+// ---- domains
+export async function domainAdd(couch: Couch, name: string): Promise<void> {
+  const d = name.toLowerCase();
+  const _id = id("domain", d);
+  await update<DomainDoc>(couch, _id, (cur) => {
+    if (cur) throw conflict(`domain ${d} already exists`);
+    return { _id, type: "domain", name: d };
+  });
+}
+
+export async function domainRm(couch: Couch, name: string): Promise<void> {
+  const d = name.toLowerCase();
+  const _id = id("domain", d);
+  const users = (await mailboxList(couch, d)).length;
+  const aliases = (await aliasList(couch, d)).length;
+  if (users || aliases) throw conflict(`domain ${d} still has ${users} mailbox(es) and ${aliases} alias(es); remove them first`);
+  await update<DomainDoc>(couch, _id, (cur) => {
+    if (!cur) throw notFound(`domain ${d} does not exist`);
+    return "delete";
+  });
+}
+
+export async function domainList(couch: Couch): Promise<string[]> {
+  return (await couch.byPrefix<DomainDoc>("domain:")).map((d) => d.name);
+}
+
+// ---- mailboxes
+export interface UserInfo {
+  address: string;
+  enabled: boolean;
+  quota_bytes: number | null;
+  sieve: string[];
+}
+const info = (m: MailboxDoc): UserInfo => ({
+  address: m.address,
+  enabled: m.enabled,
+  quota_bytes: m.quota_bytes ?? null,
+  sieve: Object.keys(m.sieve ?? {}),
+});
+
+export async function userAdd(couch: Couch, address: string, password: string, opts: { quotaBytes?: number; disabled?: boolean }): Promise<void> {
+  const p = addressParts(address);
+  const _id = id("mailbox", p.address);
+  await requireDomain(couch, p.domain);
+  const hash = await hashPassword(password);
+  await update<MailboxDoc>(couch, _id, (cur) => {
+    if (cur) throw conflict(`mailbox ${p.address} already exists`);
+    const doc: MailboxDoc = { _id, type: "mailbox", address: p.address, password: hash, enabled: !opts.disabled };
+    if (opts.quotaBytes) doc.quota_bytes = opts.quotaBytes;
+    return doc;
+  });
+}
+
+async function mailboxUpdate(couch: Couch, address: string, fn: (m: MailboxDoc) => MailboxDoc): Promise<void> {
+  const p = addressParts(address);
+  await update<MailboxDoc>(couch, id("mailbox", p.address), (cur) => {
+    if (!cur) throw notFound(`mailbox ${p.address} does not exist`);
+    return fn(cur);
+  });
+}
+
+export async function userPasswd(couch: Couch, address: string, password: string): Promise<void> {
+  const hash = await hashPassword(password);
+  await mailboxUpdate(couch, address, (m) => ({ ...m, password: hash }));
+}
+
+export async function userSet(couch: Couch, address: string, opts: { quotaBytes?: number | null; enabled?: boolean }): Promise<void> {
+  await mailboxUpdate(couch, address, (m) => {
+    const next = { ...m };
+    if (opts.enabled !== undefined) next.enabled = opts.enabled;
+    if (opts.quotaBytes === null || opts.quotaBytes === 0) delete next.quota_bytes;
+    else if (opts.quotaBytes !== undefined) next.quota_bytes = opts.quotaBytes;
+    return next;
+  });
+}
+
+export async function userRm(couch: Couch, address: string): Promise<string[]> {
+  const p = addressParts(address);
+  await update<MailboxDoc>(couch, id("mailbox", p.address), (cur) => {
+    if (!cur) throw notFound(`mailbox ${p.address} does not exist`);
+    return "delete";
+  });
+  // Aliases still pointing here are reported, not silently rewritten.
+  return (await aliasList(couch, p.domain)).filter((a) => a.targets.includes(p.address)).map((a) => a.source);
+}
+
+async function mailboxList(couch: Couch, domain?: string): Promise<MailboxDoc[]> {
+  const all = await couch.byPrefix<MailboxDoc>("mailbox:");
+  return domain ? all.filter((m) => m.address.endsWith(`@${domain.toLowerCase()}`)) : all;
+}
+
+export async function userList(couch: Couch, domain?: string): Promise<UserInfo[]> {
+  return (await mailboxList(couch, domain)).map(info);
+}
+
+// ---- aliases
+function aliasSource(source: string): { source: string; domain: string } {
+  const s = source.toLowerCase();
+  if (s.startsWith("@")) return { source: s, domain: s.slice(1) };
+  const p = addressParts(s);
+  return { source: p.address, domain: p.domain };
+}
+
+export async function aliasAdd(couch: Couch, source: string, targets: string[]): Promise<string[]> {
+  const s = aliasSource(source);
+  const _id = id("alias", s.source);
+  await requireDomain(couch, s.domain);
+  const add = targets.map((t) => addressParts(t).address);
+  let result: string[] = [];
+  await update<AliasDoc>(couch, _id, (cur) => {
+    const merged = [...(cur?.targets ?? [])];
+    for (const t of add) if (!merged.includes(t)) merged.push(t);
+    result = merged;
+    return { _id, type: "alias", source: s.source, targets: merged };
+  });
+  return result;
+}
+
+export async function aliasRm(couch: Couch, source: string, targets: string[]): Promise<void> {
+  const s = aliasSource(source);
+  const drop = targets.map((t) => addressParts(t).address);
+  await update<AliasDoc>(couch, id("alias", s.source), (cur) => {
+    if (!cur) throw notFound(`alias ${s.source} does not exist`);
+    if (drop.length === 0) return "delete";
+    const missing = drop.filter((t) => !cur.targets.includes(t));
+    if (missing.length) throw notFound(`alias ${s.source} has no target ${missing.join(", ")}`);
+    const left = cur.targets.filter((t) => !drop.includes(t));
+    return left.length ? { ...cur, targets: left } : "delete";
+  });
+}
+
+export async function aliasList(couch: Couch, domain?: string): Promise<{ source: string; targets: string[] }[]> {
+  const all = await couch.byPrefix<AliasDoc>("alias:");
+  const d = domain?.toLowerCase();
+  return all.filter((a) => !d || a.source.endsWith(`@${d}`)).map((a) => ({ source: a.source, targets: a.targets }));
+}
+
+// ---- sieve
+const SIEVE_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+function sieveName(name: string): string {
+  if (!SIEVE_NAME.test(name)) throw usage(`bad sieve script name ${JSON.stringify(name)} (lowercase letters, digits, . _ -)`);
+  return name;
+}
+
+/** Compiles the script with Pigeonhole's sievec when it is installed; returns whether it ran. */
+export function checkSieve(script: string, sievec = "sievec"): boolean {
+  const dir = mkdtempSync(join(tmpdir(), "couchmail-sieve-"));
+  try {
+    const file = join(dir, "script.sieve");
+    writeFileSync(file, script);
+    const r = spawnSync(sievec, [file, join(dir, "script.svbin")], { encoding: "utf8", timeout: 30_000 });
+    if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    if (r.error) throw new AdminError(`sievec failed to run: ${r.error.message}`, EXIT.failure);
+    if (r.status !== 0) {
+      const out = `${r.stdout}${r.stderr}`.split(file).join("script").trim();
+      throw usage(`sieve script does not compile:\n${out}`);
+    }
+    return true;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function sievePut(couch: Couch, address: string, name: string, script: string): Promise<number> {
+  sieveName(name);
+  if (Buffer.byteLength(script) > 1048576) throw usage("sieve script larger than 1 MiB");
+  let rev = 0;
+  await mailboxUpdate(couch, address, (m) => {
+    rev = (m.sieve?.[name]?.rev ?? 0) + 1;
+    return { ...m, sieve: { ...(m.sieve ?? {}), [name]: { script, rev } } };
+  });
+  return rev;
+}
+
+async function mailbox(couch: Couch, address: string): Promise<MailboxDoc> {
+  const p = addressParts(address);
+  const m = await couch.get<MailboxDoc>(id("mailbox", p.address));
+  if (!m) throw notFound(`mailbox ${p.address} does not exist`);
+  return m;
+}
+
+export async function sieveGet(couch: Couch, address: string, name: string): Promise<string> {
+  const m = await mailbox(couch, address);
+  const s = m.sieve?.[sieveName(name)];
+  if (!s) throw notFound(`mailbox ${m.address} has no sieve script ${name}`);
+  return s.script;
+}
+
+export async function sieveRm(couch: Couch, address: string, name: string): Promise<void> {
+  sieveName(name);
+  await mailboxUpdate(couch, address, (m) => {
+    if (!m.sieve?.[name]) throw notFound(`mailbox ${m.address} has no sieve script ${name}`);
+    const sieve = { ...m.sieve };
+    delete sieve[name];
+    const next: MailboxDoc = { ...m, sieve };
+    if (Object.keys(sieve).length === 0) delete next.sieve;
+    return next;
+  });
+}
+
+export async function sieveList(couch: Couch, address: string): Promise<{ name: string; rev: number; bytes: number }[]> {
+  const m = await mailbox(couch, address);
+  return Object.entries(m.sieve ?? {}).map(([name, s]) => ({ name, rev: s.rev, bytes: Buffer.byteLength(s.script) }));
+}

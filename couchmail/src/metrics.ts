@@ -1,0 +1,87 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { Cache } from "./cache";
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly lookups: Counter<"map" | "result">;
+  readonly latency: Histogram<"map">;
+  readonly protocolErrors: Counter<"protocol">;
+
+  constructor(cache: Cache) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.lookups = new Counter({
+      name: "couchmail_lookups_total",
+      help: "Lookups answered, by map (socketmap name, passdb, userdb, sieve) and result (ok, notfound, temp)",
+      labelNames: ["map", "result"],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: "couchmail_lookup_duration_seconds",
+      help: "Time to answer one lookup, from request parsed to reply queued",
+      labelNames: ["map"],
+      buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01],
+      registers,
+    });
+    this.protocolErrors = new Counter({
+      name: "couchmail_protocol_errors_total",
+      help: "Connections closed because the client broke the protocol",
+      labelNames: ["protocol"],
+      registers,
+    });
+    new Gauge({
+      name: "couchmail_cache_documents",
+      help: "Documents held in memory",
+      registers,
+      collect() {
+        this.set(cache.snapshot?.size ?? 0);
+      },
+    });
+    new Gauge({
+      name: "couchmail_cache_broken_documents",
+      help: "Malformed documents (lookups touching them answer TEMP)",
+      registers,
+      collect() {
+        this.set(cache.snapshot?.broken.size ?? 0);
+      },
+    });
+    new Gauge({
+      name: "couchmail_cache_loaded",
+      help: "1 once the first full load has completed",
+      registers,
+      collect() {
+        this.set(cache.loaded ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "couchmail_cache_stale",
+      help: "1 when the changes feed has been lost for longer than the configured bound",
+      registers,
+      collect() {
+        this.set(cache.stale ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "couchmail_feed_lag_seconds",
+      help: "Seconds since the changes feed was last heard from (data or heartbeat)",
+      registers,
+      collect() {
+        this.set(cache.lastFeedAliveAt ? (Date.now() - cache.lastFeedAliveAt) / 1000 : -1);
+      },
+    });
+    new Gauge({
+      name: "couchmail_last_change_age_seconds",
+      help: "Seconds since the last change was applied (or the full load)",
+      registers,
+      collect() {
+        this.set(cache.lastChangeAt ? (Date.now() - cache.lastChangeAt) / 1000 : -1);
+      },
+    });
+  }
+
+  /** Records one lookup; `started` is from process.hrtime.bigint(). */
+  observe(map: string, result: string, started: bigint): void {
+    this.lookups.inc({ map, result });
+    this.latency.observe({ map }, Number(process.hrtime.bigint() - started) / 1e9);
+  }
+}

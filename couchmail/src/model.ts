@@ -1,0 +1,123 @@
+import { createHash } from "node:crypto";
+import { validateDocUpdate } from "./validate";
+
+export interface DomainDoc {
+  _id: string;
+  _rev?: string;
+  type: "domain";
+  name: string;
+}
+export interface SieveScript {
+  script: string;
+  rev: number;
+}
+export interface MailboxDoc {
+  _id: string;
+  _rev?: string;
+  type: "mailbox";
+  address: string;
+  password: string;
+  enabled: boolean;
+  quota_bytes?: number;
+  sieve?: Record<string, SieveScript>;
+}
+export interface AliasDoc {
+  _id: string;
+  _rev?: string;
+  type: "alias";
+  source: string;
+  targets: string[];
+}
+export type MailDoc = DomainDoc | MailboxDoc | AliasDoc;
+export type DocType = MailDoc["type"];
+
+export const DESIGN_ID = "_design/couchmail";
+
+/** The design document: its validate_doc_update is the same code the cache runs. */
+export function designDoc(): { _id: string; language: string; validate_doc_update: string } {
+  return { _id: DESIGN_ID, language: "javascript", validate_doc_update: validateDocUpdate.toString() };
+}
+
+/** Returns the reason a document is malformed, or null if it is well-formed. */
+export function invalidReason(doc: unknown): string | null {
+  try {
+    validateDocUpdate(doc);
+    return null;
+  } catch (e) {
+    const forbidden = (e as { forbidden?: unknown })?.forbidden;
+    return typeof forbidden === "string" ? forbidden : String(e);
+  }
+}
+
+/**
+ * Document ids are `<type>:<key>` where the key passed the same grammar the validator
+ * enforces: a type prefix means an id can never start with "_", and the grammar has no
+ * "/", "%", NUL or "..", so a key can never name another CouchDB path.
+ */
+export function docId(type: DocType, key: string): string {
+  const probe =
+    type === "domain"
+      ? { _id: `domain:${key}`, type, name: key }
+      : type === "alias"
+        ? { _id: `alias:${key}`, type, source: key, targets: ["x@example.org"] }
+        : {
+            _id: `mailbox:${key}`,
+            type,
+            address: key,
+            enabled: true,
+            password: "{BLF-CRYPT}$2b$10$" + "a".repeat(53),
+          };
+  const why = invalidReason(probe);
+  if (why !== null) throw new Error(`invalid ${type} key ${JSON.stringify(key)}: ${why}`);
+  return probe._id;
+}
+
+/** Splits an id into type and key, or null when it is not one of ours. */
+export function parseDocId(id: string): { type: DocType; key: string } | null {
+  const m = /^(domain|mailbox|alias):(.+)$/.exec(id);
+  return m ? { type: m[1] as DocType, key: m[2] } : null;
+}
+
+/** Lowercases and splits an address; null when it has no "@" with text on both sides. */
+export function splitAddress(addr: string): { local: string; domain: string } | null {
+  const a = addr.toLowerCase();
+  const at = a.lastIndexOf("@");
+  if (at < 1 || at === a.length - 1) return null;
+  return { local: a.slice(0, at), domain: a.slice(at + 1) };
+}
+
+/** `user+tag@dom` → `user@dom` (the subaddress separator is "+"). */
+export function baseAddress(addr: string): string | null {
+  const p = splitAddress(addr);
+  if (!p) return null;
+  const plus = p.local.indexOf("+");
+  const local = plus >= 0 ? p.local.slice(0, plus) : p.local;
+  return local ? `${local}@${p.domain}` : null;
+}
+
+/** Changes whenever the script text changes, and with every revision: it keys Pigeonhole's compiled binary. */
+export function sieveId(s: SieveScript): string {
+  const h = createHash("sha256").update(s.script).digest("hex").slice(0, 16);
+  return `r${s.rev}-${h}`;
+}
+export const EMPTY_SIEVE_ID = "empty";
+
+/** Dovecot size: exact binary units when possible, else bytes. */
+export function dovecotSize(bytes: number): string {
+  const units: [number, string][] = [
+    [1024 ** 4, "T"],
+    [1024 ** 3, "G"],
+    [1024 ** 2, "M"],
+    [1024, "k"],
+  ];
+  for (const [n, u] of units) if (bytes % n === 0) return `${bytes / n}${u}`;
+  return `${bytes}B`;
+}
+
+/** Parses "500M", "1G", "1048576" into bytes; throws on anything else. */
+export function parseSize(s: string): number {
+  const m = /^([0-9]{1,15})([kmgt]?)$/i.exec(s.trim());
+  if (!m) throw new Error(`invalid size ${JSON.stringify(s)} (use e.g. 500M, 2G or a byte count)`);
+  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as "" | "k" | "m" | "g" | "t"];
+  return Number(m[1]) * mult;
+}

@@ -1,0 +1,45 @@
+/**
+ * A CouchDB-protocol server for tests and the benchmark: express-pouchdb over PouchDB's
+ * in-memory adapter. Known gaps (see NOTES): longpoll ignores `timeout`, no
+ * `filter=_selector`, numeric sequences.
+ */
+import type { AddressInfo, Socket } from "node:net";
+import http from "node:http";
+
+export interface TestCouch {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startCouch(port = 0): Promise<TestCouch> {
+  /* eslint-disable @typescript-eslint/no-require-imports -- untyped CommonJS test-only packages */
+  const PouchDB = require("pouchdb-core")
+    .plugin(require("pouchdb-adapter-memory"))
+    .plugin(require("pouchdb-adapter-http"))
+    .plugin(require("pouchdb-mapreduce"))
+    .plugin(require("pouchdb-replication"));
+  const express = require("express");
+  const expressPouch = require("express-pouchdb");
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const MemPouch = PouchDB.defaults({ adapter: "memory" });
+  const app = express();
+  app.use("/", expressPouch(MemPouch, { inMemoryConfig: true, logPath: "/dev/null" }));
+  const server = http.createServer(app);
+  const sockets = new Set<Socket>();
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+  const p = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${p}`,
+    port: p,
+    stop: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
