@@ -246,7 +246,8 @@ function dovecotConf(s: DovecotSettings): string {
         ]
       : []),
   ];
-  const overrides = Object.entries(s.settingsOverrides).map(([k, v]) => `${k} = ${v}`);
+  // Dovecot trims unquoted values; rendering them trimmed keeps the file free of trailing space.
+  const overrides = Object.entries(s.settingsOverrides).map(([k, v]) => `${k} =${v.trim() ? ` ${v.trim()}` : ""}`);
   return [...lines, ...(overrides.length ? ["", "# Overrides from stack config.", ...overrides] : [])].join("\n") + "\n";
 }
 

@@ -1,0 +1,234 @@
+// Building and running our buildah images from tests (root + buildah, chroot isolation).
+import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
+import { randomBytes } from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+const REPO = path.resolve(__dirname, "../..");
+
+export interface Mount {
+  host: string;
+  ctr: string;
+  ro?: boolean;
+}
+
+export interface RunOptions {
+  mounts?: Mount[];
+  env?: Record<string, string>;
+  user?: string;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Fails with a clear message when the machine cannot build or run images. */
+export function requireBuildah(): void {
+  const probe = spawnSync("buildah", ["--version"], { encoding: "utf8" });
+  if (probe.error || probe.status !== 0) {
+    throw new Error("buildah is not installed: image tests need root, buildah and debootstrap (see .ci/apt-packages)");
+  }
+  if (process.getuid?.() !== 0) throw new Error("image tests need root (buildah with chroot isolation)");
+}
+
+/** Builds images/NAME/Dockerfile via images/build.sh; returns the image reference. */
+export function buildImage(name: string): string {
+  requireBuildah();
+  const r = spawnSync(path.join(REPO, "images/build.sh"), [name], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`images/build.sh ${name} failed (${r.status}):\n${r.stderr}\n${r.stdout}`);
+  return `mail/${name}:dev`;
+}
+
+function runArgs(name: string, argv: string[], opts: RunOptions): string[] {
+  const args = ["run", "--isolation", "chroot"];
+  for (const m of opts.mounts ?? []) args.push("-v", `${m.host}:${m.ctr}${m.ro === false ? "" : ":ro"}`);
+  for (const [k, v] of Object.entries(opts.env ?? {})) args.push("--env", `${k}=${v}`);
+  if (opts.user) args.push("--user", opts.user);
+  return [...args, name, "--", ...argv];
+}
+
+function newContainer(image: string): string {
+  const name = `mailtest-${randomBytes(4).toString("hex")}`;
+  execFileSync("buildah", ["from", "--pull=never", "--name", name, image], { stdio: "ignore" });
+  return name;
+}
+
+function removeContainer(name: string): void {
+  spawnSync("buildah", ["rm", name], { stdio: "ignore" });
+}
+
+/** Runs argv in a fresh container of image and removes the container afterwards. */
+export function runInImage(image: string, argv: string[], opts: RunOptions = {}): RunResult {
+  const name = newContainer(image);
+  try {
+    const r = spawnSync("buildah", runArgs(name, argv, opts), { encoding: "utf8", timeout: 120_000 });
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  } finally {
+    removeContainer(name);
+  }
+}
+
+/** Runs a shell script inside a fresh container (bash -c). */
+export function shInImage(image: string, script: string, opts: RunOptions = {}): RunResult {
+  return runInImage(image, ["bash", "-c", script], opts);
+}
+
+/** A temp directory removed by the caller via cleanup(). */
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+}
+
+/**
+ * Writes files into dir the way the kubelet updates a ConfigMap/Secret volume: a new `..<version>`
+ * directory, the `..data` symlink swapped by rename, and per-file symlinks through `..data`.
+ */
+export function writeConfigMapVolume(dir: string, files: Record<string, string>, mode = 0o644): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const version = `..${Date.now()}_${randomBytes(3).toString("hex")}`;
+  fs.mkdirSync(path.join(dir, version));
+  for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(dir, version, name), content, { mode });
+  const tmp = path.join(dir, "..data_tmp");
+  fs.symlinkSync(version, tmp);
+  const old = fs.existsSync(path.join(dir, "..data")) ? fs.readlinkSync(path.join(dir, "..data")) : undefined;
+  fs.renameSync(tmp, path.join(dir, "..data"));
+  for (const entry of fs.readdirSync(dir)) {
+    if (!entry.startsWith("..") && !(entry in files)) fs.unlinkSync(path.join(dir, entry));
+  }
+  for (const name of Object.keys(files)) {
+    if (!fs.existsSync(path.join(dir, name))) fs.symlinkSync(path.join("..data", name), path.join(dir, name));
+  }
+  if (old) fs.rmSync(path.join(dir, old), { recursive: true, force: true });
+}
+
+/** A self-signed certificate for the host name, written as tls.crt/tls.key (a kubernetes.io/tls Secret). */
+export function selfSignedCert(hostname: string): Record<string, string> {
+  const dir = tempDir("cert");
+  try {
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", `/CN=${hostname}`,
+      "-addext", `subjectAltName=DNS:${hostname}`, "-keyout", path.join(dir, "tls.key"), "-out", path.join(dir, "tls.crt"),
+    ], { stdio: "ignore" });
+    return { "tls.crt": fs.readFileSync(path.join(dir, "tls.crt"), "utf8"), "tls.key": fs.readFileSync(path.join(dir, "tls.key"), "utf8") };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function children(pid: number): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function comm(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A long-running container in its own network namespace (only loopback), like one pod. */
+export class Pod {
+  private proc: ChildProcess;
+  private out = "";
+  private exited: Promise<number>;
+  readonly netns: string;
+  private readonly name: string;
+
+  constructor(image: string, argv: string[], opts: RunOptions = {}) {
+    this.name = newContainer(image);
+    this.netns = this.name;
+    execFileSync("ip", ["netns", "add", this.netns]);
+    execFileSync("ip", ["-n", this.netns, "link", "set", "lo", "up"]);
+    // `ip netns exec` would hide buildah's overlay mount; nsenter only switches the network.
+    this.proc = spawn("nsenter", [`--net=/run/netns/${this.netns}`, "buildah", ...runArgs(this.name, argv, opts)], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.proc.stdout?.on("data", (d) => (this.out += d));
+    this.proc.stderr?.on("data", (d) => (this.out += d));
+    this.exited = new Promise((resolve) => this.proc.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : -1))));
+  }
+
+  get logs(): string {
+    return this.out;
+  }
+
+  /** Waits until the combined log matches re (checked from offset `from`), or throws with the log. */
+  async waitForLog(re: RegExp, timeoutMs = 30_000, from = 0): Promise<string> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const m = re.exec(this.out.slice(from));
+      if (m) return m[0];
+      if (Date.now() > end) throw new Error(`timed out waiting for ${re} in log:\n${this.out}`);
+      await sleep(200);
+    }
+  }
+
+  /** The container's own top process (below buildah's helpers). */
+  appPid(): number | undefined {
+    let frontier = [this.proc.pid ?? -1];
+    for (let depth = 0; depth < 6 && frontier.length; depth++) {
+      const next: number[] = [];
+      for (const p of frontier) {
+        for (const c of children(p)) {
+          if (!comm(c).startsWith("buildah") && comm(c) !== "nsenter") return c;
+          next.push(c);
+        }
+      }
+      frontier = next;
+    }
+    return undefined;
+  }
+
+  /** Runs a command on the host inside this pod's network namespace (e.g. a protocol probe). */
+  inNetns(argv: string[], input?: string): RunResult {
+    const r = spawnSync("nsenter", [`--net=/run/netns/${this.netns}`, ...argv], { encoding: "utf8", input, timeout: 20_000 });
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /** SIGTERM to the app (signals to buildah skip its handler); returns the exit code. */
+  async stop(timeoutMs = 20_000): Promise<number> {
+    const pid = this.appPid();
+    if (pid) process.kill(pid, "SIGTERM");
+    const code = await Promise.race([this.exited, sleep(timeoutMs).then(() => undefined)]);
+    if (code === undefined) {
+      this.kill();
+      return this.exited;
+    }
+    return code;
+  }
+
+  /** Kills whatever still runs in the container's mount namespace, then removes container and netns. */
+  kill(): void {
+    const pid = this.appPid();
+    if (pid) {
+      const ns = fs.readlinkSync(`/proc/${pid}/ns/mnt`);
+      // Never sweep the host's own namespace (if the app had not got its own yet).
+      if (ns === fs.readlinkSync("/proc/self/ns/mnt")) return;
+      for (const p of fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
+        try {
+          if (fs.readlinkSync(`/proc/${p}/ns/mnt`) === ns) process.kill(Number(p), "SIGKILL");
+        } catch {
+          // exited meanwhile
+        }
+      }
+    }
+  }
+
+  async remove(): Promise<void> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.kill();
+      await Promise.race([this.exited, sleep(10_000)]);
+    }
+    removeContainer(this.name);
+    spawnSync("ip", ["netns", "del", this.netns], { stdio: "ignore" });
+  }
+}

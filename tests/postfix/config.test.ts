@@ -1,0 +1,195 @@
+import fc from "fast-check";
+import { POSTFIX_DEFAULTS, POSTFIX_PORTS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
+import { contentHash } from "../../components/render";
+
+const base: PostfixSettings = { ...POSTFIX_DEFAULTS, hostname: "mail.example.test" };
+
+/** main.cf as Postfix reads it: last definition wins. */
+function parseMain(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([A-Za-z0-9_-]+) =(?: (.*))?$/.exec(line);
+    if (!m) throw new Error(`not a parameter line: ${JSON.stringify(line)}`);
+    out.set(m[1], m[2] ?? "");
+  }
+  return out;
+}
+
+/** master.cf entries: service/type → { command, options }. */
+function parseMaster(text: string): Map<string, { command: string; opts: Map<string, string>; args: string[] }> {
+  const out = new Map<string, { command: string; opts: Map<string, string>; args: string[] }>();
+  let current: { command: string; opts: Map<string, string>; args: string[] } | undefined;
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    if (/^\s/.test(line)) {
+      if (!current) throw new Error(`continuation without an entry: ${line}`);
+      const m = /^\s+-o ([^=]+)=(.*)$/.exec(line);
+      if (m) current.opts.set(m[1], m[2]);
+      else if (/^\s+\S+$/.test(line)) current.args.push(line.trim());
+      else throw new Error(`bad continuation line ${line}`);
+      continue;
+    }
+    const f = line.split(/\s+/);
+    if (f.length < 8) throw new Error(`bad entry ${line}`);
+    current = { command: f[7], opts: new Map(), args: [] };
+    out.set(`${f[0]}/${f[1]}`, current);
+  }
+  return out;
+}
+
+const render = (s: Partial<PostfixSettings> = {}) => {
+  const files = renderPostfix({ ...base, ...s });
+  return { main: parseMain(files["main.cf"]), master: parseMaster(files["master.cf"]), files };
+};
+
+describe("renderPostfix", () => {
+  test("renders main.cf and master.cf deterministically", () => {
+    const a = renderPostfix(base);
+    expect(Object.keys(a).sort()).toEqual(["main.cf", "master.cf"]);
+    expect(contentHash(renderPostfix(base))).toBe(contentHash(a));
+    expect(contentHash(renderPostfix({ ...base, hostname: "mx.example.test" }))).not.toBe(contentHash(a));
+  });
+
+  test("virtual domains, mailboxes, aliases and sender logins come from the couchmail socketmap", () => {
+    const { main } = render({ socketmap: "unix:/run/couchmail/socketmap.sock" });
+    expect(main.get("virtual_mailbox_domains")).toBe("socketmap:unix:/run/couchmail/socketmap.sock:domains");
+    expect(main.get("virtual_mailbox_maps")).toBe("socketmap:unix:/run/couchmail/socketmap.sock:mailboxes");
+    expect(main.get("virtual_alias_maps")).toBe("socketmap:unix:/run/couchmail/socketmap.sock:aliases");
+    expect(main.get("smtpd_sender_login_maps")).toBe("socketmap:unix:/run/couchmail/socketmap.sock:senders");
+    expect(main.get("virtual_alias_domains")).toBe("");
+    expect(main.get("mydestination")).toBe("");
+    expect(main.get("virtual_transport")).toBe("lmtp:inet:dovecot:24");
+  });
+
+  test("no open relay: port 25 relays nothing, mynetworks is loopback only, and never grants relay", () => {
+    const { main, master } = render({ trustedNetworks: ["10.244.0.0/16"] });
+    expect(main.get("smtpd_relay_restrictions")).toBe("reject_unauth_destination");
+    const rcpt = main.get("smtpd_recipient_restrictions")!.split(/,\s*/);
+    expect(rcpt).toContain("reject_unauth_destination");
+    expect(rcpt.indexOf("reject_unauth_destination")).toBeLessThan(rcpt.indexOf("permit"));
+    for (const [k, v] of main) if (k.startsWith("smtpd_") && k.endsWith("_restrictions")) expect(v).not.toMatch(/permit_mynetworks/);
+    expect(main.get("mynetworks")).toBe("127.0.0.0/8 [::1]/128 10.244.0.0/16");
+    expect(render().main.get("mynetworks")).toBe("127.0.0.0/8 [::1]/128");
+    // The smtpd behind postscreen inherits main.cf (no relay-widening options).
+    expect(master.get("smtpd/pass")!.opts.size).toBe(0);
+  });
+
+  test("SASL only on 587/465, with TLS first and sender-login checks", () => {
+    const { main, master } = render();
+    expect(main.get("smtpd_sasl_auth_enable")).toBe("no");
+    expect(main.get("smtpd_tls_auth_only")).toBe("yes");
+    expect(main.get("smtpd_sasl_path")).toBe("inet:dovecot:12345");
+    const sub = master.get(`${POSTFIX_PORTS.submission}/inet`)!;
+    const subs = master.get(`${POSTFIX_PORTS.submissions}/inet`)!;
+    for (const svc of [sub, subs]) {
+      expect(svc.command).toBe("smtpd");
+      expect(svc.opts.get("smtpd_sasl_auth_enable")).toBe("yes");
+      expect(svc.opts.get("smtpd_tls_auth_only")).toBe("yes");
+      expect(svc.opts.get("smtpd_sender_restrictions")).toMatch(/reject_sender_login_mismatch/);
+      expect(svc.opts.get("smtpd_relay_restrictions")).toBe("permit_sasl_authenticated,reject");
+      expect(svc.opts.get("milter_macro_daemon_name")).toBe("ORIGINATING");
+    }
+    expect(sub.opts.get("smtpd_tls_security_level")).toBe("encrypt");
+    expect(subs.opts.get("smtpd_tls_wrappermode")).toBe("yes");
+    expect(master.get(`${POSTFIX_PORTS.smtp}/inet`)!.command).toBe("postscreen");
+    const saslOn = [...master.entries()].filter(([, e]) => e.opts.get("smtpd_sasl_auth_enable") === "yes").map(([k]) => k);
+    expect(saslOn.sort()).toEqual([`${POSTFIX_PORTS.submissions}/inet`, `${POSTFIX_PORTS.submission}/inet`]);
+  });
+
+  test("hardening: CVE-2023-51764, strict HELO/sender, milters defer when down, logs on stdout", () => {
+    const { main } = render();
+    expect(main.get("smtpd_forbid_bare_newline")).toBe("normalize");
+    expect(main.get("smtpd_forbid_unauth_pipelining")).toBe("yes");
+    expect(main.get("smtpd_data_restrictions")).toMatch(/reject_unauth_pipelining/);
+    expect(main.get("smtpd_helo_required")).toBe("yes");
+    expect(main.get("smtpd_helo_restrictions")).toMatch(/reject_non_fqdn_helo_hostname/);
+    expect(main.get("smtpd_sender_restrictions")).toMatch(/reject_unknown_sender_domain/);
+    expect(main.get("smtpd_milters")).toBe("inet:opendkim:8891");
+    expect(main.get("milter_default_action")).toBe("tempfail");
+    expect(main.get("maillog_file")).toBe("/dev/stdout");
+    expect(main.get("queue_directory")).toBe("/var/spool/postfix");
+    expect(main.get("compatibility_level")).toBe("3.10");
+    expect(main.get("postscreen_dnsbl_sites")).toMatch(/^zen\.spamhaus\.org=127\.0\.0\.\[2\.\.11\]\*3/);
+  });
+
+  test("optional hooks are off by default and wired when set", () => {
+    const off = render();
+    expect(off.main.get("smtpd_recipient_restrictions")).not.toMatch(/check_policy_service/);
+    expect(off.main.get("relayhost")).toBe("");
+    expect(off.main.has("smtp_sasl_auth_enable")).toBe(false);
+    expect(off.master.has(`${POSTFIX_PORTS.smtpProxy}/inet`)).toBe(false);
+
+    const on = render({
+      policyService: "inet:postgrey:10023",
+      contentFilter: "spamfilter:dummy",
+      extraServices: [{ name: "spamfilter", type: "unix", unpriv: false, maxproc: 2, command: "pipe", args: ["flags=Rq", "user=nobody"] }],
+      relay: { host: "smtp.relay.example", port: 465, passwordMapFile: "/etc/mail/relay/password" },
+      proxyProtocol: true,
+    });
+    expect(on.main.get("smtpd_recipient_restrictions")).toMatch(/reject_unauth_destination, check_policy_service inet:postgrey:10023, permit$/);
+    expect(on.master.get("smtpd/pass")!.opts.get("content_filter")).toBe("spamfilter:dummy");
+    expect(on.master.get(`${POSTFIX_PORTS.submission}/inet`)!.opts.get("content_filter")).toBe("");
+    expect(on.master.get("spamfilter/unix")!.command).toBe("pipe");
+    expect(on.master.get("spamfilter/unix")!.args).toEqual(["flags=Rq", "user=nobody"]);
+    expect(on.main.get("relayhost")).toBe("[smtp.relay.example]:465");
+    expect(on.main.get("smtp_tls_wrappermode")).toBe("yes");
+    expect(on.main.get("smtp_tls_security_level")).toBe("secure");
+    expect(on.main.get("smtp_sasl_password_maps")).toBe("texthash:/etc/mail/relay/password");
+    // PROXY ports: headers could claim loopback, so those clients never match mynetworks.
+    const proxy25 = on.master.get(`${POSTFIX_PORTS.smtpProxy}/inet`)!;
+    expect(proxy25.opts.get("postscreen_upstream_proxy_protocol")).toBe("haproxy");
+    expect(proxy25.opts.get("postscreen_access_list")).toBe("");
+    expect(on.master.get("smtpd-proxy/pass")!.opts.get("mynetworks")).toBe("");
+    for (const port of [POSTFIX_PORTS.submissionProxy, POSTFIX_PORTS.submissionsProxy]) {
+      const svc = on.master.get(`${port}/inet`)!;
+      expect(svc.opts.get("smtpd_upstream_proxy_protocol")).toBe("haproxy");
+      expect(svc.opts.get("mynetworks")).toBe("");
+      expect(svc.opts.get("smtpd_sasl_auth_enable")).toBe("yes");
+    }
+  });
+
+  test("overrides are applied last and replace the rendered value once", () => {
+    const { main, files } = render({ mainCfOverrides: { message_size_limit: "52428800", smtp_tls_CAfile: "/x.pem", my_custom: "a, b" } });
+    expect(main.get("message_size_limit")).toBe("52428800");
+    expect(files["main.cf"].match(/^message_size_limit =/gm)).toHaveLength(1);
+    const keys = [...main.keys()];
+    expect(keys.slice(-3)).toEqual(["message_size_limit", "smtp_tls_CAfile", "my_custom"]);
+  });
+
+  test.each<[string, Partial<PostfixSettings>]>([
+    ["hostname", { hostname: "localhost" }],
+    ["socketmap", { socketmap: "tcp:couchmail:1" }],
+    ["dnsbls[1]", { dnsbls: ["zen.spamhaus.org", "bad list"] }],
+    ["saslEndpoint", { saslEndpoint: "unix:/run/auth" }],
+    ["milters[0]", { milters: ["opendkim:8891"] }],
+    ["relay.port", { relay: { host: "smtp.relay.example", port: 25 as 587, passwordMapFile: "/p" } }],
+    ["relay.passwordMapFile", { relay: { host: "smtp.relay.example", port: 587, passwordMapFile: "rel/p" } }],
+    ["trustedNetworks[0]", { trustedNetworks: ["0.0.0.0/33"] }],
+    ["messageSizeLimit", { messageSizeLimit: 10 }],
+    ["queueDirectory", { queueDirectory: "/var/../etc" }],
+    ['mainCfOverrides["bad key"]', { mainCfOverrides: { "bad key": "x" } }],
+    ["mainCfOverrides.myhostname", { mainCfOverrides: { myhostname: "a\nrelayhost = evil" } }],
+    ["extraServices[0].name", { extraServices: [{ name: "smtp", type: "unix", command: "pipe" }] }],
+    ["contentFilter", { contentFilter: "no colon" }],
+  ])("rejects a bad %s, naming it", (field, patch) => {
+    expect(() => renderPostfix({ ...base, ...patch })).toThrow(new RegExp(`^${field.replace(/[[\]."]/g, "\\$&")}: expected`));
+  });
+
+  test("property: any valid override set keeps main.cf one parameter per line, overrides winning", () => {
+    const key = fc.stringMatching(/^[a-z][a-z0-9_]{0,30}$/);
+    const value = fc.string({ maxLength: 60 }).filter((v) => !/[\r\n\0]/.test(v));
+    fc.assert(
+      fc.property(fc.dictionary(key, value, { maxKeys: 8 }), (overrides) => {
+        const files = renderPostfix({ ...base, mainCfOverrides: overrides });
+        const main = parseMain(files["main.cf"]); // throws on a broken line
+        for (const [k, v] of Object.entries(overrides)) {
+          expect(main.get(k)).toBe(v.trim());
+          expect(files["main.cf"].split("\n").filter((l) => l.startsWith(`${k} =`))).toHaveLength(1);
+        }
+        parseMaster(files["master.cf"]);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
