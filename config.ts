@@ -51,10 +51,27 @@ export interface ImagesConfig {
     pullPolicy: "Always" | "IfNotPresent" | "Never";
 }
 
+export interface StorageConfig {
+    /** Empty: the cluster's default StorageClass. */
+    className: string;
+    mailSize: string;
+    queueSize: string;
+    couchdbSize: string;
+}
+
+export interface ServicesConfig {
+    couchdb: { image: string; database: string };
+    dkim: { selector: string };
+    postfix: { dnsbls?: string[]; messageSizeLimit: number; mainCf: Record<string, string> };
+    dovecot: { junkAutoexpunge: string; maxUserIpConnections: number };
+}
+
 export interface StackConfig {
     cluster: ClusterConfig;
     mail: MailConfig;
     images: ImagesConfig;
+    storage: StorageConfig;
+    services: ServicesConfig;
 }
 
 const VERSION_PREFIX = pattern(/^(\d+\.\d+(\.\d+)?)?$/, "expected empty (newest) or a version prefix such as 1.34");
@@ -123,9 +140,52 @@ function readImages(r: ConfigReader): ImagesConfig {
     };
 }
 
+const QUANTITY = pattern(/^[1-9]\d*(Mi|Gi|Ti)$/, "expected a size such as 512Mi or 10Gi");
+const STORAGE_CLASS = (v: string) => (v === "" ? undefined : dnsLabel(v));
+
+function readStorage(r: ConfigReader): StorageConfig {
+    return {
+        className: r.string("storageClassName", STORAGE_CLASS),
+        mailSize: r.string("storageMailSize", QUANTITY),
+        queueSize: r.string("storageQueueSize", QUANTITY),
+        couchdbSize: r.string("storageCouchdbSize", QUANTITY),
+    };
+}
+
+const POSTFIX_PARAMETER = /^([a-z][a-z0-9_]*)\s*=\s*(.*)$/;
+
+function readServices(r: ConfigReader): ServicesConfig {
+    const mainCf = Object.fromEntries(
+        r.stringList("postfixMainCf", (v) => (POSTFIX_PARAMETER.test(v) && !/[\r\n]/.test(v) ? undefined : 'expected "parameter = value" on one line'))
+            .map((line) => POSTFIX_PARAMETER.exec(line)!.slice(1, 3)),
+    );
+    return {
+        couchdb: {
+            image: r.string("couchdbImage", pattern(/^[^\s:@]+:\d[\w.-]*$/, "expected the couchdb image pinned by version, e.g. couchdb:3.5.0")),
+            database: r.string("couchdbDatabase", pattern(/^[a-z][a-z0-9_$()+-]*$/, "expected a CouchDB database name: lowercase letter first, then a-z 0-9 _$()+-")),
+        },
+        dkim: { selector: r.string("dkimSelector", dnsLabel) },
+        postfix: {
+            dnsbls: r.optionalStringList("postfixDnsbls", pattern(/^[a-z0-9.-]+\.[a-z]{2,}(=[0-9.[\];]+)?(\*-?\d+)?$/, "expected domain[=filter][*weight], e.g. zen.spamhaus.org*3")),
+            messageSizeLimit: r.integer("postfixMessageSizeLimit", 1024 * 1024, 1024 * 1024 * 1024),
+            mainCf,
+        },
+        dovecot: {
+            junkAutoexpunge: r.string("dovecotJunkAutoexpunge", pattern(/^(\d+[smhdw])?$/, "expected an interval such as 30d, or empty")),
+            maxUserIpConnections: r.integer("dovecotMaxUserIpConnections", 1, 10000),
+        },
+    };
+}
+
 /** Reads and validates the whole stack configuration once; the result is deeply frozen. */
 export function loadConfig(reader = new ConfigReader()): StackConfig {
-    return deepFreeze({ cluster: readCluster(reader), mail: readMail(reader), images: readImages(reader) });
+    return deepFreeze({
+        cluster: readCluster(reader),
+        mail: readMail(reader),
+        images: readImages(reader),
+        storage: readStorage(reader),
+        services: readServices(reader),
+    });
 }
 
 function deepFreeze<T>(value: T): T {

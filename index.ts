@@ -1,10 +1,18 @@
 // The mail stack: config → cluster → mail services → outputs. Everything else lives in components/.
 import { loadConfig } from "./config";
 import { createCluster } from "./components/cluster";
+import { MailStack } from "./components/stack";
 
 const config = loadConfig();
 const cluster = createCluster("mail", config.cluster);
+const stack = new MailStack("mail", config, { providers: { kubernetes: cluster.provider } });
 
 export const clusterName = cluster.clusterName;
 export const clusterEndpoint = cluster.endpoint;
 export const kubeconfig = cluster.kubeconfig;
+export const namespace = stack.namespace;
+export const dnsRecords = stack.dnsRecords;
+export const dnsZone = stack.dnsZoneSnippet;
+export const dkimTxt = stack.dkimTxt;
+export const endpoints = stack.endpoints;
+export const addFirstUser = stack.addFirstUser;

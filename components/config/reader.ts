@@ -84,6 +84,11 @@ export class ConfigReader {
         return list.map((item: string, i: number) => this.checked(`${key}[${i}]`, item, check));
     }
 
+    /** A list that may be unset (undefined), as distinct from set to []. */
+    optionalStringList(key: string, check?: (value: string) => string | undefined): string[] | undefined {
+        return this.config.get(key) === undefined && this.declaration(key, "array").default === undefined ? undefined : this.stringList(key, check);
+    }
+
     /** A secret (set with `pulumi config set --secret`); undefined when unset. */
     secret(key: string): pulumi.Output<string> | undefined {
         this.declaration(key, "string");

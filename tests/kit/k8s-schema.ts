@@ -1,4 +1,4 @@
-import { RecordedResource } from "./mocks";
+import type { RecordedResource } from "./mocks";
 
 /** Pulumi's secret wrapper as the mock monitor hands it over. */
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";

@@ -1,5 +1,10 @@
+import { execFileSync } from "child_process";
 import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { unwrapSecrets } from "./k8s-schema";
 
 /** One resource the program registered, as the engine would have seen it. */
 export interface RecordedResource {
@@ -62,8 +67,24 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
                 publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
             };
         }
+        case "tls:index/selfSignedCert:SelfSignedCert":
+            return { certPem: selfSignedCert(String(inputs.privateKeyPem), (inputs.dnsNames as string[]) ?? []) };
         default:
             return {};
+    }
+}
+
+/** A real X.509 certificate for the key and names, made by openssl as the tls provider would make one. */
+function selfSignedCert(privateKeyPem: string, dnsNames: string[]): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mail-cert-"));
+    try {
+        fs.writeFileSync(path.join(dir, "key.pem"), privateKeyPem, { mode: 0o600 });
+        const san = dnsNames.map((n) => `DNS:${n}`).join(",");
+        execFileSync("openssl", ["req", "-x509", "-new", "-key", "key.pem", "-days", "365", "-subj", `/CN=${dnsNames[0] ?? "mail"}`,
+            ...(san ? ["-addext", `subjectAltName=${san}`] : []), "-out", "cert.pem"], { cwd: dir, stdio: "pipe" });
+        return fs.readFileSync(path.join(dir, "cert.pem"), "utf8");
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
     }
 }
 
@@ -98,7 +119,7 @@ export class MockRecorder implements pulumi.runtime.Mocks {
             provider: args.provider ?? "",
         });
         this.pendingParents.delete(key);
-        const state = { ...args.inputs, ...computedState(args.type, args.name, args.inputs) };
+        const state = { ...args.inputs, ...computedState(args.type, args.name, unwrapSecrets(args.inputs) as Record<string, unknown>) };
         return { id: args.custom ? `${args.name}-id` : undefined, state };
     }
 

@@ -1,0 +1,116 @@
+import * as fs from "fs";
+import * as path from "path";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { appLabels, BUDGET, restrictedContainer } from "../kube";
+
+/** Where couchmail listens inside a pod. HTTP and socketmap are loopback-only: they hand out password hashes. */
+export const COUCHMAIL = {
+    socketmapPort: 10101,
+    httpPort: 10102,
+    /** Dovecot's dict proxy only speaks over a unix socket: a volume shared by the two containers. */
+    socketDir: "/run/couchmail",
+    dictSocket: "/run/couchmail/dict.sock",
+    luaMountDir: "/etc/mail/couchmail",
+    luaFile: "auth.lua",
+    credentialsDir: "/etc/mail/couchdb",
+    uid: 10101,
+} as const;
+
+/** The Lua passdb/userdb script that ships with couchmail, mounted into Dovecot. */
+export const COUCHMAIL_LUA_SOURCE = path.join(__dirname, "..", "..", "couchmail", "lua", "auth.lua");
+
+export interface CouchmailArgs {
+    namespace: pulumi.Input<string>;
+    image: string;
+    imagePullPolicy: string;
+    couchdbUrl: pulumi.Input<string>;
+    /** Secret with keys `username` and `password`. */
+    couchdbSecretName: pulumi.Input<string>;
+    database: string;
+    /** Mail volume root, where users' homes live (userdb `home`). */
+    mailHome: string;
+    /** Seconds without the CouchDB feed before couchmail reports its snapshot as stale. */
+    staleAfterSeconds: number;
+}
+
+export interface SidecarOptions {
+    /** Serve Postfix's socketmap on 127.0.0.1. */
+    socketmap?: boolean;
+    /** Serve Dovecot's Lua passdb/userdb (HTTP) on 127.0.0.1 and the sieve dict on the shared unix socket. */
+    dovecot?: boolean;
+    /** Group that may use the dict socket (Dovecot's). */
+    socketGroup?: number;
+}
+
+/**
+ * couchmail, which answers Postfix's and Dovecot's lookups from CouchDB. It runs as a native sidecar (an init
+ * container that keeps running) in each pod that asks it, so lookups never leave the pod: Postfix's socketmap over
+ * loopback, Dovecot's passdb over loopback HTTP and its sieve dict over a unix socket. Starting before the daemon
+ * and being ready first means the daemon never sees it missing at start; until its first full load from CouchDB,
+ * every lookup answers "temporary failure".
+ */
+export class Couchmail extends pulumi.ComponentResource {
+    readonly luaConfigMapName: pulumi.Output<string>;
+    private readonly args: CouchmailArgs;
+
+    constructor(name: string, args: CouchmailArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("mail:index:Couchmail", name, {}, opts);
+        this.args = args;
+        const lua = new k8s.core.v1.ConfigMap(`${name}-lua`, {
+            metadata: { name: "couchmail-lua", namespace: args.namespace, labels: appLabels("couchmail", "lookup").labels },
+            data: { [COUCHMAIL.luaFile]: fs.readFileSync(COUCHMAIL_LUA_SOURCE, "utf8") },
+        }, { parent: this });
+        this.luaConfigMapName = lua.metadata.name;
+        this.registerOutputs({ luaConfigMapName: this.luaConfigMapName });
+    }
+
+    /** The sidecar container and the volumes it needs, for a pod that asks couchmail. */
+    sidecar(opts: SidecarOptions): { container: k8s.types.input.core.v1.Container; volumes: k8s.types.input.core.v1.Volume[] } {
+        const a = this.args;
+        const env: k8s.types.input.core.v1.EnvVar[] = [
+            { name: "COUCHDB_URL", value: a.couchdbUrl },
+            { name: "COUCHDB_USER_FILE", value: `${COUCHMAIL.credentialsDir}/username` },
+            { name: "COUCHDB_PASSWORD_FILE", value: `${COUCHMAIL.credentialsDir}/password` },
+            { name: "COUCHDB_DATABASE", value: a.database },
+            { name: "COUCHMAIL_MAIL_HOME", value: a.mailHome },
+            { name: "COUCHMAIL_STALE_AFTER", value: String(a.staleAfterSeconds) },
+            // Health and metrics are served on the same loopback HTTP listener; probes run inside the pod.
+            { name: "COUCHMAIL_HTTP_LISTEN", value: `127.0.0.1:${COUCHMAIL.httpPort}` },
+            { name: "COUCHMAIL_SOCKETMAP_LISTEN", value: opts.socketmap ? `127.0.0.1:${COUCHMAIL.socketmapPort}` : "" },
+            { name: "COUCHMAIL_DICT_LISTEN", value: opts.dovecot ? `unix:${COUCHMAIL.dictSocket}` : "" },
+        ];
+        if (opts.socketGroup !== undefined) env.push({ name: "COUCHMAIL_SOCKET_GROUP", value: String(opts.socketGroup) });
+        const probe = (check: string, periodSeconds: number): k8s.types.input.core.v1.Probe => ({
+            exec: { command: ["couchmail", "probe", check] },
+            periodSeconds,
+            timeoutSeconds: 3,
+        });
+        const container: k8s.types.input.core.v1.Container = {
+            name: "couchmail",
+            image: a.image,
+            imagePullPolicy: a.imagePullPolicy,
+            args: ["serve"],
+            restartPolicy: "Always",
+            env,
+            resources: BUDGET.couchmail,
+            securityContext: {
+                ...restrictedContainer(COUCHMAIL.uid),
+                // The dict socket's group is Dovecot's, so couchmail joins it to chown the socket.
+                ...(opts.socketGroup !== undefined ? { runAsGroup: opts.socketGroup } : {}),
+            },
+            volumeMounts: [
+                { name: "couchmail-run", mountPath: COUCHMAIL.socketDir },
+                { name: "couchdb-credentials", mountPath: COUCHMAIL.credentialsDir, readOnly: true },
+            ],
+            startupProbe: { ...probe("ready", 2), failureThreshold: 60 },
+            readinessProbe: probe("ready", 10),
+            livenessProbe: probe("live", 20),
+        };
+        const volumes: k8s.types.input.core.v1.Volume[] = [
+            { name: "couchmail-run", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
+            { name: "couchdb-credentials", secret: { secretName: a.couchdbSecretName, defaultMode: 0o444, items: [{ key: "username", path: "username" }, { key: "password", path: "password" }] } },
+        ];
+        return { container, volumes };
+    }
+}

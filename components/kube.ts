@@ -1,0 +1,105 @@
+// Conventions every mail workload follows: labels, images, security contexts, resource budgets, config mounts.
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { ImagesConfig } from "../config";
+import { contentHash, RenderedFiles } from "./render";
+
+export type Labels = Record<string, string>;
+
+/** `app.kubernetes.io/*` labels; the selector uses the stable subset. */
+export function appLabels(app: string, component: string): { labels: Labels; selector: Labels } {
+    const selector = { "app.kubernetes.io/name": app, "app.kubernetes.io/instance": "mail" };
+    return {
+        selector,
+        labels: { ...selector, "app.kubernetes.io/component": component, "app.kubernetes.io/part-of": "mail", "app.kubernetes.io/managed-by": "pulumi" },
+    };
+}
+
+/** `<registry>/<service>:<tag>` for the images built from images/<service>. */
+export function ourImage(images: ImagesConfig, service: string): string {
+    return `${images.registry}/${service}:${images.tag}`;
+}
+
+/**
+ * Memory and CPU per container, sized so the whole stack fits a small node (README: "Cost and node sizes").
+ * Requests are what the scheduler reserves; limits what a container may burst to before it is OOM-killed.
+ */
+export const BUDGET = {
+    postfix: { requests: { cpu: "20m", memory: "64Mi" }, limits: { memory: "192Mi" } },
+    dovecot: { requests: { cpu: "20m", memory: "96Mi" }, limits: { memory: "256Mi" } },
+    couchmail: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "128Mi" } },
+    couchdb: { requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "384Mi" } },
+    opendkim: { requests: { cpu: "10m", memory: "16Mi" }, limits: { memory: "64Mi" } },
+} as const;
+
+/** For containers that never need root: the restricted Pod Security profile. */
+export function restrictedContainer(uid: number): k8s.types.input.core.v1.SecurityContext {
+    return {
+        runAsNonRoot: true,
+        runAsUser: uid,
+        runAsGroup: uid,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"] },
+        seccompProfile: { type: "RuntimeDefault" },
+    };
+}
+
+/**
+ * For daemons whose own design starts as root and drops privileges per process (Postfix's master, Dovecot's
+ * master): only the capabilities that design uses, no escalation through setuid binaries beyond that.
+ */
+export function rootDroppingContainer(capabilities: string[]): k8s.types.input.core.v1.SecurityContext {
+    return {
+        runAsUser: 0,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"], add: capabilities },
+        seccompProfile: { type: "RuntimeDefault" },
+    };
+}
+
+/**
+ * The ConfigMap of a service's rendered files, under a stable name so a running pod sees updates through its
+ * mount (Kubernetes swaps the `..data` symlink) and its entrypoint validates and hot-reloads them. `hash`
+ * goes into the pod template of daemons that cannot hot-reload, so a changed config rolls those pods instead.
+ */
+export function renderedConfigMap(
+    name: string,
+    args: { namespace: pulumi.Input<string>; labels: Labels; files: RenderedFiles },
+    opts: pulumi.CustomResourceOptions,
+): { configMap: k8s.core.v1.ConfigMap; hash: string } {
+    const hash = contentHash(args.files);
+    const configMap = new k8s.core.v1.ConfigMap(name, {
+        metadata: { name, namespace: args.namespace, labels: args.labels, annotations: { [CONFIG_HASH]: hash } },
+        data: args.files,
+    }, opts);
+    return { configMap, hash };
+}
+
+/** Pod-template annotation carrying config hashes: a change rolls the pods. */
+export const CONFIG_HASH = "mail.stack/config-hash";
+
+/** The defaults ConfigMap and the optional user-managed override ConfigMap, mounted where the entrypoints look. */
+export function configVolumes(service: string, defaults: k8s.core.v1.ConfigMap, overrideConfigMap?: string) {
+    return {
+        volumes: [
+            { name: "config-defaults", configMap: { name: defaults.metadata.name } },
+            { name: "config-overrides", configMap: { name: overrideConfigMap ?? `${service}-overrides`, optional: true } },
+        ],
+        mounts: [
+            { name: "config-defaults", mountPath: `/etc/mail/defaults/${service}`, readOnly: true },
+            { name: "config-overrides", mountPath: `/etc/mail/overrides/${service}`, readOnly: true },
+        ],
+    };
+}
+
+/** A TCP probe on a port, for daemons with no HTTP endpoint. */
+export function tcpProbe(port: number, initialDelaySeconds: number): k8s.types.input.core.v1.Probe {
+    return { tcpSocket: { port }, initialDelaySeconds, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 };
+}
+
+/** A probe that runs a command inside the container. */
+export function execProbe(command: string[], periodSeconds: number): k8s.types.input.core.v1.Probe {
+    return { exec: { command }, periodSeconds, timeoutSeconds: 5, failureThreshold: 3 };
+}
