@@ -98,6 +98,23 @@ export function buildProgram(): Command {
     });
 
   program
+    .command("probe <check>")
+    .description("exit 0 when the local daemon is ready (first load done) or live (answering); for Kubernetes probes")
+    .action(async (check: string) => {
+      const paths: Record<string, string> = { ready: "/readyz", live: "/healthz" };
+      if (!paths[check]) throw new AdminError(`unknown check ${check}: use ready or live`, EXIT.usage);
+      const listen = serveConfigFromEnv({ url: "http://unused", db: "unused" }).http[0];
+      if (listen?.kind !== "tcp") throw new AdminError("COUCHMAIL_HTTP_LISTEN names no TCP listener to probe", EXIT.usage);
+      const host = listen.host.includes(":") ? `[${listen.host}]` : listen.host;
+      const res = await fetch(`http://${host}:${listen.port}${paths[check]}`, { signal: AbortSignal.timeout(2000) }).catch((e: Error) => {
+        throw new AdminError(`probe ${check}: ${e.message}`, EXIT.failure);
+      });
+      const body = await res.text();
+      if (!res.ok) throw new AdminError(`probe ${check}: HTTP ${res.status} ${body}`, EXIT.failure);
+      done(body.trim(), JSON.parse(body));
+    });
+
+  program
     .command("init")
     .description("create the database if missing and install or upgrade the design document")
     .action(async () => {
