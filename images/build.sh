@@ -53,6 +53,8 @@ build_one() {
   local name=$1 file="$repo/images/$1/Dockerfile"
   [ -f "$file" ] || { log "no Dockerfile at images/$name"; exit 1; }
   log "building mail/$name:$tag"
+  # couchmail's image copies its single-file bundle: make it from the workspace's sources first.
+  if [ "$name" = couchmail ]; then (cd "$repo" && npm run --silent -w couchmail bundle); fi
   buildah bud --isolation chroot --layers --pull=never --quiet \
     -f "$file" -t "mail/$name:$tag" "$repo" >/dev/null
 }
