@@ -12,7 +12,7 @@ export interface TestCouch {
   stop(): Promise<void>;
 }
 
-export async function startCouch(port = 0): Promise<TestCouch> {
+export async function startCouch(port = 0, host = "127.0.0.1"): Promise<TestCouch> {
   /* eslint-disable @typescript-eslint/no-require-imports -- untyped CommonJS test-only packages */
   const PouchDB = require("pouchdb-core")
     .plugin(require("pouchdb-adapter-memory"))
@@ -24,6 +24,8 @@ export async function startCouch(port = 0): Promise<TestCouch> {
   /* eslint-enable @typescript-eslint/no-require-imports */
   const MemPouch = PouchDB.defaults({ adapter: "memory" });
   const app = express();
+  // CouchDB 3's health endpoint (Kubernetes probes use it); express-pouchdb predates it.
+  app.get("/_up", (_req: unknown, res: { json(v: unknown): void }) => res.json({ status: "ok" }));
   app.use("/", expressPouch(MemPouch, { inMemoryConfig: true, logPath: "/dev/null" }));
   const server = http.createServer(app);
   const sockets = new Set<Socket>();
@@ -31,10 +33,10 @@ export async function startCouch(port = 0): Promise<TestCouch> {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
-  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+  await new Promise<void>((r) => server.listen(port, host, r));
   const p = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${p}`,
+    url: `http://${host}:${p}`,
     port: p,
     stop: () =>
       new Promise<void>((r) => {
