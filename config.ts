@@ -1,3 +1,5 @@
+import * as net from "net";
+import * as pulumi from "@pulumi/pulumi";
 import { ConfigReader, ConfigError, dnsLabel, email, fqdn, pattern } from "./components/config/reader";
 
 export { ConfigError };
@@ -66,12 +68,45 @@ export interface ServicesConfig {
     dovecot: { junkAutoexpunge: string; maxUserIpConnections: number };
 }
 
+export const EDGE_MODES = ["loadbalancer", "ingress-nginx", "hostport"] as const;
+export type EdgeMode = (typeof EDGE_MODES)[number];
+
+export interface EdgeConfig {
+    mode: EdgeMode;
+    /** Sources allowed to send PROXY headers (only used where the edge sends them). */
+    proxyTrustedNetworks: string[];
+    /** hostport: the node's public addresses. */
+    addresses: string[];
+}
+
+export type TlsConfig =
+    | { mode: "selfsigned" }
+    | { mode: "secret"; secretName: string }
+    | { mode: "acme"; email: string; server: "production" | "staging"; digitaloceanToken?: pulumi.Output<string> };
+
+export interface DnsConfig {
+    manage: boolean;
+    mtaSts: "off" | "testing" | "enforce";
+}
+
+export interface RelayConfig {
+    host: string;
+    port: 587 | 465;
+    username: string;
+    password: pulumi.Output<string>;
+}
+
 export interface StackConfig {
     cluster: ClusterConfig;
     mail: MailConfig;
     images: ImagesConfig;
     storage: StorageConfig;
     services: ServicesConfig;
+    edge: EdgeConfig;
+    tls: TlsConfig;
+    dns: DnsConfig;
+    /** Undefined: direct delivery. */
+    relay?: RelayConfig;
 }
 
 const VERSION_PREFIX = pattern(/^(\d+\.\d+(\.\d+)?)?$/, "expected empty (newest) or a version prefix such as 1.34");
@@ -177,19 +212,100 @@ function readServices(r: ConfigReader): ServicesConfig {
     };
 }
 
+const IP_ADDRESS = (v: string) => (net.isIP(v) ? undefined : "expected an IPv4 or IPv6 address such as 203.0.113.7");
+const CIDR = (v: string) => {
+    const [ip, bits, extra] = v.split("/");
+    const max = net.isIP(ip) === 4 ? 32 : net.isIP(ip) === 6 ? 128 : -1;
+    return extra === undefined && /^\d{1,3}$/.test(bits ?? "") && Number(bits) <= max ? undefined : "expected a CIDR network such as 10.0.0.0/8";
+};
+
+function readEdge(r: ConfigReader, cluster: ClusterConfig): EdgeConfig {
+    const mode = r.oneOf("edgeMode", EDGE_MODES);
+    const edge = { mode, proxyTrustedNetworks: r.stringList("edgeProxyTrustedNetworks", CIDR, 1), addresses: r.stringList("edgeAddresses", IP_ADDRESS) };
+    if (mode === "hostport") {
+        // hostport serves from one node's address, behind a firewall only a cloud target can create.
+        if (cluster.provider === "kubeconfig") {
+            throw new ConfigError('mail:edgeMode = "hostport" is not allowed with clusterProvider kubeconfig: it needs a cloud firewall (digitalocean or gke); use loadbalancer (k3s ServiceLB, MetalLB, …) or ingress-nginx');
+        }
+        if (cluster.nodeCount > 1) {
+            throw new ConfigError(`mail:edgeMode = "hostport" is not allowed with clusterNodeCount = ${cluster.nodeCount}: it serves from a single node; use loadbalancer, or clusterNodeCount 1`);
+        }
+    }
+    return edge;
+}
+
+function readDns(r: ConfigReader, cluster: ClusterConfig): DnsConfig {
+    const manage = r.boolean("dnsManage");
+    if (manage && cluster.provider === "kubeconfig") {
+        throw new ConfigError("mail:dnsManage = true is not allowed with clusterProvider kubeconfig: the program manages DigitalOcean DNS (digitalocean) or Cloud DNS (gke) only; publish the dnsZone output yourself");
+    }
+    return { manage, mtaSts: r.oneOf("dnsMtaSts", ["off", "testing", "enforce"] as const) };
+}
+
+function readTls(r: ConfigReader, cluster: ClusterConfig, edge: EdgeConfig, dns: DnsConfig, mail: MailConfig): TlsConfig {
+    const mode = r.oneOf("tlsMode", ["selfsigned", "acme", "secret"] as const);
+    switch (mode) {
+        case "selfsigned":
+            return { mode };
+        case "secret": {
+            const secretName = r.string("tlsSecretName", (v) => (v === "" ? "required with tlsMode secret: the name of your kubernetes.io/tls Secret" : dnsLabel(v)));
+            return { mode, secretName };
+        }
+        case "acme": {
+            // HTTP-01 needs plain HTTP on the mail host; only ingress-nginx serves it (DNS-01 needs no port at all).
+            if (!dns.manage && edge.mode !== "ingress-nginx") {
+                throw new ConfigError(`mail:tlsMode = "acme" is not allowed with edgeMode ${edge.mode} and dnsManage false: set dnsManage true (DNS-01), or edgeMode ingress-nginx (HTTP-01), or tlsMode secret`);
+            }
+            const token = dns.manage && cluster.provider === "digitalocean" ? r.secret("tlsAcmeDigitaloceanToken") : undefined;
+            if (dns.manage && cluster.provider === "digitalocean" && !token) {
+                throw new ConfigError("mail:tlsAcmeDigitaloceanToken is required with tlsMode acme and dnsManage on digitalocean: set it with pulumi config set --secret");
+            }
+            return {
+                mode,
+                email: r.string("tlsAcmeEmail", (v) => (v === "" ? undefined : email(v))) || mail.postmaster,
+                server: r.oneOf("tlsAcmeServer", ["production", "staging"] as const),
+                digitaloceanToken: token,
+            };
+        }
+    }
+}
+
+function readRelay(r: ConfigReader): RelayConfig | undefined {
+    const host = r.string("relayHost", (v) => (v === "" ? undefined : fqdn(v)));
+    const port = r.integer("relayPort", 1, 65535);
+    const username = r.string("relayUsername", pattern(/^[^\s:]*$/, "expected a user name without spaces or colons"));
+    const password = r.secret("relayPassword");
+    if (host === "") {
+        if (username !== "" || password) throw new ConfigError("mail:relayHost is required when relayUsername or relayPassword is set");
+        return undefined;
+    }
+    if (port !== 587 && port !== 465) throw new ConfigError(`mail:relayPort = "${port}" is not allowed: expected 587 (STARTTLS) or 465 (implicit TLS)`);
+    if (username === "" || !password) throw new ConfigError(`mail:relayHost = "${host}" needs mail:relayUsername and mail:relayPassword (set the password with --secret)`);
+    return { host, port, username, password };
+}
+
 /** Reads and validates the whole stack configuration once; the result is deeply frozen. */
 export function loadConfig(reader = new ConfigReader()): StackConfig {
+    const cluster = readCluster(reader);
+    const mail = readMail(reader);
+    const edge = readEdge(reader, cluster);
+    const dns = readDns(reader, cluster);
     return deepFreeze({
-        cluster: readCluster(reader),
-        mail: readMail(reader),
+        cluster,
+        mail,
         images: readImages(reader),
         storage: readStorage(reader),
         services: readServices(reader),
+        edge,
+        dns,
+        tls: readTls(reader, cluster, edge, dns, mail),
+        relay: readRelay(reader),
     });
 }
 
 function deepFreeze<T>(value: T): T {
-    if (value && typeof value === "object") {
+    // Pulumi Outputs (secrets) are immutable to us already and must not be frozen.
+    if (value && typeof value === "object" && !pulumi.Output.isInstance(value)) {
         for (const v of Object.values(value)) deepFreeze(v);
         Object.freeze(value);
     }

@@ -5,7 +5,7 @@ import { MailStack } from "./components/stack";
 
 const config = loadConfig();
 const cluster = createCluster("mail", config.cluster);
-const stack = new MailStack("mail", config, { providers: { kubernetes: cluster.provider } });
+const stack = new MailStack("mail", { ...config, clusterProvider: config.cluster.provider }, { providers: { kubernetes: cluster.provider } });
 
 export const clusterName = cluster.clusterName;
 export const clusterEndpoint = cluster.endpoint;
@@ -16,3 +16,6 @@ export const dnsZone = stack.dnsZoneSnippet;
 export const dkimTxt = stack.dkimTxt;
 export const endpoints = stack.endpoints;
 export const addFirstUser = stack.addFirstUser;
+export const publicAddresses = stack.publicAddresses;
+export const mtaStsPolicy = stack.mtaStsPolicy;
+export const warnings = stack.warnings;

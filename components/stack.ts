@@ -1,21 +1,31 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { StackConfig } from "../config";
+import type { ClusterProvider, StackConfig } from "../config";
 import { CouchDb } from "./couchdb";
 import { Couchmail } from "./couchmail";
 import { DkimKeys } from "./dkim";
-import { DnsRecord, mailDnsRecords, zoneSnippet } from "./dns/records";
+import { ManagedDns } from "./dns/manage";
+import { DnsRecord, mailDnsRecords, mtaStsPolicy, zoneSnippet } from "./dns/records";
 import { Dovecot } from "./dovecot";
 import { DOVECOT_DEFAULTS, DOVECOT_PORTS } from "./dovecot/config";
-import { ourImage } from "./kube";
+import { createEdge, edgePlan } from "./edge";
+import { INGRESS_CLASS } from "./edge/ingress-nginx";
+import { appLabels, ourImage } from "./kube";
 import { OpenDkim } from "./opendkim";
 import { OPENDKIM_DEFAULTS, OPENDKIM_PORTS } from "./opendkim/config";
 import { Postfix } from "./postfix";
 import { POSTFIX_DEFAULTS, POSTFIX_PORTS } from "./postfix/config";
+import { AcmeTls } from "./tls/acme";
 import { SelfSignedTls } from "./tls/selfsigned";
 import { COUCHMAIL } from "./couchmail";
 
-export type MailStackArgs = Pick<StackConfig, "mail" | "images" | "storage" | "services">;
+export type MailStackArgs = Pick<StackConfig, "mail" | "images" | "storage" | "services" | "edge" | "tls" | "dns" | "relay"> & {
+    /** Only the kind of cluster: the edge, DNS and DNS-01 depend on the cloud's load balancers and DNS. */
+    clusterProvider: ClusterProvider;
+};
+
+/** Where the relay's texthash password map is mounted in the Postfix pod. */
+export const RELAY_PASSWORD_MAP = "/etc/mail/relay/password";
 
 /**
  * The whole mail system in one namespace: CouchDB, couchmail (as a sidecar of Postfix and Dovecot), Postfix,
@@ -24,8 +34,14 @@ export type MailStackArgs = Pick<StackConfig, "mail" | "images" | "storage" | "s
  */
 export class MailStack extends pulumi.ComponentResource {
     readonly namespace: pulumi.Output<string>;
-    /** The records to publish for every domain (MX, SPF, DKIM, DMARC). */
+    /** The records to publish: A/AAAA for the mail host; MX, SPF, DKIM, DMARC, TLS-RPT (and MTA-STS) per domain. */
     readonly dnsRecords: pulumi.Output<DnsRecord[]>;
+    /** Public addresses of the mail host. */
+    readonly publicAddresses: pulumi.Output<string[]>;
+    /** The MTA-STS policy to serve at https://mta-sts.<domain>/.well-known/mta-sts.txt (empty when off). */
+    readonly mtaStsPolicy: string;
+    /** Things that will not work as the config stands (e.g. outbound port 25 blocked and no relay). */
+    readonly warnings: string[];
     readonly dnsZoneSnippet: pulumi.Output<string>;
     readonly dkimTxt: Record<string, pulumi.Output<string>>;
     /** In-cluster endpoints of the services. */
@@ -36,7 +52,8 @@ export class MailStack extends pulumi.ComponentResource {
     constructor(name: string, args: MailStackArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:MailStack", name, {}, opts);
         const child = { parent: this };
-        const { mail, images, storage, services } = args;
+        const { mail, images, storage, services, edge, relay } = args;
+        const plan = edgePlan(edge.mode, args.clusterProvider);
         const storageClassName = storage.className || undefined;
         const image = (service: string) => ourImage(images, service);
 
@@ -53,7 +70,24 @@ export class MailStack extends pulumi.ComponentResource {
         }, child);
         const ns = namespace.metadata.name;
 
-        const tls = new SelfSignedTls(`${name}-tls`, { namespace: ns, hostnames: [mail.hostname] }, child);
+        const tlsSecretName = (() => {
+            switch (args.tls.mode) {
+                case "selfsigned":
+                    return new SelfSignedTls(`${name}-tls`, { namespace: ns, hostnames: [mail.hostname] }, child).secretName;
+                case "secret":
+                    return pulumi.output(args.tls.secretName);
+                case "acme": {
+                    const provider = args.clusterProvider;
+                    // config.ts allows acme only with DNS-01 (dnsManage on a cloud) or HTTP-01 through ingress-nginx.
+                    const solver = args.dns.manage && provider === "digitalocean" ? { kind: "digitalocean" as const, token: args.tls.digitaloceanToken! }
+                        : args.dns.manage && provider === "gke" ? { kind: "clouddns" as const }
+                            : { kind: "http01" as const, ingressClass: INGRESS_CLASS };
+                    return new AcmeTls(`${name}-tls`, {
+                        namespace: ns, hostnames: [mail.hostname], email: args.tls.email, server: args.tls.server, solver,
+                    }, child).secretName;
+                }
+            }
+        })();
         const couchdb = new CouchDb(`${name}-couchdb`, {
             namespace: ns, image: services.couchdb.image, storageSize: storage.couchdbSize, storageClassName,
         }, child);
@@ -82,12 +116,17 @@ export class MailStack extends pulumi.ComponentResource {
             image: image("dovecot"),
             imagePullPolicy: images.pullPolicy,
             couchmail,
-            tlsSecretName: tls.secretName,
+            tlsSecretName,
             mailSize: storage.mailSize,
             storageClassName,
+            hostPorts: plan.hostPorts,
+            colocateWith: plan.colocate ? appLabels("postfix", "mta").selector : undefined,
             settings: {
                 ...DOVECOT_DEFAULTS,
                 hostname: mail.hostname,
+                proxyProtocol: plan.backendProxy,
+                // Only the edge's own (private) sources may claim a client address.
+                haproxyTrustedNetworks: plan.backendProxy ? edge.proxyTrustedNetworks : [],
                 junkAutoexpunge: services.dovecot.junkAutoexpunge,
                 maxUserIpConnections: services.dovecot.maxUserIpConnections,
             },
@@ -98,12 +137,17 @@ export class MailStack extends pulumi.ComponentResource {
             image: image("postfix"),
             imagePullPolicy: images.pullPolicy,
             couchmail,
-            tlsSecretName: tls.secretName,
+            tlsSecretName,
             queueSize: storage.queueSize,
             storageClassName,
+            hostPorts: plan.hostPorts,
+            relayCredentials: relay && { username: relay.username, password: relay.password },
             settings: {
                 ...POSTFIX_DEFAULTS,
                 hostname: mail.hostname,
+                // Postfix has no trusted-networks list for PROXY: its PROXY ports are reachable only inside the cluster.
+                proxyProtocol: plan.backendProxy,
+                relay: relay && { host: relay.host, port: relay.port, passwordMapFile: RELAY_PASSWORD_MAP },
                 socketmap: `inet:127.0.0.1:${COUCHMAIL.socketmapPort}`,
                 saslEndpoint: `inet:dovecot:${DOVECOT_PORTS.authSasl}`,
                 lmtpEndpoint: `inet:dovecot:${DOVECOT_PORTS.lmtp}`,
@@ -114,13 +158,26 @@ export class MailStack extends pulumi.ComponentResource {
             },
         }, { parent: this, dependsOn: [dovecot, opendkim] });
 
+        const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: mail.hostname, plan, addresses: edge.addresses }, { parent: this, dependsOn: [postfix, dovecot] });
+
         const svc = (service: pulumi.Output<string>, port: number) => pulumi.interpolate`${service}.${ns}.svc:${port}`;
+        const records = (dkimTxt: Record<string, string>, addresses: string[]) => mailDnsRecords({
+            hostname: mail.hostname, domains: mail.domains, dkimSelector: services.dkim.selector, dkimTxt, postmaster: mail.postmaster,
+            addresses, mtaSts: args.dns.mtaSts,
+        });
         this.namespace = ns;
         this.dkimTxt = dkim.txtValues;
-        this.dnsRecords = pulumi.all(dkim.txtValues).apply((dkimTxt) => mailDnsRecords({
-            hostname: mail.hostname, domains: mail.domains, dkimSelector: services.dkim.selector, dkimTxt, postmaster: mail.postmaster,
-        }));
+        this.publicAddresses = mailEdge.addresses;
+        this.dnsRecords = pulumi.all([dkim.txtValues, mailEdge.addresses]).apply(([dkimTxt, addresses]) => records(dkimTxt, addresses));
         this.dnsZoneSnippet = this.dnsRecords.apply(zoneSnippet);
+        this.mtaStsPolicy = args.dns.mtaSts === "off" ? "" : mtaStsPolicy(args.dns.mtaSts, mail.hostname);
+        if (args.dns.manage && args.clusterProvider !== "kubeconfig") {
+            // A load balancer has one IPv4 address, unknown until it exists; hostport addresses are configured.
+            const shapeAddresses = plan.hostPorts ? edge.addresses : ["192.0.2.1"];
+            const shape = records(Object.fromEntries(mail.domains.map((d) => [d, "v=DKIM1; k=rsa; p="])), shapeAddresses);
+            new ManagedDns(`${name}-dns`, { provider: args.clusterProvider, shape, records: this.dnsRecords }, child);
+        }
+        this.warnings = stackWarnings(args, plan.port25Blocked);
         this.endpoints = {
             smtp: svc(postfix.serviceName, POSTFIX_PORTS.smtp),
             submission: svc(postfix.serviceName, POSTFIX_PORTS.submission),
@@ -133,7 +190,26 @@ export class MailStack extends pulumi.ComponentResource {
         this.addFirstUser = pulumi.interpolate`kubectl -n ${ns} exec -it statefulset/dovecot -c couchmail -- couchmail user add postmaster@${mail.domains[0]}`;
         this.registerOutputs({
             namespace: this.namespace, dnsRecords: this.dnsRecords, dnsZoneSnippet: this.dnsZoneSnippet,
-            endpoints: this.endpoints, addFirstUser: this.addFirstUser,
+            endpoints: this.endpoints, addFirstUser: this.addFirstUser, publicAddresses: this.publicAddresses,
+            mtaStsPolicy: this.mtaStsPolicy, warnings: this.warnings,
         });
     }
+}
+
+/** What the operator must fix or do by hand, known from the config alone. */
+export function stackWarnings(args: MailStackArgs, port25Blocked: boolean): string[] {
+    const warnings: string[] = [];
+    if (port25Blocked && !args.relay) {
+        warnings.push(`${args.clusterProvider} blocks outbound port 25 (DigitalOcean for new accounts, GCP always): mail to other servers will not leave; set relayHost, relayUsername and relayPassword`);
+    }
+    if (args.edge.mode === "hostport" && args.edge.addresses.length === 0) {
+        warnings.push("edgeMode hostport: edgeAddresses is empty, so no A/AAAA record for the mail host is output or managed; set it to the node's public address");
+    }
+    if (args.tls.mode === "selfsigned" && args.clusterProvider !== "kubeconfig") {
+        warnings.push("tlsMode selfsigned: mail clients will reject the certificate; use acme or secret for a real deployment");
+    }
+    if (args.dns.mtaSts !== "off") {
+        warnings.push("dnsMtaSts: serve the mtaStsPolicy output at https://mta-sts.<domain>/.well-known/mta-sts.txt for every domain, or senders ignore the policy");
+    }
+    return warnings;
 }

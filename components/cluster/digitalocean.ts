@@ -2,6 +2,7 @@ import * as digitalocean from "@pulumi/digitalocean";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { DigitalOceanClusterConfig } from "../../config";
+import { EDGE_NODE_TAG } from "../edge/cloud";
 import { MailCluster, requireVersion, versionFilter } from "./types";
 
 export type DigitalOceanClusterArgs = Omit<DigitalOceanClusterConfig, "provider">;
@@ -38,6 +39,8 @@ export class DigitalOceanCluster extends pulumi.ComponentResource implements Mai
                 size: args.nodeSize,
                 nodeCount: args.nodeCount,
                 labels: { "mail.stack/pool": "mail" },
+                // Target of the hostport edge's firewall.
+                tags: [EDGE_NODE_TAG],
             },
         }, { parent: this, ignoreChanges: ["version"] /* auto-upgrade moves it; don't fight the cloud */ });
 

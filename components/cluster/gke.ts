@@ -2,6 +2,7 @@ import * as gcp from "@pulumi/gcp";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { GkeClusterConfig } from "../../config";
+import { EDGE_NODE_TAG } from "../edge/cloud";
 import { MailCluster, requireVersion, versionFilter } from "./types";
 
 export type GkeClusterArgs = Omit<GkeClusterConfig, "provider">;
@@ -52,6 +53,8 @@ export class GkeCluster extends pulumi.ComponentResource implements MailCluster 
                     "https://www.googleapis.com/auth/devstorage.read_only",
                 ],
                 labels: { "mail.stack/pool": "mail" },
+                // Target of the hostport edge's firewall rule.
+                tags: [EDGE_NODE_TAG],
                 shieldedInstanceConfig: { enableSecureBoot: true },
             },
         }, { parent: this });

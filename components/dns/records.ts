@@ -1,3 +1,6 @@
+import { createHash } from "crypto";
+import * as net from "net";
+
 /** A DNS record the user publishes (or the program manages) for the mail domains. */
 export interface DnsRecord {
     /** Fully qualified owner name, without the trailing dot. */
@@ -14,18 +17,38 @@ export interface MailDnsArgs {
     dkimSelector: string;
     /** domain → `v=DKIM1; k=rsa; p=…`. */
     dkimTxt: Record<string, string>;
-    /** Where DMARC aggregate reports go. */
+    /** Where DMARC aggregate and TLS-RPT reports go. */
     postmaster: string;
+    /** Public addresses of the mail host (A/AAAA); none yet ⇒ no address records. */
+    addresses: string[];
+    /** MTA-STS policy mode; "off" publishes no _mta-sts record. */
+    mtaSts: "off" | "testing" | "enforce";
     ttl?: number;
 }
 
+/** MTA-STS policy (RFC 8461) to serve at https://mta-sts.<domain>/.well-known/mta-sts.txt; CRLF lines per the RFC. */
+export function mtaStsPolicy(mode: "testing" | "enforce", hostname: string, maxAgeSeconds = 7 * 24 * 3600): string {
+    return [`version: STSv1`, `mode: ${mode}`, `mx: ${hostname}`, `max_age: ${maxAgeSeconds}`].map((l) => `${l}\r\n`).join("");
+}
+
+/** The policy id senders compare to refetch: changes whenever the policy does. */
+export function mtaStsId(policy: string): string {
+    return createHash("sha256").update(policy).digest("hex").slice(0, 20);
+}
+
 /**
- * The records mail for each domain needs: MX at our host, SPF allowing only it (`-all`: nobody else sends for
- * these domains), the DKIM key, and DMARC starting at `p=quarantine` with reports to the postmaster.
+ * The records mail needs: A/AAAA for the mail host, and for each domain MX at our host, SPF allowing only it
+ * (`-all`: nobody else sends for these domains), the DKIM key, DMARC starting at `p=quarantine` with reports to
+ * the postmaster, TLS-RPT reports to the postmaster, and the MTA-STS policy id when MTA-STS is on.
  */
 export function mailDnsRecords(args: MailDnsArgs): DnsRecord[] {
     const ttl = args.ttl ?? 3600;
-    return args.domains.flatMap((domain): DnsRecord[] => {
+    const hostRecords = args.addresses.map((ip): DnsRecord => {
+        if (!net.isIP(ip)) throw new Error(`not an IP address: ${ip}`);
+        return { name: args.hostname, type: net.isIPv6(ip) ? "AAAA" : "A", value: ip, ttl };
+    });
+    const stsId = args.mtaSts === "off" ? undefined : mtaStsId(mtaStsPolicy(args.mtaSts, args.hostname));
+    return hostRecords.concat(args.domains.flatMap((domain): DnsRecord[] => {
         const dkim = args.dkimTxt[domain];
         if (!dkim) throw new Error(`no DKIM key for ${domain}`);
         return [
@@ -33,8 +56,10 @@ export function mailDnsRecords(args: MailDnsArgs): DnsRecord[] {
             { name: domain, type: "TXT", value: `v=spf1 mx -all`, ttl },
             { name: `${args.dkimSelector}._domainkey.${domain}`, type: "TXT", value: dkim, ttl },
             { name: `_dmarc.${domain}`, type: "TXT", value: `v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:${args.postmaster}`, ttl },
+            { name: `_smtp._tls.${domain}`, type: "TXT", value: `v=TLSRPTv1; rua=mailto:${args.postmaster}`, ttl },
+            ...(stsId ? [{ name: `_mta-sts.${domain}`, type: "TXT" as const, value: `v=STSv1; id=${stsId}`, ttl }] : []),
         ];
-    });
+    }));
 }
 
 /** TXT data as zone-file strings: quoted, escaped, and split into the 255-byte pieces DNS allows. */

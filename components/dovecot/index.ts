@@ -15,6 +15,10 @@ export interface DovecotArgs {
     mailSize: string;
     storageClassName?: string;
     overrideConfigMap?: string;
+    /** Bind the plain IMAP/ManageSieve ports on the node too (the hostport edge). */
+    hostPorts?: boolean;
+    /** Schedule beside pods with these labels (an edge whose load balancer only reaches local pods). */
+    colocateWith?: Record<string, string>;
 }
 
 /**
@@ -42,11 +46,12 @@ export class Dovecot extends pulumi.ComponentResource {
         // Mail processes run as vmail and open the dict socket, so the socket belongs to vmail's group.
         const couchmail = args.couchmail.sidecar({ dovecot: true, socketGroup: VMAIL_UID });
 
-        const ports = [
-            { name: "imap", port: DOVECOT_PORTS.imap },
-            { name: "imaps", port: DOVECOT_PORTS.imaps },
+        const hostPort = (port: number) => (args.hostPorts ? port : undefined);
+        const ports: { name: string; port: number; hostPort?: number }[] = [
+            { name: "imap", port: DOVECOT_PORTS.imap, hostPort: hostPort(DOVECOT_PORTS.imap) },
+            { name: "imaps", port: DOVECOT_PORTS.imaps, hostPort: hostPort(DOVECOT_PORTS.imaps) },
             { name: "lmtp", port: DOVECOT_PORTS.lmtp },
-            { name: "sieve", port: DOVECOT_PORTS.sieve },
+            { name: "sieve", port: DOVECOT_PORTS.sieve, hostPort: hostPort(DOVECOT_PORTS.sieve) },
             { name: "auth", port: DOVECOT_PORTS.authSasl },
             ...(args.settings.proxyProtocol ? [
                 { name: "imap-proxy", port: DOVECOT_PORTS.imapProxy },
@@ -72,12 +77,17 @@ export class Dovecot extends pulumi.ComponentResource {
                         enableServiceLinks: false,
                         terminationGracePeriodSeconds: 30,
                         securityContext: { fsGroup: VMAIL_UID, seccompProfile: { type: "RuntimeDefault" } },
+                        affinity: args.colocateWith && {
+                            podAffinity: {
+                                requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: args.colocateWith }, topologyKey: "kubernetes.io/hostname" }],
+                            },
+                        },
                         initContainers: [couchmail.container],
                         containers: [{
                             name: "dovecot",
                             image: args.image,
                             imagePullPolicy: args.imagePullPolicy,
-                            ports: ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" })),
+                            ports: ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })),
                             resources: BUDGET.dovecot,
                             // Dovecot's master starts as root, then runs logins as dovenull and mail as vmail.
                             securityContext: rootDroppingContainer(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]),

@@ -1,3 +1,4 @@
+import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Couchmail } from "../couchmail";
@@ -16,6 +17,10 @@ export interface PostfixArgs {
     storageClassName?: string;
     /** A ConfigMap the user manages whose files extend the rendered ones (main.cf lines win). */
     overrideConfigMap?: string;
+    /** SASL credentials for settings.relay: a Secret mounted where settings.relay.passwordMapFile points. */
+    relayCredentials?: { username: string; password: pulumi.Input<string> };
+    /** Bind the plain mail ports on the node too (the hostport edge). */
+    hostPorts?: boolean;
 }
 
 /**
@@ -35,10 +40,20 @@ export class Postfix extends pulumi.ComponentResource {
         const config = configVolumes("postfix", configMap, args.overrideConfigMap);
         const couchmail = args.couchmail.sidecar({ socketmap: true });
 
-        const ports = [
-            { name: "smtp", port: POSTFIX_PORTS.smtp },
-            { name: "submission", port: POSTFIX_PORTS.submission },
-            { name: "submissions", port: POSTFIX_PORTS.submissions },
+        const relay = args.settings.relay;
+        if (!relay !== !args.relayCredentials) throw new Error("Postfix: settings.relay and relayCredentials go together");
+        const relaySecret = relay && args.relayCredentials && new k8s.core.v1.Secret(`${name}-relay`, {
+            metadata: { name: "postfix-relay", namespace: args.namespace, labels },
+            // texthash(5): "[host]:port user:password", the key exactly as relayhost names the smarthost.
+            stringData: { [path.posix.basename(relay.passwordMapFile)]: pulumi.interpolate`[${relay.host}]:${relay.port} ${args.relayCredentials.username}:${args.relayCredentials.password}\n` },
+        }, { parent: this, additionalSecretOutputs: ["stringData", "data"] });
+        const relayDir = relay && path.posix.dirname(relay.passwordMapFile);
+
+        const hostPort = (port: number) => (args.hostPorts ? port : undefined);
+        const ports: { name: string; port: number; hostPort?: number }[] = [
+            { name: "smtp", port: POSTFIX_PORTS.smtp, hostPort: hostPort(POSTFIX_PORTS.smtp) },
+            { name: "submission", port: POSTFIX_PORTS.submission, hostPort: hostPort(POSTFIX_PORTS.submission) },
+            { name: "submissions", port: POSTFIX_PORTS.submissions, hostPort: hostPort(POSTFIX_PORTS.submissions) },
             ...(args.settings.proxyProtocol ? [
                 { name: "smtp-proxy", port: POSTFIX_PORTS.smtpProxy },
                 { name: "subm-proxy", port: POSTFIX_PORTS.submissionProxy },
@@ -69,13 +84,16 @@ export class Postfix extends pulumi.ComponentResource {
                             name: "postfix",
                             image: args.image,
                             imagePullPolicy: args.imagePullPolicy,
-                            ports: ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" })),
+                            ports: ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })),
+                            // A changed relay password reloads Postfix like a renewed certificate does.
+                            env: relayDir ? [{ name: "EXTRA_WATCH", value: `/etc/mail/tls ${relayDir}` }] : [],
                             resources: BUDGET.postfix,
                             // Postfix's master starts as root and runs every service as `postfix` in a chroot.
                             securityContext: rootDroppingContainer(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]),
                             volumeMounts: [
                                 ...config.mounts,
                                 { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },
+                                ...(relayDir ? [{ name: "relay", mountPath: relayDir, readOnly: true }] : []),
                                 { name: "queue", mountPath: args.settings.queueDirectory },
                                 { name: "state", mountPath: args.settings.dataDirectory },
                                 { name: "run", mountPath: "/run/mail" },
@@ -90,6 +108,8 @@ export class Postfix extends pulumi.ComponentResource {
                             ...config.volumes,
                             ...couchmail.volumes,
                             { name: "tls", secret: { secretName: args.tlsSecretName, defaultMode: 0o400 } },
+                            // Postfix opens the map as root before dropping privileges.
+                            ...(relaySecret ? [{ name: "relay", secret: { secretName: relaySecret.metadata.name, defaultMode: 0o400 } }] : []),
                             { name: "state", emptyDir: {} },
                             { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
                             { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },

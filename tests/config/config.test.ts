@@ -74,8 +74,15 @@ describe("declared keys", () => {
 
     it("every key the program reads is declared, and every declared key is read by some stack", () => {
         const read = new Set<string>();
-        for (const clusterProvider of ["digitalocean", "gke", "kubeconfig"]) {
-            withConfig({ ...valid, clusterProvider });
+        const variants: Record<string, unknown>[] = [
+            { clusterProvider: "digitalocean" },
+            { clusterProvider: "gke" },
+            { clusterProvider: "kubeconfig" },
+            { clusterProvider: "kubeconfig", tlsMode: "secret", tlsSecretName: "my-cert" },
+            { clusterProvider: "digitalocean", tlsMode: "acme", dnsManage: true, tlsAcmeDigitaloceanToken: "t" },
+        ];
+        for (const variant of variants) {
+            withConfig({ ...valid, ...variant });
             const reader = new ConfigReader();
             loadConfig(reader);
             reader.read.forEach((k) => read.add(k));

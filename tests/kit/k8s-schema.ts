@@ -16,12 +16,16 @@ export function unwrapSecrets(value: unknown): unknown {
 
 type ModelClass = new (data: unknown) => { validate(): void };
 
+/** Models of custom resources we create, by API group (core kinds come from kubernetes-models). */
+const CRD_MODELS: Record<string, string> = { "cert-manager.io": "@kubernetes-models/cert-manager" };
+
 /** kubernetes-models 4.x module for an apiVersion: "v1" → kubernetes-models/v1, "apps/v1" → kubernetes-models/apps/v1. */
 function modelFor(apiVersion: string, kind: string): ModelClass {
     let mod: Record<string, unknown>;
+    const crdPackage = CRD_MODELS[apiVersion.split("/")[0]];
     try {
         // eslint-disable-next-line @typescript-eslint/no-require-imports
-        mod = require(`kubernetes-models/${apiVersion}`);
+        mod = require(`${crdPackage ?? "kubernetes-models"}/${apiVersion}`);
     } catch {
         throw new Error(`no schema for apiVersion ${apiVersion} (kind ${kind}): add its models package to tests/kit/k8s-schema.ts`);
     }

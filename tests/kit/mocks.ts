@@ -42,7 +42,19 @@ const INVOKES: Record<string, Invoke> = {
         location,
         project: "mock-project",
     }),
+    // The edge reads a DigitalOcean load balancer's address by name (its Service reports the host name).
+    "digitalocean:index/getLoadBalancer:getLoadBalancer": ({ name }) => ({ name, ip: FAKE_ADDRESSES.digitaloceanLb, ipv6: "" }),
+    "digitalocean:index/getDomains:getDomains": () => ({ domains: FAKE_DNS_ZONES.map((name) => ({ name, ttl: 1800, urn: `do:domain:${name}` })) }),
+    "gcp:dns/getManagedZones:getManagedZones": () => ({
+        managedZones: FAKE_DNS_ZONES.map((zone) => ({ name: zone.replace(/\./g, "-"), dnsName: `${zone}.`, id: zone, managedZoneId: zone, nameServers: [], description: "", visibility: "public" })),
+    }),
+    "gcp:organizations/getClientConfig:getClientConfig": () => ({ project: "mock-project", region: "us-central1", zone: "us-central1-a", accessToken: "mock" }),
 };
+
+/** Public addresses the mocked clouds hand out. */
+export const FAKE_ADDRESSES = { digitaloceanLb: "203.0.113.30", serviceLb: "203.0.113.25" };
+/** DNS zones that exist in the mocked DigitalOcean DNS and Cloud DNS. */
+export const FAKE_DNS_ZONES = ["example.com", "example.org"];
 
 /** Outputs real providers compute, made the way they make them where tests depend on it. */
 function computedState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
@@ -67,6 +79,15 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
                 publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
             };
         }
+        case "kubernetes:core/v1:Service": {
+            // A load balancer Service (or one read back, without inputs) gets an address, as the cloud would give it.
+            const spec = inputs.spec as { type?: string } | undefined;
+            return !spec || spec.type === "LoadBalancer" ? { status: { loadBalancer: { ingress: [{ ip: FAKE_ADDRESSES.serviceLb }] } } } : {};
+        }
+        case "gcp:serviceaccount/account:Account":
+            return { email: `${inputs.accountId}@mock-project.iam.gserviceaccount.com`, name: `projects/mock-project/serviceAccounts/${inputs.accountId}` };
+        case "gcp:serviceaccount/key:Key":
+            return { privateKey: Buffer.from(JSON.stringify({ type: "service_account", project_id: "mock-project" })).toString("base64") };
         case "tls:index/selfSignedCert:SelfSignedCert":
             return { certPem: selfSignedCert(String(inputs.privateKeyPem), (inputs.dnsNames as string[]) ?? []) };
         default:

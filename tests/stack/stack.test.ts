@@ -80,11 +80,19 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
         const servicePorts = (name: string) => Object.fromEntries(find(run, "Service", name).spec.ports.map((p: { name: string; port: number }) => [p.name, p.port]));
         const containerPorts = (o: Obj, c: string) => Object.fromEntries((container(o, c).ports ?? []).map((p) => [p.name, p.containerPort]));
 
+        // The default edge (loadbalancer) sends PROXY headers only on DigitalOcean (tests/edge covers every mode).
+        const proxy = target === "digitalocean";
         const postfix = find(run, "StatefulSet", "postfix");
-        expect(servicePorts("postfix")).toEqual({ smtp: POSTFIX_PORTS.smtp, submission: POSTFIX_PORTS.submission, submissions: POSTFIX_PORTS.submissions });
+        expect(servicePorts("postfix")).toEqual({
+            smtp: POSTFIX_PORTS.smtp, submission: POSTFIX_PORTS.submission, submissions: POSTFIX_PORTS.submissions,
+            ...(proxy ? { "smtp-proxy": POSTFIX_PORTS.smtpProxy, "subm-proxy": POSTFIX_PORTS.submissionProxy, "subms-proxy": POSTFIX_PORTS.submissionsProxy } : {}),
+        });
         expect(containerPorts(postfix, "postfix")).toEqual(servicePorts("postfix"));
         const dovecot = find(run, "StatefulSet", "dovecot");
-        expect(servicePorts("dovecot")).toEqual({ imap: DOVECOT_PORTS.imap, imaps: DOVECOT_PORTS.imaps, lmtp: DOVECOT_PORTS.lmtp, sieve: DOVECOT_PORTS.sieve, auth: DOVECOT_PORTS.authSasl });
+        expect(servicePorts("dovecot")).toEqual({
+            imap: DOVECOT_PORTS.imap, imaps: DOVECOT_PORTS.imaps, lmtp: DOVECOT_PORTS.lmtp, sieve: DOVECOT_PORTS.sieve, auth: DOVECOT_PORTS.authSasl,
+            ...(proxy ? { "imap-proxy": DOVECOT_PORTS.imapProxy, "imaps-proxy": DOVECOT_PORTS.imapsProxy, "sieve-proxy": DOVECOT_PORTS.sieveProxy } : {}),
+        });
         expect(containerPorts(dovecot, "dovecot")).toEqual(servicePorts("dovecot"));
         expect(servicePorts("opendkim")).toEqual({ milter: OPENDKIM_PORTS.milter });
 
@@ -96,7 +104,7 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
         expect(mainCf).toMatch(new RegExp(`virtual_transport = lmtp:inet:dovecot:${servicePorts("dovecot").lmtp}\\b`));
         expect(mainCf).toContain(`inet:opendkim:${servicePorts("opendkim").milter}`);
         // Postfix listens where its Service sends traffic.
-        for (const port of [POSTFIX_PORTS.smtp, POSTFIX_PORTS.submission, POSTFIX_PORTS.submissions]) {
+        for (const port of Object.values(servicePorts("postfix"))) {
             expect(masterCf).toMatch(new RegExp(`^${port}\\s+inet\\b`, "m"));
         }
         // Dovecot listens where its Service sends traffic.

@@ -1,0 +1,79 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { appLabels } from "../kube";
+import { digitaloceanAnnotations, loadBalancerAddresses } from "./cloud";
+import { backendOf, EDGE_PORTS, EdgePlan } from "./plan";
+
+/** The final release of the retired ingress-nginx project (best-effort support ended March 2026). */
+export const INGRESS_NGINX_CHART = { chart: "ingress-nginx", version: "4.15.1", repo: "https://kubernetes.github.io/ingress-nginx" } as const;
+export const INGRESS_NGINX_NAMESPACE = "ingress-nginx";
+/** The IngressClass the controller serves (cert-manager's HTTP-01 solver uses it). */
+export const INGRESS_CLASS = "nginx";
+
+export interface IngressNginxValuesArgs {
+    /** Namespace of the mail Services. */
+    namespace: string;
+    hostname: string;
+    plan: EdgePlan;
+}
+
+/**
+ * tcp-services entries `ns/svc:port:decode:encode`: ingress-nginx always sends a PROXY header to the PROXY-only
+ * backend port; it reads one only where the cloud load balancer in front sends it (DigitalOcean).
+ */
+export function ingressNginxTcpServices(args: IngressNginxValuesArgs): Record<string, string> {
+    const decode = args.plan.cloudSendsProxy ? "PROXY" : "";
+    return Object.fromEntries(EDGE_PORTS.map((p) => [String(p.public), `${args.namespace}/${p.service}:${backendOf(args.plan, p).port}:${decode}:PROXY`]));
+}
+
+/** Helm values for the ingress-nginx chart. */
+export function ingressNginxValues(args: IngressNginxValuesArgs) {
+    return {
+        controller: {
+            replicaCount: 1,
+            ingressClassResource: { name: INGRESS_CLASS, enabled: true, default: false },
+            ingressClass: INGRESS_CLASS,
+            // HTTP(S) listeners (HTTP-01 challenges) must read the cloud LB's PROXY header too.
+            config: args.plan.cloudSendsProxy ? { "use-proxy-protocol": "true" } : {},
+            allowSnippetAnnotations: false,
+            resources: { requests: { cpu: "50m", memory: "96Mi" }, limits: { memory: "256Mi" } },
+            service: {
+                type: "LoadBalancer",
+                externalTrafficPolicy: args.plan.externalTrafficPolicy,
+                annotations: digitaloceanAnnotations(args.plan, args.hostname),
+            },
+            metrics: { enabled: false },
+        },
+        tcp: ingressNginxTcpServices(args),
+    };
+}
+
+export interface IngressNginxEdgeArgs {
+    namespace: pulumi.Input<string>;
+    hostname: string;
+    plan: EdgePlan;
+}
+
+/** The ingress-nginx controller (pinned final chart) forwarding the mail ports to Postfix's and Dovecot's PROXY ports. */
+export class IngressNginxEdge extends pulumi.ComponentResource {
+    readonly addresses: pulumi.Output<string[]>;
+
+    constructor(name: string, args: IngressNginxEdgeArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("mail:index:IngressNginxEdge", name, {}, opts);
+        const namespace = new k8s.core.v1.Namespace(`${name}-namespace`, {
+            metadata: { name: INGRESS_NGINX_NAMESPACE, labels: { ...appLabels("ingress-nginx", "edge").labels, "pod-security.kubernetes.io/enforce": "baseline" } },
+        }, { parent: this });
+        const chart = new k8s.helm.v4.Chart(`${name}-chart`, {
+            name: "ingress-nginx",
+            namespace: namespace.metadata.name,
+            chart: INGRESS_NGINX_CHART.chart,
+            version: INGRESS_NGINX_CHART.version,
+            repositoryOpts: { repo: INGRESS_NGINX_CHART.repo },
+            values: pulumi.output(args.namespace).apply((ns) => ingressNginxValues({ namespace: ns, hostname: args.hostname, plan: args.plan })),
+        }, { parent: this });
+        // The chart's controller Service, read back for its load balancer's address.
+        const service = k8s.core.v1.Service.get(`${name}-controller`, pulumi.interpolate`${namespace.metadata.name}/ingress-nginx-controller`, { parent: this, dependsOn: [chart] });
+        this.addresses = loadBalancerAddresses(args.plan, args.hostname, service, this);
+        this.registerOutputs({ addresses: this.addresses });
+    }
+}

@@ -1,0 +1,80 @@
+// The edge's decisions as pure data: which ports are public, whether PROXY headers are spoken, and how the cloud's
+// load balancer must be told. Every edge component and the Postfix/Dovecot settings are derived from this.
+import type { ClusterProvider, EdgeMode } from "../../config";
+import { DOVECOT_PORTS } from "../dovecot/config";
+import { POSTFIX_PORTS } from "../postfix/config";
+
+export interface EdgePort {
+    /** Also the named port of the backend container (plain) and, with "-proxy"-style names, of its PROXY twin. */
+    name: string;
+    /** The port clients connect to. */
+    public: number;
+    service: "postfix" | "dovecot";
+    /** Backend port without PROXY (in-cluster clients, GKE, hostport). */
+    plain: number;
+    plainName: string;
+    /** Backend port that requires a PROXY header. */
+    proxy: number;
+    proxyName: string;
+}
+
+/** The mail ports the world reaches; names match the container ports of components/postfix and components/dovecot. */
+export const EDGE_PORTS: readonly EdgePort[] = [
+    { name: "smtp", public: 25, service: "postfix", plain: POSTFIX_PORTS.smtp, plainName: "smtp", proxy: POSTFIX_PORTS.smtpProxy, proxyName: "smtp-proxy" },
+    { name: "submission", public: 587, service: "postfix", plain: POSTFIX_PORTS.submission, plainName: "submission", proxy: POSTFIX_PORTS.submissionProxy, proxyName: "subm-proxy" },
+    { name: "submissions", public: 465, service: "postfix", plain: POSTFIX_PORTS.submissions, plainName: "submissions", proxy: POSTFIX_PORTS.submissionsProxy, proxyName: "subms-proxy" },
+    { name: "imap", public: 143, service: "dovecot", plain: DOVECOT_PORTS.imap, plainName: "imap", proxy: DOVECOT_PORTS.imapProxy, proxyName: "imap-proxy" },
+    { name: "imaps", public: 993, service: "dovecot", plain: DOVECOT_PORTS.imaps, plainName: "imaps", proxy: DOVECOT_PORTS.imapsProxy, proxyName: "imaps-proxy" },
+    { name: "sieve", public: 4190, service: "dovecot", plain: DOVECOT_PORTS.sieve, plainName: "sieve", proxy: DOVECOT_PORTS.sieveProxy, proxyName: "sieve-proxy" },
+];
+
+export interface EdgePlan {
+    mode: EdgeMode;
+    provider: ClusterProvider;
+    /** The cloud load balancer itself prepends a PROXY header (DigitalOcean's, when asked to). */
+    cloudSendsProxy: boolean;
+    /** Postfix and Dovecot receive PROXY headers on their PROXY-only ports (from the cloud LB or ingress-nginx). */
+    backendProxy: boolean;
+    /** Of the public Service; "Local" keeps the client address where no PROXY header carries it. */
+    externalTrafficPolicy: "Local" | "Cluster";
+    /**
+     * Postfix and Dovecot share one load balancer Service; with "Local" a node only answers for pods on itself,
+     * so Dovecot must run beside Postfix.
+     */
+    colocate: boolean;
+    /** Plain ports bound on the node itself. */
+    hostPorts: boolean;
+    /** Clouds where outbound port 25 is blocked (DigitalOcean for new accounts, GCP always). */
+    port25Blocked: boolean;
+}
+
+/**
+ * kubeconfig is treated like GKE: a generic load balancer (k3s ServiceLB, MetalLB, kind's) passes client addresses
+ * through with externalTrafficPolicy Local and never sends PROXY headers, so assuming it would break every connection.
+ */
+export function edgePlan(mode: EdgeMode, provider: ClusterProvider): EdgePlan {
+    const digitalocean = provider === "digitalocean";
+    const base = { mode, provider, port25Blocked: provider !== "kubeconfig" };
+    switch (mode) {
+        case "loadbalancer":
+            return {
+                ...base,
+                cloudSendsProxy: digitalocean,
+                backendProxy: digitalocean,
+                externalTrafficPolicy: digitalocean ? "Cluster" : "Local",
+                colocate: !digitalocean,
+                hostPorts: false,
+            };
+        case "ingress-nginx":
+            // ingress-nginx always re-encodes PROXY towards the backends; only its own front differs per cloud.
+            return { ...base, cloudSendsProxy: digitalocean, backendProxy: true, externalTrafficPolicy: digitalocean ? "Cluster" : "Local", colocate: false, hostPorts: false };
+        case "hostport":
+            if (provider === "kubeconfig") throw new Error("hostport needs a cloud firewall (config.ts rejects kubeconfig)");
+            return { ...base, cloudSendsProxy: false, backendProxy: false, externalTrafficPolicy: "Cluster", colocate: false, hostPorts: true };
+    }
+}
+
+/** The backend port and its container port name that the edge sends a public port to. */
+export function backendOf(plan: EdgePlan, port: EdgePort): { port: number; name: string } {
+    return plan.backendProxy ? { port: port.proxy, name: port.proxyName } : { port: port.plain, name: port.plainName };
+}
