@@ -117,17 +117,25 @@ export function selfSignedCert(hostname: string): Record<string, string> {
   }
 }
 
+/** Child PIDs from /proc/N/stat (a Go parent forks from any thread, so per-task lists miss some). */
 function children(pid: number): number[] {
-  try {
-    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
+  const out: number[] = [];
+  for (const e of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(e));
+    } catch {
+      // exited meanwhile
+    }
   }
+  return out;
 }
 
-function comm(pid: number): string {
+/** argv[0]'s base name (buildah's helpers re-exec from memfd, so comm would not tell). */
+function program(pid: number): string {
   try {
-    return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+    return path.basename(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0]);
   } catch {
     return "";
   }
@@ -179,7 +187,7 @@ export class Pod {
       const next: number[] = [];
       for (const p of frontier) {
         for (const c of children(p)) {
-          if (!comm(c).startsWith("buildah") && comm(c) !== "nsenter") return c;
+          if (!program(c).startsWith("buildah") && program(c) !== "nsenter") return c;
           next.push(c);
         }
       }
@@ -197,13 +205,12 @@ export class Pod {
   /** SIGTERM to the app (signals to buildah skip its handler); returns the exit code. */
   async stop(timeoutMs = 20_000): Promise<number> {
     const pid = this.appPid();
-    if (pid) process.kill(pid, "SIGTERM");
+    if (!pid) throw new Error(`no app process found under buildah (pid ${this.proc.pid}); log:\n${this.out}`);
+    process.kill(pid, "SIGTERM");
     const code = await Promise.race([this.exited, sleep(timeoutMs).then(() => undefined)]);
-    if (code === undefined) {
-      this.kill();
-      return this.exited;
-    }
-    return code;
+    if (code !== undefined) return code;
+    this.kill();
+    throw new Error(`container ignored SIGTERM for ${timeoutMs} ms; log:\n${this.out}`);
   }
 
   /** Kills whatever still runs in the container's mount namespace, then removes container and netns. */
@@ -226,7 +233,7 @@ export class Pod {
   async remove(): Promise<void> {
     if (this.proc.exitCode === null && this.proc.signalCode === null) {
       this.kill();
-      await Promise.race([this.exited, sleep(10_000)]);
+      if ((await Promise.race([this.exited, sleep(10_000).then(() => undefined)])) === undefined) this.proc.kill("SIGKILL");
     }
     removeContainer(this.name);
     spawnSync("ip", ["netns", "del", this.netns], { stdio: "ignore" });

@@ -1,0 +1,119 @@
+// Builds the Postfix image and runs Postfix's own checks on the rendered config inside it,
+// then runs the entrypoint like a pod and drives its config watcher through a ConfigMap swap.
+import * as fs from "fs";
+import * as path from "path";
+import { POSTFIX_DEFAULTS, POSTFIX_PORTS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
+import { Pod, RunResult, buildImage, selfSignedCert, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
+
+jest.setTimeout(120_000);
+
+const settings: PostfixSettings = { ...POSTFIX_DEFAULTS, hostname: "mail.example.test" };
+let image: string;
+let dir: string;
+
+/** Mounts like the pod: rendered ConfigMap + TLS Secret. */
+function mounts(config: string) {
+  return [
+    { host: config, ctr: "/etc/mail/defaults/postfix" },
+    { host: path.join(dir, "tls"), ctr: "/etc/mail/tls" },
+  ];
+}
+
+/** Postfix prints its complaints only on a terminal: run the checks under script(1). */
+const CHECK = `set -e
+mkdir -p /run/mail/postfix/gen && cp -L /etc/mail/defaults/postfix/* /run/mail/postfix/gen/ && ln -s gen /run/mail/postfix/live
+script -qec "postfix check" /dev/null
+postconf -n >/tmp/n 2>/tmp/warn; postconf -M >/dev/null 2>>/tmp/warn
+echo "--postconf-stderr--"; cat /tmp/warn; echo "--main--"; cat /tmp/n; echo "--master--"; postconf -P`;
+
+beforeAll(() => {
+  image = buildImage("postfix");
+  dir = tempDir("postfix-int");
+  writeConfigMapVolume(path.join(dir, "tls"), selfSignedCert("mail.example.test"), 0o600);
+}, 600_000);
+
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** What postfix check and postconf said, without the printed configuration. */
+const complaints = (r: RunResult) => r.stderr + r.stdout.split("--main--")[0];
+
+function check(s: PostfixSettings) {
+  const cfg = path.join(dir, `cfg-${Math.random().toString(36).slice(2)}`);
+  writeConfigMapVolume(cfg, renderPostfix(s));
+  return shInImage(image, CHECK, { mounts: mounts(cfg) });
+}
+
+test("postfix check and postconf accept the default rendering without warnings", () => {
+  const r = check(settings);
+  expect(complaints(r)).not.toMatch(/warning|fatal|error/i);
+  expect(r.code).toBe(0);
+  const main = r.stdout.split("--main--")[1].split("--master--")[0];
+  expect(main).toMatch(/^myhostname = mail\.example\.test$/m);
+  expect(main).toMatch(/^smtpd_relay_restrictions = reject_unauth_destination$/m);
+  expect(main).toMatch(/^virtual_alias_domains =\s*$/m);
+  expect(main).toMatch(/^smtpd_forbid_bare_newline = normalize$/m);
+  expect(main).toMatch(/^virtual_mailbox_domains = socketmap:inet:couchmail:10101:domains$/m);
+  expect(main).toMatch(/^maillog_file = \/dev\/stdout$/m);
+  const master = r.stdout.split("--master--")[1];
+  expect(master).toMatch(new RegExp(`^${POSTFIX_PORTS.submission}/inet/smtpd_sasl_auth_enable = yes$`, "m"));
+  expect(master).toMatch(new RegExp(`^${POSTFIX_PORTS.submissions}/inet/smtpd_tls_wrappermode = yes$`, "m"));
+});
+
+test("every optional hook renders a config Postfix accepts", () => {
+  const r = check({
+    ...settings,
+    policyService: "inet:postgrey:10023",
+    relay: { host: "smtp.relay.example", port: 587, passwordMapFile: "/etc/mail/relay/password" },
+    proxyProtocol: true,
+    trustedNetworks: ["10.244.0.0/16", "fd00::/8"],
+    mainCfOverrides: { smtpd_tls_loglevel: "2" },
+  });
+  expect(complaints(r)).not.toMatch(/warning|fatal|error/i);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(new RegExp(`^${POSTFIX_PORTS.smtpProxy}/inet/postscreen_upstream_proxy_protocol = haproxy$`, "m"));
+});
+
+test("the same checks fail on a broken config (negative control)", () => {
+  const cfg = path.join(dir, "broken");
+  const files = renderPostfix(settings);
+  writeConfigMapVolume(cfg, { ...files, "main.cf": files["main.cf"] + "this line has no equals sign\n" });
+  const r = shInImage(image, CHECK, { mounts: mounts(cfg) });
+  expect(r.code).not.toBe(0);
+  expect(r.stdout + r.stderr).toMatch(/missing '=' after attribute name/);
+});
+
+/** EHLO on the submission port from inside the pod's network namespace; returns the reply. */
+function ehlo(pod: Pod): string {
+  const script = `exec 3<>/dev/tcp/127.0.0.1/${POSTFIX_PORTS.submission}; read -t 5 -r l <&3; echo "$l"
+printf 'EHLO probe.example.test\\r\\n' >&3; sleep 0.5; timeout 1 cat <&3; printf 'QUIT\\r\\n' >&3`;
+  return pod.inNetns(["bash", "-c", script]).stdout;
+}
+
+test("watcher: a swapped ConfigMap is validated and reloaded; a bad one is refused; SIGTERM stops cleanly", async () => {
+  const cfg = path.join(dir, "live");
+  writeConfigMapVolume(cfg, renderPostfix(settings));
+  const pod = new Pod(image, ["/usr/local/bin/postfix-entrypoint"], { mounts: mounts(cfg), env: { WATCH_INTERVAL: "1" } });
+  try {
+    await pod.waitForLog(/daemon started/);
+    expect(ehlo(pod)).toMatch(/^220 mail\.example\.test ESMTP/m);
+    expect(ehlo(pod)).toMatch(/^250-SIZE 26214400\r?$/m);
+
+    let mark = pod.logs.length;
+    writeConfigMapVolume(cfg, renderPostfix({ ...settings, messageSizeLimit: 30_000_000 }));
+    await pod.waitForLog(/reloaded with config/, 30_000, mark);
+    await pod.waitForLog(/postfix\/master\[\d+\]: reload/, 10_000, mark);
+    expect(ehlo(pod)).toMatch(/^250-SIZE 30000000\r?$/m);
+
+    mark = pod.logs.length;
+    const good = renderPostfix({ ...settings, messageSizeLimit: 30_000_000 });
+    writeConfigMapVolume(cfg, { ...good, "main.cf": good["main.cf"] + "broken line\n" });
+    await pod.waitForLog(/config REJECTED, keeping the running one: .*missing '='/, 30_000, mark);
+    expect(ehlo(pod)).toMatch(/^250-SIZE 30000000\r?$/m);
+
+    mark = pod.logs.length;
+    expect(await pod.stop()).toBe(0);
+    expect(pod.logs.slice(mark)).toMatch(/SIGTERM: stopping Postfix[\s\S]*Postfix stopped/);
+  } finally {
+    await pod.remove();
+  }
+});
