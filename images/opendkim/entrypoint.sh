@@ -37,8 +37,7 @@ mc_initial
 sink=
 install -d -o nobody -g nogroup -m 755 /run/mail/syslog
 if ln -sfn /run/mail/syslog/log /dev/log 2>/dev/null; then
-  setpriv --reuid=nobody --regid=nogroup --clear-groups \
-    socat -u UNIX-RECV:/run/mail/syslog/log,mode=666,unlink-early STDOUT,cr | tr '\r' '\n' &
+  setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/local/bin/syslog-sink /run/mail/syslog/log &
   sink=$!
   for _ in 1 2 3 4 5 6 7 8 9 10; do [ -S /run/mail/syslog/log ] && break; sleep 0.2; done
 else
