@@ -1,5 +1,6 @@
 // Builds the Dovecot image, runs doveconf/sievec on the rendered config inside it, and drives the
 // entrypoint's watcher like a pod would see a ConfigMap update.
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
@@ -113,6 +114,18 @@ test("watcher: a ConfigMap swap is validated and reloaded, a bad one refused, SI
     await pod.waitForLog(/SIGHUP received - reloading configuration/, 30_000, mark);
     await pod.waitForLog(/reloaded with config/, 10_000, mark);
     expect(greeting(pod)).toMatch(/^\* OK .*Reloaded mail/);
+
+    // A renewed certificate (Secret update) is picked up without a restart.
+    const served = () => pod.inNetns(["bash", "-c", `openssl s_client -connect 127.0.0.1:${DOVECOT_PORTS.imaps} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`]).stdout;
+    const before = served();
+    expect(before).toMatch(/Fingerprint/);
+    const renewed = selfSignedCert("mail.example.test");
+    mark = pod.logs.length;
+    writeConfigMapVolume(path.join(dir, "tls"), renewed, 0o600);
+    await pod.waitForLog(/reloaded with config/, 30_000, mark);
+    const fp = execFileSync("openssl", ["x509", "-noout", "-fingerprint", "-sha256"], { input: renewed["tls.crt"], encoding: "utf8" });
+    expect(served()).toBe(fp);
+    expect(fp).not.toBe(before);
 
     mark = pod.logs.length;
     writeConfigMapVolume(cfg, renderDovecot({ ...settings, spamToJunk: true, settingsOverrides: { login_greeting: "Broken", mail_debug: "maybe" } }));
