@@ -1,15 +1,14 @@
 /** Postfix socketmap framing: `<decimal length>:<bytes>,`. */
 
-export class NetstringError extends Error {}
-
 export function encodeNetstring(s: string): Buffer {
   const body = Buffer.from(s, "utf8");
   return Buffer.concat([Buffer.from(`${body.length}:`), body, Buffer.from(",")]);
 }
 
 /**
- * Incremental decoder. push() returns every complete frame so far, or throws
- * NetstringError on malformed or oversized input (the caller answers and closes).
+ * Incremental decoder. push() never throws: it returns every complete frame so far and,
+ * on malformed or oversized input, an error as well — frames before the bad one still
+ * deserve their answers; the caller then answers the error and closes.
  */
 export class NetstringDecoder {
   private buf: Buffer = Buffer.alloc(0);
@@ -19,29 +18,32 @@ export class NetstringDecoder {
     this.maxDigits = String(maxLength).length;
   }
 
-  push(chunk: Buffer): Buffer[] {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+  push(chunk: Buffer): { frames: Buffer[]; error: string | null } {
+    const buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const frames: Buffer[] = [];
     let pos = 0;
+    const fail = (error: string) => {
+      this.buf = Buffer.alloc(0);
+      return { frames, error };
+    };
     for (;;) {
       let len = 0;
       let i = pos;
-      while (i < this.buf.length && this.buf[i] >= 0x30 && this.buf[i] <= 0x39) {
-        len = len * 10 + (this.buf[i] - 0x30);
+      while (i < buf.length && buf[i] >= 0x30 && buf[i] <= 0x39) {
+        len = len * 10 + (buf[i] - 0x30);
         i++;
-        if (i - pos > this.maxDigits || len > this.maxLength) throw new NetstringError(`netstring longer than ${this.maxLength} bytes`);
+        if (i - pos > this.maxDigits || len > this.maxLength) return fail(`netstring longer than ${this.maxLength} bytes`);
       }
-      if (i === this.buf.length) break; // need more digits (or nothing left)
-      if (i === pos || this.buf[i] !== 0x3a) throw new NetstringError("malformed netstring length");
+      if (i === buf.length) break; // more digits (or the next frame) still to come
+      if (i === pos || buf[i] !== 0x3a) return fail("malformed netstring length");
       const end = i + 1 + len;
-      if (end >= this.buf.length) break; // body or trailing comma not here yet
-      if (this.buf[end] !== 0x2c) throw new NetstringError("netstring not terminated by a comma");
-      frames.push(this.buf.subarray(i + 1, end));
+      if (end >= buf.length) break; // body or trailing comma still to come
+      if (buf[end] !== 0x2c) return fail("netstring not terminated by a comma");
+      frames.push(buf.subarray(i + 1, end));
       pos = end + 1;
     }
-    this.buf = pos ? this.buf.subarray(pos) : this.buf;
-    // Copy so a frame never pins a large earlier chunk in memory.
-    if (pos) this.buf = Buffer.from(this.buf);
-    return frames;
+    // Copy the leftover so it never pins a large earlier chunk in memory.
+    this.buf = pos === 0 ? buf : Buffer.from(buf.subarray(pos));
+    return { frames, error: null };
   }
 }

@@ -2,7 +2,7 @@ import { chmodSync, chownSync, lstatSync, readFileSync, unlinkSync } from "node:
 import net from "node:net";
 import type { Server } from "node:net";
 import { Cache, CacheOptions } from "./cache";
-import { Couch, CouchConfig, envOrFile } from "./couch";
+import { Couch, CouchConfig, CouchError, envOrFile } from "./couch";
 import { createDictServer } from "./dict";
 import { createHttpServer } from "./http";
 import type { Logger } from "./log";
@@ -164,12 +164,25 @@ export async function serve(cfg: ServeConfig, log: Logger): Promise<Running> {
   }
   log.info({ event: "listening", ...addresses, couchdb: couch.location }, "couchmail serving");
 
-  // Listeners answer TEMP until the first load; the design doc is best effort (the
-  // service account may lack admin rights) and never blocks lookups.
-  couch.installDesign().then(
-    (what) => log.info({ event: "design_doc", result: what }, "design document checked"),
-    (e) => log.warn({ event: "design_doc_failed", err: String(e instanceof Error ? e.message : e) }, "could not install the design document"),
-  );
+  // Listeners answer TEMP until the first load. A fresh CouchDB has no database yet, and the
+  // feed cannot load before it exists: create it and the design document, retrying while
+  // CouchDB is unreachable. Best effort (the account may lack admin rights): never blocks lookups.
+  let closing = false;
+  void (async () => {
+    for (let delay = 500; !closing; delay = Math.min(delay * 2, 30_000)) {
+      try {
+        await couch.ensureDatabase();
+        const what = await couch.installDesign();
+        log.info({ event: "design_doc", result: what }, "database and design document checked");
+        return;
+      } catch (e) {
+        const denied = e instanceof CouchError && (e.status === 401 || e.status === 403);
+        log.warn({ event: "design_doc_failed", err: String(e instanceof Error ? e.message : e), retry_ms: denied ? null : delay }, "could not create the database or install the design document");
+        if (denied) return;
+        await new Promise((r) => setTimeout(r, delay).unref());
+      }
+    }
+  })();
   const feed = cache.run();
 
   return {
@@ -177,6 +190,7 @@ export async function serve(cfg: ServeConfig, log: Logger): Promise<Running> {
     metrics,
     addresses,
     async close() {
+      closing = true;
       cache.stop();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))).concat(feed.then(() => undefined), destroyAll(sockets)));
     },

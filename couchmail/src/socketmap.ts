@@ -3,7 +3,7 @@ import type { Cache } from "./cache";
 import type { Logger } from "./log";
 import { Result, socketmapMaps } from "./lookups";
 import type { Metrics } from "./metrics";
-import { NetstringDecoder, NetstringError, encodeNetstring } from "./netstring";
+import { NetstringDecoder, encodeNetstring } from "./netstring";
 
 export interface SocketmapOptions {
   maxRequest?: number; // bytes in one netstring
@@ -48,14 +48,7 @@ export function createSocketmapServer(cache: Cache, metrics: Metrics, log: Logge
     let closed = false;
     sock.on("data", (chunk: Buffer) => {
       if (closed) return;
-      let frames: Buffer[];
-      let error: string | null = null;
-      try {
-        frames = decoder.push(chunk);
-      } catch (e) {
-        frames = [];
-        error = e instanceof NetstringError ? e.message : "internal error";
-      }
+      const { frames, error } = decoder.push(chunk);
       // Replies go out in request order: every lookup is synchronous.
       const out: Buffer[] = frames.map((f) => encodeNetstring(answer(cache, metrics, f.toString("utf8"))));
       if (error !== null) {

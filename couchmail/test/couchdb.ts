@@ -12,17 +12,26 @@ export interface TestCouch {
   stop(): Promise<void>;
 }
 
-export async function startCouch(port = 0, host = "127.0.0.1"): Promise<TestCouch> {
-  /* eslint-disable @typescript-eslint/no-require-imports -- untyped CommonJS test-only packages */
-  const PouchDB = require("pouchdb-core")
+/* eslint-disable @typescript-eslint/no-require-imports -- untyped CommonJS test-only packages */
+// PouchDB plugins can be registered once per process.
+let pouch: { defaults(o: object): unknown } | null = null;
+function pouchDB() {
+  pouch ??= require("pouchdb-core")
     .plugin(require("pouchdb-adapter-memory"))
     .plugin(require("pouchdb-adapter-http"))
     .plugin(require("pouchdb-mapreduce"))
     .plugin(require("pouchdb-replication"));
+  return pouch!;
+}
+let started = 0;
+
+export async function startCouch(port = 0, host = "127.0.0.1"): Promise<TestCouch> {
   const express = require("express");
   const expressPouch = require("express-pouchdb");
   /* eslint-enable @typescript-eslint/no-require-imports */
-  const MemPouch = PouchDB.defaults({ adapter: "memory" });
+  // Each server gets its own in-memory databases. The full mode (not "minimumForPouchDB")
+  // is the one that runs validate_doc_update.
+  const MemPouch = pouchDB().defaults({ adapter: "memory", prefix: `s${++started}-` });
   const app = express();
   // CouchDB 3's health endpoint (Kubernetes probes use it); express-pouchdb predates it.
   app.get("/_up", (_req: unknown, res: { json(v: unknown): void }) => res.json({ status: "ok" }));
