@@ -141,7 +141,8 @@ function program(pid: number): string {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// Unref: a pending race timer must not keep jest alive after the tests.
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
 
 /** A long-running container in its own network namespace (only loopback), like one pod. */
 export class Pod {
