@@ -1,7 +1,8 @@
 # Shared by the mail images' entrypoints (sourced, bash). Config comes from Kubernetes volumes:
 #   /etc/mail/defaults/$SVC   ConfigMap rendered by the program
-#   /etc/mail/overrides/$SVC  optional user ConfigMap: a file named like a default is APPENDED to it
-#                             (later settings win in main.cf, dovecot.conf, opendkim tables), others are added
+#   /etc/mail/overrides/$SVC  optional user ConfigMap: a file named like a default is merged into it
+#                             (appended: later settings win in dovecot.conf and opendkim.conf, table
+#                             entries are added; an entrypoint may define mc_merge), others are added
 # The live config is a generation directory behind the symlink /run/mail/$SVC/live, switched atomically.
 # A polling watcher (no inotify: it also sees Secret/ConfigMap `..data` swaps on any filesystem) fingerprints
 # the mounts and, on change, assembles + validates a new generation, then reloads — or keeps the old one.
@@ -27,6 +28,8 @@ mc_fingerprint() {
   done | sha256sum | cut -d' ' -f1
 }
 
+mc_append() { { printf '\n# --- user override (%s) ---\n' "$2"; cat "$2"; } >>"$1"; }
+
 # Builds a new generation directory from the mounts; prints its path.
 mc_assemble() {
   local gen f
@@ -36,8 +39,9 @@ mc_assemble() {
   for f in $(mc_files "$DEFAULTS_DIR"); do cp -L "$DEFAULTS_DIR/$f" "$gen/$f"; done
   for f in $(mc_files "$OVERRIDES_DIR"); do
     if [ -f "$gen/$f" ]; then
-      mc_log "override: appending $f"
-      { printf '\n# --- user override (%s) ---\n' "$OVERRIDES_DIR/$f"; cat "$OVERRIDES_DIR/$f"; } >>"$gen/$f"
+      mc_log "override: merging $f"
+      if declare -F mc_merge >/dev/null; then mc_merge "$gen/$f" "$OVERRIDES_DIR/$f"; else mc_append "$gen/$f" "$OVERRIDES_DIR/$f"; fi \
+        || { rm -rf "$gen"; return 1; }
     else
       mc_log "override: adding $f"
       cp -L "$OVERRIDES_DIR/$f" "$gen/$f"

@@ -12,9 +12,10 @@ let image: string;
 let dir: string;
 
 /** Mounts like the pod: rendered ConfigMap + TLS Secret. */
-function mounts(config: string) {
+function mounts(config: string, overrides?: string) {
   return [
     { host: config, ctr: "/etc/mail/defaults/postfix" },
+    ...(overrides ? [{ host: overrides, ctr: "/etc/mail/overrides/postfix" }] : []),
     { host: path.join(dir, "tls"), ctr: "/etc/mail/tls" },
   ];
 }
@@ -92,10 +93,13 @@ printf 'EHLO probe.example.test\\r\\n' >&3; sleep 0.5; timeout 1 cat <&3; printf
 test("watcher: a swapped ConfigMap is validated and reloaded; a bad one is refused; SIGTERM stops cleanly", async () => {
   const cfg = path.join(dir, "live");
   writeConfigMapVolume(cfg, renderPostfix(settings));
-  const pod = new Pod(image, ["/usr/local/bin/postfix-entrypoint"], { mounts: mounts(cfg), env: { WATCH_INTERVAL: "1" } });
+  // A user override ConfigMap: its main.cf parameters replace the rendered ones.
+  const overrides = path.join(dir, "overrides");
+  writeConfigMapVolume(overrides, { "main.cf": "# mine\nsmtpd_banner = $myhostname ESMTP\n  overridden\n" });
+  const pod = new Pod(image, ["/usr/local/bin/postfix-entrypoint"], { mounts: mounts(cfg, overrides), env: { WATCH_INTERVAL: "1" } });
   try {
     await pod.waitForLog(/daemon started/);
-    expect(ehlo(pod)).toMatch(/^220 mail\.example\.test ESMTP/m);
+    expect(ehlo(pod)).toMatch(/^220 mail\.example\.test ESMTP overridden/m);
     expect(ehlo(pod)).toMatch(/^250-SIZE 26214400\r?$/m);
 
     let mark = pod.logs.length;
