@@ -1,0 +1,112 @@
+import { FAKE_ADDRESSES } from "../kit/mocks";
+import { ProgramRun, runProgram } from "../kit/program";
+import { cloudDnsRrdata, relativeName, zoneFor } from "../../components/dns/manage";
+import { mailDnsRecords, mtaStsId, mtaStsPolicy, zoneSnippet } from "../../components/dns/records";
+
+const DKIM = `v=DKIM1; k=rsa; p=${"A".repeat(392)}`;
+const args = {
+    hostname: "mail.example.com", domains: ["example.com", "example.org"], dkimSelector: "mail", postmaster: "postmaster@example.com",
+    dkimTxt: { "example.com": DKIM, "example.org": DKIM }, addresses: ["203.0.113.9", "2001:db8::9"], mtaSts: "enforce" as const,
+};
+
+/** A small zone-file reader: name → type → data strings (TXT strings joined as DNS joins them). */
+function parseZone(text: string): Map<string, Map<string, string[]>> {
+    const zone = new Map<string, Map<string, string[]>>();
+    for (const line of text.trim().split("\n")) {
+        const m = /^(\S+)\.\t(\d+)\tIN\t(A|AAAA|MX|TXT|CNAME)\t(.+)$/.exec(line);
+        if (!m) throw new Error(`not a zone line: ${line}`);
+        const [, name, , type, data] = m;
+        const value = type === "TXT" ? [...data.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((s) => s[1].replace(/\\(.)/g, "$1")).join("") : data;
+        if (!zone.has(name)) zone.set(name, new Map());
+        const byType = zone.get(name)!;
+        byType.set(type, [...(byType.get(type) ?? []), value]);
+    }
+    return zone;
+}
+
+describe("DNS record set (pure)", () => {
+    const zone = parseZone(zoneSnippet(mailDnsRecords(args)));
+    const get = (name: string, type: string) => zone.get(name)?.get(type) ?? [];
+
+    it("has A and AAAA for the mail host", () => {
+        expect(get("mail.example.com", "A")).toEqual(["203.0.113.9"]);
+        expect(get("mail.example.com", "AAAA")).toEqual(["2001:db8::9"]);
+    });
+
+    it.each(["example.com", "example.org"])("has MX, SPF, DKIM, DMARC, TLS-RPT and MTA-STS for %s", (domain) => {
+        expect(get(domain, "MX")).toEqual(["10 mail.example.com."]);
+        expect(get(domain, "TXT")).toEqual(["v=spf1 mx -all"]);
+        expect(get(`mail._domainkey.${domain}`, "TXT")).toEqual([DKIM]);
+        expect(get(`_dmarc.${domain}`, "TXT")).toEqual(["v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:postmaster@example.com"]);
+        expect(get(`_smtp._tls.${domain}`, "TXT")).toEqual(["v=TLSRPTv1; rua=mailto:postmaster@example.com"]);
+        expect(get(`_mta-sts.${domain}`, "TXT")).toEqual([`v=STSv1; id=${mtaStsId(mtaStsPolicy("enforce", "mail.example.com"))}`]);
+    });
+
+    it("splits long TXT data into ≤255-byte strings", () => {
+        const line = zoneSnippet(mailDnsRecords(args)).split("\n").find((l) => l.startsWith("mail._domainkey.example.com."))!;
+        const strings = [...line.matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+        expect(strings.length).toBeGreaterThan(1);
+        expect(strings.every((s) => s.length <= 255)).toBe(true);
+    });
+
+    it("publishes no _mta-sts record when MTA-STS is off, and a new id when the policy changes", () => {
+        expect(mailDnsRecords({ ...args, mtaSts: "off" }).some((r) => r.name.startsWith("_mta-sts."))).toBe(false);
+        expect(mtaStsId(mtaStsPolicy("testing", "mail.example.com"))).not.toBe(mtaStsId(mtaStsPolicy("enforce", "mail.example.com")));
+        expect(mtaStsPolicy("enforce", "mail.example.com")).toBe("version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 604800\r\n");
+    });
+
+    it("rejects an address that is not an IP", () => {
+        expect(() => mailDnsRecords({ ...args, addresses: ["mail.example.com"] })).toThrow("not an IP address: mail.example.com");
+    });
+
+    it("finds the zone of a name by longest suffix, and says which zone is missing", () => {
+        expect(zoneFor("mail._domainkey.example.com", ["com.example", "example.com", "mail.example.com."], "X")).toBe("example.com");
+        expect(zoneFor("example.com", ["example.com."], "X")).toBe("example.com");
+        expect(relativeName("example.com", "example.com")).toBe("@");
+        expect(relativeName("_dmarc.example.com", "example.com")).toBe("_dmarc");
+        expect(() => zoneFor("mail.example.net", ["example.com"], "Cloud DNS")).toThrow("mail:dnsManage = true, but no Cloud DNS zone holds mail.example.net");
+        expect(cloudDnsRrdata("MX", "10 mail.example.com")).toBe("10 mail.example.com.");
+        expect(cloudDnsRrdata("TXT", 'say "hi"')).toBe('"say \\"hi\\""');
+    });
+});
+
+const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com", "example.org"] };
+
+describe("dnsManage on digitalocean", () => {
+    let run: ProgramRun;
+    beforeAll(async () => {
+        run = await runProgram({ ...mail, clusterProvider: "digitalocean", dnsManage: true, dnsMtaSts: "testing" });
+    });
+
+    it("creates every output record in its DigitalOcean zone, relative to the zone", async () => {
+        const records = (await run.resolve(run.outputs.dnsRecords as { name: string; type: string; value: string }[])).value;
+        const created = await Promise.all(run.recorder.ofType("digitalocean:index/dnsRecord:DnsRecord").map(async (r) => {
+            const i = r.inputs as Record<string, unknown>;
+            return { domain: i.domain, name: i.name, type: i.type, value: i.value, priority: i.priority };
+        }));
+        expect(created).toHaveLength(records.length);
+        expect(created).toContainEqual({ domain: "example.com", name: "mail", type: "A", value: FAKE_ADDRESSES.digitaloceanLb, priority: undefined });
+        expect(created).toContainEqual({ domain: "example.org", name: "@", type: "MX", value: "mail.example.com.", priority: 10 });
+        expect(created).toContainEqual({ domain: "example.org", name: "@", type: "TXT", value: "v=spf1 mx -all", priority: undefined });
+        const dkim = records.find((r) => r.name === "mail._domainkey.example.com")!.value;
+        expect(created).toContainEqual({ domain: "example.com", name: "mail._domainkey", type: "TXT", value: dkim, priority: undefined });
+        expect(created.filter((c) => c.name === "_mta-sts")).toHaveLength(2);
+    });
+});
+
+describe("dnsManage on gke", () => {
+    let run: ProgramRun;
+    beforeAll(async () => {
+        run = await runProgram({ ...mail, clusterProvider: "gke", dnsManage: true });
+    });
+
+    it("creates one Cloud DNS record set per name and type, in the zone that holds it", () => {
+        const sets = run.recorder.ofType("gcp:dns/recordSet:RecordSet").map((r) => r.inputs as { managedZone: string; name: string; type: string; rrdatas: string[] });
+        expect(sets).toContainEqual(expect.objectContaining({ managedZone: "example-com", name: "mail.example.com.", type: "A", rrdatas: [FAKE_ADDRESSES.serviceLb] }));
+        expect(sets).toContainEqual(expect.objectContaining({ managedZone: "example-org", name: "example.org.", type: "MX", rrdatas: ["10 mail.example.com."] }));
+        expect(sets).toContainEqual(expect.objectContaining({ managedZone: "example-org", name: "_dmarc.example.org.", type: "TXT", rrdatas: ['"v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:postmaster@example.com"'] }));
+        const dkim = sets.find((s) => s.name === "mail._domainkey.example.com.")!;
+        expect(dkim.rrdatas).toHaveLength(1);
+        expect(dkim.rrdatas[0]).toMatch(/^"v=DKIM1; k=rsa; p=[^"]{200,}" "[^"]+"/);
+    });
+});

@@ -1,0 +1,201 @@
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
+import { FAKE_ADDRESSES } from "../kit/mocks";
+import { ProgramRun, runProgram } from "../kit/program";
+import { EDGE_NODE_TAG } from "../../components/edge/cloud";
+import { INGRESS_NGINX_CHART, ingressNginxTcpServices } from "../../components/edge/ingress-nginx";
+import { EDGE_PORTS, edgePlan } from "../../components/edge/plan";
+
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Port = { name: string; containerPort: number; hostPort?: number };
+
+const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com"] };
+const kubeconfigFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
+fs.writeFileSync(kubeconfigFile, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n");
+const TARGETS: Record<string, Record<string, unknown>> = {
+    digitalocean: { clusterProvider: "digitalocean" },
+    gke: { clusterProvider: "gke" },
+    kubeconfig: { clusterProvider: "kubeconfig", clusterKubeconfig: kubeconfigFile },
+};
+
+const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
+const find = (run: ProgramRun, kind: string, name: string) => objects(run).find((o) => o.kind === kind && o.metadata.name === name);
+const containerPorts = (run: ProgramRun, workload: string): Port[] => find(run, "StatefulSet", workload)!.spec.template.spec.containers.find((c: { name: string }) => c.name === workload).ports;
+const config = (run: ProgramRun, name: string, file: string) => find(run, "ConfigMap", name)!.data![file];
+const DO_PROXY = "service.beta.kubernetes.io/do-loadbalancer-enable-proxy-protocol";
+
+/** Every container port a named targetPort can resolve to, across the mail workloads. */
+function resolveTarget(run: ProgramRun, name: string): { workload: string; port: number }[] {
+    return ["postfix", "dovecot"].flatMap((w) => containerPorts(run, w).filter((p) => p.name === name).map((p) => ({ workload: w, port: p.containerPort })));
+}
+
+/** Checks that Postfix/Dovecot listen on a backend port, with PROXY exactly when expected. */
+function expectListener(run: ProgramRun, workload: string, port: number, proxy: boolean) {
+    if (workload === "postfix") {
+        const master = config(run, "postfix-config", "master.cf");
+        const entry = new RegExp(`^${port}\\s+inet\\b[^\\n]*(\\n  [^\\n]*)*`, "m").exec(master)?.[0] ?? "";
+        expect({ port, entry: !!entry }).toEqual({ port, entry: true });
+        expect({ port, proxy: /upstream_proxy_protocol=haproxy/.test(entry) }).toEqual({ port, proxy });
+    } else {
+        const conf = config(run, "dovecot-config", "dovecot.conf");
+        const listener = new RegExp(`inet_listener \\w+ \\{\\s*port = ${port}\\n[^}]*\\}`).exec(conf)?.[0] ?? "";
+        expect({ port, listener: !!listener }).toEqual({ port, listener: true });
+        expect({ port, proxy: /haproxy = yes/.test(listener) }).toEqual({ port, proxy });
+    }
+}
+
+const ALLOWED: [string, string][] = [
+    ["loadbalancer", "digitalocean"], ["loadbalancer", "gke"], ["loadbalancer", "kubeconfig"],
+    ["ingress-nginx", "digitalocean"], ["ingress-nginx", "gke"], ["ingress-nginx", "kubeconfig"],
+    ["hostport", "digitalocean"], ["hostport", "gke"],
+];
+
+describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
+    let run: ProgramRun;
+    const plan = edgePlan(mode as "loadbalancer", target as "gke");
+    const doProxy = target === "digitalocean" && mode !== "hostport";
+    beforeAll(async () => {
+        run = await runProgram({ ...mail, ...TARGETS[target], edgeMode: mode, edgeAddresses: mode === "hostport" ? ["198.51.100.7", "2001:db8::7"] : [] });
+    });
+
+    it("creates only schema-valid Kubernetes objects, under one edge component", () => {
+        expect(schemaErrors(run.recorder.resources)).toEqual([]);
+        const token = { loadbalancer: "LoadBalancerEdge", "ingress-nginx": "IngressNginxEdge", hostport: "HostPortEdge" }[mode]!;
+        expect(run.recorder.one(`mail:index:${token}`).parent).toBe(run.recorder.urnOf(run.recorder.one("mail:index:MailStack")));
+    });
+
+    it("turns on PROXY ports exactly where the edge sends PROXY, trusting only the configured networks", () => {
+        const backendProxy = mode === "ingress-nginx" || doProxy;
+        expect(plan.backendProxy).toBe(backendProxy);
+        expect(containerPorts(run, "postfix").some((p) => p.name === "smtp-proxy")).toBe(backendProxy);
+        expect(containerPorts(run, "dovecot").some((p) => p.name === "imap-proxy")).toBe(backendProxy);
+        const dovecotConf = config(run, "dovecot-config", "dovecot.conf");
+        if (backendProxy) expect(dovecotConf).toMatch(/^haproxy_trusted_networks = 10\.0\.0\.0\/8$/m);
+        else expect(dovecotConf).not.toMatch(/haproxy/);
+        // Plain ports stay for in-cluster clients either way.
+        for (const p of EDGE_PORTS) expectListener(run, p.service, p.plain, false);
+    });
+
+    if (mode === "loadbalancer") {
+        it("exposes the six mail ports on one LoadBalancer Service whose named targets reach the right listeners", () => {
+            const svc = find(run, "Service", "mail-edge")!;
+            expect(svc.spec.type).toBe("LoadBalancer");
+            expect(svc.spec.ports.map((p: { port: number }) => p.port)).toEqual([25, 587, 465, 143, 993, 4190]);
+            for (const p of svc.spec.ports as { name: string; port: number; targetPort: string }[]) {
+                const targets = resolveTarget(run, p.targetPort);
+                expect({ port: p.port, targets: targets.length }).toEqual({ port: p.port, targets: 1 });
+                expect(targets[0].workload).toBe(EDGE_PORTS.find((e) => e.public === p.port)!.service);
+                expectListener(run, targets[0].workload, targets[0].port, doProxy);
+            }
+            // The selector must reach both workloads' pods.
+            for (const w of ["postfix", "dovecot"]) {
+                const podLabels = find(run, "StatefulSet", w)!.spec.template.metadata.labels;
+                expect(podLabels).toMatchObject(svc.spec.selector);
+            }
+        });
+
+        it("sets the cloud's annotations and traffic policy", () => {
+            const svc = find(run, "Service", "mail-edge")!;
+            if (target === "digitalocean") {
+                expect(svc.metadata.annotations).toEqual({
+                    [DO_PROXY]: "true",
+                    "service.beta.kubernetes.io/do-loadbalancer-type": "REGIONAL",
+                    "service.beta.kubernetes.io/do-loadbalancer-protocol": "tcp",
+                    "service.beta.kubernetes.io/do-loadbalancer-hostname": "mail.example.com",
+                    "service.beta.kubernetes.io/do-loadbalancer-name": "mail.example.com",
+                });
+                expect(svc.spec.externalTrafficPolicy).toBe("Cluster");
+                expect(find(run, "StatefulSet", "dovecot")!.spec.template.spec.affinity).toBeUndefined();
+            } else {
+                expect(svc.metadata.annotations ?? {}).toEqual({});
+                expect(svc.spec.externalTrafficPolicy).toBe("Local");
+                // With Local, a node answers only for its own pods: Dovecot must run beside Postfix.
+                const affinity = find(run, "StatefulSet", "dovecot")!.spec.template.spec.affinity;
+                const term = affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0];
+                expect(term.topologyKey).toBe("kubernetes.io/hostname");
+                expect(find(run, "StatefulSet", "postfix")!.spec.template.metadata.labels).toMatchObject(term.labelSelector.matchLabels);
+            }
+        });
+    }
+
+    if (mode === "ingress-nginx") {
+        it("installs the pinned chart with tcp-services to the PROXY-only ports", () => {
+            const chart = run.recorder.one("kubernetes:helm.sh/v4:Chart");
+            const inputs = unwrapSecrets(chart.inputs) as { chart: string; version: string; namespace: string; values: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+            expect([inputs.chart, inputs.version, inputs.namespace]).toEqual(["ingress-nginx", "4.15.1", "ingress-nginx"]);
+            const suffix = target === "digitalocean" ? ":PROXY:PROXY" : "::PROXY";
+            expect(inputs.values.tcp).toEqual({
+                "25": `mail/postfix:10025${suffix}`, "587": `mail/postfix:10587${suffix}`, "465": `mail/postfix:10465${suffix}`,
+                "143": `mail/dovecot:10143${suffix}`, "993": `mail/dovecot:10993${suffix}`, "4190": `mail/dovecot:14190${suffix}`,
+            });
+            for (const [, value] of Object.entries(inputs.values.tcp as Record<string, string>)) {
+                const [svc, port] = value.split(":");
+                const workload = svc.split("/")[1];
+                const servicePorts = find(run, "Service", workload)!.spec.ports as { port: number }[];
+                expect(servicePorts.map((p) => p.port)).toContain(Number(port));
+                expectListener(run, workload, Number(port), true);
+            }
+            const service = inputs.values.controller.service;
+            expect(service.type).toBe("LoadBalancer");
+            expect(service.externalTrafficPolicy).toBe(target === "digitalocean" ? "Cluster" : "Local");
+            expect(service.annotations[DO_PROXY]).toBe(target === "digitalocean" ? "true" : undefined);
+            expect(inputs.values.controller.config["use-proxy-protocol"]).toBe(target === "digitalocean" ? "true" : undefined);
+            expect(find(run, "Service", "mail-edge")).toBeUndefined();
+        });
+    }
+
+    if (mode === "hostport") {
+        it("binds the plain mail ports on the node and opens exactly those in the cloud firewall", () => {
+            const hostPorts = [...containerPorts(run, "postfix"), ...containerPorts(run, "dovecot")].filter((p) => p.hostPort !== undefined);
+            expect(hostPorts.map((p) => [p.name, p.hostPort, p.containerPort]).sort()).toEqual(
+                EDGE_PORTS.map((p) => [p.plainName, p.public, p.plain]).sort(),
+            );
+            const open = [25, 587, 465, 143, 993, 4190];
+            if (target === "digitalocean") {
+                const fw = run.recorder.one("digitalocean:index/firewall:Firewall").inputs as { tags: string[]; inboundRules: { protocol: string; portRange: string; sourceAddresses: string[] }[] };
+                expect(fw.tags).toEqual([EDGE_NODE_TAG]);
+                expect(fw.inboundRules).toEqual(open.map((p) => ({ protocol: "tcp", portRange: String(p), sourceAddresses: ["0.0.0.0/0", "::/0"] })));
+                const pool = run.recorder.one("digitalocean:index/kubernetesCluster:KubernetesCluster").inputs.nodePool as { tags: string[] };
+                expect(pool.tags).toContain(EDGE_NODE_TAG);
+            } else {
+                const fw = run.recorder.one("gcp:compute/firewall:Firewall").inputs as { direction: string; allows: unknown; sourceRanges: string[]; targetTags: string[]; network: string };
+                expect(fw).toMatchObject({ direction: "INGRESS", network: "default", allows: [{ protocol: "tcp", ports: open.map(String) }], sourceRanges: ["0.0.0.0/0"], targetTags: [EDGE_NODE_TAG] });
+                const pool = run.recorder.one("gcp:container/nodePool:NodePool").inputs.nodeConfig as { tags: string[] };
+                expect(pool.tags).toContain(EDGE_NODE_TAG);
+            }
+            expect(objects(run).filter((o) => o.kind === "Service" && o.spec.type === "LoadBalancer")).toEqual([]);
+        });
+    }
+
+    it("outputs the public addresses and A/AAAA records for the mail host", async () => {
+        const expected = mode === "hostport" ? ["198.51.100.7", "2001:db8::7"] : [target === "digitalocean" ? FAKE_ADDRESSES.digitaloceanLb : FAKE_ADDRESSES.serviceLb];
+        expect((await run.resolve(run.outputs.publicAddresses as string[])).value).toEqual(expected);
+        const zone = (await run.resolve(run.outputs.dnsZone as string)).value;
+        const host = zone.split("\n").filter((l) => l.startsWith("mail.example.com.\t")).map((l) => l.split("\t").slice(3).join(" "));
+        expect(host).toEqual(expected.map((ip) => `${ip.includes(":") ? "AAAA" : "A"} ${ip}`));
+    });
+});
+
+describe("disallowed edge combinations", () => {
+    it.each([
+        [{ clusterProvider: "kubeconfig", clusterKubeconfig: kubeconfigFile, edgeMode: "hostport" }, 'mail:edgeMode = "hostport" is not allowed with clusterProvider kubeconfig'],
+        [{ clusterProvider: "digitalocean", clusterNodeCount: 2, edgeMode: "hostport" }, 'mail:edgeMode = "hostport" is not allowed with clusterNodeCount = 2'],
+        [{ clusterProvider: "gke", edgeMode: "traefik" }, 'mail:edgeMode = "traefik" is not allowed: expected one of loadbalancer, ingress-nginx, hostport'],
+        [{ clusterProvider: "gke", edgeProxyTrustedNetworks: ["10.0.0.0/33"] }, 'mail:edgeProxyTrustedNetworks[0] = "10.0.0.0/33" is not allowed: expected a CIDR network'],
+        [{ clusterProvider: "gke", edgeMode: "hostport", edgeAddresses: ["mail.example.com"] }, 'mail:edgeAddresses[0] = "mail.example.com" is not allowed: expected an IPv4 or IPv6 address'],
+    ])("%j fails preview naming the key, the value and what is allowed", async (bad, message) => {
+        await expect(runProgram({ ...mail, ...bad })).rejects.toThrow(message);
+    });
+});
+
+describe("ingress-nginx tcp-services (pure)", () => {
+    it("decodes PROXY only where the cloud load balancer sends it, and always encodes it to the backend", () => {
+        const args = (provider: "digitalocean" | "gke" | "kubeconfig") => ({ namespace: "mx", hostname: "mail.example.com", plan: edgePlan("ingress-nginx", provider) });
+        expect(ingressNginxTcpServices(args("digitalocean"))["25"]).toBe("mx/postfix:10025:PROXY:PROXY");
+        expect(ingressNginxTcpServices(args("gke"))["993"]).toBe("mx/dovecot:10993::PROXY");
+        expect(ingressNginxTcpServices(args("kubeconfig"))["4190"]).toBe("mx/dovecot:14190::PROXY");
+        expect(INGRESS_NGINX_CHART.version).toBe("4.15.1");
+    });
+});
