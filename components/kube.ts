@@ -103,3 +103,33 @@ export function tcpProbe(port: number, initialDelaySeconds: number): k8s.types.i
 export function execProbe(command: string[], periodSeconds: number): k8s.types.input.core.v1.Probe {
     return { exec: { command }, periodSeconds, timeoutSeconds: 5, failureThreshold: 3 };
 }
+
+export interface IngressRule {
+    ports: number[];
+    /** `app.kubernetes.io/name` of the pods allowed in; omitted means any source. */
+    fromApps?: string[];
+}
+
+/**
+ * A NetworkPolicy admitting only the listed traffic to a workload's pods. Internal listeners (CouchDB, the
+ * milter, Dovecot's LMTP and SASL) take no credentials, so only the pods that use them may connect.
+ */
+export function ingressPolicy(
+    name: string,
+    args: { namespace: pulumi.Input<string>; labels: Labels; selector: Labels; rules: IngressRule[] },
+    opts: pulumi.CustomResourceOptions,
+): k8s.networking.v1.NetworkPolicy {
+    return new k8s.networking.v1.NetworkPolicy(name, {
+        metadata: { name, namespace: args.namespace, labels: args.labels },
+        spec: {
+            podSelector: { matchLabels: args.selector },
+            policyTypes: ["Ingress"],
+            ingress: args.rules.map((rule) => ({
+                ports: rule.ports.map((port) => ({ port, protocol: "TCP" })),
+                ...(rule.fromApps ? {
+                    from: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: rule.fromApps }] } }],
+                } : {}),
+            })),
+        },
+    }, opts);
+}

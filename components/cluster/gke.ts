@@ -33,6 +33,8 @@ export class GkeCluster extends pulumi.ComponentResource implements MailCluster 
             initialNodeCount: 1,
             deletionProtection: args.deletionProtection,
             networkingMode: "VPC_NATIVE",
+            // Dataplane V2 enforces the NetworkPolicies that fence CouchDB, the milter and Dovecot's LMTP/SASL.
+            datapathProvider: "ADVANCED_DATAPATH",
             ipAllocationPolicy: {},
         }, { parent: this, ignoreChanges: ["minMasterVersion"] /* the release channel upgrades it */ });
 

@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { appLabels, BUDGET, CONFIG_HASH } from "../kube";
+import { appLabels, BUDGET, CONFIG_HASH, ingressPolicy } from "../kube";
 import { contentHash } from "../render";
 
 export const COUCHDB_PORT = 5984;
@@ -56,6 +56,9 @@ export class CouchDb extends pulumi.ComponentResource {
             metadata: { name: "couchdb", namespace: args.namespace, labels },
             spec: { selector, ports: [{ name: "http", port: COUCHDB_PORT, targetPort: "http" }] },
         }, { parent: this });
+
+        // couchmail, the only client, runs beside Postfix and Dovecot.
+        ingressPolicy("couchdb", { namespace: args.namespace, labels, selector, rules: [{ ports: [COUCHDB_PORT], fromApps: ["postfix", "dovecot"] }] }, { parent: this });
 
         const fromSecret = (key: string) => ({ secretKeyRef: { name: secret.metadata.name, key } });
         new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {

@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { COUCHMAIL, Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
+import { appLabels, BUDGET, configVolumes, ingressPolicy, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
 import { DOVECOT_PORTS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
 
 export interface DovecotArgs {
@@ -64,6 +64,15 @@ export class Dovecot extends pulumi.ComponentResource {
             spec: { selector, ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })) },
         }, { parent: this });
 
+        // LMTP and SASL take no client credentials of their own: only Postfix may reach them.
+        const internal = new Set<number>([DOVECOT_PORTS.lmtp, DOVECOT_PORTS.authSasl]);
+        ingressPolicy("dovecot", {
+            namespace: args.namespace, labels, selector, rules: [
+                { ports: [...internal], fromApps: ["postfix"] },
+                { ports: ports.map((p) => p.port).filter((p) => !internal.has(p)) },
+            ],
+        }, { parent: this });
+
         new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { name: "dovecot", namespace: args.namespace, labels },
             spec: {
@@ -99,7 +108,7 @@ export class Dovecot extends pulumi.ComponentResource {
                                 { name: "couchmail-run", mountPath: COUCHMAIL.socketDir },
                                 { name: "run", mountPath: "/run/dovecot" },
                                 { name: "run-mail", mountPath: "/run/mail" },
-                                { name: "state", mountPath: "/var/lib/dovecot" },
+                                { name: "state", mountPath: "/run/dovecot-state" },
                                 { name: "tmp", mountPath: "/tmp" },
                             ],
                             startupProbe: { ...tcpProbe(DOVECOT_PORTS.lmtp, 2), failureThreshold: 30 },

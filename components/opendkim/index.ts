@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
+import { appLabels, BUDGET, configVolumes, ingressPolicy, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
 import { OPENDKIM_PORTS, OpenDkimSettings, renderOpenDkim } from "./config";
 
 export interface OpenDkimArgs {
@@ -29,6 +29,8 @@ export class OpenDkim extends pulumi.ComponentResource {
             spec: { selector, ports: [{ name: "milter", port: OPENDKIM_PORTS.milter, targetPort: "milter", protocol: "TCP" }] },
         }, { parent: this });
 
+        ingressPolicy("opendkim", { namespace: args.namespace, labels, selector, rules: [{ ports: [OPENDKIM_PORTS.milter], fromApps: ["postfix"] }] }, { parent: this });
+
         new k8s.apps.v1.Deployment(`${name}-deployment`, {
             metadata: { name: "opendkim", namespace: args.namespace, labels },
             spec: {
@@ -46,13 +48,13 @@ export class OpenDkim extends pulumi.ComponentResource {
                             imagePullPolicy: args.imagePullPolicy,
                             ports: [{ name: "milter", containerPort: OPENDKIM_PORTS.milter, protocol: "TCP" }],
                             resources: BUDGET.opendkim,
-                            // Root only to copy the keys to opendkim-owned files and open the log socket; opendkim runs as its user.
+                            // Root only to copy the keys to opendkim-owned files and create /dev/log; opendkim runs as its user.
                             securityContext: rootDroppingContainer(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"]),
                             volumeMounts: [
                                 ...config.mounts,
                                 { name: "keys", mountPath: "/etc/mail/dkim", readOnly: true },
                                 { name: "run", mountPath: "/run/mail" },
-                                { name: "dev-log", mountPath: "/run/opendkim" },
+                                { name: "tmp", mountPath: "/tmp" },
                             ],
                             readinessProbe: tcpProbe(OPENDKIM_PORTS.milter, 2),
                             livenessProbe: tcpProbe(OPENDKIM_PORTS.milter, 10),
@@ -61,7 +63,7 @@ export class OpenDkim extends pulumi.ComponentResource {
                             ...config.volumes,
                             { name: "keys", secret: { secretName: args.keysSecretName, defaultMode: 0o400 } },
                             { name: "run", emptyDir: { medium: "Memory", sizeLimit: "8Mi" } },
-                            { name: "dev-log", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
+                            { name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "8Mi" } },
                         ],
                     },
                 },

@@ -54,6 +54,7 @@ describe("GKE target", () => {
             removeDefaultNodePool: true,
             deletionProtection: false,
             minMasterVersion: "1.34.1-gke.1400",
+            datapathProvider: "ADVANCED_DATAPATH",
         });
         const pool = recorder.one("gcp:container/nodePool:NodePool");
         expect(pool.inputs).toMatchObject({ location: "europe-west4-b", nodeCount: 1, nodeConfig: { machineType: "e2-medium", spot: true } });
