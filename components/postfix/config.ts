@@ -213,6 +213,9 @@ function mainCf(s: PostfixSettings): Map<string, string> {
     ["virtual_alias_maps", map("aliases")],
     ["smtpd_sender_login_maps", map("senders")],
     ["virtual_transport", `lmtp:${endpointString("lmtpEndpoint", s.lmtpEndpoint, true)}`],
+    // The LMTP client's own DNS lookups never apply the resolver's search list, so a Service name like
+    // "dovecot" would not resolve (and mail would bounce with 5.4.4): resolve it as the system does.
+    ["lmtp_host_lookup", "native"],
     ["relayhost", s.relay ? `[${s.relay.host}]:${s.relay.port}` : ""],
     // SMTP server, port 25 (submission ports override these in master.cf).
     ["smtpd_helo_required", "yes"],

@@ -60,6 +60,7 @@ describe("renderPostfix", () => {
     expect(main.get("virtual_alias_domains")).toBe("");
     expect(main.get("mydestination")).toBe("");
     expect(main.get("virtual_transport")).toBe("lmtp:inet:dovecot:24");
+    expect(main.get("lmtp_host_lookup")).toBe("native");
   });
 
   test("no open relay: port 25 relays nothing, mynetworks is loopback only, and never grants relay", () => {
