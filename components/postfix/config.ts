@@ -266,6 +266,8 @@ function mainCf(s: PostfixSettings): Map<string, string> {
       : []),
     // postscreen on port 25.
     ["postscreen_access_list", "permit_mynetworks"],
+    // A second postscreen (the PROXY port) would block on the first one's lock of a plain btree cache.
+    ...(s.proxyProtocol ? ([["postscreen_cache_map", "proxy:btree:$data_directory/postscreen_cache"]] as [string, string][]) : []),
     ["postscreen_dnsbl_sites", s.dnsbls.join(", ")],
     ["postscreen_dnsbl_threshold", String(s.dnsblThreshold)],
     ["postscreen_dnsbl_allowlist_threshold", "-1"],
