@@ -1,0 +1,73 @@
+// The CouchDB pod's substitute: couchmail's CouchDB-protocol test server (express-pouchdb, in memory) on the pod's
+// address. Its volume plays the PVC: on SIGTERM the databases are written there, on start they are read back with
+// the same revisions, and each database's update sequence is advanced past the saved one (as CouchDB keeps it), so
+// a client following `_changes` since an old sequence misses nothing.
+//   usage: couchdb-server.ts IP:PORT DATA_DIR
+import * as fs from "fs";
+import * as path from "path";
+import { startCouch } from "../../couchmail/test/couchdb";
+
+interface Dump { [db: string]: { updateSeq: number; docs: Record<string, unknown>[] } }
+
+let auth: string | undefined;
+
+async function call(base: string, method: string, p: string, body?: unknown): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const headers: Record<string, string> = { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) };
+    const res = await fetch(`${base}${p}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const json = await res.json();
+    if (!res.ok) throw new Error(`${method} ${p}: HTTP ${res.status} ${JSON.stringify(json)}`);
+    return json;
+}
+
+async function main(): Promise<void> {
+    const [listen, dataDir] = process.argv.slice(2);
+    const [host, port] = listen.split(":");
+    const dumpFile = path.join(dataDir, "e2e-couchdb.json");
+    const couch = await startCouch(Number(port), host);
+    const base = couch.url;
+    // The official image creates its admin from these (the pod's Secret); without an admin the server is open.
+    if (!process.env.COUCHDB_USER || !process.env.COUCHDB_PASSWORD) throw new Error("COUCHDB_USER and COUCHDB_PASSWORD must be set");
+    await call(base, "PUT", `/_config/admins/${encodeURIComponent(process.env.COUCHDB_USER)}`, process.env.COUCHDB_PASSWORD);
+    auth = "Basic " + Buffer.from(`${process.env.COUCHDB_USER}:${process.env.COUCHDB_PASSWORD}`).toString("base64");
+    if (fs.existsSync(dumpFile)) {
+        const dump = JSON.parse(fs.readFileSync(dumpFile, "utf8")) as Dump;
+        for (const [db, { updateSeq, docs }] of Object.entries(dump)) {
+            const enc = encodeURIComponent(db);
+            await call(base, "PUT", `/${enc}`);
+            if (docs.length) await call(base, "POST", `/${enc}/_bulk_docs`, { docs, new_edits: false });
+            let rev: string | undefined;
+            for (let seq = (await call(base, "GET", `/${enc}`)).update_seq; seq < updateSeq; seq++) {
+                rev = (await call(base, "PUT", `/${enc}/_design/e2e-sequence`, { ...(rev ? { _rev: rev } : {}), note: "sequence padding after restore" })).rev;
+            }
+            console.error(`restored ${db}: ${docs.length} documents, update_seq ${updateSeq}`);
+        }
+    }
+    console.error(`CouchDB-protocol test server (substitute for the CouchDB image) listening on ${base}`);
+    let stopping = false;
+    process.on("SIGTERM", () => {
+        if (stopping) return;
+        stopping = true;
+        (async () => {
+            const dump: Dump = {};
+            for (const db of (await call(base, "GET", "/_all_dbs")) as string[]) {
+                const enc = encodeURIComponent(db);
+                const info = await call(base, "GET", `/${enc}`);
+                const all = await call(base, "GET", `/${enc}/_all_docs?include_docs=true`);
+                dump[db] = { updateSeq: Number(info.update_seq), docs: all.rows.map((r: { doc: Record<string, unknown> }) => r.doc) };
+            }
+            fs.writeFileSync(dumpFile + ".tmp", JSON.stringify(dump));
+            fs.renameSync(dumpFile + ".tmp", dumpFile);
+            await couch.stop();
+            console.error("saved and stopped");
+            process.exit(0);
+        })().catch((e) => {
+            console.error(`saving failed: ${e}`);
+            process.exit(1);
+        });
+    });
+}
+
+main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+});
