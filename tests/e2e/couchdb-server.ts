@@ -32,6 +32,7 @@ async function main(): Promise<void> {
     if (fs.existsSync(dumpFile)) {
         const dump = JSON.parse(fs.readFileSync(dumpFile, "utf8")) as Dump;
         for (const [db, { updateSeq, docs }] of Object.entries(dump)) {
+            if (db.startsWith("_")) continue; // system databases: the server makes its own
             const enc = encodeURIComponent(db);
             await call(base, "PUT", `/${enc}`);
             if (docs.length) await call(base, "POST", `/${enc}/_bulk_docs`, { docs, new_edits: false });
