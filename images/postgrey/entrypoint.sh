@@ -1,0 +1,40 @@
+#!/bin/bash
+# Postgrey: assemble the .local whitelists from the mounts, run postgrey in the foreground with the arguments given
+# (the component renders them), SIGHUP it on change (postgrey re-reads its whitelists).
+set -uo pipefail
+SVC=postgrey
+EXTRA_WATCH=${EXTRA_WATCH-}
+. /usr/local/lib/mail/mailconf.sh
+
+# One entry per line; postgrey would silently misread an entry with spaces.
+mc_validate() {
+  local f bad
+  for f in "$1"/whitelist_*.local; do
+    bad=$(grep -nvE '^[[:space:]]*(#.*)?$|^[^[:space:]]+$' "$f") && { echo "$(basename "$f"): bad entry: $bad"; return 1; }
+  done
+  return 0
+}
+mc_reload() { kill -HUP "$postgrey"; }
+
+mc_initial
+# The database directory is created by postgrey's own user, so it owns it (the volume root belongs to root).
+for arg in "$@"; do case $arg in --dbdir=*) install -d -m 700 "${arg#--dbdir=}" ;; esac; done
+
+postgrey "$@" &
+postgrey=$!
+mc_watch &
+watcher=$!
+
+stopping=0
+stop() {
+  stopping=1
+  mc_log "SIGTERM: stopping postgrey"
+  kill "$watcher" 2>/dev/null
+  kill -TERM "$postgrey"
+}
+trap stop TERM INT
+while kill -0 "$postgrey" 2>/dev/null; do wait "$postgrey"; rc=$?; done
+kill "$watcher" 2>/dev/null
+if [ "$stopping" = 1 ]; then mc_log "postgrey stopped"; exit 0; fi
+mc_log "postgrey exited unexpectedly ($rc)"
+exit "$rc"
