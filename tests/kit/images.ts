@@ -151,12 +151,17 @@ export class Pod {
   private exited: Promise<number>;
   readonly netns: string;
   private readonly name: string;
+  private readonly ownNetns: boolean;
 
-  constructor(image: string, argv: string[], opts: RunOptions = {}) {
+  /** With `network`, the container joins that pod's network namespace (like a second container of one pod). */
+  constructor(image: string, argv: string[], opts: RunOptions & { network?: Pod } = {}) {
     this.name = newContainer(image);
-    this.netns = this.name;
-    execFileSync("ip", ["netns", "add", this.netns]);
-    execFileSync("ip", ["-n", this.netns, "link", "set", "lo", "up"]);
+    this.ownNetns = !opts.network;
+    this.netns = opts.network?.netns ?? this.name;
+    if (this.ownNetns) {
+      execFileSync("ip", ["netns", "add", this.netns]);
+      execFileSync("ip", ["-n", this.netns, "link", "set", "lo", "up"]);
+    }
     // `ip netns exec` would hide buildah's overlay mount; nsenter only switches the network.
     this.proc = spawn("nsenter", [`--net=/run/netns/${this.netns}`, "buildah", ...runArgs(this.name, argv, opts)], {
       stdio: ["ignore", "pipe", "pipe"],
@@ -168,6 +173,13 @@ export class Pod {
 
   get logs(): string {
     return this.out;
+  }
+
+  /** Waits for the container to exit by itself (a job); returns its exit code, or throws with the log. */
+  async exitCode(timeoutMs = 60_000): Promise<number> {
+    const code = await Promise.race([this.exited, sleep(timeoutMs).then(() => undefined)]);
+    if (code === undefined) throw new Error(`still running after ${timeoutMs} ms; log:\n${this.out}`);
+    return code;
   }
 
   /** Waits until the combined log matches re (checked from offset `from`), or throws with the log. */
@@ -237,6 +249,6 @@ export class Pod {
       if ((await Promise.race([this.exited, sleep(10_000).then(() => undefined)])) === undefined) this.proc.kill("SIGKILL");
     }
     removeContainer(this.name);
-    spawnSync("ip", ["netns", "del", this.netns], { stdio: "ignore" });
+    if (this.ownNetns) spawnSync("ip", ["netns", "del", this.netns], { stdio: "ignore" });
   }
 }
