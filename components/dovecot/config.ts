@@ -1,7 +1,8 @@
 // Pure renderer for Dovecot 2.4 (dovecot.conf + shipped sieve scripts).
 //
 // Sieve, in execution order for each delivery:
-//   1. `spam` (optional, issue 5): a shipped script filing X-Spam-Flag: YES into Junk, then `stop`.
+//   1. `spam` (optional, issue 5): a shipped script that pipes the message through `spam-scan` (spamc for the
+//      recipient user, when spamScan is set), then files X-Spam-Flag: YES into Junk and `stop`s.
 //   2. `couchmail`: the user's script from CouchDB, read through couchmail's dict proxy socket.
 //   3. `personal`: the script the user activates over ManageSieve, stored under ~/sieve on the mail volume.
 // A `stop` in an earlier script ends processing, so spam never reaches the user's own rules.
@@ -57,6 +58,11 @@ export interface DovecotSettings {
    * `learn-ham`, programs found in pipeBinDir, called with the user name. Off when unset.
    */
   imapsieveTraining?: { pipeBinDir: string };
+  /**
+   * Issue 5: score each delivery with spamd for the recipient user, through the `spam-scan` program in filterBinDir
+   * (a vnd.dovecot.filter run by spam.sieve). spamc.conf (spamd's address) is shipped for it and the learn programs.
+   */
+  spamScan?: { filterBinDir: string; spamdHost: string; spamdPort: number; timeoutSeconds: number };
   /** Top-level settings applied last, e.g. { mail_debug: "yes" }. */
   settingsOverrides: Record<string, string>;
 }
@@ -78,6 +84,9 @@ export const DOVECOT_DEFAULTS: Omit<DovecotSettings, "hostname"> = {
   spamToJunk: false,
   settingsOverrides: {},
 };
+
+/** Where the image installs spam-scan (the sieve filter) and learn-spam/learn-ham (the imapsieve pipe programs). */
+export const DOVECOT_SPAM_PROGRAMS = { filterBinDir: "/usr/local/lib/mail/filter", pipeBinDir: "/usr/local/lib/mail/learn" } as const;
 
 /** The unprivileged user owning all mail (fsGroup of the mail volume). */
 export const VMAIL_UID = 5000;
@@ -115,6 +124,13 @@ function validate(s: DovecotSettings): void {
   }
   if (typeof s.spamToJunk !== "boolean") invalid("spamToJunk", "a boolean", s.spamToJunk);
   if (s.imapsieveTraining) checkAbsPath("imapsieveTraining.pipeBinDir", s.imapsieveTraining.pipeBinDir);
+  if (s.spamScan) {
+    checkAbsPath("spamScan.filterBinDir", s.spamScan.filterBinDir);
+    checkHostname("spamScan.spamdHost", s.spamScan.spamdHost, false);
+    checkPort("spamScan.spamdPort", s.spamScan.spamdPort);
+    const t = s.spamScan.timeoutSeconds;
+    if (!Number.isInteger(t) || t < 5 || t > 300) invalid("spamScan.timeoutSeconds", "an integer from 5 to 300", t);
+  }
   for (const [k, v] of Object.entries(s.settingsOverrides)) {
     if (!/^[a-z][a-z0-9_]*$/.test(k)) invalid(`settingsOverrides[${JSON.stringify(k)}]`, "a Dovecot setting name [a-z0-9_]", k);
     if (typeof v !== "string" || /[\r\n\0{}]/.test(v)) invalid(`settingsOverrides.${k}`, "a single-line value without braces", v);
@@ -130,13 +146,22 @@ function inetListener(name: string, port: number, opts: string[] = []): string[]
   return block(`inet_listener ${name}`, [`port = ${checkPort(name, port)}`, ...opts]);
 }
 
-const SPAM_SIEVE = `# Issue 5: spam goes to Junk before any user rule runs.
-require ["fileinto", "mailbox"];
-if header :is "X-Spam-Flag" "YES" {
-  fileinto :create "Junk";
-  stop;
+/** Scoring (spamScan), then filing (spamToJunk); spam-scan reads the recipient user from $USER (set by Pigeonhole). */
+function spamSieve(s: DovecotSettings): string {
+  const lines = [
+    "# Issue 5: each delivery is scored for its recipient, and spam goes to Junk before any user rule runs.",
+    `require [${[...(s.spamScan ? ['"vnd.dovecot.filter"'] : []), ...(s.spamToJunk ? ['"fileinto"', '"mailbox"'] : [])].join(", ")}];`,
+    // A failing filter is a runtime error: Pigeonhole then keeps the message in INBOX, so nothing is lost.
+    ...(s.spamScan ? ['filter "spam-scan";'] : []),
+    ...(s.spamToJunk ? ['if header :is "X-Spam-Flag" "YES" {', '  fileinto :create "Junk";', "  stop;", "}"] : []),
+  ];
+  return lines.join("\n") + "\n";
 }
-`;
+
+/** spamc's options for spam-scan and the learn programs; `-x`: they handle spamd being down themselves. */
+function spamcConf(scan: NonNullable<DovecotSettings["spamScan"]>): string {
+  return [`-d ${scan.spamdHost}`, `-p ${scan.spamdPort}`, `-t ${scan.timeoutSeconds}`, "-x", ""].join("\n");
+}
 
 const LEARN_SPAM_SIEVE = `# Moved or copied into Junk: learn as spam for this user.
 require ["vnd.dovecot.pipe", "copy", "imapsieve", "environment", "variables"];
@@ -228,8 +253,8 @@ function dovecotConf(s: DovecotSettings): string {
     ...block("protocol lmtp", block("mail_plugins", ["sieve = yes"])),
     "",
     "# Sieve: see the header of the renderer for the order of scripts.",
-    ...(s.spamToJunk ? block("sieve_script spam", ["type = before", "driver = file", `path = ${DOVECOT_LIVE_DIR}/spam.sieve`]) : []),
-    ...block(`sieve_script ${s.sieveScriptName}`, [
+    ...(s.spamToJunk || s.spamScan ? block("sieve_script spam", ["type = before", "driver = file", `path = ${DOVECOT_LIVE_DIR}/spam.sieve`]) : []),
+    ...block("sieve_script couchmail", [
       "type = before",
       "driver = dict",
       `name = ${s.sieveScriptName}`,
@@ -237,10 +262,25 @@ function dovecotConf(s: DovecotSettings): string {
       ...block("dict proxy", [`socket_path = ${s.dictSocket}`, `name = ${s.dictName}`]),
     ]),
     ...block("sieve_script personal", ["type = personal", "driver = file", "path = ~/sieve", "active_path = ~/.dovecot.sieve"]),
+    ...(s.imapsieveTraining || s.spamScan
+      ? [
+          ...block("sieve_plugins", [...(s.imapsieveTraining ? ["sieve_imapsieve = yes"] : []), "sieve_extprograms = yes"]),
+          ...block("sieve_global_extensions", [
+            ...(s.imapsieveTraining ? ["vnd.dovecot.pipe = yes", "vnd.dovecot.environment = yes"] : []),
+            ...(s.spamScan ? ["vnd.dovecot.filter = yes"] : []),
+          ]),
+        ]
+      : []),
+    ...(s.spamScan
+      ? [
+          `sieve_filter_bin_dir = ${s.spamScan.filterBinDir}`,
+          // spamc gives up first (timeoutSeconds) and spam-scan then delivers the message unscanned.
+          `sieve_filter_exec_timeout = ${s.spamScan.timeoutSeconds + 15}s`,
+          "sieve_filter_input_eol = lf",
+        ]
+      : []),
     ...(s.imapsieveTraining
       ? [
-          ...block("sieve_plugins", ["sieve_imapsieve = yes", "sieve_extprograms = yes"]),
-          ...block("sieve_global_extensions", ["vnd.dovecot.pipe = yes", "vnd.dovecot.environment = yes"]),
           `sieve_pipe_bin_dir = ${s.imapsieveTraining.pipeBinDir}`,
           ...block("imapsieve_from Junk", block("sieve_script learn-ham", ["type = before", "cause = copy", `path = ${DOVECOT_LIVE_DIR}/learn-ham.sieve`])),
         ]
@@ -255,7 +295,8 @@ function dovecotConf(s: DovecotSettings): string {
 export function renderDovecot(settings: DovecotSettings): RenderedFiles {
   validate(settings);
   const files: RenderedFiles = { "dovecot.conf": dovecotConf(settings) };
-  if (settings.spamToJunk) files["spam.sieve"] = SPAM_SIEVE;
+  if (settings.spamToJunk || settings.spamScan) files["spam.sieve"] = spamSieve(settings);
+  if (settings.spamScan) files["spamc.conf"] = spamcConf(settings.spamScan);
   if (settings.imapsieveTraining) {
     files["learn-spam.sieve"] = LEARN_SPAM_SIEVE;
     files["learn-ham.sieve"] = LEARN_HAM_SIEVE;
