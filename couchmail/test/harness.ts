@@ -26,7 +26,7 @@ export async function seed(couch: Couch): Promise<void> {
   await admin.userAdd(couch, "bob@example.org", "battery staple", {});
   await admin.aliasAdd(couch, "info@example.org", ["alice@example.org", "bob@example.org"]);
   await admin.aliasAdd(couch, "@example.org", ["alice@example.org"]);
-  await admin.sievePut(couch, "alice@example.org", "default", 'require "fileinto";\nfileinto "Alice";\n');
+  await admin.sievePut(couch, "alice@example.org", "default", 'require ["fileinto", "mailbox"];\nfileinto :create "Alice";\n');
 }
 
 export interface Stack {
@@ -42,7 +42,7 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: { seed?: boolean; couchUp?: boolean; serve?: Partial<ServeConfig> } = {}): Promise<Stack> {
+export async function startStack(opts: { seed?: boolean; couchUp?: boolean; serve?: Partial<ServeConfig> | ((dir: string) => Partial<ServeConfig>) } = {}): Promise<Stack> {
   const couchServer = opts.couchUp === false ? null : await startCouch();
   // A down datastore: a port nobody listens on.
   const url = couchServer?.url ?? `http://127.0.0.1:${await freePort()}`;
@@ -62,7 +62,7 @@ export async function startStack(opts: { seed?: boolean; couchUp?: boolean; serv
     socketMode: 0o660,
     mailHome: "/var/mail/vhosts",
     cache: { heartbeatMs: 200, staleAfterMs: 1000, backoffMinMs: 50, backoffMaxMs: 200 },
-    ...opts.serve,
+    ...(typeof opts.serve === "function" ? opts.serve(dir) : opts.serve),
   };
   const running = await serve(cfg, createLogger("debug", log));
   const tcp = running.addresses.socketmap.find((a) => !a.startsWith("unix:"))!;

@@ -93,7 +93,7 @@ describe("with a loaded datastore", () => {
       dictExchange(st.dictPath, ["H4\t0\t0\t\tsieve", "Lpriv/sieve/name/default\talice@example.org", `Lpriv/sieve/data/${aliceId}\talice@example.org`], 2),
       dictExchange(st.dictPath, ["H3\t2\t0\tbob@example.org\tsieve", "Lpriv/sieve/name/default", `Lpriv/sieve/data/${aliceId}`, "Lpriv/sieve/name/default\tnobody@example.org"], 3),
     ]);
-    expect(a).toEqual([`O${aliceId}`, 'Orequire "fileinto";\x01nfileinto "Alice";\x01n']);
+    expect(a).toEqual([`O${aliceId}`, 'Orequire ["fileinto", "mailbox"];\x01nfileinto :create "Alice";\x01n']);
     expect(b).toEqual([`O${EMPTY_SIEVE_ID}`, "Fsieve script changed; retry", "N"]);
 
     await admin.sievePut(st.couch, "alice@example.org", "default", "keep;\n");
