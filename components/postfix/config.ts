@@ -296,7 +296,9 @@ const STANDARD_SERVICES: [string, string, string, string, string, string][] = [
   // name, type, private, unpriv, maxproc, command
   ["pickup", "unix", "n", "-", "1", "pickup"],
   ["cleanup", "unix", "n", "-", "0", "cleanup"],
-  ["qmgr", "unix", "n", "n", "1", "qmgr"],
+  // Unprivileged like every other service: a root qmgr creates root-owned queue directories (deferred/B)
+  // that the postfix-owned postsuper cannot open on the next start, so the pod would crash-loop.
+  ["qmgr", "unix", "n", "-", "1", "qmgr"],
   ["tlsmgr", "unix", "-", "-", "1", "tlsmgr"],
   ["rewrite", "unix", "-", "-", "-", "trivial-rewrite"],
   ["bounce", "unix", "-", "-", "0", "bounce"],
@@ -322,8 +324,14 @@ const STANDARD_SERVICES: [string, string, string, string, string, string][] = [
 ];
 const STANDARD_SERVICE_NAMES = STANDARD_SERVICES.map((e) => e[0]).concat(["smtpd-proxy", "submission", "submissions"]);
 
+/**
+ * Wake-up timers as in Postfix's stock master.cf. Without one, master starts qmgr only when new mail arrives, so
+ * mail already queued when Postfix (re)starts would wait for the next incoming message.
+ */
+const WAKEUP: Record<string, string> = { pickup: "60", qmgr: "300", flush: "1000?" };
+
 function entry(name: string, type: string, priv: string, unpriv: string, maxproc: string, command: string, opts: string[] = []): string {
-  const head = [name, type, priv, unpriv, "n", "-", maxproc, command].join(" ");
+  const head = [name, type, priv, unpriv, "n", WAKEUP[name] ?? "-", maxproc, command].join(" ");
   return [head, ...opts.map((o) => `  ${o}`)].join("\n");
 }
 

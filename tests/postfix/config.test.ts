@@ -51,6 +51,19 @@ describe("renderPostfix", () => {
     expect(contentHash(renderPostfix({ ...base, hostname: "mx.example.test" }))).not.toBe(contentHash(a));
   });
 
+  test("internal services (qmgr too) run unprivileged", () => {
+    // A root qmgr creates root-owned queue directories that postsuper (as postfix) cannot open at the next start.
+    const { files } = render();
+    const internal = files["master.cf"].split("\n").filter((l) => /^\S+\s+(unix|unix-dgram)\s/.test(l));
+    expect(internal.length).toBeGreaterThan(10);
+    for (const l of internal) expect(l.split(/\s+/)[3]).toBe("-");
+  });
+
+  test("pickup, qmgr and flush have the stock wake-up timers (queued mail is retried after a restart)", () => {
+    const wakeups = Object.fromEntries(render().files["master.cf"].split("\n").filter((l) => /^(pickup|qmgr|flush)\s/.test(l)).map((l) => [l.split(/\s+/)[0], l.split(/\s+/)[5]]));
+    expect(wakeups).toEqual({ pickup: "60", qmgr: "300", flush: "1000?" });
+  });
+
   test("virtual domains, mailboxes, aliases and sender logins come from the couchmail socketmap", () => {
     const { main } = render({ socketmap: "unix:/run/couchmail/socketmap.sock" });
     expect(main.get("virtual_mailbox_domains")).toBe("socketmap:unix:/run/couchmail/socketmap.sock:domains");
