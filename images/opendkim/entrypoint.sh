@@ -30,6 +30,10 @@ mc_validate() {
 }
 mc_reload() { kill -USR1 "$daemon"; }
 
+# RequireSafeKeys checks every directory from / down to a key: none may be world-writable. /run/mail is an
+# emptyDir (0777 in Kubernetes), so without this every signing attempt fails ("key data is not secure") and
+# Postfix answers 451 4.7.1 at the end of DATA. Nothing but root and opendkim's own directories lives below it.
+chmod 0755 /run/mail
 mc_initial
 
 # OpenDKIM only logs to syslog: a socket owned by nobody, printed on stdout one message per line.
