@@ -72,7 +72,8 @@ export const DOVECOT_DEFAULTS: Omit<DovecotSettings, "hostname"> = {
   couchmailUrl: "http://127.0.0.1:10102",
   dictSocket: "/run/couchmail/dict.sock",
   dictName: "couchmail",
-  sieveScriptName: "couchmail",
+  // The name `couchmail sieve put` stores a script under when none is given (couchmail/src/cli.ts DEFAULT_SIEVE).
+  sieveScriptName: "default",
   tls: { certFile: "/etc/mail/tls/tls.crt", keyFile: "/etc/mail/tls/tls.key" },
   mailRoot: "/var/mail",
   mailDriver: "maildir",

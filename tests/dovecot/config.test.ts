@@ -76,6 +76,8 @@ describe("renderDovecot", () => {
     expect(section(c, "protocol imap")).toMatch(/mail_max_userip_connections = 77/);
     const dict = section(c, "sieve_script couchmail")!;
     expect(dict).toMatch(/type = before[\s\S]*driver = dict/);
+    // The script `couchmail sieve put ADDRESS` stores (no name given) is the one Dovecot asks for.
+    expect(dict).toMatch(/^\s*name = default$/m);
     expect(section(dict, "dict proxy")).toMatch(/socket_path = \/run\/couchmail\/dict\.sock\n\s*name = couchmail/);
     expect(section(c, "sieve_script personal")).toMatch(/type = personal[\s\S]*path = ~\/sieve/);
     expect(c).not.toMatch(/sieve_script spam|imapsieve|sieve_pipe_bin_dir/);
