@@ -157,12 +157,13 @@ describe("mail flows through the program's pods", () => {
         const ok465 = submit("submissions", ALICE, PASSWORDS[ALICE], ALICE, BOB, uniqueSubject("465"));
         assert.equal(ok465.code, 0, ok465.out);
         const wrong = submit("submission", ALICE, "not-the-password", ALICE, BOB, uniqueSubject("wrong"));
-        assert.match(wrong.out, /<~\*\* +535 5\.7\.8/);
+        // swaks marks a rejected reply as `<~*` inside TLS (`<**` in clear text).
+        assert.match(wrong.out, /<~\* +535 5\.7\.8/);
     });
 
     test("sending as another user's address is rejected", () => {
         const r = submit("submission", ALICE, PASSWORDS[ALICE], BOB, "someone@external.test", uniqueSubject("spoof"));
-        assert.match(r.out, /<~\*\* +553 5\.7\.1 .*not owned by user/);
+        assert.match(r.out, /<~\* +553 5\.7\.1 .*not owned by user/);
     });
 
     test("outbound mail reaches the external MX with a DKIM signature python3-dkim verifies", async () => {
