@@ -18,7 +18,7 @@ export const COUCHMAIL = {
 } as const;
 
 /** The Lua passdb/userdb script that ships with couchmail, mounted into Dovecot. */
-export const COUCHMAIL_LUA_SOURCE = path.join(__dirname, "..", "..", "couchmail", "lua", "auth.lua");
+export const COUCHMAIL_LUA_SOURCE = path.join(__dirname, "..", "..", "couchmail", "lua", "couchmail-auth.lua");
 
 export interface CouchmailArgs {
     namespace: pulumi.Input<string>;
