@@ -116,6 +116,11 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
         expect(dovecotConf).toContain(`http://${env(dovecotCouchmail, "COUCHMAIL_HTTP_LISTEN")}`);
         expect(`unix:${COUCHMAIL.dictSocket}`).toBe(env(dovecotCouchmail, "COUCHMAIL_DICT_LISTEN"));
         expect(dovecotConf).toContain(COUCHMAIL.dictSocket);
+        // Dovecot mounts couchmail's Lua script where its passdb/userdb load it, and the script defines both lookups.
+        const lua = find(run, "ConfigMap", "couchmail-lua").data![COUCHMAIL.luaFile];
+        expect(dovecotConf).toContain(`lua_file = ${COUCHMAIL.luaMountDir}/${COUCHMAIL.luaFile}`);
+        expect(lua).toMatch(/^function auth_passdb_lookup\(/m);
+        expect(lua).toMatch(/^function auth_userdb_lookup\(/m);
         // Loopback only: couchmail's HTTP answers with password hashes.
         for (const c of [postfixCouchmail, dovecotCouchmail]) expect(env(c, "COUCHMAIL_HTTP_LISTEN")).toMatch(/^127\.0\.0\.1:/);
     });
