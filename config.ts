@@ -66,6 +66,8 @@ export interface ServicesConfig {
     dkim: { selector: string };
     postfix: { dnsbls?: string[]; messageSizeLimit: number; mainCf: Record<string, string> };
     dovecot: { junkAutoexpunge: string; maxUserIpConnections: number };
+    spam: { enabled: boolean; requiredScore: number; maxChildren: number; clusterNetworks: string[]; trainSchedule: string };
+    greylist: { enabled: boolean; delaySeconds: number; whitelistClients: string[]; whitelistRecipients: string[] };
 }
 
 export const EDGE_MODES = ["loadbalancer", "ingress-nginx", "hostport"] as const;
@@ -209,8 +211,23 @@ function readServices(r: ConfigReader): ServicesConfig {
             junkAutoexpunge: r.string("dovecotJunkAutoexpunge", pattern(/^(\d+[smhdw])?$/, "expected an interval such as 30d, or empty")),
             maxUserIpConnections: r.integer("dovecotMaxUserIpConnections", 1, 10000),
         },
+        spam: {
+            enabled: r.boolean("spamEnabled"),
+            requiredScore: Number(r.string("spamRequiredScore", pattern(/^([1-9]|[1-4]\d|50)(\.\d{1,2})?$/, "expected a score from 1 to 50 such as 5.0"))),
+            maxChildren: r.integer("spamMaxChildren", 1, 20),
+            clusterNetworks: r.stringList("spamClusterNetworks", CIDR, 1),
+            trainSchedule: r.string("spamTrainSchedule", pattern(/^(\S+\s+){4}\S+$/, 'expected a cron schedule of five fields such as "30 3 * * *"')),
+        },
+        greylist: {
+            enabled: r.boolean("greylistEnabled"),
+            delaySeconds: r.integer("greylistDelay", 1, 3600),
+            whitelistClients: r.stringList("greylistWhitelistClients", GREYLIST_ENTRY),
+            whitelistRecipients: r.stringList("greylistWhitelistRecipients", GREYLIST_ENTRY),
+        },
     };
 }
+
+const GREYLIST_ENTRY = pattern(/^\S+$/, "expected one entry without spaces");
 
 const IP_ADDRESS = (v: string) => (net.isIP(v) ? undefined : "expected an IPv4 or IPv6 address such as 203.0.113.7");
 const CIDR = (v: string) => {

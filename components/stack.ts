@@ -7,7 +7,7 @@ import { DkimKeys } from "./dkim";
 import { ManagedDns } from "./dns/manage";
 import { DnsRecord, mailDnsRecords, mtaStsPolicy, zoneSnippet } from "./dns/records";
 import { Dovecot } from "./dovecot";
-import { DOVECOT_DEFAULTS, DOVECOT_PORTS } from "./dovecot/config";
+import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DOVECOT_SPAM_PROGRAMS, VMAIL_UID } from "./dovecot/config";
 import { createEdge, edgePlan } from "./edge";
 import { INGRESS_CLASS } from "./edge/ingress-nginx";
 import { appLabels, ourImage } from "./kube";
@@ -15,6 +15,10 @@ import { OpenDkim } from "./opendkim";
 import { OPENDKIM_DEFAULTS, OPENDKIM_PORTS } from "./opendkim/config";
 import { Postfix } from "./postfix";
 import { POSTFIX_DEFAULTS, POSTFIX_PORTS } from "./postfix/config";
+import { Postgrey } from "./postgrey";
+import { POSTGREY_DEFAULTS, POSTGREY_PORT } from "./postgrey/config";
+import { SpamAssassin } from "./spamassassin";
+import { SPAMASSASSIN_DEFAULTS, SPAMD_PORT } from "./spamassassin/config";
 import { AcmeTls } from "./tls/acme";
 import { SelfSignedTls } from "./tls/selfsigned";
 import { COUCHMAIL } from "./couchmail";
@@ -129,6 +133,49 @@ export class MailStack extends pulumi.ComponentResource {
                 haproxyTrustedNetworks: plan.backendProxy ? edge.proxyTrustedNetworks : [],
                 junkAutoexpunge: services.dovecot.junkAutoexpunge,
                 maxUserIpConnections: services.dovecot.maxUserIpConnections,
+                // Spam is scored per recipient at LMTP time and filed into Junk before the user's own sieve rules.
+                spamToJunk: services.spam.enabled,
+                spamScan: services.spam.enabled
+                    ? { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "spamassassin", spamdPort: SPAMD_PORT, timeoutSeconds: 30 }
+                    : undefined,
+                imapsieveTraining: services.spam.enabled ? { pipeBinDir: DOVECOT_SPAM_PROGRAMS.pipeBinDir } : undefined,
+            },
+        }, child);
+
+        if (services.spam.enabled) {
+            new SpamAssassin(`${name}-spamassassin`, {
+                namespace: ns,
+                image: image("spamassassin"),
+                imagePullPolicy: images.pullPolicy,
+                storageSize: "1Gi",
+                storageClassName,
+                clientApps: ["dovecot"],
+                settings: {
+                    ...SPAMASSASSIN_DEFAULTS,
+                    requiredScore: services.spam.requiredScore,
+                    maxChildren: services.spam.maxChildren,
+                    clusterNetworks: services.spam.clusterNetworks,
+                },
+                training: {
+                    schedule: services.spam.trainSchedule,
+                    mailClaimName: dovecot.mailClaimName,
+                    mailRoot: DOVECOT_DEFAULTS.mailRoot,
+                    mailUid: VMAIL_UID,
+                    mailPodSelector: dovecot.podSelector,
+                },
+            }, child);
+        }
+        const postgrey = services.greylist.enabled && new Postgrey(`${name}-postgrey`, {
+            namespace: ns,
+            image: image("postgrey"),
+            imagePullPolicy: images.pullPolicy,
+            storageSize: "1Gi",
+            storageClassName,
+            settings: {
+                ...POSTGREY_DEFAULTS,
+                delaySeconds: services.greylist.delaySeconds,
+                whitelistClients: services.greylist.whitelistClients,
+                whitelistRecipients: services.greylist.whitelistRecipients,
             },
         }, child);
 
@@ -152,11 +199,13 @@ export class MailStack extends pulumi.ComponentResource {
                 saslEndpoint: `inet:dovecot:${DOVECOT_PORTS.authSasl}`,
                 lmtpEndpoint: `inet:dovecot:${DOVECOT_PORTS.lmtp}`,
                 milters: [`inet:opendkim:${OPENDKIM_PORTS.milter}`],
+                // Port 25 only: the renderer keeps the policy service off the submission ports.
+                policyService: postgrey ? `inet:postgrey:${POSTGREY_PORT}` : undefined,
                 dnsbls: services.postfix.dnsbls ?? POSTFIX_DEFAULTS.dnsbls,
                 messageSizeLimit: services.postfix.messageSizeLimit,
                 mainCfOverrides: services.postfix.mainCf,
             },
-        }, { parent: this, dependsOn: [dovecot, opendkim] });
+        }, { parent: this, dependsOn: [dovecot, opendkim, ...(postgrey ? [postgrey] : [])] });
 
         const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: mail.hostname, plan, addresses: edge.addresses }, { parent: this, dependsOn: [postfix, dovecot] });
 

@@ -30,6 +30,10 @@ export class Dovecot extends pulumi.ComponentResource {
     readonly serviceName: pulumi.Output<string>;
     readonly configMapName: pulumi.Output<string>;
     readonly settings: DovecotSettings;
+    /** The mail volume's PVC (claim template "mail" of StatefulSet "dovecot", pod 0), for the spam training job. */
+    readonly mailClaimName = "mail-dovecot-0";
+    /** Labels of Dovecot's pod, for workloads that must run on its node. */
+    readonly podSelector = appLabels("dovecot", "imap").selector;
 
     constructor(name: string, args: DovecotArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Dovecot", name, {}, opts);
