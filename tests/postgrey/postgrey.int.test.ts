@@ -97,6 +97,20 @@ test("a whitelisted recipient from stack config passes on the first attempt", ()
     expect(rcpt("dave@sender.example", "postmaster@example.test")).toMatch(/^250 /);
 });
 
+test("a changed whitelist is picked up without a restart (SIGHUP); a malformed one is refused", async () => {
+    const pid = postgrey.appPid();
+    let mark = postgrey.logs.length;
+    writeConfigMapVolume(path.join(dir, "postgrey"), renderPostgrey({ ...settings, whitelistClients: ["127.0.0.1"] }));
+    await postgrey.waitForLog(/reloaded with config/, 30_000, mark);
+    await postgrey.waitForLog(/HUP received: reloading whitelists/, 30_000, mark);
+    expect(rcpt("erin@sender.example", "bob@example.test")).toMatch(/^250 /);
+    expect(postgrey.appPid()).toBe(pid);
+
+    mark = postgrey.logs.length;
+    writeConfigMapVolume(path.join(dir, "postgrey"), { ...renderPostgrey(settings), "whitelist_clients.local": "two words\n" });
+    await postgrey.waitForLog(/config REJECTED, keeping the running one: whitelist_clients\.local: bad entry/, 30_000, mark);
+});
+
 test("the database is on the volume, in a directory postgrey owns", () => {
     const db = path.join(dir, "data", "db");
     expect(fs.statSync(db).uid).toBe(5002);

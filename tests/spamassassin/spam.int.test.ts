@@ -179,6 +179,7 @@ beforeAll(async () => {
             { host: path.join(dir, "spamd"), ctr: settings.dataDir, ro: false },
             { host: path.join(dir, "spamd-run"), ctr: "/run/mail", ro: false },
         ],
+        env: { WATCH_INTERVAL: "1" },
     });
 
     dictStub = spawn(process.execPath, ["-e", DICT_STUB, path.join(dir, "couchmail", "dict.sock")], { stdio: "inherit" });
@@ -301,6 +302,23 @@ sys.exit(1 if failed else 0)`;
     }
     expect(message("bob@example.test", "load 7")).toMatch(/^X-Spam-Status: /m);
     console.log(`spamd PSS peak under 8 concurrent two-recipient deliveries (max ${settings.maxChildren} children): ${mib(peak.kib)}`);
+});
+
+test("a changed mail.cf is linted and spamd reloaded without a restart; a broken one is refused", async () => {
+    const pid = spamd.appPid();
+    let mark = spamd.logs.length;
+    // Threshold 1: even the clean test message (scored ~1.1 above) is spam now.
+    writeConfigMapVolume(path.join(dir, "sa"), renderSpamAssassin({ ...settings, requiredScore: 1 }));
+    await spamd.waitForLog(/reloaded with config/, 60_000, mark);
+    await spamd.waitForLog(/spamd: server started on/, 60_000, mark);
+    expect(lmtp(["bob@example.test"], "after reload", "Hi both, shall we have lunch on Friday at noon? The usual place near the office.")).toBe("{}");
+    expect(subjects("bob@example.test", "Junk")).toContain("after reload");
+    expect(message("bob@example.test", "after reload")).toMatch(/^X-Spam-Status: Yes, score=[\d.]+ required=1\.0/m);
+    expect(spamd.appPid()).toBe(pid);
+
+    mark = spamd.logs.length;
+    writeConfigMapVolume(path.join(dir, "sa"), { "mail.cf": renderSpamAssassin(settings)["mail.cf"] + "no_such_setting 1\n" });
+    await spamd.waitForLog(/config REJECTED, keeping the running one/, 60_000, mark);
 });
 
 test("spamd down: mail is delivered unscanned to INBOX with a header saying so", async () => {
