@@ -7,7 +7,7 @@ export const DOCS_END = "<!-- config-keys:end -->";
 export function configKeysTable(declared: Record<string, DeclaredKey>): string {
     const rows = Object.entries(declared).map(([key, d]) => {
         const type = d.type === "array" ? `list of ${d.items?.type ?? "?"}` : d.type;
-        const dflt = d.default === undefined ? "*required*" : d.default === "" ? '`""`' : `\`${JSON.stringify(d.default).replace(/^"|"$/g, "")}\``;
+        const dflt = d.default === undefined ? "*unset*" : d.default === "" ? '`""`' : `\`${JSON.stringify(d.default).replace(/^"|"$/g, "")}\``;
         const secret = d.secret ? " (secret: set with `--secret`)" : "";
         return `| \`${PROJECT}:${key}\` | ${type}${secret} | ${dflt} | ${(d.description ?? "").replace(/\|/g, "\\|")} |`;
     });
