@@ -182,6 +182,8 @@ function mainCf(s: PostfixSettings): Map<string, string> {
     "reject_unknown_recipient_domain",
     "reject_unauth_pipelining",
     "reject_unauth_destination",
+    // Unknown recipients get 550 now, not a greylisting 450 first (Postfix's implicit check runs after this list).
+    "reject_unlisted_recipient",
     ...(s.policyService ? [`check_policy_service ${endpointString("policyService", s.policyService, true)}`] : []),
     "permit",
   ];

@@ -141,7 +141,7 @@ describe("renderPostfix", () => {
       relay: { host: "smtp.relay.example", port: 465, passwordMapFile: "/etc/mail/relay/password" },
       proxyProtocol: true,
     });
-    expect(on.main.get("smtpd_recipient_restrictions")).toMatch(/reject_unauth_destination, check_policy_service inet:postgrey:10023, permit$/);
+    expect(on.main.get("smtpd_recipient_restrictions")).toMatch(/reject_unauth_destination, reject_unlisted_recipient, check_policy_service inet:postgrey:10023, permit$/);
     expect(on.master.get("smtpd/pass")!.opts.get("content_filter")).toBe("spamfilter:dummy");
     expect(on.master.get(`${POSTFIX_PORTS.submission}/inet`)!.opts.get("content_filter")).toBe("");
     expect(on.master.get("spamfilter/unix")!.command).toBe("pipe");
