@@ -8,6 +8,8 @@ import { unwrapSecrets } from "../kit/k8s-schema";
 
 export const MAIL_HOSTNAME = "mail.example.test";
 export const DOMAINS = ["example.test", "example.org"];
+/** Postgrey's delay in the e2e stack: short, like the Postfix retry timers, so greylisted mail is retried within seconds. */
+export const GREYLIST_DELAY_SECONDS = 3;
 
 /** A Kubernetes object as the program declared it (inputs, secrets unwrapped). */
 export interface KubeObject {
@@ -34,7 +36,7 @@ const KINDS: Record<string, string> = {
 
 /**
  * The e2e stack: an existing-cluster target (a throwaway kubeconfig; nothing talks to it), our host name and two
- * domains, no DNSBLs (the test DNS server answers only our zones), short Postfix retry timers.
+ * domains, no DNSBLs (the test DNS server answers only our zones), short Postfix retry timers and greylisting delay.
  */
 export function e2eConfig(kubeconfigPath: string): Record<string, unknown> {
     return {
@@ -45,6 +47,7 @@ export function e2eConfig(kubeconfigPath: string): Record<string, unknown> {
         postfixDnsbls: [],
         // Retry deferred mail within seconds instead of minutes, so the suite sees queued mail go out.
         postfixMainCf: ["queue_run_delay = 5s", "minimal_backoff_time = 5s", "maximal_backoff_time = 10s"],
+        greylistDelay: GREYLIST_DELAY_SECONDS,
     };
 }
 
