@@ -1,10 +1,11 @@
 /**
  * A CouchDB-protocol server for tests and the benchmark: express-pouchdb over PouchDB's
- * in-memory adapter. Known gaps (see NOTES): longpoll ignores `timeout`, no
- * `filter=_selector`, numeric sequences.
+ * in-memory adapter, in a child process — stopping it is a real outage, and timers that
+ * express-pouchdb leaves behind (continuous-feed heartbeats) die with it.
+ * Its full mode runs validate_doc_update. Known gaps (see NOTES): longpoll ignores
+ * `timeout`, no `filter=_selector`, numeric sequences.
  */
-import type { AddressInfo, Socket } from "node:net";
-import http from "node:http";
+import { spawn } from "node:child_process";
 
 export interface TestCouch {
   url: string;
@@ -12,45 +13,41 @@ export interface TestCouch {
   stop(): Promise<void>;
 }
 
-/* eslint-disable @typescript-eslint/no-require-imports -- untyped CommonJS test-only packages */
-// PouchDB plugins can be registered once per process.
-let pouch: { defaults(o: object): unknown } | null = null;
-function pouchDB() {
-  pouch ??= require("pouchdb-core")
-    .plugin(require("pouchdb-adapter-memory"))
-    .plugin(require("pouchdb-adapter-http"))
-    .plugin(require("pouchdb-mapreduce"))
-    .plugin(require("pouchdb-replication"));
-  return pouch!;
-}
-let started = 0;
+const CHILD = `
+const [port, host, mods] = [Number(process.argv[1]), process.argv[2], JSON.parse(process.argv[3])];
+const PouchDB = require(mods.core).plugin(require(mods.memory)).plugin(require(mods.http))
+  .plugin(require(mods.mapreduce)).plugin(require(mods.replication));
+const app = require(mods.express)();
+// CouchDB 3's health endpoint (Kubernetes probes use it); express-pouchdb predates it.
+app.get("/_up", (_req, res) => res.json({ status: "ok" }));
+app.use("/", require(mods.expressPouch)(PouchDB.defaults({ adapter: "memory" }), { inMemoryConfig: true, logPath: "/dev/null" }));
+const server = app.listen(port, host, () => process.send({ port: server.address().port }));
+server.on("error", (e) => { console.error(String(e)); process.exit(1); });
+`;
 
 export async function startCouch(port = 0, host = "127.0.0.1"): Promise<TestCouch> {
-  const express = require("express");
-  const expressPouch = require("express-pouchdb");
-  /* eslint-enable @typescript-eslint/no-require-imports */
-  // Each server gets its own in-memory databases. The full mode (not "minimumForPouchDB")
-  // is the one that runs validate_doc_update.
-  const MemPouch = pouchDB().defaults({ adapter: "memory", prefix: `s${++started}-` });
-  const app = express();
-  // CouchDB 3's health endpoint (Kubernetes probes use it); express-pouchdb predates it.
-  app.get("/_up", (_req: unknown, res: { json(v: unknown): void }) => res.json({ status: "ok" }));
-  app.use("/", expressPouch(MemPouch, { inMemoryConfig: true, logPath: "/dev/null" }));
-  const server = http.createServer(app);
-  const sockets = new Set<Socket>();
-  server.on("connection", (s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
+  const mods = {
+    core: require.resolve("pouchdb-core"),
+    memory: require.resolve("pouchdb-adapter-memory"),
+    http: require.resolve("pouchdb-adapter-http"),
+    mapreduce: require.resolve("pouchdb-mapreduce"),
+    replication: require.resolve("pouchdb-replication"),
+    express: require.resolve("express"),
+    expressPouch: require.resolve("express-pouchdb"),
+  };
+  const child = spawn(process.execPath, ["-e", CHILD, String(port), host, JSON.stringify(mods)], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const p = await new Promise<number>((resolve, reject) => {
+    child.once("message", (m: { port: number }) => resolve(m.port));
+    child.once("exit", (code) => reject(new Error(`test CouchDB exited (${code})`)));
   });
-  await new Promise<void>((r) => server.listen(port, host, r));
-  const p = (server.address() as AddressInfo).port;
+  child.disconnect();
   return {
     url: `http://${host}:${p}`,
     port: p,
-    stop: () =>
-      new Promise<void>((r) => {
-        server.close(() => r());
-        for (const s of sockets) s.destroy();
-      }),
+    async stop() {
+      child.kill("SIGKILL");
+      await exited;
+    },
   };
 }

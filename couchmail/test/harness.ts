@@ -64,7 +64,14 @@ export async function startStack(opts: { seed?: boolean; couchUp?: boolean; serv
     cache: { heartbeatMs: 200, staleAfterMs: 1000, backoffMinMs: 50, backoffMaxMs: 200 },
     ...(typeof opts.serve === "function" ? opts.serve(dir) : opts.serve),
   };
-  const running = await serve(cfg, createLogger("debug", log));
+  let running: Running;
+  try {
+    running = await serve(cfg, createLogger("debug", log));
+  } catch (e) {
+    await couchServer?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const tcp = running.addresses.socketmap.find((a) => !a.startsWith("unix:"))!;
   return {
     couchServer,
