@@ -138,3 +138,8 @@ export function ingressPolicy(
         },
     }, opts);
 }
+
+/** A StatefulSet's claim for its one persistent volume (the pod's data survives restarts and rescheduling). */
+export function persistentClaim(name: string, labels: Labels, size: string, storageClassName?: string): k8s.types.input.core.v1.PersistentVolumeClaim {
+    return { metadata: { name, labels }, spec: { accessModes: ["ReadWriteOnce"], storageClassName, resources: { requests: { storage: size } } } };
+}

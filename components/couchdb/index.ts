@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { appLabels, BUDGET, CONFIG_HASH, ingressPolicy } from "../kube";
+import { appLabels, BUDGET, CONFIG_HASH, ingressPolicy, persistentClaim } from "../kube";
 import { contentHash } from "../render";
 
 export const COUCHDB_PORT = 5984;
@@ -98,14 +98,7 @@ export class CouchDb extends pulumi.ComponentResource {
                         volumes: [{ name: "config", configMap: { name: config.metadata.name } }],
                     },
                 },
-                volumeClaimTemplates: [{
-                    metadata: { name: "data", labels },
-                    spec: {
-                        accessModes: ["ReadWriteOnce"],
-                        storageClassName: args.storageClassName,
-                        resources: { requests: { storage: args.storageSize } },
-                    },
-                }],
+                volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
             },
         }, { parent: this });
 

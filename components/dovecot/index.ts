@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { COUCHMAIL, Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, ingressPolicy, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
+import { appLabels, BUDGET, configVolumes, ingressPolicy, persistentClaim, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
 import { DOVECOT_PORTS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
 
 export interface DovecotArgs {
@@ -131,10 +131,7 @@ export class Dovecot extends pulumi.ComponentResource {
                         ],
                     },
                 },
-                volumeClaimTemplates: [{
-                    metadata: { name: "mail", labels },
-                    spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.storageClassName, resources: { requests: { storage: args.mailSize } } },
-                }],
+                volumeClaimTemplates: [persistentClaim("mail", labels, args.mailSize, args.storageClassName)],
             },
         }, { parent: this });
 

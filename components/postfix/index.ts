@@ -2,7 +2,7 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, renderedConfigMap, execProbe, rootDroppingContainer } from "../kube";
+import { appLabels, BUDGET, configVolumes, execProbe, persistentClaim, renderedConfigMap, rootDroppingContainer } from "../kube";
 import { POSTFIX_PORTS, PostfixSettings, renderPostfix } from "./config";
 
 export interface PostfixArgs {
@@ -116,10 +116,7 @@ export class Postfix extends pulumi.ComponentResource {
                         ],
                     },
                 },
-                volumeClaimTemplates: [{
-                    metadata: { name: "queue", labels },
-                    spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.storageClassName, resources: { requests: { storage: args.queueSize } } },
-                }],
+                volumeClaimTemplates: [persistentClaim("queue", labels, args.queueSize, args.storageClassName)],
             },
         }, { parent: this });
 

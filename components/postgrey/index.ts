@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, ingressPolicy, renderedConfigMap, restrictedContainer, tcpProbe } from "../kube";
+import { appLabels, BUDGET, configVolumes, ingressPolicy, persistentClaim, renderedConfigMap, restrictedContainer, tcpProbe } from "../kube";
 import { POSTGREY_PORT, PostgreySettings, postgreyArgs, renderPostgrey } from "./config";
 
 /** postgrey's user in the image (owner of its database directory). */
@@ -70,10 +70,7 @@ export class Postgrey extends pulumi.ComponentResource {
                         volumes: [...config.volumes, { name: "run", emptyDir: { medium: "Memory", sizeLimit: "8Mi" } }],
                     },
                 },
-                volumeClaimTemplates: [{
-                    metadata: { name: "data", labels },
-                    spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.storageClassName, resources: { requests: { storage: args.storageSize } } },
-                }],
+                volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
             },
         }, { parent: this });
 

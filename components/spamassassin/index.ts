@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, execProbe, ingressPolicy, Labels, renderedConfigMap, restrictedContainer } from "../kube";
+import { appLabels, BUDGET, configVolumes, execProbe, ingressPolicy, Labels, persistentClaim, renderedConfigMap, restrictedContainer } from "../kube";
 import { renderSpamAssassin, SPAMD_PORT, SpamAssassinSettings, spamdArgs } from "./config";
 
 /** spamd's user in the image (owner of the Bayes/preferences volume). */
@@ -102,10 +102,7 @@ export class SpamAssassin extends pulumi.ComponentResource {
                         ],
                     },
                 },
-                volumeClaimTemplates: [{
-                    metadata: { name: "data", labels },
-                    spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.storageClassName, resources: { requests: { storage: args.storageSize } } },
-                }],
+                volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
             },
         }, { parent: this });
 
