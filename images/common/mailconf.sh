@@ -96,3 +96,23 @@ mc_watch() {
     fi
   done
 }
+
+# Runs the daemon (the arguments after NAME) in the background beside the config watcher until it exits; its PID is
+# $daemon, for mc_reload and mc_stop. SIGTERM calls mc_stop (default: SIGTERM to the daemon) and, once the daemon is
+# gone, exits 0; a daemon that exits by itself ends the entrypoint with its status. MC_ALSO_STOP: helper PIDs to end.
+mc_stop() { kill -TERM "$daemon"; }
+mc_supervise() {
+  local name=$1 rc=0 stopping=0
+  shift
+  "$@" &
+  daemon=$!
+  mc_watch &
+  local watcher=$!
+  trap 'stopping=1; mc_log "SIGTERM: stopping $name"; kill "$watcher" 2>/dev/null; mc_stop' TERM INT
+  # `wait` returns early when a trapped signal arrives; keep waiting for the daemon to finish.
+  while kill -0 "$daemon" 2>/dev/null; do wait "$daemon"; rc=$?; done
+  kill "$watcher" ${MC_ALSO_STOP:-} 2>/dev/null
+  if [ "$stopping" = 1 ]; then mc_log "$name stopped"; exit 0; fi
+  mc_log "$name exited unexpectedly ($rc)"
+  exit "$rc"
+}

@@ -25,21 +25,4 @@ install -d -m 755 /run/dovecot /run/dovecot-state
 # The mail volume belongs to vmail; only its top is fixed up (fsGroup covers the rest).
 if [ -d "$MAIL_ROOT" ] && [ "$(stat -c %u "$MAIL_ROOT")" != 5000 ]; then chown vmail:vmail "$MAIL_ROOT"; fi
 
-dovecot -F -c "$LIVE/dovecot.conf" &
-master=$!
-mc_watch &
-watcher=$!
-
-stopping=0
-stop() {
-  stopping=1
-  mc_log "SIGTERM: stopping Dovecot"
-  kill "$watcher" 2>/dev/null
-  kill -TERM "$master"
-}
-trap stop TERM INT
-while kill -0 "$master" 2>/dev/null; do wait "$master"; rc=$?; done
-kill "$watcher" 2>/dev/null
-if [ "$stopping" = 1 ]; then mc_log "Dovecot stopped"; exit 0; fi
-mc_log "Dovecot exited unexpectedly ($rc)"
-exit "$rc"
+mc_supervise Dovecot dovecot -F -c "$LIVE/dovecot.conf"

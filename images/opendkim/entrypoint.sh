@@ -48,21 +48,5 @@ else
   mc_log "cannot create /dev/log: OpenDKIM's own messages are not logged"
 fi
 
-setpriv --reuid=opendkim --regid=opendkim --init-groups opendkim -f -x "$LIVE/opendkim.conf" &
-daemon=$!
-mc_watch &
-watcher=$!
-
-stopping=0
-stop() {
-  stopping=1
-  mc_log "SIGTERM: stopping OpenDKIM"
-  kill "$watcher" 2>/dev/null
-  kill -TERM "$daemon"
-}
-trap stop TERM INT
-while kill -0 "$daemon" 2>/dev/null; do wait "$daemon"; rc=$?; done
-kill "$watcher" $sink 2>/dev/null
-if [ "$stopping" = 1 ]; then mc_log "OpenDKIM stopped"; exit 0; fi
-mc_log "OpenDKIM exited unexpectedly ($rc)"
-exit "$rc"
+MC_ALSO_STOP=${sink:-}
+mc_supervise OpenDKIM setpriv --reuid=opendkim --regid=opendkim --init-groups opendkim -f -x "$LIVE/opendkim.conf"

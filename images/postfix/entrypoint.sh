@@ -36,22 +36,6 @@ mc_merge() {
 
 mc_initial
 
-postfix start-fg &
-master=$!
-mc_watch &
-watcher=$!
-
-stopping=0
-stop() {
-  stopping=1
-  mc_log "SIGTERM: stopping Postfix"
-  kill "$watcher" 2>/dev/null
-  postfix stop
-}
-trap stop TERM INT
-# `wait` returns early when a trapped signal arrives; keep waiting for master to finish.
-while kill -0 "$master" 2>/dev/null; do wait "$master"; rc=$?; done
-kill "$watcher" 2>/dev/null
-if [ "$stopping" = 1 ]; then mc_log "Postfix stopped"; exit 0; fi
-mc_log "Postfix exited unexpectedly ($rc)"
-exit "$rc"
+# Postfix stops through its own command, so the queue is flushed to disk and children finish cleanly.
+mc_stop() { postfix stop; }
+mc_supervise Postfix postfix start-fg

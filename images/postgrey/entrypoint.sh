@@ -14,27 +14,10 @@ mc_validate() {
   done
   return 0
 }
-mc_reload() { kill -HUP "$postgrey"; }
+mc_reload() { kill -HUP "$daemon"; }
 
 mc_initial
 # The database directory is created by postgrey's own user, so it owns it (the volume root belongs to root).
 for arg in "$@"; do case $arg in --dbdir=*) install -d -m 700 "${arg#--dbdir=}" ;; esac; done
 
-postgrey "$@" &
-postgrey=$!
-mc_watch &
-watcher=$!
-
-stopping=0
-stop() {
-  stopping=1
-  mc_log "SIGTERM: stopping postgrey"
-  kill "$watcher" 2>/dev/null
-  kill -TERM "$postgrey"
-}
-trap stop TERM INT
-while kill -0 "$postgrey" 2>/dev/null; do wait "$postgrey"; rc=$?; done
-kill "$watcher" 2>/dev/null
-if [ "$stopping" = 1 ]; then mc_log "postgrey stopped"; exit 0; fi
-mc_log "postgrey exited unexpectedly ($rc)"
-exit "$rc"
+mc_supervise postgrey postgrey "$@"

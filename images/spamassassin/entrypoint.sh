@@ -17,25 +17,8 @@ mc_validate() {
   rm -rf "$site"
   [ "$rc" = 0 ] || { echo "$out"; return 1; }
 }
-mc_reload() { kill -HUP "$spamd"; }
+mc_reload() { kill -HUP "$daemon"; }
 
 mc_initial
 
-spamd "$@" &
-spamd=$!
-mc_watch &
-watcher=$!
-
-stopping=0
-stop() {
-  stopping=1
-  mc_log "SIGTERM: stopping spamd"
-  kill "$watcher" 2>/dev/null
-  kill -TERM "$spamd"
-}
-trap stop TERM INT
-while kill -0 "$spamd" 2>/dev/null; do wait "$spamd"; rc=$?; done
-kill "$watcher" 2>/dev/null
-if [ "$stopping" = 1 ]; then mc_log "spamd stopped"; exit 0; fi
-mc_log "spamd exited unexpectedly ($rc)"
-exit "$rc"
+mc_supervise spamd spamd "$@"
