@@ -5,6 +5,7 @@ import { execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
+import { children } from "../kit/images";
 import type { KubeObject } from "./program";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes pod specs as the program declared them */
@@ -49,21 +50,6 @@ function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boo
 }
 
 // ---- processes ----------------------------------------------------------------------------------------------
-
-/** Children by parent PID (buildah is multi-threaded: /proc/PID/task/PID/children misses children of other threads). */
-function children(pid: number): number[] {
-    const out: number[] = [];
-    for (const e of fs.readdirSync("/proc")) {
-        if (!/^\d+$/.test(e)) continue;
-        try {
-            const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
-            if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(e));
-        } catch {
-            // exited meanwhile
-        }
-    }
-    return out;
-}
 
 function comm(pid: number): string {
     try {

@@ -32,6 +32,27 @@ function servedFingerprint(pod: Pod, port: number, starttls?: "smtp" | "imap"): 
  * A raw TCP client run by node inside the pod's network namespace: sends `steps` (text to write, or a wait for a
  * regexp), returns the transcript of what the server said and whether it closed the connection.
  */
+/**
+ * The daemon serves the mounted certificate on a STARTTLS port and an implicit-TLS port, and after a Secret-style
+ * swap of the files it serves the renewed one on both, with the same master process (reloaded, not restarted).
+ */
+async function expectCertificateSwapServed(pod: Pod, tlsDir: string, plain: { port: number; starttls: "smtp" | "imap" }, implicitPort: number): Promise<void> {
+    const first = fingerprint(fs.readFileSync(path.join(tlsDir, "tls.crt"), "utf8"));
+    expect(servedFingerprint(pod, plain.port, plain.starttls)).toBe(first);
+    expect(servedFingerprint(pod, implicitPort)).toBe(first);
+    const master = pod.appPid();
+
+    const mark = pod.logs.length;
+    const renewed = selfSignedCert(HOST);
+    writeConfigMapVolume(tlsDir, renewed, 0o600);
+    await pod.waitForLog(/reloaded with config/, 30_000, mark);
+    const second = fingerprint(renewed["tls.crt"]);
+    expect(second).not.toBe(first);
+    expect(servedFingerprint(pod, plain.port, plain.starttls)).toBe(second);
+    expect(servedFingerprint(pod, implicitPort)).toBe(second);
+    expect(pod.appPid()).toBe(master);
+}
+
 function talk(pod: Pod, port: number, steps: ({ send: string } | { expect: string })[], opts: { from?: string; timeoutMs?: number } = {}): { said: string; closed: boolean } {
     const script = `
 const net = require("net");
@@ -104,20 +125,7 @@ describe("Postfix", () => {
     });
 
     it("serves the mounted certificate on 587 (STARTTLS) and 465, and a swapped one without a restart", async () => {
-        const first = fingerprint(fs.readFileSync(path.join(tlsDir, "tls.crt"), "utf8"));
-        expect(servedFingerprint(pod, POSTFIX_PORTS.submission, "smtp")).toBe(first);
-        expect(servedFingerprint(pod, POSTFIX_PORTS.submissions)).toBe(first);
-        const master = pod.appPid();
-
-        const mark = pod.logs.length;
-        const renewed = selfSignedCert(HOST);
-        writeConfigMapVolume(tlsDir, renewed, 0o600);
-        await pod.waitForLog(/reloaded with config/, 30_000, mark);
-        const second = fingerprint(renewed["tls.crt"]);
-        expect(second).not.toBe(first);
-        expect(servedFingerprint(pod, POSTFIX_PORTS.submission, "smtp")).toBe(second);
-        expect(servedFingerprint(pod, POSTFIX_PORTS.submissions)).toBe(second);
-        expect(pod.appPid()).toBe(master);
+        await expectCertificateSwapServed(pod, tlsDir, { port: POSTFIX_PORTS.submission, starttls: "smtp" }, POSTFIX_PORTS.submissions);
     });
 
     const smtp = (proxy?: string) => [
@@ -181,20 +189,7 @@ describe("Dovecot", () => {
     });
 
     it("serves the mounted certificate on 143 (STARTTLS) and 993, and a swapped one without a restart", async () => {
-        const first = fingerprint(fs.readFileSync(path.join(tlsDir, "tls.crt"), "utf8"));
-        expect(servedFingerprint(pod, DOVECOT_PORTS.imap, "imap")).toBe(first);
-        expect(servedFingerprint(pod, DOVECOT_PORTS.imaps)).toBe(first);
-        const master = pod.appPid();
-
-        const mark = pod.logs.length;
-        const renewed = selfSignedCert(HOST);
-        writeConfigMapVolume(tlsDir, renewed, 0o600);
-        await pod.waitForLog(/reloaded with config/, 30_000, mark);
-        const second = fingerprint(renewed["tls.crt"]);
-        expect(second).not.toBe(first);
-        expect(servedFingerprint(pod, DOVECOT_PORTS.imap, "imap")).toBe(second);
-        expect(servedFingerprint(pod, DOVECOT_PORTS.imaps)).toBe(second);
-        expect(pod.appPid()).toBe(master);
+        await expectCertificateSwapServed(pod, tlsDir, { port: DOVECOT_PORTS.imap, starttls: "imap" }, DOVECOT_PORTS.imaps);
     });
 
     it("takes the client address from a PROXY v1 header sent by a trusted source", async () => {

@@ -118,7 +118,7 @@ export function selfSignedCert(hostname: string): Record<string, string> {
 }
 
 /** Child PIDs from /proc/N/stat (a Go parent forks from any thread, so per-task lists miss some). */
-function children(pid: number): number[] {
+export function children(pid: number): number[] {
   const out: number[] = [];
   for (const e of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(e)) continue;
