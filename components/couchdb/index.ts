@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { appLabels, BUDGET, CONFIG_HASH, ingressPolicy, persistentClaim } from "../kube";
 import { contentHash } from "../render";
+import { COUCHDB_INI_NAME, renderCouchDbIni } from "./config";
 
 export const COUCHDB_PORT = 5984;
 export const COUCHDB_UID = 5984; // the official image's couchdb user
@@ -41,15 +42,10 @@ export class CouchDb extends pulumi.ComponentResource {
             stringData: { username: "admin", password: password.result, secret: cookie.result },
         }, { parent: this });
 
-        // single_node creates the system databases; the database couchmail uses is created by couchmail.
-        const localIni = [
-            "[couchdb]", "single_node = true", "max_dbs_open = 100", "",
-            "[chttpd]", "bind_address = 0.0.0.0", "require_valid_user = true", "",
-            "[log]", "writer = stderr", "level = warning", "",
-        ].join("\n");
+        const files = renderCouchDbIni();
         const config = new k8s.core.v1.ConfigMap(`${name}-config`, {
             metadata: { name: "couchdb-config", namespace: args.namespace, labels },
-            data: { "mail.ini": localIni },
+            data: files,
         }, { parent: this });
 
         const service = new k8s.core.v1.Service(`${name}-service`, {
@@ -68,10 +64,11 @@ export class CouchDb extends pulumi.ComponentResource {
                 replicas: 1,
                 selector: { matchLabels: selector },
                 template: {
-                    metadata: { labels, annotations: { [CONFIG_HASH]: contentHash({ "mail.ini": localIni }) } },
+                    metadata: { labels, annotations: { [CONFIG_HASH]: contentHash(files) } },
                     spec: {
                         automountServiceAccountToken: false,
-                        securityContext: { fsGroup: COUCHDB_UID, seccompProfile: { type: "RuntimeDefault" } },
+                        // OnRootMismatch: the kubelet walks the data volume only when its top is not ours yet, not on every start.
+                        securityContext: { fsGroup: COUCHDB_UID, fsGroupChangePolicy: "OnRootMismatch", seccompProfile: { type: "RuntimeDefault" } },
                         containers: [{
                             name: "couchdb",
                             image: args.image,
@@ -90,7 +87,7 @@ export class CouchDb extends pulumi.ComponentResource {
                             },
                             volumeMounts: [
                                 { name: "data", mountPath: "/opt/couchdb/data" },
-                                { name: "config", mountPath: "/opt/couchdb/etc/local.d/mail.ini", subPath: "mail.ini", readOnly: true },
+                                { name: "config", mountPath: `/opt/couchdb/etc/local.d/${COUCHDB_INI_NAME}`, subPath: COUCHDB_INI_NAME, readOnly: true },
                             ],
                             readinessProbe: { httpGet: { path: "/_up", port: "http" }, periodSeconds: 10, timeoutSeconds: 3 },
                             livenessProbe: { httpGet: { path: "/_up", port: "http" }, initialDelaySeconds: 30, periodSeconds: 20, timeoutSeconds: 5 },
