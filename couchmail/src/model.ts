@@ -33,9 +33,23 @@ export type DocType = MailDoc["type"];
 
 export const DESIGN_ID = "_design/couchmail";
 
+/**
+ * validate_doc_update as CouchDB wants it: an anonymous `function (newDoc, oldDoc, userCtx, secObj) {…}`.
+ * `fn.toString()` gives a named declaration, which CouchDB's QuickJS engine evaluates to undefined
+ * (couch_quickjs's js_evalcx runs the source as a script; only `function (` becomes an expression),
+ * so every later write would fail with 500 "compilation_error: Expression does not eval to a
+ * function". SpiderMonkey accepts both; the anonymous form is what CouchDB documents.
+ */
+export function validateDocUpdateSource(): string {
+  const named = validateDocUpdate.toString();
+  const anonymous = named.replace(/^function\s+validateDocUpdate\s*\(/, "function (");
+  if (anonymous === named) throw new Error("validateDocUpdate's source does not start with its declaration; cannot make it anonymous");
+  return anonymous;
+}
+
 /** The design document: its validate_doc_update is the same code the cache runs. */
 export function designDoc(): { _id: string; language: string; validate_doc_update: string } {
-  return { _id: DESIGN_ID, language: "javascript", validate_doc_update: validateDocUpdate.toString() };
+  return { _id: DESIGN_ID, language: "javascript", validate_doc_update: validateDocUpdateSource() };
 }
 
 /** Returns the reason a document is malformed, or null if it is well-formed. */

@@ -1,7 +1,7 @@
 /**
  * The datastore's validate_doc_update. It is installed into CouchDB as source text
- * (`validateDocUpdate.toString()`), so it must stay self-contained: no imports, no
- * helpers from outside its body, nothing CouchDB's JavaScript engine lacks.
+ * (made anonymous by model.ts's validateDocUpdateSource), so it must stay self-contained:
+ * no imports, no helpers from outside its body, nothing CouchDB's JavaScript engines lack.
  * The cache runs the same function on every document it loads, so a document that
  * slipped in unchecked never reaches a lookup.
  */
