@@ -3,6 +3,7 @@ import { Command, Option } from "commander";
 import * as admin from "./admin";
 import { AdminError, EXIT } from "./admin";
 import { Couch, CouchError, couchConfigFromEnv } from "./couch";
+import { installLastResort } from "./guard";
 import { createLogger } from "./log";
 import { parseSize } from "./model";
 import { serve, serveConfigFromEnv } from "./serve";
@@ -85,6 +86,7 @@ export function buildProgram(): Command {
     .description("run the lookup daemon (configured by environment variables, see README)")
     .action(async () => {
       const log = createLogger();
+      installLastResort(process, log, (code) => process.exit(code));
       const running = await serve(serveConfigFromEnv(couchConfigFromEnv()), log);
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {

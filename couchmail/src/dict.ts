@@ -1,6 +1,7 @@
 import net from "node:net";
 import type { Cache } from "./cache";
 import type { Logger } from "./log";
+import { guarded } from "./guard";
 import { Result, sieveLookup } from "./lookups";
 import type { Metrics } from "./metrics";
 
@@ -56,7 +57,7 @@ function replyFor(r: Result): string {
 }
 
 /** Handles one line (without its "\n"). Pure apart from the session it mutates. */
-export function handleLine(cache: Cache, session: DictSession, line: string, metrics: Metrics | null = null): DictReply {
+export function handleLine(cache: Cache, session: DictSession, line: string, metrics: Metrics | null = null, log: Logger | null = null): DictReply {
   const cmd = line.charAt(0);
   const rest = line.slice(1);
   if (cmd === "H") {
@@ -73,19 +74,9 @@ export function handleLine(cache: Cache, session: DictSession, line: string, met
   if (session.major === null) throw new DictProtocolError("command before hello");
   switch (cmd) {
     case "L": {
-      const started = process.hrtime.bigint();
       const args = splitArgs(rest);
       const user = args.length > 1 ? args[1] : session.user;
-      let r: Result;
-      if (!cache.snapshot) r = { kind: "temp", why: "datastore not loaded yet" };
-      else {
-        try {
-          r = sieveLookup(cache.snapshot, user, args[0]);
-        } catch {
-          r = { kind: "temp", why: "internal error" };
-        }
-      }
-      metrics?.observe("sieve", r.kind, started);
+      const r: Result = guarded({ cache, metrics, log }, "sieve", (snapshot) => sieveLookup(snapshot, user, args[0]));
       return { reply: replyFor(r), close: false };
     }
     case "I":
@@ -145,7 +136,7 @@ export function createDictServer(cache: Cache, metrics: Metrics, log: Logger, op
         while ((nl = pending.indexOf("\n")) >= 0) {
           const line = pending.slice(0, nl);
           pending = pending.slice(nl + 1);
-          const r = handleLine(cache, session, line, metrics);
+          const r = handleLine(cache, session, line, metrics, log);
           if (r.reply !== null) out.push(r.reply);
         }
         if (pending.length > maxLine) throw new DictProtocolError(`line longer than ${maxLine} bytes`);

@@ -1,6 +1,8 @@
 import { timingSafeEqual, createHash } from "node:crypto";
 import http from "node:http";
 import type { Cache } from "./cache";
+import { errText } from "./cache";
+import { GuardContext, guarded } from "./guard";
 import type { Logger } from "./log";
 import { AuthResult, DovecotOptions, passdb, userdb } from "./lookups";
 import type { Metrics } from "./metrics";
@@ -32,7 +34,8 @@ export function health(cache: Cache): Record<string, unknown> {
 }
 
 export function createHttpServer(cache: Cache, metrics: Metrics, log: Logger, opts: HttpOptions): http.Server {
-  const server = http.createServer((req, res) => {
+  const ctx: GuardContext = { cache, metrics, log };
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });
     if (path === "/healthz") return send(res, 200, health(cache));
@@ -50,22 +53,30 @@ export function createHttpServer(cache: Cache, metrics: Metrics, log: Logger, op
       log.warn({ event: "http_unauthorized", path: `/dovecot/${m[1]}` }, "request without the right token");
       return send(res, 401, { error: "unauthorized" });
     }
-    const started = process.hrtime.bigint();
     let user: string;
     try {
       user = decodeURIComponent(m[2]);
     } catch {
       // A bad %-escape is the client's bug: say so, never crash.
-      metrics.observe(m[1], "bad_request", started);
+      metrics.observe(m[1], "bad_request", process.hrtime.bigint());
       return send(res, 400, { error: "bad percent-encoding" });
     }
-    let r: AuthResult;
-    if (!cache.snapshot) r = { kind: "temp", why: "datastore not loaded yet" };
-    else r = m[1] === "passdb" ? passdb(cache.snapshot, user, opts) : userdb(cache.snapshot, user, opts);
-    metrics.observe(m[1], r.kind, started);
+    const kind = m[1];
+    const r: AuthResult = guarded(ctx, kind, (snapshot) => (kind === "passdb" ? passdb(snapshot, user, opts) : userdb(snapshot, user, opts)));
     if (r.kind === "ok") return send(res, 200, r.fields);
     if (r.kind === "notfound") return send(res, 404, { error: "unknown user" });
     return send(res, 503, { error: r.why });
+  };
+  const server = http.createServer((req, res) => {
+    try {
+      handle(req, res);
+    } catch (e) {
+      // A bug outside the lookups (they are guarded): 503 is a temporary failure to Dovecot's Lua
+      // script, never "unknown user"; the process keeps serving.
+      log.error({ event: "internal_error", protocol: "http", err: errText(e) }, "HTTP handler failed");
+      if (!res.headersSent) send(res, 503, { error: "internal error" });
+      else res.destroy();
+    }
   });
   server.keepAliveTimeout = 60_000;
   return server;

@@ -6,6 +6,7 @@ export class Metrics {
   readonly lookups: Counter<"map" | "result">;
   readonly latency: Histogram<"map">;
   readonly protocolErrors: Counter<"protocol">;
+  readonly lookupFailures: Counter<"map">;
 
   constructor(cache: Cache) {
     const registers = [this.registry];
@@ -27,6 +28,12 @@ export class Metrics {
       name: "couchmail_protocol_errors_total",
       help: "Connections closed because the client broke the protocol",
       labelNames: ["protocol"],
+      registers,
+    });
+    this.lookupFailures = new Counter({
+      name: "couchmail_lookup_failures_total",
+      help: "Lookups whose handler threw, answered as a temporary failure (also counted in couchmail_lookups_total as temp)",
+      labelNames: ["map"],
       registers,
     });
     new Gauge({

@@ -1,6 +1,8 @@
 import net from "node:net";
 import type { Cache } from "./cache";
+import { errText } from "./cache";
 import type { Logger } from "./log";
+import { GuardContext, guarded } from "./guard";
 import { Result, socketmapMaps } from "./lookups";
 import type { Metrics } from "./metrics";
 import { NetstringDecoder, encodeNetstring } from "./netstring";
@@ -11,27 +13,16 @@ export interface SocketmapOptions {
 }
 
 /** Answers one request body `<map> <key>` with a socketmap reply (without framing). */
-export function answer(cache: Cache, metrics: Metrics | null, request: string): string {
-  const started = process.hrtime.bigint();
+export function answer(ctx: GuardContext, request: string): string {
   const sp = request.indexOf(" ");
   const name = sp > 0 ? request.slice(0, sp) : request;
   const fn = Object.hasOwn(socketmapMaps, name) ? socketmapMaps[name] : undefined;
   if (!fn) {
-    metrics?.observe("unknown", "perm", started);
+    ctx.metrics?.observe("unknown", "perm", process.hrtime.bigint());
     return sp > 0 ? `PERM unknown map ${name.slice(0, 64)}` : "PERM malformed request";
   }
   const key = request.slice(sp + 1);
-  let r: Result;
-  if (!cache.snapshot) r = { kind: "temp", why: "datastore not loaded yet" };
-  else if (key === "") r = { kind: "notfound" };
-  else {
-    try {
-      r = fn(cache.snapshot, key);
-    } catch {
-      r = { kind: "temp", why: "internal error" };
-    }
-  }
-  metrics?.observe(name, r.kind, started);
+  const r: Result = guarded(ctx, name, (snapshot) => (key === "" ? { kind: "notfound" } : fn(snapshot, key)));
   if (r.kind === "ok") return `OK ${r.value}`;
   if (r.kind === "notfound") return "NOTFOUND ";
   return `TEMP ${r.why}`;
@@ -40,6 +31,7 @@ export function answer(cache: Cache, metrics: Metrics | null, request: string): 
 export function createSocketmapServer(cache: Cache, metrics: Metrics, log: Logger, opts: SocketmapOptions = {}): net.Server {
   const maxRequest = opts.maxRequest ?? 4096;
   const idleMs = opts.idleMs ?? 60_000;
+  const ctx: GuardContext = { cache, metrics, log };
   return net.createServer((sock) => {
     sock.setNoDelay(true);
     sock.setTimeout(idleMs, () => sock.destroy());
@@ -48,18 +40,26 @@ export function createSocketmapServer(cache: Cache, metrics: Metrics, log: Logge
     let closed = false;
     sock.on("data", (chunk: Buffer) => {
       if (closed) return;
-      const { frames, error } = decoder.push(chunk);
-      // Replies go out in request order: every lookup is synchronous.
-      const out: Buffer[] = frames.map((f) => encodeNetstring(answer(cache, metrics, f.toString("utf8"))));
-      if (error !== null) {
+      try {
+        const { frames, error } = decoder.push(chunk);
+        // Replies go out in request order: every lookup is synchronous.
+        const out: Buffer[] = frames.map((f) => encodeNetstring(answer(ctx, f.toString("utf8"))));
+        if (error !== null) {
+          closed = true;
+          metrics.protocolErrors.inc({ protocol: "socketmap" });
+          log.warn({ event: "protocol_error", protocol: "socketmap", reason: error }, "socketmap client broke the protocol; closing");
+          out.push(encodeNetstring(`PERM ${error}`));
+          sock.end(Buffer.concat(out));
+          return;
+        }
+        if (out.length) sock.write(out.length === 1 ? out[0] : Buffer.concat(out));
+      } catch (e) {
+        // A bug outside the lookups (they are guarded): this connection ends with a temporary
+        // failure, the process keeps serving everyone else.
         closed = true;
-        metrics.protocolErrors.inc({ protocol: "socketmap" });
-        log.warn({ event: "protocol_error", protocol: "socketmap", reason: error }, "socketmap client broke the protocol; closing");
-        out.push(encodeNetstring(`PERM ${error}`));
-        sock.end(Buffer.concat(out));
-        return;
+        log.error({ event: "internal_error", protocol: "socketmap", err: errText(e) }, "socketmap handler failed; closing the connection");
+        sock.end(encodeNetstring("TEMP internal error"));
       }
-      if (out.length) sock.write(out.length === 1 ? out[0] : Buffer.concat(out));
     });
   });
 }
