@@ -24,20 +24,34 @@ export function digitaloceanAnnotations(plan: EdgePlan, hostname: string): Recor
     };
 }
 
+/**
+ * An existing cluster may have nothing that gives LoadBalancer Services an address (kind and minikube have none until
+ * cloud-provider-kind, MetalLB or `minikube tunnel` run), and the provider would wait for one until it times out
+ * ("Service was not allocated an IP address", pulumi-kubernetes provider/pkg/await/service.go). There the Service is
+ * created without that wait (`pulumi.com/skipAwait`); an address that arrives later shows after `pulumi refresh`.
+ */
+export function loadBalancerAwaitAnnotations(plan: EdgePlan): Record<string, string> {
+    return plan.provider === "kubeconfig" ? { "pulumi.com/skipAwait": "true" } : {};
+}
+
 export function loadBalancerName(hostname: string): string {
     return hostname.slice(0, 255);
 }
 
-/** Public addresses of a LoadBalancer Service: DigitalOcean's status holds the host name, so ask the cloud. */
+/**
+ * Public addresses of a LoadBalancer Service: DigitalOcean's status holds the host name, so ask the cloud once the
+ * Service (`createdBy`: it, or the chart that holds it) exists.
+ */
 export function loadBalancerAddresses(
     plan: EdgePlan,
     hostname: string,
-    service: k8s.core.v1.Service,
+    service: pulumi.Output<k8s.core.v1.Service>,
+    createdBy: pulumi.Resource,
     parent: pulumi.Resource,
 ): pulumi.Output<string[]> {
     if (plan.provider === "digitalocean") {
-        const lb = digitalocean.getLoadBalancerOutput({ name: loadBalancerName(hostname) }, { parent, dependsOn: [service] });
+        const lb = digitalocean.getLoadBalancerOutput({ name: loadBalancerName(hostname) }, { parent, dependsOn: [createdBy] });
         return lb.apply((l) => [l.ip, l.ipv6].filter((ip) => !!ip));
     }
-    return service.status.loadBalancer.ingress.apply((ingress) => (ingress ?? []).map((i) => i.ip ?? i.hostname).filter((a): a is string => !!a));
+    return service.apply((s) => s.status.loadBalancer.ingress).apply((ingress) => (ingress ?? []).map((i) => i.ip ?? i.hostname).filter((a): a is string => !!a));
 }

@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels } from "../kube";
-import { digitaloceanAnnotations, loadBalancerAddresses } from "./cloud";
+import { digitaloceanAnnotations, loadBalancerAddresses, loadBalancerAwaitAnnotations } from "./cloud";
 import { backendOf, EDGE_PORTS, EdgePlan } from "./plan";
 
 /** The final release of the retired ingress-nginx project (best-effort support ended March 2026). */
@@ -9,6 +9,8 @@ export const INGRESS_NGINX_CHART = { chart: "ingress-nginx", version: "4.15.1", 
 export const INGRESS_NGINX_NAMESPACE = "ingress-nginx";
 /** The IngressClass the controller serves (cert-manager's HTTP-01 solver uses it). */
 export const INGRESS_CLASS = "nginx";
+/** The controller's Service as the chart names it (`<release>-controller`, templates/controller-service.yaml). */
+const CONTROLLER_SERVICE = "ingress-nginx-controller";
 
 export interface IngressNginxValuesArgs {
     /** Namespace of the mail Services. */
@@ -36,11 +38,16 @@ export function ingressNginxValues(args: IngressNginxValuesArgs) {
             // HTTP(S) listeners (HTTP-01 challenges) must read the cloud LB's PROXY header too.
             config: args.plan.cloudSendsProxy ? { "use-proxy-protocol": "true" } : {},
             allowSnippetAnnotations: false,
+            // The webhook's certificate is made by the chart's admission create/patch Jobs, which are Helm hooks, and
+            // helm.v4.Chart drops hook resources (pulumi-kubernetes #3284): its Secret would never exist and the
+            // controller would never start. It only pre-validates Ingress objects, and the only ones in this
+            // single-tenant cluster are cert-manager's HTTP-01 solvers.
+            admissionWebhooks: { enabled: false },
             resources: { requests: { cpu: "50m", memory: "96Mi" }, limits: { memory: "256Mi" } },
             service: {
                 type: "LoadBalancer",
                 externalTrafficPolicy: args.plan.externalTrafficPolicy,
-                annotations: digitaloceanAnnotations(args.plan, args.hostname),
+                annotations: { ...digitaloceanAnnotations(args.plan, args.hostname), ...loadBalancerAwaitAnnotations(args.plan) },
             },
             metrics: { enabled: false },
         },
@@ -71,9 +78,17 @@ export class IngressNginxEdge extends pulumi.ComponentResource {
             repositoryOpts: { repo: INGRESS_NGINX_CHART.repo },
             values: pulumi.output(args.namespace).apply((ns) => ingressNginxValues({ namespace: ns, hostname: args.hostname, plan: args.plan })),
         }, { parent: this });
-        // The chart's controller Service, read back for its load balancer's address.
-        const service = k8s.core.v1.Service.get(`${name}-controller`, pulumi.interpolate`${namespace.metadata.name}/ingress-nginx-controller`, { parent: this, dependsOn: [chart] });
-        this.addresses = loadBalancerAddresses(args.plan, args.hostname, service, this);
+        // The controller Service from the chart's own resources: a `Service.get` would read the cluster at preview,
+        // before the chart exists (reads ignore dependsOn).
+        const service = chart.resources.apply((resources) => {
+            const services = resources.filter((r): r is k8s.core.v1.Service => k8s.core.v1.Service.isInstance(r));
+            return pulumi.all(services.map((s) => s.metadata.name)).apply((names) => {
+                const controller = services[names.indexOf(CONTROLLER_SERVICE)];
+                if (!controller) throw new Error(`the ingress-nginx chart ${INGRESS_NGINX_CHART.version} rendered no Service ${CONTROLLER_SERVICE} (it has: ${names.join(", ") || "none"})`);
+                return controller;
+            });
+        });
+        this.addresses = loadBalancerAddresses(args.plan, args.hostname, service, chart, this);
         this.registerOutputs({ addresses: this.addresses });
     }
 }

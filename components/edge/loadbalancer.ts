@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels } from "../kube";
-import { digitaloceanAnnotations, loadBalancerAddresses } from "./cloud";
+import { digitaloceanAnnotations, loadBalancerAddresses, loadBalancerAwaitAnnotations } from "./cloud";
 import { backendOf, EDGE_PORTS, EdgePlan } from "./plan";
 
 export interface LoadBalancerEdgeArgs {
@@ -27,7 +27,7 @@ export class LoadBalancerEdge extends pulumi.ComponentResource {
                 name: "mail-edge",
                 namespace: args.namespace,
                 labels,
-                annotations: digitaloceanAnnotations(args.plan, args.hostname),
+                annotations: { ...digitaloceanAnnotations(args.plan, args.hostname), ...loadBalancerAwaitAnnotations(args.plan) },
             },
             spec: {
                 type: "LoadBalancer",
@@ -36,7 +36,7 @@ export class LoadBalancerEdge extends pulumi.ComponentResource {
                 ports: EDGE_PORTS.map((p) => ({ name: p.name, port: p.public, targetPort: backendOf(args.plan, p).name, protocol: "TCP" })),
             },
         }, { parent: this });
-        this.addresses = loadBalancerAddresses(args.plan, args.hostname, service, this);
+        this.addresses = loadBalancerAddresses(args.plan, args.hostname, pulumi.output(service), service, this);
         this.registerOutputs({ addresses: this.addresses });
     }
 }

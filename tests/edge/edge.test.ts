@@ -109,7 +109,7 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
                 expect(svc.spec.externalTrafficPolicy).toBe("Cluster");
                 expect(find(run, "StatefulSet", "dovecot")!.spec.template.spec.affinity).toBeUndefined();
             } else {
-                expect(svc.metadata.annotations ?? {}).toEqual({});
+                expect(svc.metadata.annotations ?? {}).toEqual(target === "kubeconfig" ? { "pulumi.com/skipAwait": "true" } : {});
                 expect(svc.spec.externalTrafficPolicy).toBe("Local");
                 // With Local, a node answers only for its own pods: Dovecot must run beside Postfix.
                 const affinity = find(run, "StatefulSet", "dovecot")!.spec.template.spec.affinity;
@@ -144,6 +144,16 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
             expect(inputs.values.controller.config["use-proxy-protocol"]).toBe(target === "digitalocean" ? "true" : undefined);
             expect(find(run, "Service", "mail-edge")).toBeUndefined();
         });
+
+        it("installs no admission webhook: its certificate comes from hook Jobs, which helm.v4.Chart drops", () => {
+            const values = (unwrapSecrets(run.recorder.one("kubernetes:helm.sh/v4:Chart").inputs) as { values: any }).values; // eslint-disable-line @typescript-eslint/no-explicit-any
+            expect(values.controller.admissionWebhooks).toEqual({ enabled: false });
+        });
+
+        it("takes the controller Service from the chart's resources instead of reading the cluster", () => {
+            // A read (`Service.get`) of the controller would run at preview, before the chart exists.
+            expect(run.recorder.ofType("kubernetes:core/v1:Service").filter((s) => s.name.endsWith(":ingress-nginx/ingress-nginx-controller"))).toHaveLength(1);
+        });
     }
 
     if (mode === "hostport") {
@@ -169,8 +179,18 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
         });
     }
 
+    if (target === "kubeconfig") {
+        it("creates its LoadBalancer Service without waiting for an address an existing cluster may never give", () => {
+            const annotations = mode === "loadbalancer"
+                ? find(run, "Service", "mail-edge")!.metadata.annotations
+                : (unwrapSecrets(run.recorder.one("kubernetes:helm.sh/v4:Chart").inputs) as { values: any }).values.controller.service.annotations; // eslint-disable-line @typescript-eslint/no-explicit-any
+            expect(annotations).toEqual({ "pulumi.com/skipAwait": "true" });
+        });
+    }
+
     it("outputs the public addresses and A/AAAA records for the mail host", async () => {
-        const expected = mode === "hostport" ? ["198.51.100.7", "2001:db8::7"] : [target === "digitalocean" ? FAKE_ADDRESSES.digitaloceanLb : FAKE_ADDRESSES.serviceLb];
+        // The mocked existing cluster (like kind) gives LoadBalancer Services no address.
+        const expected = mode === "hostport" ? ["198.51.100.7", "2001:db8::7"] : target === "kubeconfig" ? [] : [target === "digitalocean" ? FAKE_ADDRESSES.digitaloceanLb : FAKE_ADDRESSES.serviceLb];
         expect((await run.resolve(run.outputs.publicAddresses as string[])).value).toEqual(expected);
         const zone = (await run.resolve(run.outputs.dnsZone as string)).value;
         const host = zone.split("\n").filter((l) => l.startsWith("mail.example.com.\t")).map((l) => l.split("\t").slice(3).join(" "));

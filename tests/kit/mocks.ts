@@ -16,6 +16,8 @@ export interface RecordedResource {
     parent: string;
     /** Provider reference (`urn::id`) for custom resources, when one was given. */
     provider: string;
+    /** URNs the resource depends on (its `dependsOn` and the resources behind the outputs it was given). */
+    dependencies: string[];
 }
 
 /** A DOKS/GKE version list the invokes answer from, newest last. */
@@ -56,8 +58,16 @@ export const FAKE_ADDRESSES = { digitaloceanLb: "203.0.113.30", serviceLb: "203.
 /** DNS zones that exist in the mocked DigitalOcean DNS and Cloud DNS. */
 export const FAKE_DNS_ZONES = ["example.com", "example.org"];
 
+/** Pulumi's wire form of a resource reference (@pulumi/pulumi runtime/rpc.ts specialSigKey / specialResourceSig). */
+const RESOURCE_REF = { key: "4dabf18193072939515e22adb298388d", sig: "5cf8f73096256a8f31e491e813e4eb8e" };
+
+interface MockCluster {
+    /** Whether something (a cloud's controller, MetalLB, k3s ServiceLB) gives LoadBalancer Services an address. */
+    loadBalancerController: boolean;
+}
+
 /** Outputs real providers compute, made the way they make them where tests depend on it. */
-function computedState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+function computedState(type: string, name: string, inputs: Record<string, unknown>, cluster: MockCluster): Record<string, unknown> {
     switch (type) {
         case "digitalocean:index/kubernetesCluster:KubernetesCluster":
             return {
@@ -82,7 +92,13 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
         case "kubernetes:core/v1:Service": {
             // A load balancer Service (or one read back, without inputs) gets an address, as the cloud would give it.
             const spec = inputs.spec as { type?: string } | undefined;
-            return !spec || spec.type === "LoadBalancer" ? { status: { loadBalancer: { ingress: [{ ip: FAKE_ADDRESSES.serviceLb }] } } } : {};
+            if (spec && spec.type !== "LoadBalancer") return {};
+            if (cluster.loadBalancerController) return { status: { loadBalancer: { ingress: [{ ip: FAKE_ADDRESSES.serviceLb }] } } };
+            // pulumi-kubernetes awaits `.status.loadBalancer.ingress` unless skipAwait is set, and fails after its
+            // timeout with this message (provider/pkg/await/service.go and its tests).
+            const annotations = (inputs.metadata as { annotations?: Record<string, string> } | undefined)?.annotations ?? {};
+            if (annotations["pulumi.com/skipAwait"] === "true") return { status: { loadBalancer: {} } };
+            throw new Error(`kubernetes:core/v1:Service ${name}: timed out waiting to be Ready: Service was not allocated an IP address; does your cloud provider support this?`);
         }
         case "gcp:serviceaccount/account:Account":
             return { email: `${inputs.accountId}@mock-project.iam.gserviceaccount.com`, name: `projects/mock-project/serviceAccounts/${inputs.accountId}` };
@@ -116,6 +132,9 @@ function selfSignedCert(privateKeyPem: string, dnsNames: string[]): string {
 export class MockRecorder implements pulumi.runtime.Mocks {
     readonly resources: RecordedResource[] = [];
     private pendingParents = new Map<string, string>();
+    private pendingDependencies = new Map<string, string[]>();
+    /** The stack config the program runs with (`mail:key` → raw string), for the cloud behaviour that depends on it. */
+    private config: Record<string, string> = {};
 
     static async install(config: Record<string, unknown>, opts: { stack?: string; preview?: boolean } = {}): Promise<MockRecorder> {
         const recorder = new MockRecorder();
@@ -124,6 +143,7 @@ export class MockRecorder implements pulumi.runtime.Mocks {
             all[key.includes(":") ? key : `mail:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
         }
         pulumi.runtime.setAllConfig(all);
+        recorder.config = all;
         await pulumi.runtime.setMocks(recorder, "mail", opts.stack ?? "test", opts.preview ?? false);
         recorder.captureParents();
         return recorder;
@@ -138,9 +158,18 @@ export class MockRecorder implements pulumi.runtime.Mocks {
             custom: args.custom ?? false,
             parent: this.pendingParents.get(key) ?? "",
             provider: args.provider ?? "",
+            dependencies: this.pendingDependencies.get(key) ?? [],
         });
         this.pendingParents.delete(key);
-        const state = { ...args.inputs, ...computedState(args.type, args.name, unwrapSecrets(args.inputs) as Record<string, unknown>) };
+        this.pendingDependencies.delete(key);
+        const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
+        if (args.id && args.type.startsWith("kubernetes:")) {
+            // `Resource.get` reads the live object, at preview too and regardless of dependsOn; the stacks under test
+            // deploy to a fresh cluster, which holds none of the objects the program would read.
+            throw new Error(`reading ${args.type} ${args.id}: not found (a fresh cluster has no such object, and reads run before anything is created)`);
+        }
+        if (args.type === "kubernetes:helm.sh/v4:Chart") return { id: undefined, state: { ...args.inputs, resources: this.renderChart(args.name, inputs) } };
+        const state = { ...args.inputs, ...computedState(args.type, args.name, inputs, this.cluster()) };
         return { id: args.custom ? `${args.name}-id` : undefined, state };
     }
 
@@ -169,13 +198,50 @@ export class MockRecorder implements pulumi.runtime.Mocks {
         return urns[0];
     }
 
+    /** What kind of cluster the program deploys to, as the mocked clouds behave. */
+    private cluster(): MockCluster {
+        const provider = this.config["mail:clusterProvider"] ?? "kubeconfig";
+        // An existing cluster is modelled as kind/minikube: no controller ever gives a LoadBalancer Service an address.
+        return { loadBalancerController: provider !== "kubeconfig" };
+    }
+
+    /**
+     * A `helm.v4.Chart` as the provider reports it: its `resources` output holds references to the objects it rendered,
+     * registered as the chart's children and named `<chart resource name>:<namespace>/<name>` (the default
+     * resourcePrefix; pulumi-kubernetes sdk/nodejs/helm/v4/chart.ts). Only the objects the program reads back are
+     * rendered here: ingress-nginx's controller Service (chart templates/controller-service.yaml, name
+     * `<release>-controller`).
+     */
+    private renderChart(chartName: string, inputs: Record<string, unknown>): Record<string, unknown>[] {
+        if (inputs.chart !== "ingress-nginx") return [];
+        const values = (inputs.values ?? {}) as { controller?: { service?: { type?: string; annotations?: Record<string, string> } } };
+        const namespace = String(inputs.namespace);
+        const service = {
+            apiVersion: "v1",
+            kind: "Service",
+            metadata: { name: `${inputs.name}-controller`, namespace, annotations: values.controller?.service?.annotations ?? {} },
+            spec: { type: values.controller?.service?.type ?? "LoadBalancer" },
+        };
+        const type = "kubernetes:core/v1:Service";
+        const name = `${chartName}:${namespace}/${service.metadata.name}`;
+        const monitor = pulumi.runtime.getMonitor() as unknown as { resources: Map<string, { urn: string; id: string; state: unknown }> };
+        const chartUrn = [...monitor.resources.keys()].find((u) => u.endsWith(`::${chartName}`)) ?? "";
+        const parentType = chartUrn ? `${chartUrn.split("::")[2]}$` : "kubernetes:helm.sh/v4:Chart$";
+        const urn = `urn:pulumi:${pulumi.getStack()}::${pulumi.getProject()}::${parentType}${type}::${name}`;
+        const state = { ...service, ...computedState(type, name, service, this.cluster()) };
+        monitor.resources.set(urn, { urn, id: `${namespace}/${service.metadata.name}`, state });
+        this.resources.push({ type, name, inputs: service, custom: true, parent: chartUrn, provider: "", dependencies: [] });
+        return [{ [RESOURCE_REF.key]: RESOURCE_REF.sig, urn, id: `${namespace}/${service.metadata.name}` }];
+    }
+
     /** The mock monitor does not pass `parent` to newResource; read it off the request on its way in. */
     private captureParents(): void {
-        type Req = { getType(): string; getName(): string; getParent(): string };
+        type Req = { getType(): string; getName(): string; getParent(): string; getDependenciesList(): string[] };
         const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: Req, cb: unknown): Promise<void> };
         const register = monitor.registerResource.bind(monitor);
         monitor.registerResource = (req, cb) => {
             this.pendingParents.set(`${req.getType()}::${req.getName()}`, req.getParent());
+            this.pendingDependencies.set(`${req.getType()}::${req.getName()}`, req.getDependenciesList());
             return register(req, cb);
         };
     }
