@@ -64,7 +64,7 @@ export interface StorageConfig {
 export interface ServicesConfig {
     couchdb: { image: string; database: string };
     dkim: { selector: string };
-    postfix: { dnsbls?: string[]; messageSizeLimit: number; mainCf: Record<string, string> };
+    postfix: { dnsbls: string[]; messageSizeLimit: number; mainCf: Record<string, string> };
     dovecot: { junkAutoexpunge: string; maxUserIpConnections: number };
     spam: { enabled: boolean; requiredScore: number; maxChildren: number; clusterNetworks: string[]; trainSchedule: string };
     greylist: { enabled: boolean; delaySeconds: number; whitelistClients: string[]; whitelistRecipients: string[] };
@@ -203,7 +203,7 @@ function readServices(r: ConfigReader): ServicesConfig {
         },
         dkim: { selector: r.string("dkimSelector", dnsLabel) },
         postfix: {
-            dnsbls: r.optionalStringList("postfixDnsbls", pattern(/^[a-z0-9.-]+\.[a-z]{2,}(=[0-9.[\];]+)?(\*-?\d+)?$/, "expected domain[=filter][*weight], e.g. zen.spamhaus.org*3")),
+            dnsbls: r.stringList("postfixDnsbls", pattern(/^[a-z0-9.-]+\.[a-z]{2,}(=[0-9.[\];]+)?(\*-?\d+)?$/, "expected domain[=filter][*weight], e.g. zen.spamhaus.org*3")),
             messageSizeLimit: r.integer("postfixMessageSizeLimit", 1024 * 1024, 1024 * 1024 * 1024),
             mainCf,
         },

@@ -1,4 +1,4 @@
-import { DeclaredKey, PROJECT } from "./reader";
+import { DeclaredKey, PROJECT, SECRET_KEYS } from "./reader";
 
 export const DOCS_BEGIN = "<!-- config-keys:begin (generated from Pulumi.yaml by `UPDATE_DOCS=1 npx jest tests/config`) -->";
 export const DOCS_END = "<!-- config-keys:end -->";
@@ -7,8 +7,9 @@ export const DOCS_END = "<!-- config-keys:end -->";
 export function configKeysTable(declared: Record<string, DeclaredKey>): string {
     const rows = Object.entries(declared).map(([key, d]) => {
         const type = d.type === "array" ? `list of ${d.items?.type ?? "?"}` : d.type;
-        const dflt = d.default === undefined ? "*unset*" : d.default === "" ? '`""`' : `\`${JSON.stringify(d.default).replace(/^"|"$/g, "")}\``;
-        const secret = d.secret ? " (secret: set with `--secret`)" : "";
+        // The Pulumi CLI refuses to run a stack that lacks a key without a default.
+        const dflt = d.default === undefined ? "**required**" : d.default === "" ? '`""`' : `\`${JSON.stringify(d.default).replace(/^"|"$/g, "")}\``;
+        const secret = SECRET_KEYS.includes(key) ? " (secret: set with `--secret`)" : "";
         return `| \`${PROJECT}:${key}\` | ${type}${secret} | ${dflt} | ${(d.description ?? "").replace(/\|/g, "\\|")} |`;
     });
     return [DOCS_BEGIN, "| key | type | default | description |", "|---|---|---|---|", ...rows, DOCS_END].join("\n");

@@ -30,6 +30,13 @@ export function declaredKeys(projectFile = path.join(__dirname, "..", "..", "Pul
 export const PROJECT = "mail";
 
 /**
+ * The optional keys read as secrets. Pulumi.yaml cannot mark them `secret: true`: the CLI applies a default as a
+ * plaintext value and then refuses it for a secret key, so a secret key is required in every stack. They default
+ * to "" instead, and the docs say to set them with --secret.
+ */
+export const SECRET_KEYS: readonly string[] = ["tlsAcmeDigitaloceanToken", "relayPassword"];
+
+/**
  * Reads the project's config keys with the types declared in Pulumi.yaml, applying its defaults (the Pulumi CLI
  * applies them too; under test mocks it does not). Every read is checked against the declaration, so the program
  * cannot read a key that Pulumi.yaml does not declare.
@@ -37,6 +44,7 @@ export const PROJECT = "mail";
 export class ConfigReader {
     private readonly config = new pulumi.Config(PROJECT);
     readonly read = new Set<string>();
+    readonly readAsSecret = new Set<string>();
 
     constructor(private readonly declared: Record<string, DeclaredKey> = declaredKeys()) {
         this.rejectUnknownKeys();
@@ -84,16 +92,17 @@ export class ConfigReader {
         return list.map((item: string, i: number) => this.checked(`${key}[${i}]`, item, check));
     }
 
-    /** A list that may be unset (undefined), as distinct from set to []. */
-    optionalStringList(key: string, check?: (value: string) => string | undefined): string[] | undefined {
-        return this.config.get(key) === undefined && this.declaration(key, "array").default === undefined ? undefined : this.stringList(key, check);
-    }
-
-    /** A secret (set with `pulumi config set --secret`); undefined when unset. */
+    /**
+     * A secret (set with `pulumi config set --secret`); undefined when unset or "" (its default: the CLI hands the
+     * program the default of every key the stack does not set).
+     */
     secret(key: string): pulumi.Output<string> | undefined {
-        this.declaration(key, "string");
-        if (!this.declared[key].secret) throw new Error(`Pulumi.yaml must declare ${key} with secret: true`);
-        return this.config.getSecret(key);
+        const declaration = this.declaration(key, "string");
+        // Programming errors: see SECRET_KEYS.
+        if (!SECRET_KEYS.includes(key)) throw new Error(`config key ${key} is read as a secret but is not in SECRET_KEYS`);
+        if (declaration.default !== "" || declaration.secret) throw new Error(`Pulumi.yaml must declare ${key} with default "" and without secret: true`);
+        this.readAsSecret.add(key);
+        return this.raw(key, "string") === "" ? undefined : this.config.requireSecret(key);
     }
 
     private raw(key: string, type: DeclaredType): string | undefined {

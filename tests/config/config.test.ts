@@ -2,7 +2,8 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { loadConfig, StackConfig } from "../../config";
-import { ConfigReader, declaredKeys } from "../../components/config/reader";
+import { ConfigReader, declaredKeys, SECRET_KEYS } from "../../components/config/reader";
+import { POSTFIX_DEFAULTS } from "../../components/postfix/config";
 import { configKeysTable, DOCS_BEGIN, DOCS_END } from "../../components/config/docs";
 
 const valid = { mailHostname: "mail.example.com", mailDomains: ["example.com", "example.org"] };
@@ -74,6 +75,7 @@ describe("declared keys", () => {
 
     it("every key the program reads is declared, and every declared key is read by some stack", () => {
         const read = new Set<string>();
+        const readAsSecret = new Set<string>();
         const variants: Record<string, unknown>[] = [
             { clusterProvider: "digitalocean" },
             { clusterProvider: "gke" },
@@ -86,8 +88,14 @@ describe("declared keys", () => {
             const reader = new ConfigReader();
             loadConfig(reader);
             reader.read.forEach((k) => read.add(k));
+            reader.readAsSecret.forEach((k) => readAsSecret.add(k));
         }
         expect([...read].sort()).toEqual(Object.keys(declared).sort());
+        expect([...readAsSecret].sort()).toEqual([...SECRET_KEYS].sort());
+    });
+
+    it("the default DNSBL list is the one the Postfix renderer is built around", () => {
+        expect(declared.postfixDnsbls.default).toEqual(POSTFIX_DEFAULTS.dnsbls);
     });
 
     it("every declared key has a type, a description, and a default that matches the type", () => {
