@@ -3,9 +3,29 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { GkeClusterConfig } from "../../config";
 import { EDGE_NODE_TAG } from "../edge/cloud";
+import { ConfigError } from "../config/reader";
 import { MailCluster, requireVersion, versionFilter } from "./types";
 
 export type GkeClusterArgs = Omit<GkeClusterConfig, "provider">;
+
+/** GA-quality versions, upgraded by Google; node auto-upgrade cannot be turned off in a channel. */
+export const RELEASE_CHANNEL = "REGULAR";
+
+/**
+ * The version to create the cluster at. GKE refuses a minMasterVersion its channel does not offer, and the newest
+ * master version (`latestMasterVersion`) is often only in RAPID; so take the channel's default, or with a prefix the
+ * channel's default or newest version when one of them matches (getEngineVersions releaseChannelDefaultVersion /
+ * releaseChannelLatestVersion, from the API's ServerConfig.channels[]).
+ */
+export function channelVersion(channel: { default?: string; latest?: string }, prefix: string, zone: string): string {
+    const filter = versionFilter(prefix);
+    const offered = [channel.default, channel.latest].filter((v): v is string => !!v);
+    const match = offered.find((v) => filter === undefined || v.startsWith(filter));
+    if (!match && offered.length > 0) {
+        throw new ConfigError(`mail:clusterVersionPrefix = "${prefix}" matches no version GKE's ${RELEASE_CHANNEL} channel offers in ${zone} (default ${channel.default ?? "none"}, newest ${channel.latest ?? "none"}); use one of those prefixes or leave it empty`);
+    }
+    return requireVersion(match, prefix, `GKE ${RELEASE_CHANNEL} channel (${zone})`);
+}
 
 /**
  * The cheapest honest GKE: a zonal Standard cluster (its fee is covered by the free tier) whose default pool is
@@ -22,13 +42,14 @@ export class GkeCluster extends pulumi.ComponentResource implements MailCluster 
         super("mail:index:GkeCluster", name, {}, opts);
 
         const versions = gcp.container.getEngineVersionsOutput({ location: args.zone, versionPrefix: versionFilter(args.versionPrefix) }, { parent: this });
-        const version = versions.latestMasterVersion.apply((v) => requireVersion(v, args.versionPrefix, `GKE (${args.zone})`));
+        const version = pulumi.all([versions.releaseChannelDefaultVersion, versions.releaseChannelLatestVersion]).apply(([defaults, latest]) =>
+            channelVersion({ default: defaults[RELEASE_CHANNEL], latest: latest[RELEASE_CHANNEL] }, args.versionPrefix, args.zone));
 
         const cluster = new gcp.container.Cluster(`${name}-cluster`, {
             name: args.name,
             location: args.zone,
             minMasterVersion: version,
-            releaseChannel: { channel: "REGULAR" },
+            releaseChannel: { channel: RELEASE_CHANNEL },
             removeDefaultNodePool: true,
             initialNodeCount: 1,
             deletionProtection: args.deletionProtection,

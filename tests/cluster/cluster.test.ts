@@ -3,6 +3,8 @@ import * as os from "os";
 import * as path from "path";
 import { schemaErrors } from "../kit/k8s-schema";
 import { runProgram } from "../kit/program";
+import { FAKE_GKE_CHANNELS } from "../kit/mocks";
+import { channelVersion } from "../../components/cluster/gke";
 import { requireVersion, versionFilter } from "../../components/cluster/types";
 
 const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com"] };
@@ -53,7 +55,9 @@ describe("GKE target", () => {
             location: "europe-west4-b",
             removeDefaultNodePool: true,
             deletionProtection: false,
-            minMasterVersion: "1.34.1-gke.1400",
+            // The REGULAR channel's default; the newest master version (1.34.1) is only in RAPID.
+            minMasterVersion: FAKE_GKE_CHANNELS.REGULAR.default,
+            releaseChannel: { channel: "REGULAR" },
             datapathProvider: "ADVANCED_DATAPATH",
         });
         const pool = recorder.one("gcp:container/nodePool:NodePool");
@@ -63,6 +67,14 @@ describe("GKE target", () => {
         const parsed = JSON.parse(kubeconfig.value);
         expect(parsed.users[0].user.exec.command).toBe("gke-gcloud-auth-plugin");
         expect(parsed.clusters[0].cluster.server).toBe("https://203.0.113.10");
+    });
+
+    it("picks a version the release channel offers for the prefix, or names the key", () => {
+        const regular = { default: "1.33.5-gke.1200", latest: "1.34.0-gke.300" };
+        expect(channelVersion(regular, "", "us-central1-a")).toBe("1.33.5-gke.1200");
+        expect(channelVersion(regular, "1.34", "us-central1-a")).toBe("1.34.0-gke.300");
+        expect(() => channelVersion(regular, "1.35", "us-central1-a")).toThrow(
+            'mail:clusterVersionPrefix = "1.35" matches no version GKE\'s REGULAR channel offers in us-central1-a (default 1.33.5-gke.1200, newest 1.34.0-gke.300)');
     });
 
     it("keeps deletion protection on by default", async () => {

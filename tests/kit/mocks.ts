@@ -26,6 +26,13 @@ export const FAKE_VERSIONS = {
     gke: ["1.32.9-gke.100", "1.33.5-gke.1200", "1.34.1-gke.1400"],
 };
 
+/** GKE release channels: their default version and every version they accept, newest first. */
+export const FAKE_GKE_CHANNELS: Record<string, { default: string; valid: string[] }> = {
+    RAPID: { default: "1.34.1-gke.1400", valid: ["1.34.1-gke.1400", "1.33.5-gke.1200"] },
+    REGULAR: { default: "1.33.5-gke.1200", valid: ["1.33.5-gke.1200", "1.32.9-gke.100"] },
+    STABLE: { default: "1.32.9-gke.100", valid: ["1.32.9-gke.100"] },
+};
+
 type Invoke = (inputs: Record<string, unknown>) => Record<string, unknown>;
 
 const newest = (list: string[], prefix: unknown) => [...list].reverse().find((v) => v.startsWith(String(prefix ?? ""))) ?? "";
@@ -37,10 +44,15 @@ const INVOKES: Record<string, Invoke> = {
         validVersions: FAKE_VERSIONS.digitalocean.filter((v) => v.startsWith(String(versionPrefix ?? ""))),
         versionPrefix,
     }),
+    // GKE's serverConfig: the newest master version is often only in the RAPID channel (Kubernetes Engine API
+    // ServerConfig.channels[]; the provider maps each channel's default and newest valid version by channel name).
     "gcp:container/getEngineVersions:getEngineVersions": ({ versionPrefix, location }) => ({
         latestMasterVersion: newest(FAKE_VERSIONS.gke, versionPrefix),
         latestNodeVersion: newest(FAKE_VERSIONS.gke, versionPrefix),
         validMasterVersions: FAKE_VERSIONS.gke,
+        releaseChannelDefaultVersion: Object.fromEntries(Object.entries(FAKE_GKE_CHANNELS).map(([c, v]) => [c, v.default])),
+        releaseChannelLatestVersion: Object.fromEntries(Object.entries(FAKE_GKE_CHANNELS).map(([c, v]) => [c, v.valid[0]])),
+        releaseChannelUpgradeTargetVersion: Object.fromEntries(Object.entries(FAKE_GKE_CHANNELS).map(([c, v]) => [c, v.valid[0]])),
         location,
         project: "mock-project",
     }),
@@ -74,8 +86,15 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
                 endpoint: `https://${name}.k8s.example`,
                 kubeConfigs: [{ rawConfig: `apiVersion: v1\nkind: Config\nclusters: [{name: ${name}, cluster: {server: "https://${name}.k8s.example"}}]\n` }],
             };
-        case "gcp:container/cluster:Cluster":
+        case "gcp:container/cluster:Cluster": {
+            // GKE refuses (HTTP 400) a cluster in a release channel whose minMasterVersion that channel does not offer.
+            const channel = (inputs.releaseChannel as { channel?: string } | undefined)?.channel;
+            const version = String(inputs.minMasterVersion ?? "");
+            if (channel && version && !FAKE_GKE_CHANNELS[channel]?.valid.includes(version)) {
+                throw new Error(`gcp:container/cluster:Cluster ${name}: googleapi: Error 400: Master version "${version}" is not available in release channel ${channel}, badRequest`);
+            }
             return { endpoint: "203.0.113.10", masterAuth: { clusterCaCertificate: Buffer.from("mock-ca").toString("base64") } };
+        }
         case "random:index/randomPassword:RandomPassword":
         case "random:index/randomString:RandomString": {
             const length = Number(inputs.length ?? 32);
