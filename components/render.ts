@@ -13,6 +13,19 @@ export function contentHash(files: RenderedFiles): string {
   return h.digest("hex").slice(0, 16);
 }
 
+/**
+ * TLS 1.2 suites of Mozilla's "intermediate" server configuration (wiki.mozilla.org/Security/Server_Side_TLS): forward
+ * secret ECDHE with AEAD only — no anonymous (aNULL), no RSA key exchange, no CBC. TLS 1.3 suites are all acceptable.
+ */
+export const INTERMEDIATE_TLS12_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
 /** Throws an Error that names the offending setting and what it accepts. */
 export function invalid(field: string, allowed: string, got: unknown): never {
   throw new Error(`${field}: expected ${allowed}, got ${JSON.stringify(got)}`);

@@ -125,6 +125,7 @@ export class MailStack extends pulumi.ComponentResource {
             storageClassName,
             hostPorts: plan.hostPorts,
             colocateWith: plan.colocate ? appLabels("postfix", "mta").selector : undefined,
+            delivery: { messageSizeLimit: services.postfix.messageSizeLimit, concurrency: POSTFIX_DEFAULTS.lmtpConcurrency },
             settings: {
                 ...DOVECOT_DEFAULTS,
                 hostname: mail.hostname,
@@ -192,6 +193,8 @@ export class MailStack extends pulumi.ComponentResource {
             settings: {
                 ...POSTFIX_DEFAULTS,
                 hostname: mail.hostname,
+                ownDomains: mail.domains,
+                postmaster: mail.postmaster,
                 // Postfix has no trusted-networks list for PROXY: its PROXY ports are reachable only inside the cluster.
                 proxyProtocol: plan.backendProxy,
                 relay: relay && { host: relay.host, port: relay.port, passwordMapFile: RELAY_PASSWORD_MAP },

@@ -6,7 +6,7 @@
 //   2. `couchmail`: the user's script from CouchDB, read through couchmail's dict proxy socket.
 //   3. `personal`: the script the user activates over ManageSieve, stored under ~/sieve on the mail volume.
 // A `stop` in an earlier script ends processing, so spam never reaches the user's own rules.
-import { RenderedFiles, checkAbsPath, checkCidr, checkHostname, checkPort, invalid } from "../render";
+import { INTERMEDIATE_TLS12_CIPHERS, RenderedFiles, checkAbsPath, checkCidr, checkHostname, checkPort, invalid } from "../render";
 
 /** Ports Dovecot listens on; Services, probes and Postfix use the same numbers. */
 export const DOVECOT_PORTS = {
@@ -219,6 +219,8 @@ function dovecotConf(s: DovecotSettings): string {
     `mail_path = ~/${s.mailDriver === "maildir" ? "Maildir" : "mail"}`,
     "recipient_delimiter = +",
     "lmtp_rcpt_check_quota = yes",
+    // LMTP offers SMTPUTF8: Postfix accepts SMTPUTF8 mail on 25, and without it here would bounce what it accepted.
+    "mail_utf8_extensions = yes",
     ...block("namespace inbox", ["inbox = yes", "separator = /", ...DOVECOT_SPECIAL_FOLDERS.flatMap(specialUse)]),
     "",
     "# Quota: quota_storage_size comes from the user's record via userdb.",
@@ -230,6 +232,8 @@ function dovecotConf(s: DovecotSettings): string {
     `ssl_server_cert_file = ${s.tls.certFile}`,
     `ssl_server_key_file = ${s.tls.keyFile}`,
     "ssl_min_protocol = TLSv1.2",
+    // Passwords travel only over forward-secret AEAD suites (no anonymous or RSA key exchange).
+    `ssl_cipher_list = ${INTERMEDIATE_TLS12_CIPHERS}`,
     "",
     ...(s.proxyProtocol ? [`haproxy_trusted_networks = ${s.haproxyTrustedNetworks.join(" ")}`] : []),
     ...block("service imap-login", [

@@ -19,6 +19,18 @@ export interface DovecotArgs {
     hostPorts?: boolean;
     /** Schedule beside pods with these labels (an edge whose load balancer only reaches local pods). */
     colocateWith?: Record<string, string>;
+    /** The largest message Postfix accepts and how many it delivers at once: Dovecot's temp space holds them. */
+    delivery: { messageSizeLimit: number; concurrency: number };
+}
+
+/**
+ * Temp space for deliveries in flight: LMTP spools a large message to /tmp and spam-scan keeps one copy for its
+ * fallback, so each concurrent delivery may hold two copies of the largest message; plus room for everything else.
+ * An emptyDir over its sizeLimit gets the pod evicted, so this bound must not be reachable by legitimate mail.
+ */
+export function dovecotTmpSize(delivery: { messageSizeLimit: number; concurrency: number }): string {
+    const mib = 1024 * 1024;
+    return `${Math.ceil((2 * delivery.messageSizeLimit * delivery.concurrency) / mib) + 64}Mi`;
 }
 
 /**
@@ -89,7 +101,10 @@ export class Dovecot extends pulumi.ComponentResource {
                         automountServiceAccountToken: false,
                         enableServiceLinks: false,
                         terminationGracePeriodSeconds: 30,
-                        securityContext: { fsGroup: VMAIL_UID, seccompProfile: { type: "RuntimeDefault" } },
+                        // No fsGroup: the kubelet would make every Secret group-readable by it (the TLS key 0440 root:vmail),
+                        // and mail processes run as vmail. The entrypoint gives the mail volume's top to vmail instead,
+                        // which also spares a recursive chown of every mailbox at each start.
+                        securityContext: { seccompProfile: { type: "RuntimeDefault" } },
                         affinity: args.colocateWith && {
                             podAffinity: {
                                 requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: args.colocateWith }, topologyKey: "kubernetes.io/hostname" }],
@@ -127,7 +142,7 @@ export class Dovecot extends pulumi.ComponentResource {
                             { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
                             { name: "run-mail", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
                             { name: "state", emptyDir: {} },
-                            { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+                            { name: "tmp", emptyDir: { sizeLimit: dovecotTmpSize(args.delivery) } },
                         ],
                     },
                 },

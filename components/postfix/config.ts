@@ -1,6 +1,7 @@
 // Pure renderer for Postfix's main.cf and master.cf (issue 4; hooks for issues 5 and 6).
 // inet services are named by port number so nothing depends on /etc/services in the image.
 import {
+  INTERMEDIATE_TLS12_CIPHERS,
   RenderedFiles,
   checkAbsPath,
   checkCidr,
@@ -51,6 +52,18 @@ export interface PostfixService {
 export interface PostfixSettings {
   /** myhostname: the name in the SMTP banner, HELO and the certificate. */
   hostname: string;
+  /**
+   * The domains we host. Port 25 refuses them as envelope sender or From: domain: our own users send through
+   * submission, so such mail on 25 is forged (we publish SPF -all and DMARC for them).
+   */
+  ownDomains: string[];
+  /**
+   * Where mail to the bare `postmaster` (RFC 5321 §4.5.1: must be accepted) and to postmaster@/abuse@ the mail host
+   * goes; delivered instead of bounced to a possibly forged sender.
+   */
+  postmaster: string;
+  /** Parallel LMTP deliveries to Dovecot; Dovecot's temp space is sized from it. */
+  lmtpConcurrency: number;
   /** couchmail socketmap endpoint, `inet:HOST:PORT` or `unix:/path`. */
   socketmap: string;
   /** postscreen_dnsbl_sites entries, `domain[=filter][*weight]`. */
@@ -91,7 +104,7 @@ export interface PostfixSettings {
 }
 
 /** Defaults for a stack where Dovecot, couchmail and OpenDKIM are Services in the same namespace. */
-export const POSTFIX_DEFAULTS: Omit<PostfixSettings, "hostname"> = {
+export const POSTFIX_DEFAULTS: Omit<PostfixSettings, "hostname" | "ownDomains" | "postmaster"> = {
   socketmap: "inet:couchmail:10101",
   // Return-code filters keep resolver "refused" answers (127.255.255.x) from counting as listings.
   dnsbls: ["zen.spamhaus.org=127.0.0.[2..11]*3", "bl.spamcop.net=127.0.0.2*2", "list.dnswl.org=127.0.[0..255].[1..3]*-2"],
@@ -100,6 +113,8 @@ export const POSTFIX_DEFAULTS: Omit<PostfixSettings, "hostname"> = {
   lmtpEndpoint: "inet:dovecot:24",
   milters: ["inet:opendkim:8891"],
   milterDefaultAction: "tempfail",
+  // Dovecot's lmtp_user_concurrency_limit (10): more would only earn "451 Too many concurrent deliveries".
+  lmtpConcurrency: 10,
   extraServices: [],
   tls: { certFile: "/etc/mail/tls/tls.crt", keyFile: "/etc/mail/tls/tls.key" },
   trustedNetworks: [],
@@ -126,8 +141,16 @@ function endpointString(field: string, value: string, allowUnix: boolean): strin
   return ep.kind === "inet" ? `inet:${ep.host}:${ep.port}` : `unix:${ep.path}`;
 }
 
+const EMAIL = /^[a-z0-9._+-]+@[a-z0-9.-]+\.[a-z]{2,}$/;
+
 function validate(s: PostfixSettings): void {
   checkHostname("hostname", s.hostname);
+  if (!Array.isArray(s.ownDomains) || s.ownDomains.length === 0) invalid("ownDomains", "at least one domain", s.ownDomains);
+  s.ownDomains.forEach((d, i) => checkHostname(`ownDomains[${i}]`, d));
+  if (typeof s.postmaster !== "string" || !EMAIL.test(s.postmaster)) invalid("postmaster", "a lower-case mail address", s.postmaster);
+  if (!Number.isInteger(s.lmtpConcurrency) || s.lmtpConcurrency < 1 || s.lmtpConcurrency > 100) {
+    invalid("lmtpConcurrency", "an integer from 1 to 100", s.lmtpConcurrency);
+  }
   endpointString("socketmap", s.socketmap, true);
   s.dnsbls.forEach((d, i) => DNSBL.test(d) || invalid(`dnsbls[${i}]`, "domain[=filter][*weight]", d));
   if (!Number.isInteger(s.dnsblThreshold) || s.dnsblThreshold < 1) invalid("dnsblThreshold", "an integer >= 1", s.dnsblThreshold);
@@ -174,9 +197,29 @@ function mynetworks(s: PostfixSettings): string {
   return ["127.0.0.0/8", "[::1]/128", ...s.trustedNetworks.map((n) => (n.includes(":") ? `[${n.split("/")[0]}]/${n.split("/")[1]}` : n))].join(" ");
 }
 
+const FORGED = "REJECT 5.7.1 Mail from our own domains is accepted only from authenticated users (submission)";
+
+/** regexp_table(5) for inbound header_checks: a From: address in one of our domains (or a subdomain) is forged. */
+function inboundHeaderChecks(s: PostfixSettings): string {
+  const domains = s.ownDomains.map((d) => d.replace(/\./g, "\\.")).join("|");
+  return `/^From:.*[@.](${domains})>?[[:space:]]*$/ ${FORGED}\n`;
+}
+
+/**
+ * The mail host's own name is a virtual alias domain holding only postmaster@ and abuse@ (where bare `postmaster`
+ * lands after myorigin is appended); any other address there is unknown (550), never accepted and bounced.
+ */
+function hostAliases(s: PostfixSettings): { domains: string; map?: string } {
+  if (s.ownDomains.includes(s.hostname)) return { domains: "" };
+  const entries = ["postmaster", "abuse"].map((local) => `{ ${local}@${s.hostname} = ${s.postmaster} }`);
+  return { domains: "$myhostname", map: `inline:{ ${entries.join(", ")} }` };
+}
+
 function mainCf(s: PostfixSettings): Map<string, string> {
   const sm = endpointString("socketmap", s.socketmap, true);
   const map = (name: keyof typeof POSTFIX_SOCKETMAP_NAMES) => `socketmap:${sm}:${POSTFIX_SOCKETMAP_NAMES[name]}`;
+  const host = hostAliases(s);
+  const ownSenderDomains = `inline:{ ${s.ownDomains.map((d) => `{ ${d} = ${FORGED} }`).join(", ")} }`;
   const inboundRecipient = [
     "reject_non_fqdn_recipient",
     "reject_unknown_recipient_domain",
@@ -208,16 +251,17 @@ function mainCf(s: PostfixSettings): Map<string, string> {
     ["local_transport", "error:5.1.1 local delivery is disabled"],
     ["alias_maps", ""],
     ["alias_database", ""],
-    // Empty on purpose: otherwise bare domains are fed into the alias map.
-    ["virtual_alias_domains", ""],
+    // Explicit on purpose: its default would feed bare domains into the alias map.
+    ["virtual_alias_domains", host.domains],
     ["virtual_mailbox_domains", map("domains")],
     ["virtual_mailbox_maps", map("mailboxes")],
-    ["virtual_alias_maps", map("aliases")],
+    ["virtual_alias_maps", [...(host.map ? [host.map] : []), map("aliases")].join(", ")],
     ["smtpd_sender_login_maps", map("senders")],
     ["virtual_transport", `lmtp:${endpointString("lmtpEndpoint", s.lmtpEndpoint, true)}`],
     // The LMTP client's own DNS lookups never apply the resolver's search list, so a Service name like
     // "dovecot" would not resolve (and mail would bounce with 5.4.4): resolve it as the system does.
     ["lmtp_host_lookup", "native"],
+    ["lmtp_destination_concurrency_limit", String(s.lmtpConcurrency)],
     ["relayhost", s.relay ? `[${s.relay.host}]:${s.relay.port}` : ""],
     // SMTP server, port 25 (submission ports override these in master.cf).
     ["smtpd_helo_required", "yes"],
@@ -226,7 +270,7 @@ function mainCf(s: PostfixSettings): Map<string, string> {
     ["smtpd_delay_reject", "yes"],
     ["smtpd_client_restrictions", ""],
     ["smtpd_helo_restrictions", "reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname"],
-    ["smtpd_sender_restrictions", "reject_non_fqdn_sender, reject_unknown_sender_domain"],
+    ["smtpd_sender_restrictions", `reject_non_fqdn_sender, reject_unknown_sender_domain, check_sender_access ${ownSenderDomains}`],
     ["smtpd_relay_restrictions", "reject_unauth_destination"],
     ["smtpd_recipient_restrictions", inboundRecipient.join(", ")],
     ["smtpd_data_restrictions", "reject_unauth_pipelining, reject_multi_recipient_bounce"],
@@ -282,6 +326,8 @@ function mainCf(s: PostfixSettings): Map<string, string> {
     ["milter_default_action", s.milterDefaultAction],
     ["milter_protocol", "6"],
     ["milter_mail_macros", "i {mail_addr} {client_addr} {client_name} {auth_type} {auth_authen}"],
+    // Inbound (port 25) only, through its own cleanup service: a From: in one of our domains is forged there.
+    ["inbound_header_checks", "regexp:$config_directory/inbound_header_checks"],
     // Lookup or DNS trouble must defer, not bounce.
     ["unknown_address_tempfail_action", "defer_if_permit"],
   ];
@@ -324,7 +370,7 @@ const STANDARD_SERVICES: [string, string, string, string, string, string][] = [
   ["dnsblog", "unix", "-", "-", "0", "dnsblog"],
   ["tlsproxy", "unix", "-", "-", "0", "tlsproxy"],
 ];
-const STANDARD_SERVICE_NAMES = STANDARD_SERVICES.map((e) => e[0]).concat(["smtpd-proxy", "submission", "submissions"]);
+const STANDARD_SERVICE_NAMES = STANDARD_SERVICES.map((e) => e[0]).concat(["smtpd-proxy", "submission", "submissions", "cleanup-inbound"]);
 
 /**
  * Wake-up timers as in Postfix's stock master.cf. Without one, master starts qmgr only when new mail arrives, so
@@ -341,8 +387,14 @@ function entry(name: string, type: string, priv: string, unpriv: string, maxproc
 function submissionOptions(name: string, implicitTls: boolean): string[] {
   return [
     `-o syslog_name=postfix/${name}`,
-    implicitTls ? "-o smtpd_tls_wrappermode=yes" : "-o smtpd_tls_security_level=encrypt",
+    ...(implicitTls ? ["-o smtpd_tls_wrappermode=yes"] : []),
+    // Mandatory TLS, so the mandatory cipher list applies: passwords travel only over forward-secret AEAD suites.
+    "-o smtpd_tls_security_level=encrypt",
+    "-o smtpd_tls_mandatory_ciphers=high",
+    `-o tls_high_cipherlist=${INTERMEDIATE_TLS12_CIPHERS}`,
     "-o smtpd_tls_auth_only=yes",
+    // The user's address and client name stay in the log, not in the Received: header every recipient sees.
+    "-o smtpd_hide_client_session=yes",
     "-o smtpd_sasl_auth_enable=yes",
     "-o smtpd_helo_restrictions=",
     "-o smtpd_client_restrictions=permit_sasl_authenticated,reject",
@@ -355,7 +407,7 @@ function submissionOptions(name: string, implicitTls: boolean): string[] {
 }
 
 function masterCf(s: PostfixSettings): string {
-  const inboundFilter = s.contentFilter ? [`-o content_filter=${s.contentFilter}`] : [];
+  const inboundFilter = [...(s.contentFilter ? [`-o content_filter=${s.contentFilter}`] : []), "-o cleanup_service_name=cleanup-inbound"];
   const out: string[] = [
     "# service type private unpriv chroot wakeup maxproc command + args",
     entry(String(POSTFIX_PORTS.smtp), "inet", "n", "-", "1", "postscreen"),
@@ -389,6 +441,7 @@ function masterCf(s: PostfixSettings): string {
   for (const [name, type, priv, unpriv, maxproc, command] of STANDARD_SERVICES) {
     if (name !== "smtpd") out.push(entry(name, type, priv, unpriv, maxproc, command));
   }
+  out.push(entry("cleanup-inbound", "unix", "n", "-", "0", "cleanup", ["-o header_checks=$inbound_header_checks"]));
   for (const svc of s.extraServices) {
     const yn = (b: boolean | undefined) => (b === undefined ? "-" : b ? "y" : "n");
     out.push(
@@ -402,5 +455,5 @@ function masterCf(s: PostfixSettings): string {
 export function renderPostfix(settings: PostfixSettings): RenderedFiles {
   validate(settings);
   const main = [...mainCf(settings)].map(([k, v]) => (v === "" ? `${k} =` : `${k} = ${v}`)).join("\n") + "\n";
-  return { "main.cf": main, "master.cf": masterCf(settings) };
+  return { "main.cf": main, "master.cf": masterCf(settings), inbound_header_checks: inboundHeaderChecks(settings) };
 }

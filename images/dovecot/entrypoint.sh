@@ -22,7 +22,8 @@ mc_reload() { doveadm reload; }
 
 mc_initial
 install -d -m 755 /run/dovecot /run/dovecot-state
-# The mail volume belongs to vmail; only its top is fixed up (fsGroup covers the rest).
+# The mail volume belongs to vmail: the pod has no fsGroup (it would make the TLS key readable by vmail), so its
+# top is given to vmail here, once; vmail creates everything below.
 if [ -d "$MAIL_ROOT" ] && [ "$(stat -c %u "$MAIL_ROOT")" != 5000 ]; then chown vmail:vmail "$MAIL_ROOT"; fi
 
 mc_supervise Dovecot dovecot -F -c "$LIVE/dovecot.conf"

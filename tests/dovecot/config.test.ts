@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DOVECOT_SPECIAL_FOLDERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
+import { dovecotTmpSize } from "../../components/dovecot";
 
 const base: DovecotSettings = { ...DOVECOT_DEFAULTS, hostname: "mail.example.test" };
 const conf = (s: Partial<DovecotSettings> = {}) => renderDovecot({ ...base, ...s })["dovecot.conf"];
@@ -33,6 +34,17 @@ describe("renderDovecot", () => {
     expect(c).toMatch(/^auth_allow_cleartext = no$/m);
     expect(c).toMatch(/^ssl_server_cert_file = \/etc\/mail\/tls\/tls\.crt$/m);
     expect(c).toMatch(/^log_path = \/dev\/stderr$/m);
+  });
+
+  test("TLS 1.2 suites are Mozilla intermediate only: no anonymous or RSA key exchange", () => {
+    const suites = /^ssl_cipher_list = (.*)$/m.exec(conf())![1].split(":");
+    expect(suites.length).toBeGreaterThan(3);
+    for (const suite of suites) expect(suite).toMatch(/^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$/);
+    expect(conf()).toMatch(/^ssl_min_protocol = TLSv1\.2$/m);
+  });
+
+  test("LMTP offers SMTPUTF8, so mail Postfix accepted with SMTPUTF8 is delivered, not bounced", () => {
+    expect(conf()).toMatch(/^mail_utf8_extensions = yes$/m);
   });
 
   test("listeners use DOVECOT_PORTS; PROXY listeners only when enabled", () => {
@@ -123,5 +135,15 @@ describe("renderDovecot", () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe("dovecotTmpSize", () => {
+  test("holds two copies of the largest message for every concurrent delivery, plus headroom", () => {
+    expect(dovecotTmpSize({ messageSizeLimit: 25 * 1024 * 1024, concurrency: 10 })).toBe("564Mi");
+    fc.assert(fc.property(fc.integer({ min: 1 << 20, max: 1 << 30 }), fc.integer({ min: 1, max: 100 }), (size, concurrency) => {
+      const mib = Number(/^(\d+)Mi$/.exec(dovecotTmpSize({ messageSizeLimit: size, concurrency }))![1]);
+      return mib * 1024 * 1024 >= 2 * size * concurrency + 64 * 1024 * 1024;
+    }));
   });
 });

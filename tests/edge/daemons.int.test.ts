@@ -32,6 +32,23 @@ function servedFingerprint(pod: Pod, port: number, starttls?: "smtp" | "imap"): 
  * A raw TCP client run by node inside the pod's network namespace: sends `steps` (text to write, or a wait for a
  * regexp), returns the transcript of what the server said and whether it closed the connection.
  */
+/** Whether a TLS 1.2 handshake offering only `ciphers` succeeds on a port (STARTTLS where given), from inside the pod. */
+function negotiates(pod: Pod, port: number, ciphers: string, starttls?: "smtp" | "imap"): boolean {
+    const r = pod.inNetns(["bash", "-c", `openssl s_client -connect 127.0.0.1:${port} -tls1_2 -cipher '${ciphers}' ${starttls ? `-starttls ${starttls}` : ""} </dev/null 2>&1`]);
+    return /^\s*Cipher\s*:\s*[A-Z0-9-]+$/m.test(r.stdout) && !/Cipher\s*:\s*0000/.test(r.stdout);
+}
+
+/**
+ * Ports where clients send passwords offer Mozilla's intermediate TLS 1.2 suites only: an anonymous suite (a MITM
+ * needs no certificate), RSA key exchange (no forward secrecy) and CBC suites are refused.
+ */
+function expectIntermediateTlsOnly(pod: Pod, port: number, starttls?: "smtp" | "imap"): void {
+    expect({ port, ecdhe: negotiates(pod, port, "ECDHE-RSA-AES128-GCM-SHA256", starttls) }).toEqual({ port, ecdhe: true });
+    for (const refused of ["aNULL:@SECLEVEL=0", "AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA"]) {
+        expect({ port, refused, negotiated: negotiates(pod, port, refused, starttls) }).toEqual({ port, refused, negotiated: false });
+    }
+}
+
 /**
  * The daemon serves the mounted certificate on a STARTTLS port and an implicit-TLS port, and after a Secret-style
  * swap of the files it serves the renewed one on both, with the same master process (reloaded, not restarted).
@@ -104,6 +121,8 @@ describe("Postfix", () => {
         writeConfigMapVolume(cfg, renderPostfix({
             ...POSTFIX_DEFAULTS,
             hostname: HOST,
+            ownDomains: ["example.test"],
+            postmaster: "postmaster@example.test",
             // Nothing to reach in this pod: no DNSBLs, no milter.
             dnsbls: [],
             milters: [],
@@ -126,6 +145,12 @@ describe("Postfix", () => {
 
     it("serves the mounted certificate on 587 (STARTTLS) and 465, and a swapped one without a restart", async () => {
         await expectCertificateSwapServed(pod, tlsDir, { port: POSTFIX_PORTS.submission, starttls: "smtp" }, POSTFIX_PORTS.submissions);
+    });
+
+    it("offers only intermediate TLS suites on 587 and 465; port 25 stays broad for opportunistic TLS", () => {
+        expectIntermediateTlsOnly(pod, POSTFIX_PORTS.submission, "smtp");
+        expectIntermediateTlsOnly(pod, POSTFIX_PORTS.submissions);
+        expect(negotiates(pod, POSTFIX_PORTS.smtp, "AES128-GCM-SHA256", "smtp")).toBe(true);
     });
 
     const smtp = (proxy?: string) => [
@@ -190,6 +215,11 @@ describe("Dovecot", () => {
 
     it("serves the mounted certificate on 143 (STARTTLS) and 993, and a swapped one without a restart", async () => {
         await expectCertificateSwapServed(pod, tlsDir, { port: DOVECOT_PORTS.imap, starttls: "imap" }, DOVECOT_PORTS.imaps);
+    });
+
+    it("offers only intermediate TLS suites on 143 and 993", () => {
+        expectIntermediateTlsOnly(pod, DOVECOT_PORTS.imap, "imap");
+        expectIntermediateTlsOnly(pod, DOVECOT_PORTS.imaps);
     });
 
     it("takes the client address from a PROXY v1 header sent by a trusted source", async () => {

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { POSTFIX_DEFAULTS, POSTFIX_PORTS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
 import { contentHash } from "../../components/render";
 
-const base: PostfixSettings = { ...POSTFIX_DEFAULTS, hostname: "mail.example.test" };
+const base: PostfixSettings = { ...POSTFIX_DEFAULTS, hostname: "mail.example.test", ownDomains: ["example.test", "example.org"], postmaster: "postmaster@example.test" };
 
 /** main.cf as Postfix reads it: last definition wins. */
 function parseMain(text: string): Map<string, string> {
@@ -46,7 +46,7 @@ const render = (s: Partial<PostfixSettings> = {}) => {
 describe("renderPostfix", () => {
   test("renders main.cf and master.cf deterministically", () => {
     const a = renderPostfix(base);
-    expect(Object.keys(a).sort()).toEqual(["main.cf", "master.cf"]);
+    expect(Object.keys(a).sort()).toEqual(["inbound_header_checks", "main.cf", "master.cf"]);
     expect(contentHash(renderPostfix(base))).toBe(contentHash(a));
     expect(contentHash(renderPostfix({ ...base, hostname: "mx.example.test" }))).not.toBe(contentHash(a));
   });
@@ -68,9 +68,8 @@ describe("renderPostfix", () => {
     const { main } = render({ socketmap: "unix:/run/couchmail/socketmap.sock" });
     expect(main.get("virtual_mailbox_domains")).toBe("socketmap:unix:/run/couchmail/socketmap.sock:domains");
     expect(main.get("virtual_mailbox_maps")).toBe("socketmap:unix:/run/couchmail/socketmap.sock:mailboxes");
-    expect(main.get("virtual_alias_maps")).toBe("socketmap:unix:/run/couchmail/socketmap.sock:aliases");
+    expect(main.get("virtual_alias_maps")).toMatch(/, socketmap:unix:\/run\/couchmail\/socketmap\.sock:aliases$/);
     expect(main.get("smtpd_sender_login_maps")).toBe("socketmap:unix:/run/couchmail/socketmap.sock:senders");
-    expect(main.get("virtual_alias_domains")).toBe("");
     expect(main.get("mydestination")).toBe("");
     expect(main.get("virtual_transport")).toBe("lmtp:inet:dovecot:24");
     expect(main.get("lmtp_host_lookup")).toBe("native");
@@ -85,8 +84,8 @@ describe("renderPostfix", () => {
     for (const [k, v] of main) if (k.startsWith("smtpd_") && k.endsWith("_restrictions")) expect(v).not.toMatch(/permit_mynetworks/);
     expect(main.get("mynetworks")).toBe("127.0.0.0/8 [::1]/128 10.244.0.0/16");
     expect(render().main.get("mynetworks")).toBe("127.0.0.0/8 [::1]/128");
-    // The smtpd behind postscreen inherits main.cf (no relay-widening options).
-    expect(master.get("smtpd/pass")!.opts.size).toBe(0);
+    // The smtpd behind postscreen inherits main.cf (no relay-widening options), only its own cleanup service.
+    expect([...master.get("smtpd/pass")!.opts]).toEqual([["cleanup_service_name", "cleanup-inbound"]]);
   });
 
   test("SASL only on 587/465, with TLS first and sender-login checks", () => {
@@ -109,6 +108,53 @@ describe("renderPostfix", () => {
     expect(master.get(`${POSTFIX_PORTS.smtp}/inet`)!.command).toBe("postscreen");
     const saslOn = [...master.entries()].filter(([, e]) => e.opts.get("smtpd_sasl_auth_enable") === "yes").map(([k]) => k);
     expect(saslOn.sort()).toEqual([`${POSTFIX_PORTS.submissions}/inet`, `${POSTFIX_PORTS.submission}/inet`]);
+  });
+
+  test("submission TLS: Mozilla intermediate suites only (no anonymous or RSA key exchange); client session kept out of Received:", () => {
+    const { master } = render();
+    for (const port of [POSTFIX_PORTS.submission, POSTFIX_PORTS.submissions]) {
+      const svc = master.get(`${port}/inet`)!;
+      expect(svc.opts.get("smtpd_tls_security_level")).toBe("encrypt");
+      expect(svc.opts.get("smtpd_tls_mandatory_ciphers")).toBe("high");
+      const suites = svc.opts.get("tls_high_cipherlist")!.split(":");
+      expect(suites.length).toBeGreaterThan(3);
+      for (const suite of suites) expect(suite).toMatch(/^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$/);
+      expect(svc.opts.get("smtpd_hide_client_session")).toBe("yes");
+    }
+    // Port 25 keeps Postfix's broad opportunistic defaults and the client's trace.
+    expect(master.get(`${POSTFIX_PORTS.smtp}/inet`)!.opts.get("smtpd_hide_client_session")).toBeUndefined();
+  });
+
+  test("port 25 refuses our own domains as envelope sender and as From: (they only come from submission)", () => {
+    const { main, master } = render({ proxyProtocol: true });
+    const senderAccess = /check_sender_access inline:\{ (.*) \}$/.exec(main.get("smtpd_sender_restrictions")!)![1];
+    expect(senderAccess).toBe("{ example.test = REJECT 5.7.1 Mail from our own domains is accepted only from authenticated users (submission) }, " +
+      "{ example.org = REJECT 5.7.1 Mail from our own domains is accepted only from authenticated users (submission) }");
+    // Both port-25 smtpd services clean up through the service with the From: check; submission does not.
+    expect(master.get("smtpd/pass")!.opts.get("cleanup_service_name")).toBe("cleanup-inbound");
+    expect(master.get("smtpd-proxy/pass")!.opts.get("cleanup_service_name")).toBe("cleanup-inbound");
+    expect(master.get(`${POSTFIX_PORTS.submission}/inet`)!.opts.get("cleanup_service_name")).toBeUndefined();
+    expect(master.get("cleanup-inbound/unix")!.opts.get("header_checks")).toBe("$inbound_header_checks");
+    expect(main.get("inbound_header_checks")).toBe("regexp:$config_directory/inbound_header_checks");
+    const pattern = new RegExp(/^\/(.*)\/ REJECT 5\.7\.1 /.exec(render().files.inbound_header_checks)![1].replace("[[:space:]]", "\\s"), "i");
+    for (const from of ["From: a@example.test", "From: \"Boss\" <boss@EXAMPLE.org>", "From: x@sub.example.test "]) expect(pattern.test(from)).toBe(true);
+    for (const from of ["From: a@example.test.evil", "From: a@notexample.test", "Reply-To: a@example.test"]) expect(pattern.test(from)).toBe(false);
+  });
+
+  test("bare postmaster and postmaster@/abuse@ the mail host reach the postmaster; other addresses there are unknown", () => {
+    const { main } = render();
+    expect(main.get("myorigin")).toBe("$myhostname");
+    expect(main.get("virtual_alias_domains")).toBe("$myhostname");
+    expect(main.get("virtual_alias_maps")).toMatch(/^inline:\{ \{ postmaster@mail\.example\.test = postmaster@example\.test \}, \{ abuse@mail\.example\.test = postmaster@example\.test \} \}, socketmap:/);
+    // A mail host that is itself a hosted domain keeps couchmail's answers for it.
+    const same = render({ hostname: "example.test" }).main;
+    expect(same.get("virtual_alias_domains")).toBe("");
+    expect(same.get("virtual_alias_maps")).toMatch(/^socketmap:/);
+  });
+
+  test("delivers to Dovecot no more messages at once than its per-user LMTP limit", () => {
+    expect(render().main.get("lmtp_destination_concurrency_limit")).toBe("10");
+    expect(() => render({ lmtpConcurrency: 0 })).toThrow(/lmtpConcurrency: expected an integer from 1 to 100, got 0/);
   });
 
   test("hardening: CVE-2023-51764, strict HELO/sender, milters defer when down, logs on stdout", () => {

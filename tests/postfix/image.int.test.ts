@@ -7,7 +7,7 @@ import { Pod, RunResult, buildImage, selfSignedCert, shInImage, tempDir, writeCo
 
 jest.setTimeout(120_000);
 
-const settings: PostfixSettings = { ...POSTFIX_DEFAULTS, hostname: "mail.example.test" };
+const settings: PostfixSettings = { ...POSTFIX_DEFAULTS, hostname: "mail.example.test", ownDomains: ["example.test"], postmaster: "postmaster@example.test" };
 let image: string;
 let dir: string;
 
@@ -51,7 +51,8 @@ test("postfix check and postconf accept the default rendering without warnings",
   const main = r.stdout.split("--main--")[1].split("--master--")[0];
   expect(main).toMatch(/^myhostname = mail\.example\.test$/m);
   expect(main).toMatch(/^smtpd_relay_restrictions = reject_unauth_destination$/m);
-  expect(main).toMatch(/^virtual_alias_domains =\s*$/m);
+  expect(main).toMatch(/^virtual_alias_domains = \$myhostname$/m);
+  expect(main).toMatch(/^inbound_header_checks = regexp:\$config_directory\/inbound_header_checks$/m);
   expect(main).toMatch(/^smtpd_forbid_bare_newline = normalize$/m);
   expect(main).toMatch(/^virtual_mailbox_domains = socketmap:inet:couchmail:10101:domains$/m);
   expect(main).toMatch(/^maillog_file = \/dev\/stdout$/m);
@@ -120,4 +121,27 @@ test("watcher: a swapped ConfigMap is validated and reloaded; a bad one is refus
   } finally {
     await pod.remove();
   }
+});
+
+test("real postmap: the inbound From: check rejects our domains only, and the mail host's aliases reach the postmaster", () => {
+  const cfg = path.join(dir, `cfg-${Math.random().toString(36).slice(2)}`);
+  writeConfigMapVolume(cfg, renderPostfix(settings));
+  const q = (key: string, table: string) => `out=$(postmap -c /etc/mail/defaults/postfix -q '${key}' '${table}'); echo "$out rc=$?"`;
+  const checks = "regexp:/etc/mail/defaults/postfix/inbound_header_checks";
+  const r = shInImage(image, [
+    q('From: "Boss" <boss@example.test>', checks),
+    q("From: x@sub.example.test", checks),
+    q("From: x@example.test.evil", checks),
+    q("From: x@external.test", checks),
+    `aliases=$(postconf -c /etc/mail/defaults/postfix -h virtual_alias_maps | sed 's/, socketmap:.*//')`,
+    `out=$(postmap -c /etc/mail/defaults/postfix -q postmaster@mail.example.test "$aliases"); echo "$out rc=$?"`,
+    `out=$(postmap -c /etc/mail/defaults/postfix -q abuse@mail.example.test "$aliases"); echo "$out rc=$?"`,
+    `out=$(postmap -c /etc/mail/defaults/postfix -q nobody@mail.example.test "$aliases"); echo "$out rc=$?"`,
+  ].join("\n"), { mounts: [{ host: cfg, ctr: "/etc/mail/defaults/postfix" }] });
+  expect(r.stderr).toBe("");
+  const rejected = "REJECT 5.7.1 Mail from our own domains is accepted only from authenticated users (submission) rc=0";
+  expect(r.stdout.trim().split("\n")).toEqual([
+    rejected, rejected, " rc=1", " rc=1",
+    "postmaster@example.test rc=0", "postmaster@example.test rc=0", " rc=1",
+  ]);
 });

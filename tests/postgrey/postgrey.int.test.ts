@@ -55,6 +55,8 @@ beforeAll(async () => {
     writeConfigMapVolume(pcfg, renderPostfix({
         ...POSTFIX_DEFAULTS,
         hostname: HOST,
+        ownDomains: ["example.test"],
+        postmaster: "postmaster@example.test",
         dnsbls: [],
         milters: [],
         policyService: `inet:127.0.0.1:${POSTGREY_PORT}`,

@@ -87,7 +87,7 @@ describe("renderers", () => {
     });
 
     it("Postfix: the policy service never reaches the submission ports", () => {
-        const files = renderPostfix({ ...POSTFIX_DEFAULTS, hostname: "mail.example.com", policyService: `inet:postgrey:${POSTGREY_PORT}`, proxyProtocol: true });
+        const files = renderPostfix({ ...POSTFIX_DEFAULTS, hostname: "mail.example.com", ownDomains: ["example.com"], postmaster: "postmaster@example.com", policyService: `inet:postgrey:${POSTGREY_PORT}`, proxyProtocol: true });
         const r = recipientRestrictions(files["main.cf"], files["master.cf"]);
         expect(Object.entries(r).filter(([, v]) => v.includes("check_policy_service")).map(([k]) => k).sort()).toEqual(["smtpd", "smtpd-proxy"]);
     });
