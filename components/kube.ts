@@ -109,32 +109,55 @@ export function execProbe(command: string[], periodSeconds: number): k8s.types.i
     return { exec: { command }, periodSeconds, timeoutSeconds: 5, failureThreshold: 3 };
 }
 
-export interface IngressRule {
+/**
+ * Who may be on the other end of a connection: pods of our workloads in this namespace (by
+ * `app.kubernetes.io/name`), pods of another namespace, or networks outside the cluster.
+ */
+export type Peer = { apps: string[] } | { namespace: string; podLabels?: Labels } | { cidrs: string[] };
+
+export interface TrafficRule {
     ports: number[];
-    /** `app.kubernetes.io/name` of the pods allowed in; omitted means any source. */
-    fromApps?: string[];
+    /** Omitted: any source (ingress) or destination (egress). */
+    peers?: Peer[];
+}
+
+/** Every pod resolves names: DNS to wherever the cluster's resolver is (kube-dns, or a node-local cache). */
+export const DNS_EGRESS: k8s.types.input.networking.v1.NetworkPolicyEgressRule = {
+    ports: [{ port: 53, protocol: "UDP" }, { port: 53, protocol: "TCP" }],
+};
+
+function networkPeer(peer: Peer): k8s.types.input.networking.v1.NetworkPolicyPeer[] {
+    if ("apps" in peer) return [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: peer.apps }] } }];
+    if ("namespace" in peer) {
+        return [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": peer.namespace } }, podSelector: { matchLabels: peer.podLabels ?? {} } }];
+    }
+    return peer.cidrs.map((cidr) => ({ ipBlock: { cidr } }));
+}
+
+function policyRule(rule: TrafficRule, direction: "from" | "to") {
+    return {
+        ports: rule.ports.map((port) => ({ port, protocol: "TCP" })),
+        ...(rule.peers ? { [direction]: rule.peers.flatMap(networkPeer) } : {}),
+    };
 }
 
 /**
- * A NetworkPolicy admitting only the listed traffic to a workload's pods. Internal listeners (CouchDB, the
- * milter, Dovecot's LMTP and SASL) take no credentials, so only the pods that use them may connect.
+ * The only traffic a workload's pods may take in and send out (both directions are deny-by-default once a policy
+ * selects a pod). Internal listeners (CouchDB, the milter, Dovecot's LMTP and SASL) take no credentials, so only
+ * the pods that use them may connect; egress is limited to DNS and what each daemon talks to.
  */
-export function ingressPolicy(
+export function networkPolicy(
     name: string,
-    args: { namespace: pulumi.Input<string>; labels: Labels; selector: Labels; rules: IngressRule[] },
+    args: { namespace: pulumi.Input<string>; labels: Labels; selector: Labels; ingress: TrafficRule[]; egress: TrafficRule[] },
     opts: pulumi.CustomResourceOptions,
 ): k8s.networking.v1.NetworkPolicy {
     return new k8s.networking.v1.NetworkPolicy(name, {
         metadata: { name, namespace: args.namespace, labels: args.labels },
         spec: {
             podSelector: { matchLabels: args.selector },
-            policyTypes: ["Ingress"],
-            ingress: args.rules.map((rule) => ({
-                ports: rule.ports.map((port) => ({ port, protocol: "TCP" })),
-                ...(rule.fromApps ? {
-                    from: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: rule.fromApps }] } }],
-                } : {}),
-            })),
+            policyTypes: ["Ingress", "Egress"],
+            ingress: args.ingress.map((r) => policyRule(r, "from")),
+            egress: [DNS_EGRESS, ...args.egress.map((r) => policyRule(r, "to"))],
         },
     }, opts);
 }

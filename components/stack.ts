@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { ClusterProvider, StackConfig } from "../config";
-import { CouchDb } from "./couchdb";
+import { COUCHDB_PORT, CouchDb } from "./couchdb";
 import { Couchmail } from "./couchmail";
 import { DkimKeys } from "./dkim";
 import { ManagedDns } from "./dns/manage";
@@ -9,8 +9,8 @@ import { DnsRecord, mailDnsRecords, mtaStsPolicy, zoneSnippet } from "./dns/reco
 import { Dovecot } from "./dovecot";
 import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DOVECOT_SPAM_PROGRAMS, VMAIL_UID } from "./dovecot/config";
 import { createEdge, edgePlan } from "./edge";
-import { INGRESS_CLASS } from "./edge/ingress-nginx";
-import { appLabels, ourImage } from "./kube";
+import { INGRESS_CLASS, INGRESS_NGINX_NAMESPACE } from "./edge/ingress-nginx";
+import { appLabels, DNS_EGRESS, ourImage, Peer, TrafficRule } from "./kube";
 import { OpenDkim } from "./opendkim";
 import { OPENDKIM_DEFAULTS, OPENDKIM_PORTS } from "./opendkim/config";
 import { Postfix } from "./postfix";
@@ -73,6 +73,16 @@ export class MailStack extends pulumi.ComponentResource {
             },
         }, child);
         const ns = namespace.metadata.name;
+        // Nothing in the namespace talks or listens unless a workload's own policy says so; every pod may use DNS.
+        new k8s.networking.v1.NetworkPolicy(`${name}-default-deny`, {
+            metadata: { name: "default-deny", namespace: ns, labels: { "app.kubernetes.io/part-of": "mail" } },
+            spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"], egress: [DNS_EGRESS] },
+        }, child);
+        // PROXY-only ports trust the client address in the header: only the edge may connect to them.
+        const proxySources: Peer[] = edge.mode === "ingress-nginx"
+            ? [{ namespace: INGRESS_NGINX_NAMESPACE, podLabels: { "app.kubernetes.io/name": "ingress-nginx" } }]
+            : [{ cidrs: edge.proxyTrustedNetworks }];
+        const toCouchDb: TrafficRule = { ports: [COUCHDB_PORT], peers: [{ apps: ["couchdb"] }] };
 
         const tlsSecretName = (() => {
             switch (args.tls.mode) {
@@ -86,6 +96,17 @@ export class MailStack extends pulumi.ComponentResource {
                     const solver = args.dns.manage && provider === "digitalocean" ? { kind: "digitalocean" as const, token: args.tls.digitaloceanToken! }
                         : args.dns.manage && provider === "gke" ? { kind: "clouddns" as const }
                             : { kind: "http01" as const, ingressClass: INGRESS_CLASS };
+                    if (solver.kind === "http01") {
+                        // cert-manager's HTTP-01 solver pods run in this namespace and answer ingress-nginx on 8089.
+                        new k8s.networking.v1.NetworkPolicy(`${name}-acme-http01-solver`, {
+                            metadata: { name: "acme-http01-solver", namespace: ns, labels: { "app.kubernetes.io/part-of": "mail" } },
+                            spec: {
+                                podSelector: { matchLabels: { "acme.cert-manager.io/http01-solver": "true" } },
+                                policyTypes: ["Ingress"],
+                                ingress: [{ ports: [{ port: 8089, protocol: "TCP" }], from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": INGRESS_NGINX_NAMESPACE } } }] }],
+                            },
+                        }, child);
+                    }
                     return new AcmeTls(`${name}-tls`, {
                         namespace: ns, hostnames: [mail.hostname], email: args.tls.email, server: args.tls.server, solver,
                     }, child).secretName;
@@ -126,6 +147,8 @@ export class MailStack extends pulumi.ComponentResource {
             hostPorts: plan.hostPorts,
             colocateWith: plan.colocate ? appLabels("postfix", "mta").selector : undefined,
             delivery: { messageSizeLimit: services.postfix.messageSizeLimit, concurrency: POSTFIX_DEFAULTS.lmtpConcurrency },
+            proxySources,
+            egress: [toCouchDb, ...(services.spam.enabled ? [{ ports: [SPAMD_PORT], peers: [{ apps: ["spamassassin"] }] }] : [])],
             settings: {
                 ...DOVECOT_DEFAULTS,
                 hostname: mail.hostname,
@@ -189,6 +212,13 @@ export class MailStack extends pulumi.ComponentResource {
             queueSize: storage.queueSize,
             storageClassName,
             hostPorts: plan.hostPorts,
+            proxySources,
+            egress: [
+                toCouchDb,
+                { ports: [DOVECOT_PORTS.lmtp, DOVECOT_PORTS.authSasl], peers: [{ apps: ["dovecot"] }] },
+                { ports: [OPENDKIM_PORTS.milter], peers: [{ apps: ["opendkim"] }] },
+                ...(services.greylist.enabled ? [{ ports: [POSTGREY_PORT], peers: [{ apps: ["postgrey"] }] }] : []),
+            ],
             relayCredentials: relay && { username: relay.username, password: relay.password },
             settings: {
                 ...POSTFIX_DEFAULTS,

@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { appLabels, BUDGET, CONFIG_HASH, ingressPolicy, persistentClaim } from "../kube";
+import { appLabels, BUDGET, CONFIG_HASH, networkPolicy, persistentClaim } from "../kube";
 import { contentHash } from "../render";
 import { COUCHDB_INI_NAME, renderCouchDbIni } from "./config";
 
@@ -54,7 +54,9 @@ export class CouchDb extends pulumi.ComponentResource {
         }, { parent: this });
 
         // couchmail, the only client, runs beside Postfix and Dovecot.
-        ingressPolicy("couchdb", { namespace: args.namespace, labels, selector, rules: [{ ports: [COUCHDB_PORT], fromApps: ["postfix", "dovecot"] }] }, { parent: this });
+        networkPolicy("couchdb", {
+            namespace: args.namespace, labels, selector, ingress: [{ ports: [COUCHDB_PORT], peers: [{ apps: ["postfix", "dovecot"] }] }], egress: [],
+        }, { parent: this });
 
         const fromSecret = (key: string) => ({ secretKeyRef: { name: secret.metadata.name, key } });
         new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {

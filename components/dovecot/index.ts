@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { COUCHMAIL, Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, ingressPolicy, persistentClaim, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
+import { appLabels, BUDGET, configVolumes, networkPolicy, Peer, persistentClaim, renderedConfigMap, rootDroppingContainer, TrafficRule, tcpProbe } from "../kube";
 import { DOVECOT_PORTS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
 
 export interface DovecotArgs {
@@ -19,6 +19,10 @@ export interface DovecotArgs {
     hostPorts?: boolean;
     /** Schedule beside pods with these labels (an edge whose load balancer only reaches local pods). */
     colocateWith?: Record<string, string>;
+    /** Who may connect to the PROXY-only ports: only the edge (a forged header would choose the client address). */
+    proxySources: Peer[];
+    /** What Dovecot's pod talks to besides DNS (couchmail's CouchDB, spamd). */
+    egress: TrafficRule[];
     /** The largest message Postfix accepts and how many it delivers at once: Dovecot's temp space holds them. */
     delivery: { messageSizeLimit: number; concurrency: number };
 }
@@ -81,12 +85,15 @@ export class Dovecot extends pulumi.ComponentResource {
         }, { parent: this });
 
         // LMTP and SASL take no client credentials of their own: only Postfix may reach them.
-        const internal = new Set<number>([DOVECOT_PORTS.lmtp, DOVECOT_PORTS.authSasl]);
-        ingressPolicy("dovecot", {
-            namespace: args.namespace, labels, selector, rules: [
-                { ports: [...internal], fromApps: ["postfix"] },
-                { ports: ports.map((p) => p.port).filter((p) => !internal.has(p)) },
+        const proxyPorts = args.settings.proxyProtocol ? [DOVECOT_PORTS.imapProxy, DOVECOT_PORTS.imapsProxy, DOVECOT_PORTS.sieveProxy] : [];
+        networkPolicy("dovecot", {
+            namespace: args.namespace, labels, selector,
+            ingress: [
+                { ports: [DOVECOT_PORTS.lmtp, DOVECOT_PORTS.authSasl], peers: [{ apps: ["postfix"] }] },
+                { ports: [DOVECOT_PORTS.imap, DOVECOT_PORTS.imaps, DOVECOT_PORTS.sieve] },
+                ...(proxyPorts.length ? [{ ports: proxyPorts, peers: args.proxySources }] : []),
             ],
+            egress: args.egress,
         }, { parent: this });
 
         new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {

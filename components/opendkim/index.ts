@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, ingressPolicy, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
+import { appLabels, BUDGET, configVolumes, networkPolicy, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
 import { OPENDKIM_PORTS, OpenDkimSettings, renderOpenDkim } from "./config";
 
 export interface OpenDkimArgs {
@@ -29,7 +29,10 @@ export class OpenDkim extends pulumi.ComponentResource {
             spec: { selector, ports: [{ name: "milter", port: OPENDKIM_PORTS.milter, targetPort: "milter", protocol: "TCP" }] },
         }, { parent: this });
 
-        ingressPolicy("opendkim", { namespace: args.namespace, labels, selector, rules: [{ ports: [OPENDKIM_PORTS.milter], fromApps: ["postfix"] }] }, { parent: this });
+        // Verifying signatures needs DNS only.
+        networkPolicy("opendkim", {
+            namespace: args.namespace, labels, selector, ingress: [{ ports: [OPENDKIM_PORTS.milter], peers: [{ apps: ["postfix"] }] }], egress: [],
+        }, { parent: this });
 
         new k8s.apps.v1.Deployment(`${name}-deployment`, {
             metadata: { name: "opendkim", namespace: args.namespace, labels },

@@ -2,7 +2,7 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, execProbe, persistentClaim, renderedConfigMap, rootDroppingContainer } from "../kube";
+import { appLabels, BUDGET, configVolumes, execProbe, networkPolicy, Peer, persistentClaim, renderedConfigMap, rootDroppingContainer, TrafficRule } from "../kube";
 import { POSTFIX_PORTS, PostfixSettings, renderPostfix } from "./config";
 
 export interface PostfixArgs {
@@ -21,7 +21,14 @@ export interface PostfixArgs {
     relayCredentials?: { username: string; password: pulumi.Input<string> };
     /** Bind the plain mail ports on the node too (the hostport edge). */
     hostPorts?: boolean;
+    /** Who may connect to the PROXY-only ports: only the edge (a forged header would choose the client address). */
+    proxySources: Peer[];
+    /** What Postfix's pod talks to besides DNS and other mail servers (Dovecot, OpenDKIM, Postgrey, CouchDB). */
+    egress: TrafficRule[];
 }
+
+/** Outbound mail: other servers' port 25, or a smarthost's submission port. */
+const SMTP_OUT: TrafficRule = { ports: [25, 465, 587] };
 
 /**
  * Postfix: postscreen on 25, submission on 587 (STARTTLS before AUTH) and 465 (implicit TLS), delivery over LMTP to
@@ -63,6 +70,16 @@ export class Postfix extends pulumi.ComponentResource {
         const service = new k8s.core.v1.Service(`${name}-service`, {
             metadata: { name: "postfix", namespace: args.namespace, labels },
             spec: { selector, ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })) },
+        }, { parent: this });
+
+        const proxyPorts = args.settings.proxyProtocol ? [POSTFIX_PORTS.smtpProxy, POSTFIX_PORTS.submissionProxy, POSTFIX_PORTS.submissionsProxy] : [];
+        networkPolicy("postfix", {
+            namespace: args.namespace, labels, selector,
+            ingress: [
+                { ports: [POSTFIX_PORTS.smtp, POSTFIX_PORTS.submission, POSTFIX_PORTS.submissions] },
+                ...(proxyPorts.length ? [{ ports: proxyPorts, peers: args.proxySources }] : []),
+            ],
+            egress: [SMTP_OUT, ...args.egress],
         }, { parent: this });
 
         new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {

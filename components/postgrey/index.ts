@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, ingressPolicy, persistentClaim, renderedConfigMap, restrictedContainer, tcpProbe } from "../kube";
+import { appLabels, BUDGET, configVolumes, networkPolicy, persistentClaim, renderedConfigMap, restrictedContainer, tcpProbe } from "../kube";
 import { POSTGREY_PORT, PostgreySettings, postgreyArgs, renderPostgrey } from "./config";
 
 /** postgrey's user in the image (owner of its database directory). */
@@ -37,7 +37,9 @@ export class Postgrey extends pulumi.ComponentResource {
             spec: { selector, ports: [{ name: "policy", port: POSTGREY_PORT, targetPort: "policy", protocol: "TCP" }] },
         }, { parent: this });
 
-        ingressPolicy("postgrey", { namespace: args.namespace, labels, selector, rules: [{ ports: [POSTGREY_PORT], fromApps: ["postfix"] }] }, { parent: this });
+        networkPolicy("postgrey", {
+            namespace: args.namespace, labels, selector, ingress: [{ ports: [POSTGREY_PORT], peers: [{ apps: ["postfix"] }] }], egress: [],
+        }, { parent: this });
 
         new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { name: "postgrey", namespace: args.namespace, labels },

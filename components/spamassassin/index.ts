@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, execProbe, ingressPolicy, Labels, persistentClaim, renderedConfigMap, restrictedContainer } from "../kube";
+import { appLabels, BUDGET, configVolumes, execProbe, networkPolicy, Labels, persistentClaim, renderedConfigMap, restrictedContainer } from "../kube";
 import { renderSpamAssassin, SPAMD_PORT, SpamAssassinSettings, spamdArgs } from "./config";
 
 /** spamd's user in the image (owner of the Bayes/preferences volume). */
@@ -57,9 +57,15 @@ export class SpamAssassin extends pulumi.ComponentResource {
             spec: { selector, ports: [{ name: "spamd", port: SPAMD_PORT, targetPort: "spamd", protocol: "TCP" }] },
         }, { parent: this });
 
-        ingressPolicy("spamassassin", {
+        // Network rules (RBLs, URIBLs) are DNS lookups.
+        networkPolicy("spamassassin", {
             namespace: args.namespace, labels, selector,
-            rules: [{ ports: [SPAMD_PORT], fromApps: [...args.clientApps, train.selector["app.kubernetes.io/name"]] }],
+            ingress: [{ ports: [SPAMD_PORT], peers: [{ apps: [...args.clientApps, train.selector["app.kubernetes.io/name"]] }] }],
+            egress: [],
+        }, { parent: this });
+        networkPolicy("spam-train", {
+            namespace: args.namespace, labels: train.labels, selector: train.selector,
+            ingress: [], egress: [{ ports: [SPAMD_PORT], peers: [{ apps: ["spamassassin"] }] }],
         }, { parent: this });
 
         // spamc's PING: the master answers only once the rules are loaded.

@@ -125,25 +125,6 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
         for (const c of [postfixCouchmail, dovecotCouchmail]) expect(env(c, "COUCHMAIL_HTTP_LISTEN")).toMatch(/^127\.0\.0\.1:/);
     });
 
-    it("fences the listeners that take no credentials with NetworkPolicies", () => {
-        type Rule = { ports: { port: number }[]; from?: { podSelector: { matchExpressions: { values: string[] }[] } }[] };
-        const admitted = (policy: string) => Object.fromEntries(find(run, "NetworkPolicy", policy).spec.ingress.flatMap((rule: Rule) =>
-            rule.ports.map((p) => [p.port, rule.from ? rule.from[0].podSelector.matchExpressions[0].values.join(",") : "anyone"])));
-        expect(admitted("couchdb")).toEqual({ 5984: "postfix,dovecot" });
-        expect(admitted("opendkim")).toEqual({ [OPENDKIM_PORTS.milter]: "postfix" });
-        // Clients (and the edge's PROXY ports, where the edge uses them) from anywhere; LMTP and SASL from Postfix only.
-        const dovecotPorts = find(run, "Service", "dovecot").spec.ports.map((p: { port: number }) => p.port);
-        expect(dovecotPorts).toEqual(expect.arrayContaining([DOVECOT_PORTS.imap, DOVECOT_PORTS.imaps, DOVECOT_PORTS.sieve]));
-        expect(admitted("dovecot")).toEqual(Object.fromEntries(dovecotPorts.map((p: number) =>
-            [p, p === DOVECOT_PORTS.lmtp || p === DOVECOT_PORTS.authSasl ? "postfix" : "anyone"])));
-        expect(admitted("dovecot")[DOVECOT_PORTS.lmtp]).toBe("postfix");
-        expect(admitted("dovecot")[DOVECOT_PORTS.authSasl]).toBe("postfix");
-        // Each policy selects the pods of its own workload.
-        for (const name of ["couchdb", "opendkim", "dovecot"]) {
-            expect(find(run, "NetworkPolicy", name).spec.podSelector.matchLabels["app.kubernetes.io/name"]).toBe(name);
-        }
-    });
-
     it("keeps secrets secret: kubeconfig output, CouchDB admin, DKIM keys, TLS key", async () => {
         expect((await run.resolve(run.outputs.kubeconfig as string)).secret).toBe(true);
         const secretInputs = (name: string): RecordedResource => run.recorder.resources.find((r) => r.type === "kubernetes:core/v1:Secret" && (r.inputs.metadata as { name: string }).name === name)!;
