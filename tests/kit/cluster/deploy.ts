@@ -40,7 +40,7 @@ export async function deployProgram(config: Record<string, unknown>, opts: Engin
 }
 
 /** Until no await is pending and no registration happened for a few rounds. */
-async function settle(engine: ClusterEngine, quietMs: number): Promise<void> {
+export async function settle(engine: ClusterEngine, quietMs: number): Promise<void> {
     let last = -1;
     let quietRounds = 0;
     while (quietRounds < 4 || engine.pendingCount > 0) {

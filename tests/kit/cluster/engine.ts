@@ -14,7 +14,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { unwrapSecrets } from "../k8s-schema";
 import { FAKE_ADDRESSES, MockRecorder, RecordedResource } from "../mocks";
-import { isHook, renderChart } from "./charts";
+import { isHook, renderChart, RenderedObject } from "./charts";
 import { ApiError, ClusterModel, keyOf } from "./cluster";
 import { KubeObject, podTemplateOf, qualifiedName } from "./objects";
 import type { ClusterProfile } from "./profiles";
@@ -260,9 +260,16 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
 
     /** Chart v4: render, drop hooks, create namespaces and CRDs first, then the rest; ready when every child is. */
     private async deployChart(label: string, inputs: Record<string, unknown>): Promise<KubeObject[]> {
-        const rendered = renderChart({
-            chart: String(inputs.chart), version: String(inputs.version), name: String(inputs.name), namespace: String(inputs.namespace), values: inputs.values,
-        });
+        let rendered: RenderedObject[];
+        try {
+            rendered = renderChart({
+                chart: String(inputs.chart), version: String(inputs.version), name: String(inputs.name), namespace: String(inputs.namespace), values: inputs.values,
+            });
+        } catch (e) {
+            const message = `${label}: ${(e as Error).message}`;
+            this.failures.push(message);
+            throw new ResourceFailed(message);
+        }
         for (const r of rendered.filter((x) => isHook(x.object))) {
             for (const created of r.creates ?? []) {
                 this.cluster.onlyFromDroppedHooks.set(keyOf(created.kind, created.metadata.namespace, created.metadata.name!), `${r.object.kind} ${qualifiedName(r.object)}`);
