@@ -1,9 +1,11 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { schemaErrors } from "../kit/k8s-schema";
+import { parse as parseYaml } from "yaml";
+import { schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
 import { runProgram } from "../kit/program";
-import { FAKE_GKE_CHANNELS } from "../kit/mocks";
+import { FAKE_DIGITALOCEAN_TOKEN, FAKE_DOKS_SEVEN_DAY_TOKEN, FAKE_GKE_CHANNELS } from "../kit/mocks";
+import { digitaloceanApiToken } from "../../components/cluster/digitalocean";
 import { channelVersion } from "../../components/cluster/gke";
 import { requireVersion, versionFilter } from "../../components/cluster/types";
 
@@ -29,7 +31,25 @@ describe("DigitalOcean target", () => {
         expect(recorder.one("pulumi:providers:kubernetes").parent).toBe(recorder.urnOf(component));
         const kubeconfig = await run.resolve(run.outputs.kubeconfig as string);
         expect(kubeconfig.secret).toBe(true);
-        expect(kubeconfig.value).toContain("kind: Config");
+        expect(JSON.parse(kubeconfig.value).kind).toBe("Config");
+    });
+
+    it("gives the Kubernetes provider the run's own API token, never the cluster's 7-day token frozen in state", async () => {
+        const run = await runProgram({ ...mail, clusterProvider: "digitalocean" });
+        const provider = run.recorder.one("pulumi:providers:kubernetes");
+        const providerConfig = parseYaml(unwrapSecrets(provider.inputs.kubeconfig) as string);
+        expect(JSON.stringify(providerConfig)).not.toContain(FAKE_DOKS_SEVEN_DAY_TOKEN);
+        expect(providerConfig.users[0].user).toEqual({ token: FAKE_DIGITALOCEAN_TOKEN });
+        expect(providerConfig.clusters[0].cluster).toEqual({ server: "https://mail-cluster.k8s.example", "certificate-authority-data": Buffer.from("mock-doks-ca").toString("base64") });
+        // The exported kubeconfig holds no token at all: doctl fetches one on each use.
+        const exported = JSON.parse((await run.resolve(run.outputs.kubeconfig as string)).value);
+        expect(JSON.stringify(exported)).not.toContain(FAKE_DOKS_SEVEN_DAY_TOKEN);
+        expect(exported.users[0].user.exec).toMatchObject({ command: "doctl", args: ["kubernetes", "cluster", "kubeconfig", "exec-credential", "--version=v1beta1", "mail-cluster-id"] });
+    });
+
+    it("names what to set when no DigitalOcean API token is given", () => {
+        expect(() => digitaloceanApiToken(undefined, {})).toThrow("clusterProvider digitalocean needs a DigitalOcean API token: set DIGITALOCEAN_TOKEN, or digitalocean:token with --secret");
+        expect(digitaloceanApiToken(undefined, { DIGITALOCEAN_ACCESS_TOKEN: "t" })).toBeDefined();
     });
 
     // Under mocks an error raised inside an apply escapes the test as an unhandled rejection, so the

@@ -17,7 +17,7 @@ export interface RecordedResource {
     /** Provider reference (`urn::id`) for custom resources, when one was given. */
     provider: string;
     /** URNs the resource depends on (its `dependsOn` and the resources behind the outputs it was given). */
-    dependencies: string[];
+    dependencies?: string[];
 }
 
 /** A DOKS/GKE version list the invokes answer from, newest last. */
@@ -67,6 +67,10 @@ const INVOKES: Record<string, Invoke> = {
 
 /** Public addresses the mocked clouds hand out. */
 export const FAKE_ADDRESSES = { digitaloceanLb: "203.0.113.30", serviceLb: "203.0.113.25" };
+/** The short-lived token in a mocked DOKS cluster's kubeconfig. */
+export const FAKE_DOKS_SEVEN_DAY_TOKEN = "doks-token-expires-in-7-days";
+/** The DigitalOcean API token the mocked runs are started with (DIGITALOCEAN_TOKEN, as the provider needs one). */
+export const FAKE_DIGITALOCEAN_TOKEN = "dop_v1_mock_api_token";
 /** DNS zones that exist in the mocked DigitalOcean DNS and Cloud DNS. */
 export const FAKE_DNS_ZONES = ["example.com", "example.org"];
 
@@ -81,11 +85,18 @@ interface MockCluster {
 /** Outputs real providers compute, made the way they make them where tests depend on it. */
 function computedState(type: string, name: string, inputs: Record<string, unknown>, cluster: MockCluster): Record<string, unknown> {
     switch (type) {
-        case "digitalocean:index/kubernetesCluster:KubernetesCluster":
+        case "digitalocean:index/kubernetesCluster:KubernetesCluster": {
+            // The cluster's credentials carry a token DigitalOcean issues for 7 days (its API's kubeconfig default).
+            const server = `https://${name}.k8s.example`;
+            const ca = Buffer.from("mock-doks-ca").toString("base64");
             return {
-                endpoint: `https://${name}.k8s.example`,
-                kubeConfigs: [{ rawConfig: `apiVersion: v1\nkind: Config\nclusters: [{name: ${name}, cluster: {server: "https://${name}.k8s.example"}}]\n` }],
+                endpoint: server,
+                kubeConfigs: [{
+                    host: server, clusterCaCertificate: ca, token: FAKE_DOKS_SEVEN_DAY_TOKEN, expiresAt: "2026-12-09T00:00:00Z",
+                    rawConfig: `apiVersion: v1\nkind: Config\nclusters: [{name: ${name}, cluster: {server: "${server}", certificate-authority-data: ${ca}}}]\nusers: [{name: admin, user: {token: ${FAKE_DOKS_SEVEN_DAY_TOKEN}}}]\n`,
+                }],
             };
+        }
         case "gcp:container/cluster:Cluster": {
             // GKE refuses (HTTP 400) a cluster in a release channel whose minMasterVersion that channel does not offer.
             const channel = (inputs.releaseChannel as { channel?: string } | undefined)?.channel;
@@ -161,6 +172,8 @@ export class MockRecorder implements pulumi.runtime.Mocks {
         for (const [key, value] of Object.entries(config)) {
             all[key.includes(":") ? key : `mail:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
         }
+        // A DigitalOcean stack runs with an API token in the environment or in `digitalocean:token`.
+        if (all["mail:clusterProvider"] === "digitalocean" && !("digitalocean:token" in all)) all["digitalocean:token"] = FAKE_DIGITALOCEAN_TOKEN;
         pulumi.runtime.setAllConfig(all);
         recorder.config = all;
         await pulumi.runtime.setMocks(recorder, "mail", opts.stack ?? "test", opts.preview ?? false);
