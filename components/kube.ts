@@ -162,6 +162,34 @@ export function networkPolicy(
     }, opts);
 }
 
+/**
+ * For a StatefulSet with volume claim templates. The templates are immutable in Kubernetes, so a changed size or
+ * storage class would make Pulumi replace the StatefulSet (pods deleted, claims kept, nothing resized). Ignoring them
+ * after creation makes that impossible to trigger by accident; `resizeClaim` resizes the live claim instead.
+ */
+export const KEEP_CLAIM_TEMPLATES: Pick<pulumi.CustomResourceOptions, "ignoreChanges"> = { ignoreChanges: ["spec.volumeClaimTemplates"] };
+
+/**
+ * The size of the claim a one-replica StatefulSet made from its template (`<claim>-<statefulset>-0`), applied with
+ * server-side apply after the StatefulSet is ready, so a bigger size in config expands the volume (the storage class
+ * must allow expansion; DOKS' and GKE's default classes do). Kubernetes refuses to shrink a claim.
+ */
+export function resizeClaim(
+    name: string,
+    args: { namespace: pulumi.Input<string>; statefulSet: k8s.apps.v1.StatefulSet; statefulSetName: string; claim: string; size: string },
+    opts: pulumi.CustomResourceOptions,
+): k8s.core.v1.PersistentVolumeClaimPatch {
+    return new k8s.core.v1.PersistentVolumeClaimPatch(name, {
+        metadata: {
+            name: `${args.claim}-${args.statefulSetName}-0`,
+            namespace: args.namespace,
+            // The StatefulSet controller created the claim and owns its fields; this patch takes over only the size.
+            annotations: { "pulumi.com/patchForce": "true" },
+        },
+        spec: { resources: { requests: { storage: args.size } } },
+    }, { ...opts, dependsOn: [args.statefulSet] });
+}
+
 /** A StatefulSet's claim for its one persistent volume (the pod's data survives restarts and rescheduling). */
 export function persistentClaim(name: string, labels: Labels, size: string, storageClassName?: string): k8s.types.input.core.v1.PersistentVolumeClaim {
     return { metadata: { name, labels }, spec: { accessModes: ["ReadWriteOnce"], storageClassName, resources: { requests: { storage: size } } } };

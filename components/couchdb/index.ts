@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { appLabels, BUDGET, CONFIG_HASH, networkPolicy, persistentClaim } from "../kube";
+import { appLabels, BUDGET, CONFIG_HASH, networkPolicy, KEEP_CLAIM_TEMPLATES, persistentClaim, resizeClaim } from "../kube";
 import { contentHash } from "../render";
 import { COUCHDB_INI_NAME, renderCouchDbIni } from "./config";
 
@@ -59,7 +59,7 @@ export class CouchDb extends pulumi.ComponentResource {
         }, { parent: this });
 
         const fromSecret = (key: string) => ({ secretKeyRef: { name: secret.metadata.name, key } });
-        new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
+        const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { name: "couchdb", namespace: args.namespace, labels },
             spec: {
                 serviceName: service.metadata.name,
@@ -99,7 +99,8 @@ export class CouchDb extends pulumi.ComponentResource {
                 },
                 volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
             },
-        }, { parent: this });
+        }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
+        resizeClaim(`${name}-data-size`, { namespace: args.namespace, statefulSet, statefulSetName: "couchdb", claim: "data", size: args.storageSize }, { parent: this });
 
         this.url = pulumi.interpolate`http://${service.metadata.name}.${args.namespace}.svc:${COUCHDB_PORT}`;
         this.adminSecretName = secret.metadata.name;

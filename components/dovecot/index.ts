@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { COUCHMAIL, Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, networkPolicy, Peer, persistentClaim, renderedConfigMap, rootDroppingContainer, TrafficRule, tcpProbe } from "../kube";
+import { appLabels, BUDGET, configVolumes, networkPolicy, Peer, KEEP_CLAIM_TEMPLATES, persistentClaim, resizeClaim, renderedConfigMap, rootDroppingContainer, TrafficRule, tcpProbe } from "../kube";
 import { DOVECOT_PORTS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
 
 export interface DovecotArgs {
@@ -96,7 +96,7 @@ export class Dovecot extends pulumi.ComponentResource {
             egress: args.egress,
         }, { parent: this });
 
-        new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
+        const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { name: "dovecot", namespace: args.namespace, labels },
             spec: {
                 serviceName: service.metadata.name,
@@ -155,7 +155,8 @@ export class Dovecot extends pulumi.ComponentResource {
                 },
                 volumeClaimTemplates: [persistentClaim("mail", labels, args.mailSize, args.storageClassName)],
             },
-        }, { parent: this });
+        }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
+        resizeClaim(`${name}-mail-size`, { namespace: args.namespace, statefulSet, statefulSetName: "dovecot", claim: "mail", size: args.mailSize }, { parent: this });
 
         this.serviceName = service.metadata.name;
         this.configMapName = configMap.metadata.name;

@@ -2,7 +2,7 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, execProbe, networkPolicy, Peer, persistentClaim, renderedConfigMap, rootDroppingContainer, TrafficRule } from "../kube";
+import { appLabels, BUDGET, configVolumes, execProbe, networkPolicy, Peer, KEEP_CLAIM_TEMPLATES, persistentClaim, resizeClaim, renderedConfigMap, rootDroppingContainer, TrafficRule } from "../kube";
 import { POSTFIX_PORTS, PostfixSettings, renderPostfix } from "./config";
 
 export interface PostfixArgs {
@@ -82,7 +82,7 @@ export class Postfix extends pulumi.ComponentResource {
             egress: [SMTP_OUT, ...args.egress],
         }, { parent: this });
 
-        new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
+        const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { name: "postfix", namespace: args.namespace, labels },
             spec: {
                 serviceName: service.metadata.name,
@@ -135,7 +135,8 @@ export class Postfix extends pulumi.ComponentResource {
                 },
                 volumeClaimTemplates: [persistentClaim("queue", labels, args.queueSize, args.storageClassName)],
             },
-        }, { parent: this });
+        }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
+        resizeClaim(`${name}-queue-size`, { namespace: args.namespace, statefulSet, statefulSetName: "postfix", claim: "queue", size: args.queueSize }, { parent: this });
 
         this.serviceName = service.metadata.name;
         this.configMapName = configMap.metadata.name;

@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, networkPolicy, persistentClaim, renderedConfigMap, restrictedContainer, tcpProbe } from "../kube";
+import { appLabels, BUDGET, configVolumes, networkPolicy, KEEP_CLAIM_TEMPLATES, persistentClaim, resizeClaim, renderedConfigMap, restrictedContainer, tcpProbe } from "../kube";
 import { POSTGREY_PORT, PostgreySettings, postgreyArgs, renderPostgrey } from "./config";
 
 /** postgrey's user in the image (owner of its database directory). */
@@ -41,7 +41,7 @@ export class Postgrey extends pulumi.ComponentResource {
             namespace: args.namespace, labels, selector, ingress: [{ ports: [POSTGREY_PORT], peers: [{ apps: ["postfix"] }] }], egress: [],
         }, { parent: this });
 
-        new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
+        const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { name: "postgrey", namespace: args.namespace, labels },
             spec: {
                 serviceName: service.metadata.name,
@@ -74,7 +74,8 @@ export class Postgrey extends pulumi.ComponentResource {
                 },
                 volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
             },
-        }, { parent: this });
+        }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
+        resizeClaim(`${name}-data-size`, { namespace: args.namespace, statefulSet, statefulSetName: "postgrey", claim: "data", size: args.storageSize }, { parent: this });
 
         this.serviceName = service.metadata.name;
         this.registerOutputs({ serviceName: this.serviceName });

@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, execProbe, networkPolicy, Labels, persistentClaim, renderedConfigMap, restrictedContainer } from "../kube";
+import { appLabels, BUDGET, configVolumes, execProbe, networkPolicy, Labels, KEEP_CLAIM_TEMPLATES, persistentClaim, resizeClaim, renderedConfigMap, restrictedContainer } from "../kube";
 import { renderSpamAssassin, SPAMD_PORT, SpamAssassinSettings, spamdArgs } from "./config";
 
 /** spamd's user in the image (owner of the Bayes/preferences volume). */
@@ -70,7 +70,7 @@ export class SpamAssassin extends pulumi.ComponentResource {
 
         // spamc's PING: the master answers only once the rules are loaded.
         const ping = ["spamc", "-d", "127.0.0.1", "-p", String(SPAMD_PORT), "-K"];
-        new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
+        const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { name: "spamassassin", namespace: args.namespace, labels },
             spec: {
                 serviceName: service.metadata.name,
@@ -110,7 +110,8 @@ export class SpamAssassin extends pulumi.ComponentResource {
                 },
                 volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
             },
-        }, { parent: this });
+        }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
+        resizeClaim(`${name}-data-size`, { namespace: args.namespace, statefulSet, statefulSetName: "spamassassin", claim: "data", size: args.storageSize }, { parent: this });
 
         const t = args.training;
         new k8s.batch.v1.CronJob(`${name}-train`, {
