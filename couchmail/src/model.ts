@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import vm from "node:vm";
 import { validateDocUpdate } from "./validate";
 
 export interface DomainDoc {
@@ -44,7 +45,28 @@ export function validateDocUpdateSource(): string {
   const named = validateDocUpdate.toString();
   const anonymous = named.replace(/^function\s+validateDocUpdate\s*\(/, "function (");
   if (anonymous === named) throw new Error("validateDocUpdate's source does not start with its declaration; cannot make it anonymous");
+  assertSelfContained(anonymous);
   return anonymous;
+}
+
+/**
+ * The source as transpiled must not lean on anything outside itself: a transpiler that keeps
+ * function names (esbuild's keepNames, which tsx turns on) inserts calls to a `__name` helper
+ * that CouchDB does not have, and every write would then fail with a ReferenceError. Run it
+ * once in an empty context on a valid and an invalid document to find out here instead.
+ */
+export function assertSelfContained(source: string): void {
+  const fn = vm.runInNewContext(`(${source})`) as (doc: unknown) => void;
+  const probes = [{ _id: "domain:example.org", type: "domain", name: "example.org" }, { _id: "domain:x", type: "mailbox" }];
+  for (const doc of probes) {
+    try {
+      fn(doc);
+    } catch (e) {
+      if ((e as { forbidden?: unknown })?.forbidden === undefined) {
+        throw new Error(`validate_doc_update's transpiled source is not self-contained (${String(e)}); run couchmail from its bundle (npm run build), not through a transpiler that keeps names`);
+      }
+    }
+  }
 }
 
 /** The design document: its validate_doc_update is the same code the cache runs. */

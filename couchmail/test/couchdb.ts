@@ -1,11 +1,13 @@
 /**
- * A CouchDB-protocol server for tests and the benchmark: express-pouchdb over PouchDB's
- * in-memory adapter, in a child process — stopping it is a real outage, and timers that
- * express-pouchdb leaves behind (continuous-feed heartbeats) die with it.
- * Its full mode runs validate_doc_update. Known gaps (see NOTES): longpoll ignores
- * `timeout`, no `filter=_selector`, numeric sequences.
+ * A CouchDB for tests, the benchmark and the e2e substitute: express-pouchdb (in memory) behind a
+ * front with CouchDB 3.4's HTTP semantics (couchdb-front.ts), in a child process. It applies the
+ * ini files it is given the way CouchDB does (require_valid_user, default_security, admins).
+ * Without admins it is in "admin party" mode, like CouchDB without any admin.
  */
 import { spawn } from "node:child_process";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { loadIni, settingsFromIni } from "./couchdb-front";
 
 export interface TestCouch {
   url: string;
@@ -13,32 +15,25 @@ export interface TestCouch {
   stop(): Promise<void>;
 }
 
-const CHILD = `
-const [port, host, mods] = [Number(process.argv[1]), process.argv[2], JSON.parse(process.argv[3])];
-const PouchDB = require(mods.core).plugin(require(mods.memory)).plugin(require(mods.http))
-  .plugin(require(mods.mapreduce)).plugin(require(mods.replication));
-const app = require(mods.express)();
-// CouchDB 3's health endpoint (Kubernetes probes use it); express-pouchdb predates it.
-app.get("/_up", (_req, res) => res.json({ status: "ok" }));
-app.use("/", require(mods.expressPouch)(PouchDB.defaults({ adapter: "memory" }), { inMemoryConfig: true, logPath: "/dev/null" }));
-const server = app.listen(port, host, () => process.send({ port: server.address().port }));
-server.on("error", (e) => { console.error(String(e)); process.exit(1); });
-`;
+export interface CouchOptions {
+  /** ini files or directories of them, in CouchDB's load order. */
+  ini?: string[];
+  /** Admins added as the official image's entrypoint adds COUCHDB_USER. */
+  admins?: Record<string, string>;
+}
 
-export async function startCouch(port = 0, host = "127.0.0.1"): Promise<TestCouch> {
-  const mods = {
-    core: require.resolve("pouchdb-core"),
-    memory: require.resolve("pouchdb-adapter-memory"),
-    http: require.resolve("pouchdb-adapter-http"),
-    mapreduce: require.resolve("pouchdb-mapreduce"),
-    replication: require.resolve("pouchdb-replication"),
-    express: require.resolve("express"),
-    expressPouch: require.resolve("express-pouchdb"),
-  };
-  const child = spawn(process.execPath, ["-e", CHILD, String(port), host, JSON.stringify(mods)], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+// From couchmail/test and from couchmail/dist (the bundled benchmark) alike.
+const CHILD = resolve(__dirname, "..", "test", "couchdb-child.ts");
+
+export async function startCouch(port = 0, host = "127.0.0.1", opts: CouchOptions = {}): Promise<TestCouch> {
+  const settings = settingsFromIni(loadIni(opts.ini ?? []), opts.admins);
+  const tsx = pathToFileURL(require.resolve("tsx")).href;
+  const child = spawn(process.execPath, ["--import", tsx, CHILD, String(port), host], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+  // Over IPC, not argv: the settings hold the admins' passwords.
+  child.send(settings);
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  const p = await new Promise<number>((resolve, reject) => {
-    child.once("message", (m: { port: number }) => resolve(m.port));
+  const p = await new Promise<number>((resolvePort, reject) => {
+    child.once("message", (m: { port: number }) => resolvePort(m.port));
     child.once("exit", (code) => reject(new Error(`test CouchDB exited (${code})`)));
   });
   child.disconnect();

@@ -1,4 +1,4 @@
-import { designDoc, docId, dovecotSize, invalidReason, parseDocId, parseSize, sieveId } from "../src/model";
+import { assertSelfContained, designDoc, docId, dovecotSize, invalidReason, parseDocId, parseSize, sieveId } from "../src/model";
 import { validateDocUpdate } from "../src/validate";
 import { compileDesignFunction, runValidation } from "./couchdb-js";
 import { HASH, alias, domain, mailbox } from "./fixtures";
@@ -74,6 +74,14 @@ describe("validate_doc_update", () => {
     const userCtx = { db: "mail", name: "admin", roles: ["_admin"] };
     for (const [, doc] of bad) expect(runValidation(compiled, doc, null, userCtx, {})).toEqual({ status: 403, error: "forbidden", reason: invalidReason(doc) });
     for (const doc of ok) expect(runValidation(compiled, doc, null, userCtx, {})).toBeNull();
+  });
+});
+
+describe("the design document's source", () => {
+  it("is refused when the transpiler made it call a helper CouchDB lacks (esbuild keepNames, as under tsx)", () => {
+    const keptNames = 'function (newDoc) { function fail(m) { throw { forbidden: m }; } __name(fail, "fail"); if (newDoc.type !== "domain") fail("no"); }';
+    expect(() => assertSelfContained(keptNames)).toThrow(/not self-contained \(ReferenceError: __name is not defined\)/);
+    expect(() => assertSelfContained(designDoc().validate_doc_update)).not.toThrow();
   });
 });
 

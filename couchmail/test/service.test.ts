@@ -8,6 +8,7 @@ import { Couch } from "../src/couch";
 import { DESIGN_ID, EMPTY_SIEVE_ID, sieveId } from "../src/model";
 import { encodeNetstring } from "../src/netstring";
 import { parseListen } from "../src/serve";
+import { validateDocUpdate } from "../src/validate";
 import { startCouch } from "./couchdb";
 import { SocketmapClient, Stack, dictExchange, freePort, rawExchange, startStack, waitFor } from "./harness";
 
@@ -132,7 +133,7 @@ describe("with a loaded datastore", () => {
     await admin.userSet(st.couch, "bob@example.org", { enabled: true });
   });
 
-  it("the datastore itself enforces validate_doc_update (express-pouchdb runs it)", async () => {
+  it("the datastore itself enforces validate_doc_update (403 forbidden, as CouchDB answers)", async () => {
     const res = await st.couch.request("PUT", st.couch.docPath("mailbox:eve@example.org"), {
       body: { type: "mailbox", address: "eve@example.org", password: "{PLAIN}secret", enabled: true },
     });
@@ -151,6 +152,15 @@ describe("with a loaded datastore", () => {
     expect(await sm.query("aliases", "eve@example.org")).toMatch(/^TEMP /);
     expect((await fetch(`${st.httpUrl}/dovecot/passdb/eve%40example.org`)).status).toBe(503);
     expect(st.log.lines.some((l) => l.includes('"bad_document"'))).toBe(true);
+  });
+
+  it("init replaces the named validate_doc_update an older couchmail installed, with which every write failed", async () => {
+    const d = (await st.couch.get<Record<string, unknown>>(DESIGN_ID))!;
+    await st.couch.put({ ...d, validate_doc_update: validateDocUpdate.toString() } as never);
+    await expect(admin.domainAdd(st.couch, "old.example")).rejects.toThrow(/HTTP 500 compilation_error: Expression does not eval to a function/);
+    expect(await admin.init(st.couch)).toBe("updated");
+    await admin.domainAdd(st.couch, "old.example");
+    await admin.domainRm(st.couch, "old.example");
   });
 
   it("installs the design document idempotently", async () => {
