@@ -210,6 +210,20 @@ describe("engine: Helm charts (v4)", () => {
         expect(engine.failures).toEqual([expect.stringContaining('no matches for kind "Issuer" in version "cert-manager.io/v1"')]);
     });
 
+    it("lets cert-manager write a Certificate's Secret when its challenge can be answered (DNS-01 yes; HTTP-01 not without a load balancer)", async () => {
+        const acme = (solver: Record<string, unknown>): Program => (k8s) => {
+            const cm = new k8s.core.v1.Namespace("cm", { metadata: { name: "cert-manager" } });
+            const chart = new k8s.helm.v4.Chart("cert-manager", { name: "cert-manager", namespace: cm.metadata.name, chart: "cert-manager", version: "v1.21.2", values: { crds: { enabled: true } } });
+            const n = ns(k8s);
+            const issuer = new k8s.apiextensions.CustomResource("issuer", { apiVersion: "cert-manager.io/v1", kind: "Issuer", metadata: { name: "le", namespace: n.metadata.name }, spec: { acme: { solvers: [solver] } } }, { dependsOn: [chart] });
+            const cert = new k8s.apiextensions.CustomResource("cert", { apiVersion: "cert-manager.io/v1", kind: "Certificate", metadata: { name: "tls", namespace: n.metadata.name }, spec: { secretName: "tls", issuerRef: { name: "le" } } }, { dependsOn: [issuer] });
+            statefulSet(k8s, n, "web", { volumes: [{ name: "tls", secret: { secretName: cert.metadata.apply(() => "tls") } }] });
+        };
+        expect((await deploy(acme({ dns01: { digitalocean: {} } }))).failures).toEqual([]);
+        const kind = await deploy(acme({ http01: { ingress: { ingressClassName: "nginx" } } }), { profile: clusterProfile({ clusterProvider: "kubeconfig" }) });
+        expect(kind.failures).toEqual([expect.stringContaining('MountVolume.SetUp failed for volume "tls" : secret "tls" not found')]);
+    });
+
     it("fails for a chart or version it has no rendering of", async () => {
         const engine = await deploy((k8s) => {
             new k8s.helm.v4.Chart("chart", { chart: "unknown", version: "1.0.0", namespace: "default" });

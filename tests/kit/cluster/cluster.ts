@@ -90,7 +90,32 @@ export class ClusterModel {
         this.objects.set(key, stored);
         this.startControllers(stored);
         this.reconcile();
+        this.issueCertificates();
         return stored;
+    }
+
+    /**
+     * cert-manager's controller, once its pods run: it writes each Certificate's Secret when the Issuer's ACME
+     * challenge can be answered — DNS-01 always (the zone is the cloud's), HTTP-01 only through a running ingress
+     * controller of the solver's class that has a load balancer address.
+     */
+    private issueCertificates(): void {
+        const controller = this.get("Deployment", "cert-manager", "cert-manager");
+        if (!controller || !this.podsOf(controller).every((p) => this.podStatus(p).ready)) return;
+        const ingressReady = (ingressClass?: string) => {
+            const nginx = this.get("Deployment", "ingress-nginx", "ingress-nginx-controller");
+            return !!ingressClass && !!this.get("IngressClass", undefined, ingressClass) && this.profile.loadBalancer
+                && !!nginx && this.podsOf(nginx).every((p) => this.podStatus(p).ready);
+        };
+        for (const cert of [...this.objects.values()].filter((o) => o.kind === "Certificate")) {
+            const ns = cert.metadata.namespace!;
+            const secretName: string | undefined = cert.spec?.secretName;
+            const issuer = this.get("Issuer", ns, cert.spec?.issuerRef?.name);
+            if (!secretName || this.get("Secret", ns, secretName) || !issuer) continue;
+            const solvers: { dns01?: unknown; http01?: { ingress?: { ingressClassName?: string } } }[] = issuer.spec?.acme?.solvers ?? [];
+            if (!solvers.some((s) => s.dns01 || ingressReady(s.http01?.ingress?.ingressClassName))) continue;
+            this.create({ apiVersion: "v1", kind: "Secret", type: "kubernetes.io/tls", metadata: { name: secretName, namespace: ns } });
+        }
     }
 
     /** Webhooks with failurePolicy Fail that must answer before objects of their group are stored. */

@@ -249,7 +249,10 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
 
     private createOrFail(label: string, obj: KubeObject): KubeObject {
         try {
-            return this.cluster.create(obj);
+            const stored = this.cluster.create(obj);
+            // The new object may be what a pending await was waiting for (a Secret a pod mounts, pods for a Service).
+            this.poll();
+            return stored;
         } catch (e) {
             if (!(e instanceof ApiError)) throw e;
             const message = `${label}: resource ${qualifiedName(obj)} was not successfully created by the Kubernetes API server : ${e.message}`;
