@@ -278,7 +278,7 @@ export function createFront(opts: FrontOptions): http.Server {
   async function forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, transform?: (json: Record<string, unknown>) => unknown): Promise<void> {
     const r = await inner(req.method ?? "GET", req.url ?? "/", body.length ? body : undefined, undefined, req.headers["content-type"] ?? "application/json");
     const buf = Buffer.from(await r.arrayBuffer());
-    if (transform && r.ok) return sendJson(res, r.status, transform(JSON.parse(buf.toString("utf8"))));
+    if (transform && r.ok && req.method !== "HEAD") return sendJson(res, r.status, transform(JSON.parse(buf.toString("utf8"))));
     const headers: Record<string, string> = { ...JSON_HEADERS, "content-type": r.headers.get("content-type") ?? "application/json" };
     const etag = r.headers.get("etag");
     if (etag) headers.etag = etag;

@@ -187,6 +187,7 @@ describe("_changes", () => {
         expect(normal.json.last_seq).toMatch(/^1-g1AAAA[A-Za-z0-9_-]+$/);
         expect(normal.json.results[0].seq).toBe(normal.json.last_seq);
         expect((await call(couch, "GET", "/feed", { headers: asAdmin })).json.update_seq).toBe(normal.json.last_seq);
+        expect((await fetch(`${couch.url}/feed`, { method: "HEAD", headers: asAdmin })).status).toBe(200);
         expect(await call(couch, "GET", "/feed/_changes?since=1", { headers: asAdmin })).toMatchObject({ status: 400, json: { reason: "Malformed sequence supplied in 'since' parameter." } });
         const since = await call(couch, "GET", `/feed/_changes?since=${encodeURIComponent(normal.json.last_seq)}`, { headers: asAdmin });
         expect(since.json).toEqual({ results: [], last_seq: normal.json.last_seq, pending: 0 });
