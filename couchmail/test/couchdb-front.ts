@@ -174,7 +174,11 @@ export function securityError(u: UserCtx, reason?: string): CouchHttpError {
   return { status: 403, error: "forbidden", reason: reason ?? "You are not allowed to access this db." };
 }
 
-/** The security object CouchDB 3 gives a new database under `default_security = admin_only`. */
+/**
+ * The security object CouchDB 3 gives a new database under `default_security = admin_only`
+ * ("Since CouchDB 3.x newly created databases have by default the _admin role",
+ * https://docs.couchdb.org/en/stable/api/database/security.html).
+ */
 export const ADMIN_ONLY_SECURITY: SecurityObject = { members: { roles: ["_admin"] }, admins: { roles: ["_admin"] } };
 
 // ---------------------------------------------------------------------------------------------
