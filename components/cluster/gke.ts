@@ -57,6 +57,8 @@ export class GkeCluster extends pulumi.ComponentResource implements MailCluster 
             // Dataplane V2 enforces the NetworkPolicies that fence CouchDB, the milter and Dovecot's LMTP/SASL.
             datapathProvider: "ADVANCED_DATAPATH",
             ipAllocationPolicy: {},
+            // Workload Identity: pods act as Google service accounts without keys (cert-manager's Cloud DNS solver).
+            workloadIdentityConfig: { workloadPool: pulumi.interpolate`${gcp.organizations.getClientConfigOutput({}, { parent: this }).project}.svc.id.goog` },
         }, { parent: this, ignoreChanges: ["minMasterVersion"] /* the release channel upgrades it */ });
 
         new gcp.container.NodePool(`${name}-pool`, {
@@ -79,6 +81,8 @@ export class GkeCluster extends pulumi.ComponentResource implements MailCluster 
                 // Target of the hostport edge's firewall rule.
                 tags: [EDGE_NODE_TAG],
                 shieldedInstanceConfig: { enableSecureBoot: true },
+                // Pods reach Google APIs through the GKE metadata server (Workload Identity), never as the node.
+                workloadMetadataConfig: { mode: "GKE_METADATA" },
             },
         }, { parent: this });
 

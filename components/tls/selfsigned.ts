@@ -3,6 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { appLabels } from "../kube";
 
+export const SELF_SIGNED_SECRET = "mail-tls-selfsigned";
+
 export interface SelfSignedTlsArgs {
     namespace: pulumi.Input<string>;
     hostnames: string[];
@@ -26,7 +28,9 @@ export class SelfSignedTls extends pulumi.ComponentResource {
             allowedUses: ["digital_signature", "key_encipherment", "server_auth"],
         }, { parent: this });
         const secret = new k8s.core.v1.Secret(`${name}-secret`, {
-            metadata: { name: "mail-tls", namespace: args.namespace, labels: appLabels("mail-tls", "tls").labels },
+            // Not "mail-tls", the Secret cert-manager writes for tlsMode acme: switching to acme must not end with
+            // Pulumi deleting this Secret after cert-manager took it over (and then issuing again).
+            metadata: { name: SELF_SIGNED_SECRET, namespace: args.namespace, labels: appLabels(SELF_SIGNED_SECRET, "tls").labels },
             type: "kubernetes.io/tls",
             stringData: { "tls.crt": cert.certPem, "tls.key": key.privateKeyPem },
         }, { parent: this, additionalSecretOutputs: ["stringData", "data"] });

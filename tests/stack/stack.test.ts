@@ -128,7 +128,7 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
     it("keeps secrets secret: kubeconfig output, CouchDB admin, DKIM keys, TLS key", async () => {
         expect((await run.resolve(run.outputs.kubeconfig as string)).secret).toBe(true);
         const secretInputs = (name: string): RecordedResource => run.recorder.resources.find((r) => r.type === "kubernetes:core/v1:Secret" && (r.inputs.metadata as { name: string }).name === name)!;
-        for (const name of ["couchdb-admin", "dkim-keys", "mail-tls"]) expect({ name, secret: isSecret(secretInputs(name).inputs.stringData) }).toEqual({ name, secret: true });
+        for (const name of ["couchdb-admin", "dkim-keys", "mail-tls-selfsigned"]) expect({ name, secret: isSecret(secretInputs(name).inputs.stringData) }).toEqual({ name, secret: true });
         // Secrets reach pods only as mounted files or secretKeyRefs, never as literal env values.
         for (const o of objects(run).filter((x) => ["StatefulSet", "Deployment"].includes(x.kind))) {
             for (const c of allContainers(o)) for (const e of c.env ?? []) {

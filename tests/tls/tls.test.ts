@@ -2,10 +2,12 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
+import type { RecordedResource } from "../kit/mocks";
 import { ProgramRun, runProgram } from "../kit/program";
 import { ACME_SERVERS, CERT_MANAGER_CHART } from "../../components/tls/acme";
+import { SELF_SIGNED_SECRET } from "../../components/tls/selfsigned";
 
-type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; spec?: any; type?: string }; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; spec?: any; type?: string; subjects?: any; roleRef?: any; rules?: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com"] };
 const kubeconfigFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
@@ -29,9 +31,9 @@ describe("tlsMode selfsigned (default)", () => {
         run = await runProgram({ ...mail, ...kubeconfig });
     });
     it("mounts a self-signed kubernetes.io/tls Secret in Postfix and Dovecot", () => {
-        expect(find(run, "Secret", "mail-tls")!.type).toBe("kubernetes.io/tls");
+        expect(find(run, "Secret", SELF_SIGNED_SECRET)!.type).toBe("kubernetes.io/tls");
         expect(run.recorder.ofType("tls:index/selfSignedCert:SelfSignedCert")).toHaveLength(1);
-        expect([mountedTlsSecret(run, "postfix"), mountedTlsSecret(run, "dovecot")]).toEqual(["mail-tls", "mail-tls"]);
+        expect([mountedTlsSecret(run, "postfix"), mountedTlsSecret(run, "dovecot")]).toEqual([SELF_SIGNED_SECRET, SELF_SIGNED_SECRET]);
         expect(run.recorder.ofType("kubernetes:helm.sh/v4:Chart")).toHaveLength(0);
     });
 });
@@ -44,6 +46,7 @@ describe("tlsMode secret", () => {
     it("mounts the named Secret and creates no certificate of its own", () => {
         expect([mountedTlsSecret(run, "postfix"), mountedTlsSecret(run, "dovecot")]).toEqual(["my-cert", "my-cert"]);
         expect(find(run, "Secret", "mail-tls")).toBeUndefined();
+        expect(find(run, "Secret", SELF_SIGNED_SECRET)).toBeUndefined();
         expect(run.recorder.ofType("mail:index:SelfSignedTls")).toHaveLength(0);
         expect(objects(run).filter((o) => o.apiVersion.startsWith("cert-manager.io"))).toEqual([]);
     });
@@ -91,13 +94,70 @@ describe.each([
             expect(isSecret(secret.inputs.stringData)).toBe(true);
             expect((unwrapSecrets(secret.inputs.stringData) as Record<string, string>)[ref.key]).toBe("do-token-123");
         } else {
-            expect(solver.dns01.cloudDNS.project).toBe("mock-project");
-            const ref = solver.dns01.cloudDNS.serviceAccountSecretRef;
-            expect(find(run, "Secret", ref.name)).toBeDefined();
-            const binding = run.recorder.one("gcp:projects/iAMMember:IAMMember").inputs;
-            expect(binding.role).toBe("roles/dns.admin");
-            expect(binding.member).toMatch(/^serviceAccount:mail-dns01-test@/);
+            // Workload Identity: no key anywhere, the zone named so cert-manager never lists the project's zones.
+            expect(solver.dns01.cloudDNS).toEqual({ project: "mock-project", hostedZoneName: "example-com" });
         }
+    });
+
+    it("creates the Issuer only after cert-manager's API check has passed (the chart's own check is a hook v4 Chart drops)", () => {
+        const job = find(run, "Job", "cert-manager-startupapicheck")!;
+        expect(job.metadata.namespace).toBe("cert-manager");
+        const pod = job.spec.template.spec;
+        expect(pod.containers[0].image).toBe(`quay.io/jetstack/cert-manager-startupapicheck:${CERT_MANAGER_CHART.version}`);
+        expect(pod.containers[0].args.slice(0, 2)).toEqual(["check", "api"]);
+        // The check may create (dry-run) Certificates in its namespace, as the chart's startupapicheck Role allows.
+        const binding = objects(run).find((o) => o.kind === "RoleBinding" && o.subjects?.some((x: { name: string }) => x.name === pod.serviceAccountName))!;
+        const role = find(run, "Role", binding.roleRef.name)!;
+        expect(role.rules).toEqual([{ apiGroups: ["cert-manager.io"], resources: ["certificates"], verbs: ["create"] }]);
+        const jobResource = run.recorder.resources.find((r) => r.type === "kubernetes:batch/v1:Job")!;
+        const issuer = run.recorder.resources.find((r) => r.type === "kubernetes:cert-manager.io/v1:Issuer")!;
+        expect(issuer.dependencies).toContain(run.recorder.urnOf(jobResource));
+    });
+});
+
+describe("tlsMode acme DNS-01 at Cloud DNS: credentials", () => {
+    let run: ProgramRun;
+    beforeAll(async () => {
+        run = await runProgram({ ...mail, clusterProvider: "gke", dnsManage: true, tlsMode: "acme" });
+    });
+
+    it("uses Workload Identity with DNS rights on the mail host's zone only, and no service-account key", () => {
+        expect(run.recorder.ofType("gcp:serviceaccount/key:Key")).toEqual([]);
+        expect(run.recorder.ofType("gcp:projects/iAMMember:IAMMember")).toEqual([]);
+        expect(objects(run).filter((o) => o.kind === "Secret" && JSON.stringify(o).includes("key.json"))).toEqual([]);
+        const account = run.recorder.one("gcp:serviceaccount/account:Account").inputs as { accountId: string };
+        const email = `${account.accountId}@mock-project.iam.gserviceaccount.com`;
+        expect(run.recorder.ofType("gcp:dns/dnsManagedZoneIamMember:DnsManagedZoneIamMember").map((r) => r.inputs))
+            .toEqual([expect.objectContaining({ managedZone: "example-com", role: "roles/dns.admin", member: `serviceAccount:${email}` })]);
+        expect(run.recorder.one("gcp:serviceaccount/iAMMember:IAMMember").inputs).toMatchObject({
+            role: "roles/iam.workloadIdentityUser", member: "serviceAccount:mock-project.svc.id.goog[cert-manager/cert-manager]",
+        });
+        const values = (unwrapSecrets(run.recorder.ofType("kubernetes:helm.sh/v4:Chart").find((c) => c.inputs.chart === "cert-manager")!.inputs) as { values: any }).values; // eslint-disable-line @typescript-eslint/no-explicit-any
+        expect(values.serviceAccount.annotations).toEqual({ "iam.gke.io/gcp-service-account": email });
+        // cert-manager lets only ClusterIssuers use ambient credentials unless told otherwise.
+        expect(values.extraArgs).toContain("--issuer-ambient-credentials");
+        expect(run.recorder.one("gcp:container/cluster:Cluster").inputs.workloadIdentityConfig).toEqual({ workloadPool: "mock-project.svc.id.goog" });
+        expect((run.recorder.one("gcp:container/nodePool:NodePool").inputs.nodeConfig as { workloadMetadataConfig: unknown }).workloadMetadataConfig).toEqual({ mode: "GKE_METADATA" });
+    });
+});
+
+describe("switching tlsMode selfsigned → acme", () => {
+    let before: ProgramRun;
+    let after: ProgramRun;
+    beforeAll(async () => {
+        const stack = { ...mail, ...kubeconfig, edgeMode: "ingress-nginx" };
+        before = await runProgram(stack);
+        after = await runProgram({ ...stack, tlsMode: "acme" });
+    });
+
+    it("deletes no object that the new program, or cert-manager for it, writes", () => {
+        // Pulumi deletes what the new program no longer declares (by URN) at the end of the update.
+        const identity = (r: RecordedResource) => `${r.parent}|${r.type}|${r.name}`;
+        const kept = new Set(after.recorder.resources.map(identity));
+        const key = (o: { kind: string; metadata: { name: string; namespace?: string } }) => `${o.kind} ${o.metadata.namespace ?? ""}/${o.metadata.name}`;
+        const written = new Set(objects(after).flatMap((o) => [key(o), ...(o.kind === "Certificate" ? [key({ kind: "Secret", metadata: { name: o.spec.secretName, namespace: o.metadata.namespace } })] : [])]));
+        const deleted = kubernetesObjects(before.recorder.resources).filter((r) => !kept.has(identity(r))).map((r) => key(unwrapSecrets(r.inputs) as Obj));
+        expect(deleted.filter((k) => written.has(k))).toEqual([]);
     });
 });
 
