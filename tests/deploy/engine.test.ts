@@ -55,6 +55,7 @@ describe("engine await order", () => {
         expect(engine.failures).toHaveLength(1);
         expect(engine.failures[0]).toMatch(/^kubernetes:core\/v1:Service \(svc\): resource app\/web was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: 'web' timed out waiting to be Ready \(no pending resource can make progress/);
         expect(engine.failures[0]).toContain("* Service does not target any Pods. Selected Pods may not be ready, or field '.spec.selector' may not match labels on any Pods");
+        expect(engine.failures[0]).toContain("deadlock: kubernetes:apps/v1:StatefulSet (sts) would provide what this waits for, but is created only once this is ready");
         // Like the engine, nothing that depends on the failed Service is ever created.
         expect(kinds(engine)).not.toContain("StatefulSet");
     });
@@ -109,6 +110,23 @@ describe("engine await order", () => {
             statefulSet(k8s, n, "web", { volumes: [{ name: "tls", secret: { secretName: secret.metadata.name } }] });
         });
         expect(engine.failures).toEqual([]);
+    });
+
+    it("applies Patch resources to live objects (a StatefulSet's claim) and creates them when absent", async () => {
+        const engine = await deploy((k8s) => {
+            const n = ns(k8s);
+            const sts = new k8s.apps.v1.StatefulSet("sts", {
+                metadata: { name: "web", namespace: n.metadata.name },
+                spec: {
+                    serviceName: "web", selector: { matchLabels: labels }, template: { metadata: { labels }, spec: podSpec() },
+                    volumeClaimTemplates: [{ metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } }],
+                },
+            });
+            new k8s.core.v1.PersistentVolumeClaimPatch("resize", { metadata: { name: "data-web-0", namespace: n.metadata.name }, spec: { resources: { requests: { storage: "2Gi" } } } }, { dependsOn: [sts] });
+            new k8s.core.v1.ConfigMapPatch("cm", { metadata: { name: "fresh", namespace: n.metadata.name }, data: { a: "b" } });
+        });
+        expect(engine.failures).toEqual([]);
+        expect(engine.cluster.get("ConfigMap", "app", "fresh")?.data).toEqual({ a: "b" });
     });
 
     it("keepGoing lets a failed await complete so the failures behind it show in one run", async () => {

@@ -95,6 +95,23 @@ export class ClusterModel {
     }
 
     /**
+     * A Patch resource (server-side apply): patches the live object, or creates it when it does not exist
+     * (pulumi-kubernetes #2194). A claim a StatefulSet's controller made counts as live.
+     */
+    upsert(obj: KubeObject): KubeObject {
+        const namespace = CLUSTER_SCOPED.has(obj.kind) ? undefined : obj.metadata.namespace ?? "default";
+        const key = keyOf(obj.kind, namespace, obj.metadata.name ?? "");
+        const live = this.objects.get(key);
+        if (live) {
+            const patched = { ...live, ...obj, metadata: { ...live.metadata, ...obj.metadata }, spec: { ...live.spec, ...obj.spec } };
+            this.objects.set(key, patched);
+            return patched;
+        }
+        if (obj.kind === "PersistentVolumeClaim" && this.claims.has(`${namespace}/${obj.metadata.name}`)) return { ...obj, metadata: { ...obj.metadata, namespace } };
+        return this.create(obj);
+    }
+
+    /**
      * cert-manager's controller, once its pods run: it writes each Certificate's Secret when the Issuer's ACME
      * challenge can be answered — DNS-01 always (the zone is the cloud's), HTTP-01 only through a running ingress
      * controller of the solver's class that has a load balancer address.

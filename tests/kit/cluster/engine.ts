@@ -16,6 +16,7 @@ import { unwrapSecrets } from "../k8s-schema";
 import { FAKE_ADDRESSES, MockRecorder, RecordedResource } from "../mocks";
 import { isHook, renderChart, RenderedObject } from "./charts";
 import { ApiError, ClusterModel, keyOf } from "./cluster";
+import { DeclaredResources, providesFor } from "./declared";
 import { KubeObject, podTemplateOf, qualifiedName } from "./objects";
 import type { ClusterProfile } from "./profiles";
 
@@ -46,6 +47,8 @@ interface AwaitState { ready: boolean; messages: string[] }
 
 interface Pending {
     label: string;
+    /** `type::name` of the program's resource (undefined for a chart's children). */
+    key?: string;
     object: KubeObject;
     check: () => AwaitState;
     timeoutSeconds: number;
@@ -140,6 +143,7 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
     private readonly keepGoing: boolean;
     private readonly createTimeouts = new Map<string, string>();
     private readonly parents = new Map<string, string>();
+    private readonly declared = new DeclaredResources();
     private watchdog?: NodeJS.Timeout;
 
     constructor(opts: EngineOptions) {
@@ -157,6 +161,7 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         }
         pulumi.runtime.setAllConfig(all);
         await pulumi.runtime.setMocks(this, "mail", stack, false);
+        this.declared.install();
         // The mock monitor does not pass customTimeouts to newResource: read them off the request.
         type Req = { getType(): string; getName(): string; getParent(): string; getCustomtimeouts(): { getCreate(): string } | undefined };
         const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: Req, cb: unknown): Promise<void> };
@@ -188,6 +193,7 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
 
     private async register(args: pulumi.runtime.MockResourceArgs): Promise<pulumi.runtime.MockResourceResult> {
         this.progress++;
+        this.declared.markRegistered(args.type, args.name);
         if (!args.type.startsWith("kubernetes:")) return this.recordElsewhere(args);
         // Kubernetes objects are recorded and given their live state here: the cluster model is their provider.
         this.resources.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, parent: "", provider: args.provider ?? "" } as RecordedResource);
@@ -201,9 +207,9 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         if (!args.custom || typeof obj.kind !== "string") return { id, state: args.inputs };
         if (args.id) return this.read(label, args);
 
-        const stored = this.createOrFail(label, obj);
+        const stored = this.createOrFail(label, obj, args.type.endsWith("Patch"));
         const timeout = durationSeconds(this.createTimeouts.get(`${args.type}::${args.name}`) ?? "") ?? PROVIDER_DEFAULT_TIMEOUT_S;
-        await this.awaitReady(label, stored, timeout);
+        await this.awaitReady(label, stored, timeout, `${args.type}::${args.name}`);
         return { id, state: { ...args.inputs, ...this.status(stored) } };
     }
 
@@ -247,9 +253,9 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         return { status: { loadBalancer: { ingress: [{ ip: FAKE_ADDRESSES.serviceLb }] } } };
     }
 
-    private createOrFail(label: string, obj: KubeObject): KubeObject {
+    private createOrFail(label: string, obj: KubeObject, patch = false): KubeObject {
         try {
-            const stored = this.cluster.create(obj);
+            const stored = patch ? this.cluster.upsert(obj) : this.cluster.create(obj);
             // The new object may be what a pending await was waiting for (a Secret a pod mounts, pods for a Service).
             this.poll();
             return stored;
@@ -311,12 +317,12 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         });
     }
 
-    private awaitReady(label: string, obj: KubeObject, timeoutSeconds: number): Promise<void> {
+    private awaitReady(label: string, obj: KubeObject, timeoutSeconds: number, key?: string): Promise<void> {
         const check = awaitFor(this.cluster, obj);
         if (!check) return Promise.resolve();
         return new Promise<void>((resolve, reject) => {
             const pending: Pending = {
-                label, object: obj, check, timeoutSeconds, resolve,
+                label, key, object: obj, check, timeoutSeconds, resolve,
                 fail: (message: string) => reject(new ResourceFailed(message)),
                 timer: setTimeout(() => this.fail(pending, "timeout"), (this.timeoutMs * timeoutSeconds) / PROVIDER_DEFAULT_TIMEOUT_S),
             };
@@ -369,9 +375,13 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         const note = why === "stuck"
             ? `(no pending resource can make progress${others.length ? `; also waiting: ${others.join(", ")}` : ""} — the provider would give up after its ${formatDuration(p.timeoutSeconds)} create timeout)`
             : `(after the ${formatDuration(p.timeoutSeconds)} create timeout)`;
+        // Name the cycle: what the SDK holds back until this resource is ready, and which of those it waits for.
+        const held = why === "stuck" && p.key ? this.declared.heldBackBy(p.key, providesFor(p.object)) : [];
         const message = [
             `${p.label}: resource ${qualifiedName(p.object)} was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: '${p.object.metadata.name}' timed out waiting to be Ready ${note}`,
             ...messages.map((m) => `    * ${m}`),
+            ...held.filter((h) => h.provides).map((h) => `    deadlock: ${h.label} would provide what this waits for, but is created only once this is ready (it takes this resource's outputs or depends on it)`),
+            ...(held.length ? [`    held back until this is ready: ${held.map((h) => h.label).join(", ")}`] : []),
         ].join("\n");
         this.failures.push(message);
         this.progress++;
