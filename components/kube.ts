@@ -176,13 +176,14 @@ export const KEEP_CLAIM_TEMPLATES: Pick<pulumi.CustomResourceOptions, "ignoreCha
  */
 export function resizeClaim(
     name: string,
-    args: { namespace: pulumi.Input<string>; statefulSet: k8s.apps.v1.StatefulSet; statefulSetName: string; claim: string; size: string },
+    args: { namespace: pulumi.Input<string>; labels: Labels; statefulSet: k8s.apps.v1.StatefulSet; statefulSetName: string; claim: string; size: string },
     opts: pulumi.CustomResourceOptions,
 ): k8s.core.v1.PersistentVolumeClaimPatch {
     return new k8s.core.v1.PersistentVolumeClaimPatch(name, {
         metadata: {
             name: `${args.claim}-${args.statefulSetName}-0`,
             namespace: args.namespace,
+            labels: args.labels,
             // The StatefulSet controller created the claim and owns its fields; this patch takes over only the size.
             annotations: { "pulumi.com/patchForce": "true" },
         },

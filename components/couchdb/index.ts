@@ -100,7 +100,7 @@ export class CouchDb extends pulumi.ComponentResource {
                 volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
             },
         }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
-        resizeClaim(`${name}-data-size`, { namespace: args.namespace, statefulSet, statefulSetName: "couchdb", claim: "data", size: args.storageSize }, { parent: this });
+        resizeClaim(`${name}-data-size`, { namespace: args.namespace, labels, statefulSet, statefulSetName: "couchdb", claim: "data", size: args.storageSize }, { parent: this });
 
         this.url = pulumi.interpolate`http://${service.metadata.name}.${args.namespace}.svc:${COUCHDB_PORT}`;
         this.adminSecretName = secret.metadata.name;

@@ -156,7 +156,7 @@ export class Dovecot extends pulumi.ComponentResource {
                 volumeClaimTemplates: [persistentClaim("mail", labels, args.mailSize, args.storageClassName)],
             },
         }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
-        resizeClaim(`${name}-mail-size`, { namespace: args.namespace, statefulSet, statefulSetName: "dovecot", claim: "mail", size: args.mailSize }, { parent: this });
+        resizeClaim(`${name}-mail-size`, { namespace: args.namespace, labels, statefulSet, statefulSetName: "dovecot", claim: "mail", size: args.mailSize }, { parent: this });
 
         this.serviceName = service.metadata.name;
         this.configMapName = configMap.metadata.name;

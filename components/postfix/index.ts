@@ -136,7 +136,7 @@ export class Postfix extends pulumi.ComponentResource {
                 volumeClaimTemplates: [persistentClaim("queue", labels, args.queueSize, args.storageClassName)],
             },
         }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
-        resizeClaim(`${name}-queue-size`, { namespace: args.namespace, statefulSet, statefulSetName: "postfix", claim: "queue", size: args.queueSize }, { parent: this });
+        resizeClaim(`${name}-queue-size`, { namespace: args.namespace, labels, statefulSet, statefulSetName: "postfix", claim: "queue", size: args.queueSize }, { parent: this });
 
         this.serviceName = service.metadata.name;
         this.configMapName = configMap.metadata.name;

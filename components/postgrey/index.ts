@@ -75,7 +75,7 @@ export class Postgrey extends pulumi.ComponentResource {
                 volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
             },
         }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
-        resizeClaim(`${name}-data-size`, { namespace: args.namespace, statefulSet, statefulSetName: "postgrey", claim: "data", size: args.storageSize }, { parent: this });
+        resizeClaim(`${name}-data-size`, { namespace: args.namespace, labels, statefulSet, statefulSetName: "postgrey", claim: "data", size: args.storageSize }, { parent: this });
 
         this.serviceName = service.metadata.name;
         this.registerOutputs({ serviceName: this.serviceName });

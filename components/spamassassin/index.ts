@@ -111,7 +111,7 @@ export class SpamAssassin extends pulumi.ComponentResource {
                 volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
             },
         }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
-        resizeClaim(`${name}-data-size`, { namespace: args.namespace, statefulSet, statefulSetName: "spamassassin", claim: "data", size: args.storageSize }, { parent: this });
+        resizeClaim(`${name}-data-size`, { namespace: args.namespace, labels, statefulSet, statefulSetName: "spamassassin", claim: "data", size: args.storageSize }, { parent: this });
 
         const t = args.training;
         new k8s.batch.v1.CronJob(`${name}-train`, {
