@@ -176,6 +176,12 @@ describe("engine: admission and scheduling", () => {
         expect(engine.failures).toEqual(['kubernetes:core/v1:ConfigMap (cm): resource nowhere/c was not successfully created by the Kubernetes API server : namespaces "nowhere" not found']);
     });
 
+    it("refuses to create what already exists (here a namespace the user made first)", async () => {
+        const existing = [{ apiVersion: "v1", kind: "Namespace", metadata: { name: "app" } }];
+        const engine = await deploy((k8s) => ns(k8s), { profile: clusterProfile({ clusterProvider: "digitalocean" }, { existingObjects: existing }) });
+        expect(engine.failures).toEqual(['kubernetes:core/v1:Namespace (ns): resource app was not successfully created by the Kubernetes API server : namespaces "app" already exists']);
+    });
+
     it("checks a CronJob's next pod: pod affinity to a workload that is not there, and a claim it cannot reach", async () => {
         const cron = (k8s: typeof k8sType, n: k8sType.core.v1.Namespace) => new k8s.batch.v1.CronJob("cron", {
             metadata: { name: "train", namespace: n.metadata.name },

@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, loadConfig } from "../../config";
 import { allProfiles, Profile, profileValues } from "../config/profiles";
 import { deployProgram } from "../kit/cluster/deploy";
+import type { KubeObject } from "../kit/cluster/objects";
 import { clusterProfile } from "../kit/cluster/profiles";
 import { schemaErrors } from "../kit/k8s-schema";
 
@@ -38,6 +39,19 @@ function refusal(config: Record<string, unknown>): string | undefined {
     }
 }
 
+/**
+ * What the user made before `pulumi up`: tlsMode secret names "your kubernetes.io/tls Secret in the mail namespace"
+ * (README), so that namespace and the Secret exist first.
+ */
+function existingObjects(p: Profile, config: Record<string, unknown>): KubeObject[] {
+    if (p.tlsMode !== "secret") return [];
+    const namespace = String(config.mailNamespace ?? "mail");
+    return [
+        { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } },
+        { apiVersion: "v1", kind: "Secret", type: "kubernetes.io/tls", metadata: { name: String(config.tlsSecretName), namespace }, data: { "tls.crt": "", "tls.key": "" } },
+    ];
+}
+
 const name = (p: Profile) => `${p.clusterProvider} + ${p.edgeMode} + tls ${p.tlsMode} + dnsManage ${p.dnsManage}`;
 const profiles = allProfiles().map((p) => ({ p, config: stackConfig(p) })).map((x) => ({ ...x, refused: refusal(x.config) }));
 
@@ -48,7 +62,7 @@ describe("deploy matrix (engine await order, Pod Security admission, scheduling)
             continue;
         }
         it(`${name(p)} deploys: every await completes, no admission or scheduling error, every object schema-valid`, async () => {
-            const result = await deployProgram(config, { profile: clusterProfile(config), timeoutMs: 1000, quietMs: 20 });
+            const result = await deployProgram(config, { profile: clusterProfile(config, { existingObjects: existingObjects(p, config) }), timeoutMs: 1000, quietMs: 20 });
             expect(result.programErrors).toEqual([]);
             expect(result.failures).toEqual([]);
             expect(schemaErrors(result.resources)).toEqual([]);

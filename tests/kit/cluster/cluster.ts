@@ -59,6 +59,7 @@ export class ClusterModel {
 
     constructor(readonly profile: ClusterProfile) {
         for (const ns of profile.namespaces) this.objects.set(keyOf("Namespace", undefined, ns), { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+        for (const obj of profile.existingObjects) this.create(obj);
     }
 
     get(kind: string, namespace: string | undefined, name: string): KubeObject | undefined {

@@ -311,8 +311,8 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
             const name = `${args.name}:${qualifiedName(child)}`;
             const urn = `urn:pulumi:${pulumi.getStack()}::${pulumi.getProject()}::${chartType}$${type}::${name}`;
             const id = qualifiedName(child);
+            // Not recorded in `resources`: those are what the program declares; these are the model's renderings.
             monitor.resources.set(urn, { urn, id, state: { ...child, ...this.status(child) } });
-            this.resources.push({ type, name, inputs: child as Record<string, unknown>, custom: true, parent: "", provider: "" } as RecordedResource);
             return { [RESOURCE_REFERENCE.key]: RESOURCE_REFERENCE.sig, urn, id };
         });
     }

@@ -2,7 +2,7 @@
 // nodes (allocatable after the provider's published reservations, minus the system pods that run there),
 // StorageClasses, whether Services of type LoadBalancer get an address, and the namespaces that already exist.
 import { DEFAULT_NODE_SIZE } from "../../../config";
-import type { Labels } from "./objects";
+import type { KubeObject, Labels } from "./objects";
 import { GI, MI, Resources } from "./quantity";
 
 export interface Taint { key: string; value?: string; effect: "NoSchedule" | "NoExecute" | "PreferNoSchedule" }
@@ -32,6 +32,8 @@ export interface ClusterProfile {
     defaultStorageClass: string;
     /** Namespaces present before the program runs. */
     namespaces: string[];
+    /** Objects the user created before the deploy (e.g. the Secret tlsMode secret names). */
+    existingObjects: KubeObject[];
 }
 
 const BUILT_IN_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -126,6 +128,8 @@ const nodes = (count: number, prefix: string, labels: Labels, allocatable: Resou
 export interface ProfileOptions {
     /** kubeconfig clusters: a load balancer implementation is installed (MetalLB, cloud-provider-kind, k3s ServiceLB). */
     kubeconfigLoadBalancer?: boolean;
+    /** Objects the user created before the deploy. */
+    existingObjects?: KubeObject[];
 }
 
 /** The cluster a stack config deploys to (keys as in Pulumi.yaml, without the `mail:` prefix). */
@@ -145,6 +149,7 @@ export function clusterProfile(config: Record<string, unknown>, opts: ProfileOpt
                 storageClasses: { "do-block-storage": { bindingMode: "Immediate", nodeLocal: false } },
                 defaultStorageClass: "do-block-storage",
                 namespaces: BUILT_IN_NAMESPACES,
+                existingObjects: opts.existingObjects ?? [],
             };
         }
         case "gke": {
@@ -161,6 +166,7 @@ export function clusterProfile(config: Record<string, unknown>, opts: ProfileOpt
                 },
                 defaultStorageClass: "standard-rwo",
                 namespaces: [...BUILT_IN_NAMESPACES, "gmp-public", "gmp-system"],
+                existingObjects: opts.existingObjects ?? [],
             };
         }
         case "kubeconfig":
@@ -171,6 +177,7 @@ export function clusterProfile(config: Record<string, unknown>, opts: ProfileOpt
                 storageClasses: { standard: { bindingMode: "WaitForFirstConsumer", nodeLocal: true } },
                 defaultStorageClass: "standard",
                 namespaces: [...BUILT_IN_NAMESPACES, "local-path-storage"],
+                existingObjects: opts.existingObjects ?? [],
             };
         default:
             throw new Error(`no cluster model for clusterProvider ${provider}`);
