@@ -257,7 +257,7 @@ export class MailStack extends pulumi.ComponentResource {
             // A load balancer has one IPv4 address, unknown until it exists; hostport addresses are configured.
             const shapeAddresses = plan.hostPorts ? edge.addresses : ["192.0.2.1"];
             const shape = records(Object.fromEntries(mail.domains.map((d) => [d, "v=DKIM1; k=rsa; p="])), shapeAddresses);
-            new ManagedDns(`${name}-dns`, { provider: args.clusterProvider, shape, records: this.dnsRecords }, child);
+            new ManagedDns(`${name}-dns`, { provider: args.clusterProvider, hostname: mail.hostname, shape, addressesKnown: plan.hostPorts, records: this.dnsRecords }, child);
         }
         this.warnings = stackWarnings(args, plan.port25Blocked);
         this.endpoints = {

@@ -1,5 +1,6 @@
 import { FAKE_ADDRESSES } from "../kit/mocks";
 import { ProgramRun, runProgram } from "../kit/program";
+import { collisionError, dnsCollisions, ExistingRecordSet, keptValues } from "../../components/dns/collisions";
 import { cloudDnsRrdata, relativeName, zoneFor } from "../../components/dns/manage";
 import { mailDnsRecords, mtaStsId, mtaStsPolicy, zoneSnippet } from "../../components/dns/records";
 
@@ -108,5 +109,66 @@ describe("dnsManage on gke", () => {
         const dkim = sets.find((s) => s.name === "mail._domainkey.example.com.")!;
         expect(dkim.rrdatas).toHaveLength(1);
         expect(dkim.rrdatas[0]).toMatch(/^"v=DKIM1; k=rsa; p=[^"]{200,}" "[^"]+"/);
+    });
+});
+
+describe("collisions with records already in the zone (pure)", () => {
+    const planned = mailDnsRecords({ ...args, domains: ["example.com"], addresses: ["203.0.113.9"] });
+    const ourDkim = planned.find((r) => r.name === "mail._domainkey.example.com")!.value;
+    const opts = { hostname: "mail.example.com", addressesKnown: true, oneSetPerType: false };
+    const set = (name: string, type: string, ...values: string[]): ExistingRecordSet => ({ name, type, values });
+
+    it("finds a second SPF record, a foreign MX, a second DMARC record, a foreign address and a CNAME", () => {
+        const existing = [
+            set("example.com", "TXT", "google-site-verification=abc", "v=spf1 include:_spf.google.com ~all"),
+            set("example.com", "MX", "1 aspmx.l.google.com"),
+            set("_dmarc.example.com", "TXT", "v=DMARC1; p=none"),
+            set("mail.example.com", "A", "198.51.100.1"),
+            set("_smtp._tls.example.com", "CNAME", "tlsrpt.example.net"),
+        ];
+        expect(dnsCollisions(existing, planned, opts).map((c) => `${c.name} ${c.type} ${c.value}`)).toEqual([
+            "example.com TXT v=spf1 include:_spf.google.com ~all",
+            "example.com MX 1 aspmx.l.google.com",
+            "_dmarc.example.com TXT v=DMARC1; p=none",
+            "mail.example.com A 198.51.100.1",
+            "_smtp._tls.example.com CNAME tlsrpt.example.net",
+        ]);
+        expect(collisionError("DigitalOcean DNS", dnsCollisions(existing, planned, opts).slice(0, 1)).message).toBe(
+            'mail:dnsManage = true, but DigitalOcean DNS already holds records the mail records collide with: example.com TXT "v=spf1 include:_spf.google.com ~all": a second v=spf1 record at one name makes receivers ignore both (SPF: permerror). Remove or merge them by hand (the dnsZone output has our values), or set dnsManage false and publish dnsZone yourself');
+    });
+
+    it("takes what this program publishes under any config for its own (an earlier run's records)", () => {
+        const earlierRun = [
+            set("example.com", "TXT", "v=spf1 mx -all", "google-site-verification=abc"),
+            set("example.com", "MX", "10 mail.example.com."),
+            set("mail._domainkey.example.com", "TXT", "v=DKIM1; k=rsa; p=OLDKEY"),
+            set("_dmarc.example.com", "TXT", "v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:old@example.com"),
+            set("_mta-sts.example.com", "TXT", "v=STSv1; id=0123"),
+            set("mail.example.com", "A", "203.0.113.9"),
+        ];
+        expect(dnsCollisions(earlierRun, planned, opts)).toEqual([]);
+        expect(dnsCollisions(earlierRun, planned, { ...opts, oneSetPerType: true })).toEqual([]);
+        expect(ourDkim.startsWith("v=DKIM1; k=rsa; p=")).toBe(true);
+    });
+
+    it("on Cloud DNS refuses an existing set with none of our values, and keeps the unrelated values of ours", () => {
+        const existing = [set("example.com", "TXT", "google-site-verification=abc")];
+        expect(dnsCollisions(existing, planned, opts)).toEqual([]);
+        const [collision] = dnsCollisions(existing, planned, { ...opts, oneSetPerType: true });
+        expect(collision).toMatchObject({ name: "example.com", type: "TXT", value: "google-site-verification=abc" });
+        expect(collision.why).toContain("409");
+        expect(keptValues(set("example.com", "TXT", "v=spf1 mx -all", "google-site-verification=abc"), planned, "mail.example.com")).toEqual(["google-site-verification=abc"]);
+    });
+
+    it("does not judge A/AAAA while the load balancer's address is unknown", () => {
+        expect(dnsCollisions([set("mail.example.com", "A", "198.51.100.1")], planned, { ...opts, addressesKnown: false })).toEqual([]);
+    });
+});
+
+describe("dnsManage reads the zones before writing to them", () => {
+    it.each([["digitalocean", "digitalocean:index/getRecords:getRecords", "domain"], ["gke", "gcp:dns/getRecordSets:getRecordSets", "managedZone"]])("on %s: reads every zone it writes to", async (provider, token, zoneArg) => {
+        const run = await runProgram({ ...mail, clusterProvider: provider, dnsManage: true });
+        const zones = run.recorder.invokes.filter((i) => i.token === token).map((i) => i.inputs[zoneArg]).sort();
+        expect(zones).toEqual(provider === "gke" ? ["example-com", "example-org"] : ["example.com", "example.org"]);
     });
 });

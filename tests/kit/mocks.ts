@@ -62,6 +62,21 @@ const INVOKES: Record<string, Invoke> = {
     "gcp:dns/getManagedZones:getManagedZones": () => ({
         managedZones: FAKE_DNS_ZONES.map((zone) => ({ name: zone.replace(/\./g, "-"), dnsName: `${zone}.`, id: zone, managedZoneId: zone, nameServers: [], description: "", visibility: "public" })),
     }),
+    // The mocked zones hold only what every new zone holds (Cloud DNS: NS and SOA at the apex; DigitalOcean: NS).
+    "digitalocean:index/getRecords:getRecords": ({ domain }) => ({
+        domain, id: String(domain),
+        records: ["ns1", "ns2", "ns3"].map((ns, i) => ({ id: i + 1, domain, name: "@", type: "NS", value: `${ns}.digitalocean.com`, priority: 0, port: 0, ttl: 1800, weight: 0, flags: 0, tag: "" })),
+    }),
+    "gcp:dns/getRecordSets:getRecordSets": ({ managedZone }) => {
+        const zone = FAKE_DNS_ZONES.find((z) => z.replace(/\./g, "-") === managedZone)!;
+        return {
+            id: String(managedZone), managedZone, project: "mock-project",
+            rrsets: [
+                { name: `${zone}.`, type: "NS", ttl: 21600, rrdatas: ["ns-cloud-a1.googledomains.com."] },
+                { name: `${zone}.`, type: "SOA", ttl: 21600, rrdatas: ["ns-cloud-a1.googledomains.com. cloud-dns-hostmaster.google.com. 1 21600 3600 259200 300"] },
+            ],
+        };
+    },
     "gcp:organizations/getClientConfig:getClientConfig": () => ({ project: "mock-project", region: "us-central1", zone: "us-central1-a", accessToken: "mock" }),
 };
 
@@ -161,6 +176,8 @@ function selfSignedCert(privateKeyPem: string, dnsNames: string[]): string {
  */
 export class MockRecorder implements pulumi.runtime.Mocks {
     readonly resources: RecordedResource[] = [];
+    /** Every invoke (data source read) the program made, in order. */
+    readonly invokes: { token: string; inputs: Record<string, unknown> }[] = [];
     private pendingParents = new Map<string, string>();
     private pendingDependencies = new Map<string, string[]>();
     /** The stack config the program runs with (`mail:key` → raw string), for the cloud behaviour that depends on it. */
@@ -206,6 +223,7 @@ export class MockRecorder implements pulumi.runtime.Mocks {
     }
 
     call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
+        this.invokes.push({ token: args.token, inputs: args.inputs });
         const invoke = INVOKES[args.token];
         if (!invoke) throw new Error(`the test mocks do not answer invoke ${args.token}; add it to tests/kit/mocks.ts`);
         return invoke(args.inputs);
