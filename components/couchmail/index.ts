@@ -102,6 +102,8 @@ export class Couchmail extends pulumi.ComponentResource {
             volumeMounts: [
                 { name: "couchmail-run", mountPath: COUCHMAIL.socketDir },
                 { name: "couchdb-credentials", mountPath: COUCHMAIL.credentialsDir, readOnly: true },
+                // The root is read-only; the admin CLI (kubectl exec) writes a sieve script there to check it.
+                { name: "couchmail-tmp", mountPath: "/tmp" },
             ],
             startupProbe: { ...probe("ready", 2), failureThreshold: 60 },
             readinessProbe: probe("ready", 10),
@@ -109,6 +111,7 @@ export class Couchmail extends pulumi.ComponentResource {
         };
         const volumes: k8s.types.input.core.v1.Volume[] = [
             { name: "couchmail-run", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
+            { name: "couchmail-tmp", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
             { name: "couchdb-credentials", secret: { secretName: a.couchdbSecretName, defaultMode: 0o444, items: [{ key: "username", path: "username" }, { key: "password", path: "password" }] } },
         ];
         return { container, volumes };

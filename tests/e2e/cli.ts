@@ -4,10 +4,22 @@
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { appProcesses, alive, BRIDGE, Cluster, COUCHDB_SUBSTITUTE, descendants, E2E_DIR, leftoverContainers, OUTSIDE, REPO } from "./pods";
+import { BRIDGE, Cluster, CLUSTER_DNS, COUCHDB_SUBSTITUTE, E2E_DIR, KUBELET_SOCKET, OUTSIDE, REPO } from "./pods";
+import { alive, descendants, log, sh, sleep } from "./procs";
 import { DOMAINS, MAIL_HOSTNAME, runStackProgram } from "./program";
+import { CGROUP_PARENT, runc } from "./runtime";
+import { ON_DEMAND, PROBE_IMAGE, testObjects } from "./testpods";
 
-const log = (msg: string) => process.stderr.write(`[e2e] ${msg}\n`);
+/** Starts a process detached (own session) in a network namespace (or the host's), output appended to logFile. */
+function startDetached(argv: string[], logFile: string, netns?: string): number {
+    fs.mkdirSync(path.dirname(logFile), { recursive: true });
+    const fd = fs.openSync(logFile, "a");
+    const p = spawn(netns ? "nsenter" : argv[0], netns ? [`--net=/run/netns/${netns}`, ...argv] : argv.slice(1), { detached: true, stdio: ["ignore", fd, fd] });
+    fs.closeSync(fd);
+    p.unref();
+    if (!p.pid) throw new Error(`could not start ${argv.join(" ")}`);
+    return p.pid;
+}
 
 /** `svc.ns.svc:port` (the program's endpoint outputs) → the Service's workload. */
 function serviceWorkload(cluster: Cluster, endpoint: string): { workload: string; port: number } {
@@ -27,13 +39,15 @@ async function up(): Promise<Cluster> {
     fs.mkdirSync(E2E_DIR, { recursive: true });
 
     log("running the Pulumi program under mocks (e2e stack config)");
-    const { objects, outputs } = await runStackProgram();
+    const program = await runStackProgram();
+    const { outputs } = program;
+    const objects = [...program.objects, ...testObjects()];
     fs.writeFileSync(path.join(E2E_DIR, "objects.json"), JSON.stringify({ objects, outputs }, null, 2), { mode: 0o600 });
     const cluster = new Cluster(objects);
     log(`program declared ${objects.length} Kubernetes objects: ${cluster.workloads().map((w) => `${w.kind}/${w.name}`).join(", ")}`);
 
     // Our images are `mail/<svc>:dev` (imagesRegistry/imagesTag defaults): build exactly those the pods reference.
-    const images = new Set<string>();
+    const images = new Set<string>([PROBE_IMAGE.replace(/^mail\/(.*):dev$/, "$1")]);
     for (const w of cluster.workloads()) {
         for (const c of [...(w.template.spec.initContainers ?? []), ...w.template.spec.containers]) {
             const m = /^mail\/([a-z0-9-]+):dev$/.exec(c.image);
@@ -59,9 +73,20 @@ async function up(): Promise<Cluster> {
         `mx.external.test.\t300\tIN\tA\t${OUTSIDE.ip}`,
         "",
     ].join("\n"));
-    cluster.startHelper(OUTSIDE.name, OUTSIDE.ip, ["/usr/bin/python3", path.join(__dirname, "outside.py"), OUTSIDE.ip, zone, path.join(E2E_DIR, "outside", "mail")]);
+    const { netns: outsideNetns } = cluster.createNetns(OUTSIDE.name, OUTSIDE.ip);
+    sh("ip", ["-n", outsideNetns, "addr", "add", `${CLUSTER_DNS.ip}/24`, "dev", "eth0"], { allowFail: true });
+    const outsideLog = path.join(E2E_DIR, "logs", `${OUTSIDE.name}.log`);
+    cluster.saveHelper(OUTSIDE.name, startDetached(["/usr/bin/python3", path.join(__dirname, "outside.py"), OUTSIDE.ip, CLUSTER_DNS.ip, zone,
+        path.join(E2E_DIR, "outside", "mail")], outsideLog, outsideNetns), outsideLog);
 
-    for (const w of cluster.workloads()) await cluster.startPod(w.name);
+    const kubeletLog = path.join(E2E_DIR, "logs", "kubelet.log");
+    fs.rmSync(KUBELET_SOCKET, { force: true });
+    cluster.saveHelper("kubelet", startDetached([process.execPath, require.resolve("tsx/cli"), path.join(__dirname, "kubelet.ts")], kubeletLog), kubeletLog);
+    for (let i = 0; !fs.existsSync(KUBELET_SOCKET); i++) {
+        if (i > 100) throw new Error(`the e2e kubelet did not start; log:\n${fs.readFileSync(kubeletLog, "utf8")}`);
+        await sleep(100);
+    }
+    for (const w of cluster.workloads().filter((x) => !ON_DEMAND.includes(x.name))) await cluster.startPod(w.name);
 
     const tlsSecret = objects.find((o) => o.kind === "Secret" && o.stringData?.["tls.crt"]);
     fs.writeFileSync(path.join(E2E_DIR, "ca.crt"), tlsSecret!.stringData!["tls.crt"]);
@@ -86,7 +111,8 @@ async function up(): Promise<Cluster> {
         caFile: path.join(E2E_DIR, "ca.crt"),
         endpoints,
         pods: Object.fromEntries(cluster.workloads().map((w) => [w.name, cluster.podIp(w.name)])),
-        dns: { host: OUTSIDE.ip, port: 53 },
+        dns: { host: CLUSTER_DNS.ip, port: 53 },
+        clientNetns: outsideNetns,
         externalMx: { host: OUTSIDE.ip, port: 25, mailDir: path.join(E2E_DIR, "outside", "mail") },
         couchmailCli: `npx tsx tests/e2e/cli.ts exec dovecot couchmail -- couchmail user add postmaster@${DOMAINS[0]} --password-stdin`,
         logs: path.join(E2E_DIR, "logs"),
@@ -97,14 +123,56 @@ async function up(): Promise<Cluster> {
     return cluster;
 }
 
+function rmdirQuiet(dir: string): void {
+    try {
+        fs.rmdirSync(dir);
+    } catch {
+        // busy or gone
+    }
+}
+
+/** Stops everything `up` started: the pods (through the kubelet, or what is left of them), helpers, network. */
 async function down(): Promise<void> {
     if (!fs.existsSync(path.join(E2E_DIR, "objects.json"))) {
         log("nothing recorded in .e2e/; nothing to stop");
     } else {
-        await Cluster.load().down();
+        const cluster = Cluster.load();
+        if (fs.existsSync(KUBELET_SOCKET)) await cluster.shutdownKubelet().catch((e) => log(`kubelet shutdown: ${e.message}`));
+        for (const [name, h] of Object.entries(cluster.helperState().helpers)) {
+            for (const p of [...descendants(h.leader), h.leader]) {
+                try {
+                    process.kill(p, "SIGTERM");
+                } catch {
+                    // gone
+                }
+            }
+            for (let i = 0; i < 50 && alive(h.leader); i++) await sleep(100);
+            cluster.saveHelper(name, undefined, h.log);
+        }
         fs.rmSync(path.join(E2E_DIR, "objects.json"), { force: true });
     }
-    for (const name of leftoverContainers()) spawnSync("buildah", ["rm", name], { stdio: "ignore" });
+    // Whatever an interrupted run left: our runc containers, buildah containers, tmpfs emptyDirs, cgroups, netns.
+    const ours = (n: string) => n.startsWith("mail-e2e-");
+    for (const c of JSON.parse(runc(["list", "--format", "json"]).stdout || "[]") ?? []) if (ours(c.id)) runc(["delete", "--force", c.id]);
+    for (const n of sh("buildah", ["containers", "--format", "{{.ContainerName}}"]).split("\n").filter(ours)) sh("buildah", ["rm", n], { allowFail: true });
+    for (const line of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").reverse()) {
+        const mnt = line.split(" ")[4];
+        if (mnt?.startsWith(path.join(E2E_DIR, "pods") + "/")) sh("umount", [mnt], { allowFail: true });
+    }
+    for (const ctl of ["memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer", "systemd", "net_cls", "perf_event", "hugetlb"]) {
+        const root = path.join("/sys/fs/cgroup", ctl, CGROUP_PARENT);
+        if (!fs.existsSync(root)) continue;
+        for (const pod of fs.readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory())) {
+            for (const ctr of fs.readdirSync(path.join(root, pod.name), { withFileTypes: true }).filter((d) => d.isDirectory())) {
+                rmdirQuiet(path.join(root, pod.name, ctr.name));
+            }
+            rmdirQuiet(path.join(root, pod.name));
+        }
+        rmdirQuiet(root);
+    }
+    for (const ns of fs.existsSync("/run/netns") ? fs.readdirSync("/run/netns") : []) if (ours(ns)) sh("ip", ["netns", "del", ns], { allowFail: true });
+    sh("ip", ["link", "del", BRIDGE.name], { allowFail: true });
+    for (const d of fs.existsSync("/dev/shm") ? fs.readdirSync("/dev/shm") : []) if (ours(d)) fs.rmSync(path.join("/dev/shm", d), { recursive: true, force: true });
     log("stack down");
 }
 
@@ -119,16 +187,13 @@ function pssKb(pid: number): number {
     }
 }
 
-/** Each pod's PSS: its containers' own processes (buildah's helpers excluded). */
+/** Each pod's PSS: the processes in its containers' cgroups (exec'd probes included, as a cluster counts them). */
 function podMemory(cluster: Cluster): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const [name, pod] of Object.entries(cluster.state.pods)) {
-        let kb = 0;
-        for (const c of Object.values(pod.containers)) {
-            const pids = c.buildahName ? appProcesses(c.leader) : alive(c.leader) ? [c.leader, ...descendants(c.leader)] : [];
-            for (const p of pids) kb += pssKb(p);
-        }
-        out[name] = kb;
+    for (const name of Object.keys(cluster.status())) {
+        // The program's pods only: the suite's own (attacker, probes) are not part of the mail system.
+        if (cluster.workload(name).template.metadata?.labels?.["app.kubernetes.io/part-of"] === "e2e-tests") continue;
+        out[name] = cluster.podProcesses(name).reduce((kb, p) => kb + pssKb(p), 0);
     }
     return out;
 }
@@ -140,7 +205,7 @@ function footprintTable(idle: Record<string, number>, peak: Record<string, numbe
     rows.push(["sum", mib(sum(idle)), mib(sum(peak))]);
     const w = [Math.max(...rows.map((r) => r[0].length), 3), 12, 12];
     const line = (r: string[]) => `${r[0].padEnd(w[0])}  ${r[1].padStart(w[1])}  ${r[2].padStart(w[2])}`;
-    return ["Pod memory (PSS, MiB; buildah helpers excluded; peak = highest per pod during the suite)",
+    return ["Pod memory (PSS, MiB; processes in the pods' cgroups; peak = highest per pod during the suite)",
         line(["pod", "idle", "peak"]), ...rows.map(line)].join("\n");
 }
 
@@ -158,7 +223,8 @@ async function run(): Promise<number> {
         }, 1000);
         const ts = Date.now();
         code = await new Promise<number>((resolve) => {
-            const suite = spawn(process.execPath, [require.resolve("tsx/cli"), "--test", "--test-concurrency=1", path.join(__dirname, "mail.e2e.ts")], { stdio: "inherit" });
+            const files = ["mail.e2e.ts", "runtime.e2e.ts"].map((f) => path.join(__dirname, f));
+            const suite = spawn(process.execPath, [require.resolve("tsx/cli"), "--test", "--test-concurrency=1", ...files], { stdio: "inherit" });
             suite.on("exit", (c) => resolve(c ?? 1));
         });
         clearInterval(sampler);

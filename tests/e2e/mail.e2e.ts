@@ -2,28 +2,16 @@
 // `cli.ts up` started from the program's own pod specs. Run by `npm run e2e` (node's test runner, in order).
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Cluster, E2E_DIR } from "./pods";
 import { GREYLIST_DELAY_SECONDS } from "./program";
+import { cluster, Endpoint, run, sleep, stack, waitFor } from "./suite";
 
-interface Endpoint { host: string; port: number }
-const stack = JSON.parse(fs.readFileSync(path.join(E2E_DIR, "stack.json"), "utf8")) as {
-    hostname: string; caFile: string; endpoints: Record<string, Endpoint>; dns: Endpoint; externalMx: Endpoint & { mailDir: string };
-};
 const ep = stack.endpoints;
 const HOST = stack.hostname;
 const CLIENTS = path.join(__dirname, "clients.py");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const run = (cmd: string, args: string[], input?: string) => {
-    const r = spawnSync(cmd, args, { encoding: "utf8", input, timeout: 60_000 });
-    return { code: r.status ?? -1, out: `${r.stdout ?? ""}${r.stderr ?? ""}` };
-};
-
-const cluster = () => Cluster.load();
 /** The couchmail CLI in the Dovecot pod's sidecar, as the program's addFirstUser output says (kubectl exec). */
 function couchmail(args: string[], input?: string): string {
     const r = cluster().exec("dovecot", "couchmail", ["couchmail", ...args], { input });
@@ -73,16 +61,6 @@ function imap(cmd: "imap-find" | "imap-list", user: string, password: string, te
     return JSON.parse(r.out.trim().split("\n").pop()!);
 }
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs: number, everyMs = 250): Promise<T> {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-        const v = fn();
-        if (v) return v;
-        if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-        await sleep(everyMs);
-    }
-}
-
 /** The message (by subject) in the user's mailbox over IMAP; the folder it was filed into. */
 const delivered = (user: string, subject: string, timeoutMs = 20_000) =>
     waitFor(`"${subject}" for ${user}`, () => {
@@ -90,14 +68,11 @@ const delivered = (user: string, subject: string, timeoutMs = 20_000) =>
         return r.folder ? r : undefined;
     }, timeoutMs, 500);
 
-/** The first line of an SMTP greeting on a port. */
-function banner(e: Endpoint): Promise<string> {
-    return new Promise((resolve, reject) => {
-        const s = net.connect(e.port, e.host);
-        s.setTimeout(15_000, () => (s.destroy(), reject(new Error("no banner"))));
-        s.once("data", (d) => (s.end("QUIT\r\n"), resolve(d.toString().split("\r\n")[0])));
-        s.once("error", reject);
-    });
+/** The first line of an SMTP greeting on a port, from the internet. */
+function banner(e: Endpoint): string {
+    const r = run("timeout", ["15", "bash", "-c", 'exec 3<>"/dev/tcp/$0/$1" && head -n1 <&3 && printf "QUIT\\r\\n" >&3', e.host, String(e.port)]);
+    if (r.code !== 0) throw new Error(`no banner from ${e.host}:${e.port}: ${r.out}`);
+    return r.out.split("\r\n")[0];
 }
 
 const ALICE = "alice@example.test";
@@ -251,15 +226,15 @@ describe("mail flows through the program's pods", () => {
         const c = cluster();
         const cm = c.objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "postfix-config")!;
         const marker = `e2e-reload-${Date.now()}`;
-        assert.doesNotMatch(await banner(ep.submission), new RegExp(marker));
+        assert.doesNotMatch(banner(ep.submission), new RegExp(marker));
         // Edited in place: the entrypoint refuses a main.cf that sets a parameter twice.
         const mainCf = cm.data!["main.cf"].replace(/^smtpd_banner = .*$/m, `smtpd_banner = $myhostname ESMTP ${marker}`);
         assert.notEqual(mainCf, cm.data!["main.cf"]);
-        c.updateConfigMap("postfix-config", { ...cm.data!, "main.cf": mainCf });
+        await c.updateConfigMap("postfix-config", { ...cm.data!, "main.cf": mainCf });
         const end = Date.now() + 30_000;
         let seen = "";
         while (Date.now() < end && !seen.includes(marker)) {
-            seen = await banner(ep.submission);
+            seen = banner(ep.submission);
             if (!seen.includes(marker)) await sleep(500);
         }
         assert.match(seen, new RegExp(marker));
@@ -272,8 +247,13 @@ describe("mail flows through the program's pods", () => {
             const cached = uniqueSubject("couch-down-cached");
             assert.equal(smtpIn(ALICE, cached).code, 0);
             assert.equal((await delivered(ALICE, cached)).folder, "INBOX");
-            // Kubernetes restarts a sidecar that ended (crash, OOM): with CouchDB away it has nothing to answer from.
-            await c.restartContainer("postfix", "couchmail");
+            // A sidecar that crashes is restarted by the kubelet: with CouchDB away it has nothing to answer from.
+            const before = c.status().postfix.containers.couchmail.restartCount;
+            await c.crashContainer("postfix", "couchmail");
+            await waitFor("the kubelet restarting couchmail", () => {
+                const s = c.status().postfix.containers.couchmail;
+                return s.running && s.restartCount > before;
+            }, 20_000);
             await sleep(3000);
             const refused = smtpIn(ALICE, uniqueSubject("couch-down"));
             assert.match(refused.out, /<\*\* +451 4\.3\.0/);

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """The e2e stack's pseudo-internet, run in its own network namespace on the private bridge:
 
-* an authoritative DNS server (UDP and TCP 53) for the zone file it is given — the program's own dnsZone output
+* an authoritative DNS server (UDP and TCP 53, on DNS_IP: the address pods know as the cluster DNS) for the zone file it is given — the program's own dnsZone output
   (MX, SPF, DKIM, DMARC of our domains) plus the records the runner adds (our host, the external test domain);
   every other name is NXDOMAIN, so nothing is ever asked of a real resolver;
-* an "external" MX: a minimal SMTP server on port 25 that stores each message it accepts as a .eml file.
+* an "external" MX: a minimal SMTP server on port 25 (on SMTP_IP, an internet address) that stores each message it
+  accepts as a .eml file.
 
-usage: outside.py LISTEN_IP ZONE_FILE MAIL_DIR
+usage: outside.py SMTP_IP DNS_IP ZONE_FILE MAIL_DIR
 """
 import os
 import socket
@@ -23,7 +24,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 
-ip, zone_file, mail_dir = sys.argv[1:4]
+ip, dns_ip, zone_file, mail_dir = sys.argv[1:5]
 zone = dns.zone.from_file(zone_file, origin=".", relativize=False, check_origin=False)
 
 
@@ -111,10 +112,10 @@ class UdpServer(socketserver.ThreadingMixIn, socketserver.UDPServer):
 
 
 os.makedirs(mail_dir, exist_ok=True)
-servers = [UdpServer((ip, 53), Udp), Server((ip, 53), Tcp), Server((ip, 25), Smtp)]
+servers = [UdpServer((dns_ip, 53), Udp), Server((dns_ip, 53), Tcp), Server((ip, 25), Smtp)]
 for s in servers:
     threading.Thread(target=s.serve_forever, daemon=True).start()
-print("outside: DNS on %s:53 (%d names), SMTP sink on %s:25 -> %s" % (ip, len(zone.nodes), ip, mail_dir), flush=True)
+print("outside: DNS on %s:53 (%d names), SMTP sink on %s:25 -> %s" % (dns_ip, len(zone.nodes), ip, mail_dir), flush=True)
 try:
     while True:
         time.sleep(3600)

@@ -1,0 +1,114 @@
+// The e2e kubelet's runtime against the running stack: every container of the program's pods runs with what its
+// spec asks for (checked from inside, through the runtime's exec), memory limits are enforced by the kernel and an
+// OOM-killed container comes back after the kubelet's back-off, liveness failures restart a container, and an
+// image that would run as root is refused under runAsNonRoot.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { COUCHDB_SUBSTITUTE } from "./pods";
+import { effectiveCaps, ALL_CAPS } from "./runtime";
+import { cluster, waitFor } from "./suite";
+import { quantityBytes } from "./volumes";
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- pod specs as the program declared them */
+type Spec = any;
+
+/** The capability bitmask /proc/PID/status shows for a set of capability names (bit = index in capability(7)). */
+const CAP_BITS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+    "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE"];
+const capMask = (caps: string[]) => caps.reduce((m, c) => m | (1n << BigInt(CAP_BITS.indexOf(c))), 0n);
+
+function mailContainers(): { pod: string; spec: Spec; podSpec: Spec }[] {
+    const c = cluster();
+    return Object.keys(c.status()).filter((p) => c.workload(p).namespace === "mail" && p !== COUCHDB_SUBSTITUTE).flatMap((p) => {
+        const podSpec = c.workload(p).template.spec;
+        return [...(podSpec.initContainers ?? []), ...podSpec.containers].map((spec: Spec) => ({ pod: p, spec, podSpec }));
+    });
+}
+
+describe("the runtime gives each container what its spec says", () => {
+    test("ALL_CAPS lists capability(7) in bit order", () => assert.deepEqual(ALL_CAPS, CAP_BITS));
+
+    test("own PID namespace, exact capabilities, no_new_privs, seccomp, fsGroup as a supplementary group, memory limit", () => {
+        const failures: string[] = [];
+        for (const { pod, spec, podSpec } of mailContainers()) {
+            const r = cluster().exec(pod, spec.name, ["cat", "/proc/1/status", "/proc/1/cmdline", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+            assert.equal(r.code, 0, `${pod}/${spec.name}: ${r.stderr}`);
+            const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, "m").exec(r.stdout)?.[1].trim();
+            const sc = spec.securityContext ?? {};
+            const where = `${pod}/${spec.name}`;
+            if (BigInt(`0x${field("CapBnd")}`) !== capMask(effectiveCaps(sc))) failures.push(`${where}: CapBnd ${field("CapBnd")} ≠ ${capMask(effectiveCaps(sc)).toString(16)}`);
+            if (field("NoNewPrivs") !== (sc.allowPrivilegeEscalation === false ? "1" : "0")) failures.push(`${where}: NoNewPrivs ${field("NoNewPrivs")}`);
+            const seccomp = (sc.seccompProfile ?? podSpec.securityContext?.seccompProfile)?.type === "RuntimeDefault" ? "2" : "0";
+            if (field("Seccomp") !== seccomp) failures.push(`${where}: Seccomp mode ${field("Seccomp")}, want ${seccomp}`);
+            const fsGroup = podSpec.securityContext?.fsGroup;
+            // The runtime's exec joins the container's PID namespace: its PID 1 is the container's own entrypoint.
+            if (!/^PPid:\s+0$/m.test(r.stdout)) failures.push(`${where}: PID 1 has a parent inside the container`);
+            if (fsGroup !== undefined && !(field("Groups") ?? "").split(/\s+/).includes(String(fsGroup))) failures.push(`${where}: fsGroup ${fsGroup} not in Groups "${field("Groups")}"`);
+            const limit = spec.resources?.limits?.memory;
+            if (limit && !r.stdout.trim().endsWith(String(quantityBytes(limit)))) failures.push(`${where}: memory limit is not ${limit}`);
+        }
+        assert.deepEqual(failures, []);
+    });
+
+    test("readOnlyRootFilesystem: the root is read-only, and the container still runs", () => {
+        for (const { pod, spec } of mailContainers().filter((x) => x.spec.securityContext?.readOnlyRootFilesystem)) {
+            const r = cluster().exec(pod, spec.name, ["sh", "-c", "touch /.e2e-probe"]);
+            assert.notEqual(r.code, 0, `${pod}/${spec.name} could write its root`);
+            assert.match(r.stderr, /Read-only file system/, `${pod}/${spec.name}`);
+        }
+    });
+});
+
+describe("the kubelet keeps containers running", () => {
+    test("over its memory limit a container is OOM-killed and restarted after the kubelet's back-off (0 s, then 10 s)", async () => {
+        const c = cluster();
+        await c.startPod("memhog");
+        try {
+            const first = await waitFor("the first OOM kill and restart", () => {
+                const s = c.status().memhog?.containers.hog;
+                return s?.lastState?.reason === "OOMKilled" && s.restartCount >= 1 && s.running ? s : undefined;
+            }, 20_000, 100);
+            // The first restart is immediate; after the second exit the kubelet waits out a 10 s back-off.
+            assert.ok(first.startedAt! - first.lastState!.finishedAt < 3000, JSON.stringify(first));
+            const waiting = await waitFor("the crash-loop back-off", () => c.status().memhog?.containers.hog.waiting, 20_000, 100);
+            assert.match(waiting.message, /^back-off 10s restarting failed container=hog pod=memhog-e2e$/);
+            const second = await waitFor("the second restart", () => {
+                const s = c.status().memhog?.containers.hog;
+                return s && s.restartCount >= 2 && s.running ? s : undefined;
+            }, 20_000, 100);
+            assert.equal(second.lastState!.reason, "OOMKilled");
+            assert.ok(second.startedAt! - second.lastState!.finishedAt >= 10_000, JSON.stringify(second));
+        } finally {
+            await c.stopPod("memhog");
+        }
+    });
+
+    test("a failing liveness probe restarts the container", async () => {
+        const c = cluster();
+        await c.startPod("liveness");
+        try {
+            assert.equal(c.exec("liveness", "app", ["rm", "/tmp/healthy"]).code, 0);
+            const s = await waitFor("the liveness restart", () => {
+                const st = cluster().status().liveness?.containers.app;
+                return st && st.restartCount === 1 && st.running ? st : undefined;
+            }, 15_000, 100);
+            // sleep as PID 1 ignores SIGTERM: the kubelet killed it after the 2 s grace period.
+            assert.equal(s.lastState!.exitCode, 137);
+            await waitFor("the restarted container's health file", () => cluster().exec("liveness", "app", ["test", "-e", "/tmp/healthy"]).code === 0, 5000);
+        } finally {
+            await c.stopPod("liveness");
+        }
+    });
+
+    test("runAsNonRoot: an image that runs as root is refused with the kubelet's message", async () => {
+        const c = cluster();
+        try {
+            await assert.rejects(c.startPod("rootimage"), /CreateContainerConfigError: container has runAsNonRoot and image will run as root \(pod: "rootimage-e2e", container: app\)/);
+        } finally {
+            await c.stopPod("rootimage");
+        }
+    });
+});
