@@ -223,7 +223,7 @@ async function run(): Promise<number> {
         }, 1000);
         const ts = Date.now();
         code = await new Promise<number>((resolve) => {
-            const files = ["mail.e2e.ts", "runtime.e2e.ts"].map((f) => path.join(__dirname, f));
+            const files = ["mail.e2e.ts", "runtime.e2e.ts", "netpol.e2e.ts"].map((f) => path.join(__dirname, f));
             const suite = spawn(process.execPath, [require.resolve("tsx/cli"), "--test", "--test-concurrency=1", ...files], { stdio: "inherit" });
             suite.on("exit", (c) => resolve(c ?? 1));
         });

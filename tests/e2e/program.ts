@@ -32,6 +32,7 @@ const KINDS: Record<string, string> = {
     "kubernetes:core/v1:Service": "Service",
     "kubernetes:apps/v1:StatefulSet": "StatefulSet",
     "kubernetes:apps/v1:Deployment": "Deployment",
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": "NetworkPolicy",
 };
 
 /**
