@@ -60,6 +60,23 @@ describe("engine await order", () => {
         expect(kinds(engine)).not.toContain("StatefulSet");
     });
 
+    it("names a deadlock through a component's dependsOn: its children wait for their parent", async () => {
+        const engine = await deploy((k8s, pulumi) => {
+            const n = ns(k8s);
+            const affine = { affinity: { podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { app: "mta" } }, topologyKey: "kubernetes.io/hostname" }] } } };
+            const imap = new pulumi.ComponentResource("test:index:Imap", "imap");
+            statefulSet(k8s, n, "web", affine, { parent: imap });
+            const mta = new pulumi.ComponentResource("test:index:Mta", "mta", {}, { dependsOn: [imap] });
+            new k8s.apps.v1.StatefulSet("mta", {
+                metadata: { name: "mta", namespace: n.metadata.name },
+                spec: { serviceName: "mta", selector: { matchLabels: { app: "mta" } }, template: { metadata: { labels: { app: "mta" } }, spec: podSpec() } },
+            }, { parent: mta });
+        });
+        expect(engine.failures).toHaveLength(1);
+        expect(engine.failures[0]).toContain("* [Pod app/web-0]: Pod unschedulable: 0/1 nodes are available: 1 node(s) didn't match pod affinity rules.");
+        expect(engine.failures[0]).toContain("deadlock: kubernetes:apps/v1:StatefulSet (mta) would provide what this waits for");
+    });
+
     it("does not wait for headless Services", async () => {
         const engine = await deploy((k8s) => {
             const n = ns(k8s);

@@ -61,7 +61,11 @@ export class DeclaredResources {
         this.registered.add(`${type}::${name}`);
     }
 
-    /** What a declared resource waits for: its dependencies, a component standing for all its declared children. */
+    /**
+     * What a declared resource waits for: its dependencies and its ancestors' (the SDK registers a resource only
+     * once its parent's URN resolves, i.e. after the parent's own dependsOn), a component standing for all its
+     * declared children.
+     */
     private waitsFor(d: Declared): Declared[] {
         const out: Declared[] = [];
         const expand = (r: object, seen: Set<object>) => {
@@ -71,7 +75,9 @@ export class DeclaredResources {
             if (entry.custom) out.push(entry);
             else for (const [child, c] of this.declared) if (c.parent === r) expand(child, seen);
         };
-        for (const dep of d.deps) expand(dep, new Set());
+        for (let entry: Declared | undefined = d; entry; entry = entry.parent ? this.declared.get(entry.parent) : undefined) {
+            for (const dep of entry.deps) expand(dep, new Set());
+        }
         return out;
     }
 
