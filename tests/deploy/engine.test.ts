@@ -11,7 +11,7 @@ async function deploy(program: Program, opts: Partial<EngineOptions> = {}): Prom
     let engine: ClusterEngine | undefined;
     await jest.isolateModulesAsync(async () => {
         const { ClusterEngine } = await import("../kit/cluster/engine");
-        engine = new ClusterEngine({ profile: clusterProfile({ clusterProvider: "digitalocean" }), timeoutMs: 1000, ...opts });
+        engine = new ClusterEngine({ profile: clusterProfile({ clusterProvider: "digitalocean" }), ...opts });
         await engine.install({});
         program(await import("@pulumi/kubernetes"), await import("@pulumi/pulumi"));
         await settle(engine, 25);
@@ -106,6 +106,22 @@ describe("engine await order", () => {
         const kind = await deploy(lb(), { profile: clusterProfile({ clusterProvider: "kubeconfig" }) });
         expect(kind.failures).toEqual([expect.stringContaining("* Service was not allocated an IP address; does your cloud provider support this?")]);
         expect((await deploy(lb({ "pulumi.com/skipAwait": "true" }), { profile: clusterProfile({ clusterProvider: "kubeconfig" }) })).failures).toEqual([]);
+    });
+
+    it("times an await out after its (scaled) create timeout while other work still goes on", async () => {
+        const engine = await deploy((k8s) => {
+            const n = ns(k8s);
+            new k8s.apps.v1.Deployment("dep", {
+                metadata: { name: "web", namespace: n.metadata.name },
+                spec: { selector: { matchLabels: labels }, template: { metadata: { labels }, spec: podSpec({ volumes: [{ name: "tls", secret: { secretName: "late" } }] }) } },
+            }, { customTimeouts: { create: "1m" } });
+            // Keeps the engine busy (a registration every 10 ms) past the 1m timeout, scaled to 100 ms.
+            const tick = (i: number): void => {
+                if (i < 30) setTimeout(() => { new k8s.core.v1.ConfigMap(`tick-${i}`, { metadata: { name: `tick-${i}`, namespace: n.metadata.name } }); tick(i + 1); }, 10);
+            };
+            tick(0);
+        }, { timeoutMs: 1000 });
+        expect(engine.failures).toEqual([expect.stringContaining("'web' timed out waiting to be Ready (after the 1m0s create timeout)")]);
     });
 
     it("names the customTimeouts create timeout the provider would wait", async () => {

@@ -62,7 +62,7 @@ describe("deploy matrix (engine await order, Pod Security admission, scheduling)
             continue;
         }
         it(`${name(p)} deploys: every await completes, no admission or scheduling error, every object schema-valid`, async () => {
-            const result = await deployProgram(config, { profile: clusterProfile(config, { existingObjects: existingObjects(p, config) }), timeoutMs: 1000, quietMs: 20 });
+            const result = await deployProgram(config, { profile: clusterProfile(config, { existingObjects: existingObjects(p, config) }), quietMs: 20 });
             expect(result.programErrors).toEqual([]);
             expect(result.failures).toEqual([]);
             expect(schemaErrors(result.resources)).toEqual([]);

@@ -22,7 +22,12 @@ import type { ClusterProfile } from "./profiles";
 
 export interface EngineOptions {
     profile: ClusterProfile;
-    /** Real milliseconds standing for the provider's default 10-minute create timeout (customTimeouts scale with it). */
+    /**
+     * Real milliseconds standing for the provider's default 10-minute create timeout (customTimeouts scale with it).
+     * A safety net: an await that cannot complete is failed as soon as nothing makes progress (quietMs), so this
+     * only fires for one that keeps waiting while other work goes on; keep it well above a run's synchronous work
+     * (key generation) so a busy machine does not time awaits out.
+     */
     timeoutMs?: number;
     /** Milliseconds without any registration or progress after which pending resources count as stuck. */
     quietMs?: number;
@@ -148,7 +153,7 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
 
     constructor(opts: EngineOptions) {
         this.cluster = new ClusterModel(opts.profile);
-        this.timeoutMs = opts.timeoutMs ?? 2000;
+        this.timeoutMs = opts.timeoutMs ?? 20000;
         this.quietMs = opts.quietMs ?? 25;
         this.keepGoing = opts.keepGoing ?? false;
     }
