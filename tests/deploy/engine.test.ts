@@ -162,6 +162,28 @@ describe("engine await order", () => {
         expect(engine.cluster.get("ConfigMap", "app", "fresh")?.data).toEqual({ a: "b" });
     });
 
+    it("waits for a Job to complete, and reports why its pod cannot start", async () => {
+        const job = (env: k8sType.types.input.core.v1.EnvVar[]): Program => (k8s) => {
+            const n = ns(k8s);
+            new k8s.batch.v1.Job("job", { metadata: { name: "init", namespace: n.metadata.name }, spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "init", image: "i:1", env }] } } } });
+        };
+        expect((await deploy(job([]))).failures).toEqual([]);
+        const missing = await deploy(job([{ name: "X", valueFrom: { configMapKeyRef: { name: "absent", key: "x" } } }]));
+        expect(missing.failures).toEqual([expect.stringContaining('* Job has not completed\n    * [Pod app/init-a0x7k]: container "init": CreateContainerConfigError: configmap "absent" not found')]);
+    });
+
+    it("does not wait for a WaitForFirstConsumer claim, and waits forever for one whose StorageClass does not exist", async () => {
+        const claim = (storageClassName?: string): Program => (k8s) => {
+            const n = ns(k8s);
+            new k8s.core.v1.PersistentVolumeClaim("pvc", { metadata: { name: "data", namespace: n.metadata.name }, spec: { storageClassName, accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } });
+        };
+        expect((await deploy(claim(), { profile: clusterProfile({ clusterProvider: "gke" }) })).failures).toEqual([]);
+        expect((await deploy(claim())).failures).toEqual([]);
+        const unknown = await deploy(claim("fast"));
+        expect(unknown.failures).toEqual([expect.stringContaining("* PersistentVolumeClaim is not Bound")]);
+        expect(unknown.cluster.warnings).toEqual(['PersistentVolumeClaim app/data: storageclass.storage.k8s.io "fast" not found (the claim stays Pending)']);
+    });
+
     it("keepGoing lets a failed await complete so the failures behind it show in one run", async () => {
         const program: Program = (k8s) => {
             const n = ns(k8s);

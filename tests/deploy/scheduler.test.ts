@@ -45,6 +45,14 @@ describe("scheduling", () => {
         expect(schedule(toPlace("a", tolerating), view([tainted]))).toEqual({ node: "n2" });
     });
 
+    it("honours required node affinity and the node's pod limit", () => {
+        const zoned = spec("1Mi", { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "zone", operator: "In", values: ["b"] }] }] } } } });
+        expect(schedule(toPlace("a", zoned), view([node("n1", 1024, { zone: "a" }), node("n2", 1024, { zone: "b" })]))).toEqual({ node: "n2" });
+        expect(schedule(toPlace("a", zoned), view([node("n1", 1024, { zone: "a" })]))).toEqual({ unschedulable: "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector." });
+        const full = { ...node("n1"), allocatable: { ...node("n1").allocatable, pods: 1 } };
+        expect(schedule(toPlace("b", spec("1Mi")), view([full], [{ ...toPlace("a", spec("1Mi")), node: "n1" }]))).toEqual({ unschedulable: "0/1 nodes are available: 1 Too many pods." });
+    });
+
     it("requires pod affinity targets to run (the first pod of a self-selecting group goes anywhere)", () => {
         const affine = spec("1Mi", { affinity: { podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { app: "dovecot" } }, topologyKey: "kubernetes.io/hostname" }] } } });
         expect(schedule(toPlace("train", affine), view([node("n1")]))).toEqual({ unschedulable: "0/1 nodes are available: 1 node(s) didn't match pod affinity rules." });
