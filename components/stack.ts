@@ -240,7 +240,7 @@ export class MailStack extends pulumi.ComponentResource {
             },
         }, { parent: this, dependsOn: [dovecot, opendkim, ...(postgrey ? [postgrey] : [])] });
 
-        const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: mail.hostname, plan, addresses: edge.addresses }, { parent: this, dependsOn: [postfix, dovecot] });
+        const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: mail.hostname, plan }, { parent: this, dependsOn: [postfix, dovecot] });
 
         const svc = (service: pulumi.Output<string>, port: number) => pulumi.interpolate`${service}.${ns}.svc:${port}`;
         const records = (dkimTxt: Record<string, string>, addresses: string[]) => mailDnsRecords({
@@ -254,10 +254,9 @@ export class MailStack extends pulumi.ComponentResource {
         this.dnsZoneSnippet = this.dnsRecords.apply(zoneSnippet);
         this.mtaStsPolicy = args.dns.mtaSts === "off" ? "" : mtaStsPolicy(args.dns.mtaSts, mail.hostname);
         if (args.dns.manage && args.clusterProvider !== "kubeconfig") {
-            // A load balancer has one IPv4 address, unknown until it exists; hostport addresses are configured.
-            const shapeAddresses = plan.hostPorts ? edge.addresses : ["192.0.2.1"];
-            const shape = records(Object.fromEntries(mail.domains.map((d) => [d, "v=DKIM1; k=rsa; p="])), shapeAddresses);
-            new ManagedDns(`${name}-dns`, { provider: args.clusterProvider, hostname: mail.hostname, shape, addressesKnown: plan.hostPorts, records: this.dnsRecords }, child);
+            // The edge has one IPv4 address (a load balancer's or a reserved IP), unknown until it exists.
+            const shape = records(Object.fromEntries(mail.domains.map((d) => [d, "v=DKIM1; k=rsa; p="])), ["192.0.2.1"]);
+            new ManagedDns(`${name}-dns`, { provider: args.clusterProvider, hostname: mail.hostname, shape, records: this.dnsRecords }, child);
         }
         this.warnings = stackWarnings(args, plan.port25Blocked);
         this.endpoints = {
@@ -283,9 +282,6 @@ export function stackWarnings(args: MailStackArgs, port25Blocked: boolean): stri
     const warnings: string[] = [];
     if (port25Blocked && !args.relay) {
         warnings.push(`${args.clusterProvider} blocks outbound port 25 (DigitalOcean for new accounts, GCP always): mail to other servers will not leave; set relayHost, relayUsername and relayPassword`);
-    }
-    if (args.edge.mode === "hostport" && args.edge.addresses.length === 0) {
-        warnings.push("edgeMode hostport: edgeAddresses is empty, so no A/AAAA record for the mail host is output or managed; set it to the node's public address");
     }
     if (args.tls.mode === "selfsigned" && args.clusterProvider !== "kubeconfig") {
         warnings.push("tlsMode selfsigned: mail clients will reject the certificate; use acme or secret for a real deployment");

@@ -3,7 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { DigitalOceanClusterConfig } from "../../config";
 import { ConfigError } from "../config/reader";
-import { EDGE_NODE_TAG } from "../edge/cloud";
+import { edgeNodeTag } from "../edge/cloud";
 import { MailCluster, requireVersion, versionFilter } from "./types";
 
 export type DigitalOceanClusterArgs = Omit<DigitalOceanClusterConfig, "provider">;
@@ -41,7 +41,7 @@ export class DigitalOceanCluster extends pulumi.ComponentResource implements Mai
                 nodeCount: args.nodeCount,
                 labels: { "mail.stack/pool": "mail" },
                 // Target of the hostport edge's firewall.
-                tags: [EDGE_NODE_TAG],
+                tags: [edgeNodeTag()],
             },
         }, { parent: this, ignoreChanges: ["version"] /* auto-upgrade moves it; don't fight the cloud */ });
 

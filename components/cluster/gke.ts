@@ -2,7 +2,7 @@ import * as gcp from "@pulumi/gcp";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { GkeClusterConfig } from "../../config";
-import { EDGE_NODE_TAG } from "../edge/cloud";
+import { edgeNodeTag } from "../edge/cloud";
 import { ConfigError } from "../config/reader";
 import { MailCluster, requireVersion, versionFilter } from "./types";
 
@@ -58,7 +58,7 @@ export class GkeCluster extends pulumi.ComponentResource implements MailCluster 
             datapathProvider: "ADVANCED_DATAPATH",
             ipAllocationPolicy: {},
             // Workload Identity: pods act as Google service accounts without keys (cert-manager's Cloud DNS solver).
-            workloadIdentityConfig: { workloadPool: pulumi.interpolate`${gcp.organizations.getClientConfigOutput({}, { parent: this }).project}.svc.id.goog` },
+            workloadIdentityConfig: { workloadPool: pulumi.interpolate`${gcp.organizations.getClientConfigOutput({ parent: this }).project}.svc.id.goog` },
         }, { parent: this, ignoreChanges: ["minMasterVersion"] /* the release channel upgrades it */ });
 
         new gcp.container.NodePool(`${name}-pool`, {
@@ -79,7 +79,7 @@ export class GkeCluster extends pulumi.ComponentResource implements MailCluster 
                 ],
                 labels: { "mail.stack/pool": "mail" },
                 // Target of the hostport edge's firewall rule.
-                tags: [EDGE_NODE_TAG],
+                tags: [edgeNodeTag()],
                 shieldedInstanceConfig: { enableSecureBoot: true },
                 // Pods reach Google APIs through the GKE metadata server (Workload Identity), never as the node.
                 workloadMetadataConfig: { mode: "GKE_METADATA" },

@@ -41,12 +41,12 @@ function publishedByUs(planned: DnsRecord, value: string, hostname: string): boo
 }
 
 /**
- * Existing records the planned ones collide with. `addressesKnown`: the planned A/AAAA values are the real ones (a load
- * balancer's address is unknown until it exists, so then A/AAAA are not judged). `oneSetPerType`: Cloud DNS, where a
- * name and type hold one record set, so an existing set with none of our values cannot be created (HTTP 409) — unlike
- * DigitalOcean, which adds records beside the ones there.
+ * Existing records the planned ones collide with. A/AAAA are not judged: the edge's address (a load balancer's or a
+ * reserved IP) is unknown until it exists, so an earlier run's record cannot be told from someone else's.
+ * `oneSetPerType`: Cloud DNS, where a name and type hold one record set, so an existing set with none of our values
+ * cannot be created (HTTP 409) — unlike DigitalOcean, which adds records beside the ones there.
  */
-export function dnsCollisions(existing: ExistingRecordSet[], planned: DnsRecord[], opts: { hostname: string; addressesKnown: boolean; oneSetPerType: boolean }): DnsCollision[] {
+export function dnsCollisions(existing: ExistingRecordSet[], planned: DnsRecord[], opts: { hostname: string; oneSetPerType: boolean }): DnsCollision[] {
     const collisions: DnsCollision[] = [];
     const plannedNames = new Set(planned.map((r) => r.name));
     for (const set of existing) {
@@ -56,11 +56,10 @@ export function dnsCollisions(existing: ExistingRecordSet[], planned: DnsRecord[
         }
         const ours = planned.filter((r) => r.name === set.name && r.type === set.type);
         if (ours.length === 0) continue;
-        if ((set.type === "A" || set.type === "AAAA") && !opts.addressesKnown) continue;
+        if (set.type === "A" || set.type === "AAAA") continue;
         const foreign = set.values.filter((v) => !ours.some((r) => publishedByUs(r, v, opts.hostname)));
         for (const value of foreign) {
             if (set.type === "MX") collisions.push({ name: set.name, type: set.type, value, why: `mail for ${set.name} would also go to that host` });
-            else if (set.type === "A" || set.type === "AAAA") collisions.push({ name: set.name, type: set.type, value, why: `${set.name} would also resolve to that address` });
             else if (ours.some((r) => txtTag(r.value) === txtTag(value))) {
                 collisions.push({ name: set.name, type: set.type, value, why: `a second ${txtTag(value)} record at one name makes receivers ignore both (SPF: permerror)` });
             }

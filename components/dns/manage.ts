@@ -44,8 +44,6 @@ export interface ManagedDnsArgs {
     hostname: string;
     /** The record set's shape, known at preview: names, types and how many values each has. */
     shape: DnsRecord[];
-    /** Whether the shape's A/AAAA values are the real addresses (hostport) rather than stand-ins for a load balancer's. */
-    addressesKnown: boolean;
     /** The same records with their real values (DKIM keys, load balancer address). */
     records: pulumi.Output<DnsRecord[]>;
 }
@@ -84,7 +82,7 @@ export class ManagedDns extends pulumi.ComponentResource {
         const valuesOf = (set: { name: string; type: string }) =>
             args.records.apply((rs) => rs.filter((r) => r.name === set.name && r.type === set.type).map((r) => r.value));
         const check = (provider: string, oneSetPerType: boolean) => (existing: ExistingRecordSet[]) => {
-            const collisions = dnsCollisions(existing, args.shape, { hostname: args.hostname, addressesKnown: args.addressesKnown, oneSetPerType });
+            const collisions = dnsCollisions(existing, args.shape, { hostname: args.hostname, oneSetPerType });
             if (collisions.length > 0) throw collisionError(provider, collisions);
             return existing;
         };

@@ -4,8 +4,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { EdgePlan } from "./plan";
 
-/** Network tag every node pool carries, so a hostport firewall opens the mail ports on exactly those nodes. */
-export const EDGE_NODE_TAG = "mail-edge";
+/**
+ * Network tag every node pool of this stack carries, so a hostport firewall opens the mail ports on exactly those
+ * nodes, and the hostport edge finds its node. Per project and stack: two stacks in one account must not share it.
+ */
+export function edgeNodeTag(): string {
+    return `mail-edge-${pulumi.getProject()}-${pulumi.getStack()}`.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63).replace(/-+$/, "");
+}
 
 /**
  * A DigitalOcean load balancer that forwards TCP and prepends PROXY v1 headers. The type is explicit (REGIONAL

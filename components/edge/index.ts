@@ -6,7 +6,7 @@ import { IngressNginxEdge } from "./ingress-nginx";
 import { LoadBalancerEdge } from "./loadbalancer";
 import { EdgePlan } from "./plan";
 
-export { EDGE_NODE_TAG } from "./cloud";
+export { edgeNodeTag } from "./cloud";
 export { EDGE_PORTS, backendOf, edgePlan } from "./plan";
 export type { EdgePlan } from "./plan";
 
@@ -18,8 +18,6 @@ export interface EdgeArgs {
     namespace: pulumi.Input<string>;
     hostname: string;
     plan: EdgePlan;
-    /** hostport: the node's public addresses. */
-    addresses: string[];
 }
 
 export function createEdge(name: string, args: EdgeArgs, opts?: pulumi.ComponentResourceOptions): MailEdge {

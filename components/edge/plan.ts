@@ -1,6 +1,7 @@
 // The edge's decisions as pure data: which ports are public, whether PROXY headers are spoken, and how the cloud's
 // load balancer must be told. Every edge component and the Postfix/Dovecot settings are derived from this.
 import type { ClusterProvider, EdgeMode } from "../../config";
+import { ConfigError } from "../config/reader";
 import { DOVECOT_PORTS } from "../dovecot/config";
 import { POSTFIX_PORTS } from "../postfix/config";
 
@@ -70,6 +71,11 @@ export function edgePlan(mode: EdgeMode, provider: ClusterProvider): EdgePlan {
             return { ...base, cloudSendsProxy: digitalocean, backendProxy: true, externalTrafficPolicy: digitalocean ? "Cluster" : "Local", colocate: false, hostPorts: false };
         case "hostport":
             if (provider === "kubeconfig") throw new Error("hostport needs a cloud firewall (config.ts rejects kubeconfig)");
+            if (provider === "gke") {
+                // A GKE node's public address is ephemeral: node upgrades, repairs and spot preemption replace the VM and
+                // its address (which Google may hand to someone else), and GKE offers no way to pin a static one to a node.
+                throw new ConfigError('mail:edgeMode = "hostport" is not allowed with clusterProvider gke: GKE replaces its nodes and their ephemeral public addresses, and a node cannot hold a static address; use loadbalancer');
+            }
             return { ...base, cloudSendsProxy: false, backendProxy: false, externalTrafficPolicy: "Cluster", colocate: false, hostPorts: true };
     }
 }

@@ -2,9 +2,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
-import { FAKE_ADDRESSES } from "../kit/mocks";
+import { FAKE_ADDRESSES, FAKE_RESERVED_IP } from "../kit/mocks";
 import { ProgramRun, runProgram } from "../kit/program";
-import { EDGE_NODE_TAG } from "../../components/edge/cloud";
+import { edgeNodeTag } from "../../components/edge/cloud";
 import { INGRESS_NGINX_CHART, ingressNginxTcpServices } from "../../components/edge/ingress-nginx";
 import { EDGE_PORTS, edgePlan } from "../../components/edge/plan";
 
@@ -49,7 +49,7 @@ function expectListener(run: ProgramRun, workload: string, port: number, proxy: 
 const ALLOWED: [string, string][] = [
     ["loadbalancer", "digitalocean"], ["loadbalancer", "gke"], ["loadbalancer", "kubeconfig"],
     ["ingress-nginx", "digitalocean"], ["ingress-nginx", "gke"], ["ingress-nginx", "kubeconfig"],
-    ["hostport", "digitalocean"], ["hostport", "gke"],
+    ["hostport", "digitalocean"],
 ];
 
 describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
@@ -57,7 +57,7 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
     const plan = edgePlan(mode as "loadbalancer", target as "gke");
     const doProxy = target === "digitalocean" && mode !== "hostport";
     beforeAll(async () => {
-        run = await runProgram({ ...mail, ...TARGETS[target], edgeMode: mode, edgeAddresses: mode === "hostport" ? ["198.51.100.7", "2001:db8::7"] : [] });
+        run = await runProgram({ ...mail, ...TARGETS[target], edgeMode: mode });
     });
 
     it("creates only schema-valid Kubernetes objects, under one edge component", () => {
@@ -163,18 +163,12 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
                 EDGE_PORTS.map((p) => [p.plainName, p.public, p.plain]).sort(),
             );
             const open = [25, 587, 465, 143, 993, 4190];
-            if (target === "digitalocean") {
-                const fw = run.recorder.one("digitalocean:index/firewall:Firewall").inputs as { tags: string[]; inboundRules: { protocol: string; portRange: string; sourceAddresses: string[] }[] };
-                expect(fw.tags).toEqual([EDGE_NODE_TAG]);
-                expect(fw.inboundRules).toEqual(open.map((p) => ({ protocol: "tcp", portRange: String(p), sourceAddresses: ["0.0.0.0/0", "::/0"] })));
-                const pool = run.recorder.one("digitalocean:index/kubernetesCluster:KubernetesCluster").inputs.nodePool as { tags: string[] };
-                expect(pool.tags).toContain(EDGE_NODE_TAG);
-            } else {
-                const fw = run.recorder.one("gcp:compute/firewall:Firewall").inputs as { direction: string; allows: unknown; sourceRanges: string[]; targetTags: string[]; network: string };
-                expect(fw).toMatchObject({ direction: "INGRESS", network: "default", allows: [{ protocol: "tcp", ports: open.map(String) }], sourceRanges: ["0.0.0.0/0"], targetTags: [EDGE_NODE_TAG] });
-                const pool = run.recorder.one("gcp:container/nodePool:NodePool").inputs.nodeConfig as { tags: string[] };
-                expect(pool.tags).toContain(EDGE_NODE_TAG);
-            }
+            const tag = "mail-edge-mail-test";
+            const fw = run.recorder.one("digitalocean:index/firewall:Firewall").inputs as { tags: string[]; inboundRules: { protocol: string; portRange: string; sourceAddresses: string[] }[] };
+            expect(fw.tags).toEqual([tag]);
+            expect(fw.inboundRules).toEqual(open.map((p) => ({ protocol: "tcp", portRange: String(p), sourceAddresses: ["0.0.0.0/0", "::/0"] })));
+            const pool = run.recorder.one("digitalocean:index/kubernetesCluster:KubernetesCluster").inputs.nodePool as { tags: string[] };
+            expect(pool.tags).toContain(tag);
             expect(objects(run).filter((o) => o.kind === "Service" && o.spec.type === "LoadBalancer")).toEqual([]);
         });
     }
@@ -188,9 +182,19 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
         });
     }
 
+    if (mode === "hostport") {
+        it("publishes a reserved IP the program owns, assigned to this stack's node, not the node's own address", () => {
+            // The node's address goes with the node when DOKS replaces it; the reserved IP stays with the stack.
+            const reserved = run.recorder.one("digitalocean:index/reservedIp:ReservedIp");
+            expect(reserved.inputs).toEqual({ region: "nyc3" });
+            expect(run.recorder.one("digitalocean:index/reservedIpAssignment:ReservedIpAssignment").inputs).toEqual({ ipAddress: FAKE_RESERVED_IP, dropletId: 4242 });
+            expect(edgeNodeTag()).toBe("mail-edge-mail-test");
+        });
+    }
+
     it("outputs the public addresses and A/AAAA records for the mail host", async () => {
         // The mocked existing cluster (like kind) gives LoadBalancer Services no address.
-        const expected = mode === "hostport" ? ["198.51.100.7", "2001:db8::7"] : target === "kubeconfig" ? [] : [target === "digitalocean" ? FAKE_ADDRESSES.digitaloceanLb : FAKE_ADDRESSES.serviceLb];
+        const expected = mode === "hostport" ? [FAKE_RESERVED_IP] : target === "kubeconfig" ? [] : [target === "digitalocean" ? FAKE_ADDRESSES.digitaloceanLb : FAKE_ADDRESSES.serviceLb];
         expect((await run.resolve(run.outputs.publicAddresses as string[])).value).toEqual(expected);
         const zone = (await run.resolve(run.outputs.dnsZone as string)).value;
         const host = zone.split("\n").filter((l) => l.startsWith("mail.example.com.\t")).map((l) => l.split("\t").slice(3).join(" "));
@@ -204,9 +208,15 @@ describe("disallowed edge combinations", () => {
         [{ clusterProvider: "digitalocean", clusterNodeCount: 2, edgeMode: "hostport" }, 'mail:edgeMode = "hostport" is not allowed with clusterNodeCount = 2'],
         [{ clusterProvider: "gke", edgeMode: "traefik" }, 'mail:edgeMode = "traefik" is not allowed: expected one of loadbalancer, ingress-nginx, hostport'],
         [{ clusterProvider: "gke", edgeProxyTrustedNetworks: ["10.0.0.0/33"] }, 'mail:edgeProxyTrustedNetworks[0] = "10.0.0.0/33" is not allowed: expected a CIDR network'],
-        [{ clusterProvider: "gke", edgeMode: "hostport", edgeAddresses: ["mail.example.com"] }, 'mail:edgeAddresses[0] = "mail.example.com" is not allowed: expected an IPv4 or IPv6 address'],
+        [{ clusterProvider: "digitalocean", edgeMode: "hostport", edgeAddresses: ["mail.example.com"] }, 'mail:edgeAddresses[0] = "mail.example.com" is not allowed: expected an IPv4 or IPv6 address'],
     ])("%j fails preview naming the key, the value and what is allowed", async (bad, message) => {
         await expect(runProgram({ ...mail, ...bad })).rejects.toThrow(message);
+    });
+});
+
+describe("hostport on GKE (pure: the edge plan refuses it before any edge resource)", () => {
+    it("is refused: a GKE node's public address is ephemeral and cannot be pinned", () => {
+        expect(() => edgePlan("hostport", "gke")).toThrow('mail:edgeMode = "hostport" is not allowed with clusterProvider gke: GKE replaces its nodes and their ephemeral public addresses, and a node cannot hold a static address; use loadbalancer');
     });
 });
 

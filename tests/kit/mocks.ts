@@ -58,6 +58,10 @@ const INVOKES: Record<string, Invoke> = {
     }),
     // The edge reads a DigitalOcean load balancer's address by name (its Service reports the host name).
     "digitalocean:index/getLoadBalancer:getLoadBalancer": ({ name }) => ({ name, ip: FAKE_ADDRESSES.digitaloceanLb, ipv6: "" }),
+    "digitalocean:index/getDroplets:getDroplets": ({ filters }) => {
+        const wanted = ((filters ?? []) as { key: string; values: string[] }[]).filter((f) => f.key === "tags").flatMap((f) => f.values);
+        return { droplets: FAKE_DROPLETS.filter((d) => wanted.every((t) => d.tags.includes(t))), id: "droplets" };
+    },
     "digitalocean:index/getDomains:getDomains": () => ({ domains: FAKE_DNS_ZONES.map((name) => ({ name, ttl: 1800, urn: `do:domain:${name}` })) }),
     "gcp:dns/getManagedZones:getManagedZones": () => ({
         managedZones: FAKE_DNS_ZONES.map((zone) => ({ name: zone.replace(/\./g, "-"), dnsName: `${zone}.`, id: zone, managedZoneId: zone, nameServers: [], description: "", visibility: "public" })),
@@ -82,6 +86,16 @@ const INVOKES: Record<string, Invoke> = {
 
 /** Public addresses the mocked clouds hand out. */
 export const FAKE_ADDRESSES = { digitaloceanLb: "203.0.113.30", serviceLb: "203.0.113.25" };
+/**
+ * Droplets in the mocked DigitalOcean account: the DOKS node of stack "test" of project "mail" (with the tags DOKS
+ * adds and the node pool's own), and another stack's node.
+ */
+export const FAKE_DROPLETS = [
+    { id: 4242, name: "mail-pool-abc", region: "nyc3", ipv4Address: "203.0.113.77", tags: ["k8s", "k8s:worker", "mail-edge-mail-test"] },
+    { id: 5353, name: "other-pool-xyz", region: "nyc3", ipv4Address: "203.0.113.88", tags: ["k8s", "k8s:worker", "mail-edge-mail-prod"] },
+];
+/** The address a mocked DigitalOcean reserved IP gets. */
+export const FAKE_RESERVED_IP = "203.0.113.50";
 /** The short-lived token in a mocked DOKS cluster's kubeconfig. */
 export const FAKE_DOKS_SEVEN_DAY_TOKEN = "doks-token-expires-in-7-days";
 /** The DigitalOcean API token the mocked runs are started with (DIGITALOCEAN_TOKEN, as the provider needs one). */
@@ -145,6 +159,8 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
             if (annotations["pulumi.com/skipAwait"] === "true") return { status: { loadBalancer: {} } };
             throw new Error(`kubernetes:core/v1:Service ${name}: timed out waiting to be Ready: Service was not allocated an IP address; does your cloud provider support this?`);
         }
+        case "digitalocean:index/reservedIp:ReservedIp":
+            return { ipAddress: FAKE_RESERVED_IP, urn: `do:floatingip:${FAKE_RESERVED_IP}` };
         case "gcp:serviceaccount/account:Account":
             return { email: `${inputs.accountId}@mock-project.iam.gserviceaccount.com`, name: `projects/mock-project/serviceAccounts/${inputs.accountId}` };
         case "gcp:serviceaccount/key:Key":
