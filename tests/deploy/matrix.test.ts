@@ -55,17 +55,27 @@ function existingObjects(p: Profile, config: Record<string, unknown>): KubeObjec
 const name = (p: Profile) => `${p.clusterProvider} + ${p.edgeMode} + tls ${p.tlsMode} + dnsManage ${p.dnsManage}`;
 const profiles = allProfiles().map((p) => ({ p, config: stackConfig(p) })).map((x) => ({ ...x, refused: refusal(x.config) }));
 
+async function expectDeploys(p: Profile, config: Record<string, unknown>): Promise<void> {
+    const result = await deployProgram(config, { profile: clusterProfile(config, { existingObjects: existingObjects(p, config) }), quietMs: 20 });
+    expect(result.programErrors).toEqual([]);
+    expect(result.failures).toEqual([]);
+    expect(schemaErrors(result.resources)).toEqual([]);
+}
+
 describe("deploy matrix (engine await order, Pod Security admission, scheduling)", () => {
     for (const { p, config, refused } of profiles) {
         if (refused) {
             it.skip(`${name(p)} — refused by the config reader: ${refused}`, () => undefined);
             continue;
         }
-        it(`${name(p)} deploys: every await completes, no admission or scheduling error, every object schema-valid`, async () => {
-            const result = await deployProgram(config, { profile: clusterProfile(config, { existingObjects: existingObjects(p, config) }), quietMs: 20 });
-            expect(result.programErrors).toEqual([]);
-            expect(result.failures).toEqual([]);
-            expect(schemaErrors(result.resources)).toEqual([]);
-        });
+        it(`${name(p)} deploys: every await completes, no admission or scheduling error, every object schema-valid`, () => expectDeploys(p, config));
+    }
+});
+
+// Two nodes: pods spread (the scheduler's least-allocated choice), so volume topology and pod affinity matter.
+describe("deploy matrix on two nodes", () => {
+    for (const clusterProvider of ["digitalocean", "gke"] as const) {
+        const p: Profile = { clusterProvider, edgeMode: "loadbalancer", tlsMode: "selfsigned", dnsManage: false };
+        it(`${name(p)} + clusterNodeCount 2 deploys`, () => expectDeploys(p, { ...stackConfig(p), clusterNodeCount: 2 }));
     }
 });

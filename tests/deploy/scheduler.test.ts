@@ -32,6 +32,11 @@ describe("scheduling", () => {
         expect(schedule(toPlace("a", spec("512Mi")), view([node("n1")], placed))).toEqual({ unschedulable: "0/1 nodes are available: 1 Insufficient memory." });
     });
 
+    it("puts a pod on the least allocated node that fits", () => {
+        const placed = [{ ...toPlace("big", spec("512Mi")), node: "n1" }];
+        expect(schedule(toPlace("a", spec("64Mi")), view([node("n1"), node("n2")], placed))).toEqual({ node: "n2" });
+    });
+
     it("counts the system pods already on the node", () => {
         const n = { ...node("n1"), systemPods: [{ name: "cilium", requests: { cpuMilli: 995, memory: 0 } }] };
         expect(schedule(toPlace("a", spec("1Mi")), view([n]))).toEqual({ unschedulable: "0/1 nodes are available: 1 Insufficient cpu." });

@@ -4,6 +4,7 @@
 // NodePorts (hostPort clashes) and VolumeBinding (claims that do not exist or are not bound, and volume node
 // affinity for node-local volumes). Sources: kubernetes/kubernetes pkg/scheduler/framework/plugins/*, and
 // staging/src/k8s.io/component-helpers/resource/helpers.go for the pod's effective requests.
+// Among the nodes that fit, the pod goes to the least allocated one (the default score's dominant plugin).
 // The message is FitError's: "0/N nodes are available: <count> <reason>, …." with reasons sorted.
 import { Labels, PodAffinityTerm, PodSpec, selects } from "./objects";
 import type { NodeModel, StorageClassModel } from "./profiles";
@@ -142,10 +143,19 @@ export function schedule(pod: PodToPlace, view: SchedulerView): ScheduleResult {
         }
     }
     const histogram = new Map<string, number>();
+    const feasible: NodeModel[] = [];
     for (const node of view.nodes) {
         const reasons = filterNode(pod, node, view);
-        if (reasons.length === 0) return { node: node.name };
+        if (reasons.length === 0) feasible.push(node);
         for (const r of reasons) histogram.set(r, (histogram.get(r) ?? 0) + 1);
+    }
+    if (feasible.length) {
+        // Score: NodeResourcesFit's default LeastAllocated strategy (the emptiest node by cpu and memory share).
+        const free = (n: NodeModel) => {
+            const used = [...n.systemPods.map((s) => s.requests), ...view.placed.filter((p) => p.node === n.name).map((p) => podRequests(p.spec))].reduce(add, NO_RESOURCES);
+            return (1 - used.cpuMilli / n.allocatable.cpuMilli) + (1 - used.memory / n.allocatable.memory);
+        };
+        return { node: feasible.reduce((best, n) => (free(n) > free(best) ? n : best)).name };
     }
     const reasons = [...histogram].map(([r, n]) => `${n} ${r}`).sort();
     return { unschedulable: `0/${view.nodes.length} nodes are available: ${reasons.join(", ")}.` };
