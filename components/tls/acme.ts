@@ -82,8 +82,9 @@ export function certificateSpec(args: { hostnames: string[]; secretName: string;
 /**
  * cert-manager's own readiness check, as its chart's startupapicheck hook runs it (templates/startupapicheck-job.yaml
  * and -rbac.yaml): `check api` creates a Certificate in dry-run mode until cert-manager's webhook answers with a CA
- * the API server trusts. As an ordinary Job the provider waits for it to complete, so nothing cert-manager validates
- * is created before the webhook works (otherwise: x509 errors on a first deploy).
+ * the API server trusts. As an ordinary Job the provider waits for it to succeed (pulumi-kubernetes' Job awaiter,
+ * PR #633), so nothing cert-manager validates is created before the webhook works (otherwise: x509 errors on a first
+ * deploy).
  */
 export function certManagerApiCheck(name: string, namespace: pulumi.Input<string>, opts: pulumi.CustomResourceOptions): k8s.batch.v1.Job {
     const { labels } = appLabels("cert-manager-startupapicheck", "tls");

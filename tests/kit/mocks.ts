@@ -295,8 +295,8 @@ export class MockRecorder implements pulumi.runtime.Mocks {
         const parentType = chartUrn ? `${chartUrn.split("::")[2]}$` : "kubernetes:helm.sh/v4:Chart$";
         const urn = `urn:pulumi:${pulumi.getStack()}::${pulumi.getProject()}::${parentType}${type}::${name}`;
         const state = { ...service, ...computedState(type, name, service, this.cluster()) };
+        // Registered with the monitor (so the reference resolves), not recorded: the provider creates it, not the program.
         monitor.resources.set(urn, { urn, id: `${namespace}/${service.metadata.name}`, state });
-        this.resources.push({ type, name, inputs: service, custom: true, parent: chartUrn, provider: "", dependencies: [] });
         return [{ [RESOURCE_REF.key]: RESOURCE_REF.sig, urn, id: `${namespace}/${service.metadata.name}` }];
     }
 
