@@ -4,6 +4,7 @@
   clients.py imap-find HOST PORT CAFILE SNI USER PASSWORD TEXT   where a message whose headers contain TEXT is
                                                                    (INBOX, then every folder) and its headers
   clients.py imap-list HOST PORT CAFILE SNI USER PASSWORD         folders with their attributes
+  clients.py imap-hold HOST PORT CAFILE SNI USER PASSWORD SECONDS a logged-in session kept open (INBOX selected)
   clients.py dkim-verify DNS_IP MESSAGE_FILE                      python3-dkim's verdict; keys looked up in the
                                                                    test DNS server (the program's dnsZone records)
 """
@@ -11,6 +12,7 @@ import imaplib
 import json
 import ssl
 import sys
+import time
 
 import dkim
 import dns.message
@@ -64,7 +66,11 @@ def main():
     except imaplib.IMAP4.error as e:
         print(json.dumps({"login": False, "error": str(e)}))
         return
-    if cmd == "imap-list":
+    if cmd == "imap-hold":
+        conn.select("INBOX")
+        print(json.dumps({"login": True}), flush=True)
+        time.sleep(float(sys.argv[8]))
+    elif cmd == "imap-list":
         print(json.dumps({"login": True, "folders": folders(conn)}))
     elif cmd == "imap-find":
         text = sys.argv[8]

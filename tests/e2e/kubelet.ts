@@ -23,7 +23,7 @@ import * as os from "os";
 import * as path from "path";
 import { Cluster, COUCHDB_SUBSTITUTE, E2E_DIR, KUBELET_SOCKET, STATUS_FILE, Workload } from "./pods";
 import { alive, log, sh, sleep } from "./procs";
-import { CGROUP_PARENT, containerInitPid, imageConfig, ImageConfig, Mount, ociSpec, oomKilled, runAsNonRootError, runc, RUNC_ROOT, SECCOMP_PROFILE_FILE } from "./runtime";
+import { CGROUP_PARENT, containerInitPid, cpuMillis, imageConfig, ImageConfig, Mount, ociSpec, oomKilled, runAsNonRootError, runc, RUNC_ROOT, SECCOMP_PROFILE_FILE } from "./runtime";
 import { createEmptyDir, diskUsage, projectKeys, quantityBytes, removeEmptyDir, setVolumeOwnership, writeAtomicVolume } from "./volumes";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes pod specs as the program declared them */
@@ -357,6 +357,7 @@ class PodWorker {
         cluster.applyFirewall(this.w);
         fs.mkdirSync(this.shm, { recursive: true, mode: 0o1777 });
         fs.chmodSync(this.shm, 0o1777);
+        podCgroups(this.w.name, this.w.template.spec);
         const p = spawn("nsenter", [`--net=/run/netns/${this.status.netns}`, "unshare", "--ipc", "--uts", "sh", "-c", 'hostname "$1" && exec sleep infinity', "pause", this.w.podName],
             { stdio: "ignore", detached: true });
         p.unref();
@@ -530,6 +531,27 @@ class PodWorker {
                 return;
             }
         }
+    }
+}
+
+/**
+ * The node's and the pod's cgroups, as the kubelet's QoS and pod cgroup managers make them (pkg/kubelet/cm/
+ * qos_container_manager_linux.go, helpers_linux.go ResourceConfigForPod): all pods below one parent whose CPU weight
+ * is the node's allocatable CPU (here: every core of this machine), each pod's CPU shares the sum of its containers'
+ * requests, its memory limit the sum of their limits when every container has one.
+ */
+function podCgroups(pod: string, spec: Spec): void {
+    const cpuRoot = path.join("/sys/fs/cgroup/cpu", CGROUP_PARENT);
+    fs.mkdirSync(path.join(cpuRoot, pod), { recursive: true });
+    fs.writeFileSync(path.join(cpuRoot, "cpu.shares"), String(os.cpus().length * 1024));
+    const containers = [...(spec.initContainers ?? []), ...spec.containers];
+    const requestMillis = containers.reduce((sum: number, c: Spec) => sum + cpuMillis(c.resources?.requests?.cpu ?? c.resources?.limits?.cpu ?? 0), 0);
+    fs.writeFileSync(path.join(cpuRoot, pod, "cpu.shares"), String(Math.max(2, Math.floor((requestMillis * 1024) / 1000))));
+    const memRoot = path.join("/sys/fs/cgroup/memory", CGROUP_PARENT, pod);
+    fs.mkdirSync(memRoot, { recursive: true });
+    if (containers.every((c: Spec) => c.resources?.limits?.memory)) {
+        const sum = containers.reduce((total: number, c: Spec) => total + quantityBytes(c.resources.limits.memory), 0);
+        fs.writeFileSync(path.join(memRoot, "memory.limit_in_bytes"), String(sum));
     }
 }
 

@@ -3,6 +3,7 @@
 // namespace (`attacker`) and one in another namespace (`outsider`) — and the public ports stay reachable.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { OUTSIDE } from "./pods";
 import { cluster, connectFrom, stack } from "./suite";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- Service specs as the program declared them */
@@ -46,6 +47,23 @@ describe("NetworkPolicies", () => {
             }
         }
         assert.deepEqual(open, []);
+    });
+
+    test("egress: only Postfix opens connections to the internet; pods reach CouchDB only when they use it", () => {
+        const c = cluster();
+        const internetMx = { host: OUTSIDE.ip, port: 25 };
+        const couch = { host: c.podIp("couchdb"), port: servicePorts().find((p) => p.service === "couchdb")!.port };
+        const open: string[] = [];
+        for (const [pod, ctr] of [["opendkim", "opendkim"], ["postgrey", "postgrey"], ["spamassassin", "spamd"], ["dovecot", "dovecot"]]) {
+            const out = connectFrom(pod, ctr, internetMx.host, internetMx.port);
+            if (out !== "dropped") open.push(`${pod}/${ctr} → the internet (${internetMx.host}:${internetMx.port}): ${out}`);
+        }
+        for (const [pod, ctr] of [["opendkim", "opendkim"], ["postgrey", "postgrey"], ["spamassassin", "spamd"]]) {
+            const out = connectFrom(pod, ctr, couch.host, couch.port);
+            if (out !== "dropped") open.push(`${pod}/${ctr} → CouchDB (${couch.host}:${couch.port}): ${out}`);
+        }
+        assert.deepEqual(open, []);
+        assert.equal(connectFrom("postfix", "postfix", internetMx.host, internetMx.port), "open");
     });
 
     test("the public ports stay reachable from a pod of another namespace", () => {

@@ -2,11 +2,14 @@
 // spec asks for (checked from inside, through the runtime's exec), memory limits are enforced by the kernel and an
 // OOM-killed container comes back after the kubelet's back-off, liveness failures restart a container, and an
 // image that would run as root is refused under runAsNonRoot.
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { COUCHDB_SUBSTITUTE } from "./pods";
-import { effectiveCaps, ALL_CAPS } from "./runtime";
-import { cluster, waitFor } from "./suite";
+import { ALL_CAPS, cgroupPids, effectiveCaps } from "./runtime";
+import { cluster, sleep, stack, waitFor } from "./suite";
 import { quantityBytes } from "./volumes";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- pod specs as the program declared them */
@@ -58,6 +61,68 @@ describe("the runtime gives each container what its spec says", () => {
             const r = cluster().exec(pod, spec.name, ["sh", "-c", "touch /.e2e-probe"]);
             assert.notEqual(r.code, 0, `${pod}/${spec.name} could write its root`);
             assert.match(r.stderr, /Read-only file system/, `${pod}/${spec.name}`);
+        }
+    });
+});
+
+/** uid, gid and groups of a process (effective IDs). */
+function credentials(pid: number): { uid: number; gid: number; groups: number[]; comm: string } | undefined {
+    try {
+        const st = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+        const ids = (k: string) => (new RegExp(`^${k}:[ \t]*(.*)$`, "m").exec(st)?.[1] ?? "").split(/\s+/).filter(Boolean).map(Number);
+        return { uid: ids("Uid")[1], gid: ids("Gid")[1], groups: ids("Groups"), comm: /^Name:\s+(.*)$/m.exec(st)![1] };
+    } catch {
+        return undefined;
+    }
+}
+
+/** Whether the kernel's permission check lets these credentials read a file (owner, then group, then other bits). */
+function canRead(st: fs.Stats, who: { uid: number; gid: number; groups: number[] }): boolean {
+    if (st.uid === who.uid) return (st.mode & 0o400) !== 0;
+    if (st.gid === who.gid || who.groups.includes(st.gid)) return (st.mode & 0o040) !== 0;
+    return (st.mode & 0o004) !== 0;
+}
+
+describe("Secrets in the pods", () => {
+    test("private keys in Secret volumes are readable by no unprivileged process of their pod, a logged-in IMAP session included", async () => {
+        const c = cluster();
+        const user = "keyreader@example.test";
+        const password = `pw-${Date.now()}`;
+        c.exec("dovecot", "couchmail", ["couchmail", "domain", "add", "example.test"]);
+        assert.equal(c.exec("dovecot", "couchmail", ["couchmail", "user", "add", user, "--password-stdin"], { input: `${password}\n` }).code, 0);
+        const imap = stack.endpoints.imap;
+        // A user's own IMAP process is what an attacker with a password controls: it must not get at the TLS key.
+        const session = spawn("nsenter", [`--net=/run/netns/${stack.clientNetns}`, "/usr/bin/python3", path.join(__dirname, "clients.py"), "imap-hold",
+            imap.host, String(imap.port), stack.caFile, stack.hostname, user, password, "10"], { stdio: ["ignore", "pipe", "inherit"] });
+        try {
+            await new Promise<void>((resolve, reject) => {
+                session.stdout.once("data", (d) => (/"login": true/.test(String(d)) ? resolve() : reject(new Error(`IMAP login: ${d}`))));
+                session.once("exit", (code) => reject(new Error(`IMAP session ended (${code})`)));
+            });
+            await sleep(500);
+            const readable: string[] = [];
+            for (const name of Object.keys(c.status())) {
+                const w = c.workload(name);
+                const secretVolumes = (w.template.spec.volumes ?? []).filter((v: Spec) => v.secret);
+                const containers = [...(w.template.spec.initContainers ?? []), ...w.template.spec.containers];
+                for (const v of secretVolumes) {
+                    // The processes of the containers that mount the volume (others do not see it).
+                    const procs = containers.filter((ct: Spec) => (ct.volumeMounts ?? []).some((m: Spec) => m.name === v.name))
+                        .flatMap((ct: Spec) => cgroupPids(c.status()[name].containers[ct.name]?.cgroup ?? "/none"))
+                        .map((pid: number) => ({ pid, ...credentials(pid)! })).filter((p: { comm?: string; uid: number }) => p.comm && p.uid !== 0);
+                    const dir = c.volumePath(w, v.name);
+                    for (const file of fs.readdirSync(dir).filter((f) => !f.startsWith("..") && /(key|private)$/i.test(f))) {
+                        const st = fs.statSync(path.join(dir, file));
+                        for (const p of procs.filter((x) => canRead(st, x))) {
+                            readable.push(`${w.podName}: ${v.secret.secretName}/${file} (${(st.mode & 0o777).toString(8)} ${st.uid}:${st.gid}) readable by ${p.comm} (pid ${p.pid}, uid ${p.uid}, gid ${p.gid}, groups ${p.groups.join(",") || "-"})`);
+                        }
+                    }
+                }
+            }
+            assert.deepEqual(readable, []);
+        } finally {
+            session.kill();
+            c.exec("dovecot", "couchmail", ["couchmail", "user", "rm", user]);
         }
     });
 });
