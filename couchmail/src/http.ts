@@ -6,9 +6,71 @@ import { GuardContext, guarded } from "./guard";
 import type { Logger } from "./log";
 import { AuthResult, DovecotOptions, passdb, userdb } from "./lookups";
 import type { Metrics } from "./metrics";
+import { AuthPolicy, Decision, PolicyRequest, parsePolicyRequest } from "./policy";
 
 export interface HttpOptions extends DovecotOptions {
   token?: string; // when set, /dovecot/* requires "Authorization: Bearer <token>"
+  /** Answers Dovecot's auth policy requests (POST /dovecot/policy?command=allow|report). */
+  policy?: AuthPolicy;
+}
+
+/** Dovecot's policy requests are a few short attributes; anything bigger is not Dovecot. */
+const MAX_POLICY_BODY = 16 * 1024;
+
+function reportResult(r: PolicyRequest): string {
+  if (r.success) return "success";
+  if (r.policyReject) return "refused";
+  return r.failType === "internal" ? "internal" : "failure";
+}
+
+/**
+ * POST /dovecot/policy?command=allow|report. Any error answers 503: Dovecot then logs
+ * "Policy server HTTP error" and, with auth_policy_reject_on_fail = no, goes on without the policy
+ * (components/dovecot/config.ts says why that is the safe side).
+ */
+function handlePolicy(req: http.IncomingMessage, res: http.ServerResponse, policy: AuthPolicy, metrics: Metrics, log: Logger): void {
+  const command = new URL(req.url ?? "/", "http://policy").searchParams.get("command");
+  if (command !== "allow" && command !== "report") return send(res, 400, { error: "command must be allow or report" });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on("data", (c: Buffer) => {
+    size += c.length;
+    if (size <= MAX_POLICY_BODY) chunks.push(c);
+  });
+  req.on("end", () => {
+    if (size > MAX_POLICY_BODY) {
+      metrics.protocolErrors.inc({ protocol: "policy" });
+      return send(res, 413, { error: "policy request too large" });
+    }
+    let r: PolicyRequest;
+    try {
+      r = parsePolicyRequest(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+    } catch (e) {
+      metrics.protocolErrors.inc({ protocol: "policy" });
+      log.warn({ event: "policy_bad_request", err: errText(e) }, "malformed auth policy request");
+      return send(res, 400, { error: "malformed policy request" });
+    }
+    try {
+      // Dovecot also sends a hash of the password when asked to; it is never asked, and the body
+      // is never logged: only the fields named here are.
+      const who = { remote: r.remote, login: r.login, protocol: r.protocol };
+      if (command === "report") {
+        policy.report(r);
+        metrics.policyReports.inc({ result: reportResult(r) });
+        return send(res, 200, { status: 0 });
+      }
+      const d: Decision = policy.allow(r);
+      metrics.policyDecisions.inc({ decision: d.decision, limit: d.decision === "allow" ? "none" : d.limit });
+      if (d.decision === "tarpit") log.info({ event: "policy_tarpit", ...who, limit: d.limit, seconds: d.status }, "login attempt delayed");
+      if (d.decision === "reject") log.warn({ event: "policy_reject", ...who, limit: d.limit }, "login attempt refused");
+      return send(res, 200, d.decision === "reject" ? { status: d.status, msg: d.msg } : { status: d.status });
+    } catch (e) {
+      metrics.lookupFailures.inc({ map: "policy" });
+      log.error({ event: "policy_failed", err: errText(e) }, "auth policy handler threw; Dovecot goes on without the policy");
+      return send(res, 503, { error: "internal error" });
+    }
+  });
+  req.on("error", () => res.destroy());
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown, type = "application/json"): void {
@@ -35,8 +97,18 @@ export function health(cache: Cache): Record<string, unknown> {
 
 export function createHttpServer(cache: Cache, metrics: Metrics, log: Logger, opts: HttpOptions): http.Server {
   const ctx: GuardContext = { cache, metrics, log };
+  const authorized = (req: http.IncomingMessage, path: string): boolean => {
+    if (opts.token === undefined || sameSecret(req.headers.authorization ?? "", `Bearer ${opts.token}`)) return true;
+    log.warn({ event: "http_unauthorized", path }, "request without the right token");
+    return false;
+  };
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const path = (req.url ?? "/").split("?")[0];
+    if (path === "/dovecot/policy" && opts.policy) {
+      if (req.method !== "POST") return send(res, 405, { error: "method not allowed" });
+      if (!authorized(req, "/dovecot/policy")) return send(res, 401, { error: "unauthorized" });
+      return handlePolicy(req, res, opts.policy, metrics, log);
+    }
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });
     if (path === "/healthz") return send(res, 200, health(cache));
     if (path === "/readyz") return send(res, cache.loaded ? 200 : 503, health(cache));
@@ -49,10 +121,7 @@ export function createHttpServer(cache: Cache, metrics: Metrics, log: Logger, op
     }
     const m = /^\/dovecot\/(passdb|userdb)\/([^/]+)$/.exec(path);
     if (!m) return send(res, 404, { error: "not found" });
-    if (opts.token !== undefined && !sameSecret(req.headers.authorization ?? "", `Bearer ${opts.token}`)) {
-      log.warn({ event: "http_unauthorized", path: `/dovecot/${m[1]}` }, "request without the right token");
-      return send(res, 401, { error: "unauthorized" });
-    }
+    if (!authorized(req, `/dovecot/${m[1]}`)) return send(res, 401, { error: "unauthorized" });
     let user: string;
     try {
       user = decodeURIComponent(m[2]);

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Cache } from "./cache";
+import type { AuthPolicy } from "./policy";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -7,8 +8,10 @@ export class Metrics {
   readonly latency: Histogram<"map">;
   readonly protocolErrors: Counter<"protocol">;
   readonly lookupFailures: Counter<"map">;
+  readonly policyDecisions: Counter<"decision" | "limit">;
+  readonly policyReports: Counter<"result">;
 
-  constructor(cache: Cache) {
+  constructor(cache: Cache, policy?: AuthPolicy) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.lookups = new Counter({
@@ -36,6 +39,29 @@ export class Metrics {
       labelNames: ["map"],
       registers,
     });
+    this.policyDecisions = new Counter({
+      name: "couchmail_policy_decisions_total",
+      help: "Dovecot auth policy answers before a password check: allow, tarpit or reject, by the limit that decided (none, source, guess, account, known)",
+      labelNames: ["decision", "limit"],
+      registers,
+    });
+    this.policyReports = new Counter({
+      name: "couchmail_policy_reports_total",
+      help: "Dovecot auth policy reports after a login: success, failure (a verified wrong guess or unknown user), refused (by this policy), internal",
+      labelNames: ["result"],
+      registers,
+    });
+    if (policy) {
+      new Gauge({
+        name: "couchmail_policy_tracked",
+        help: "Entries the auth policy holds in memory, by kind (buckets, known, accounts, sessions)",
+        labelNames: ["kind"],
+        registers,
+        collect() {
+          for (const [kind, n] of Object.entries(policy.tracked)) this.set({ kind }, n);
+        },
+      });
+    }
     new Gauge({
       name: "couchmail_cache_documents",
       help: "Documents held in memory",

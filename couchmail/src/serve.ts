@@ -7,6 +7,7 @@ import { createDictServer } from "./dict";
 import { createHttpServer } from "./http";
 import type { Logger } from "./log";
 import { Metrics } from "./metrics";
+import { AuthPolicy } from "./policy";
 import { createSocketmapServer } from "./socketmap";
 
 export type Listen = { kind: "tcp"; host: string; port: number } | { kind: "unix"; path: string };
@@ -131,7 +132,9 @@ export interface Running {
 export async function serve(cfg: ServeConfig, log: Logger): Promise<Running> {
   const couch = new Couch(cfg.couch);
   const cache = new Cache(couch, log, cfg.cache);
-  const metrics = new Metrics(cache);
+  // One policy for every HTTP listener: limits hold per address and account, whichever port asked.
+  const policy = new AuthPolicy();
+  const metrics = new Metrics(cache, policy);
   const servers: Server[] = [];
   const addresses: Running["addresses"] = { socketmap: [], dict: [], http: [] };
   const sockets = new Set<net.Socket>();
@@ -154,7 +157,7 @@ export async function serve(cfg: ServeConfig, log: Logger): Promise<Running> {
       addresses.dict.push(await listen(s, l, cfg));
     }
     for (const l of cfg.http) {
-      const s = createHttpServer(cache, metrics, log, { mailHome: cfg.mailHome, token: cfg.httpToken });
+      const s = createHttpServer(cache, metrics, log, { mailHome: cfg.mailHome, token: cfg.httpToken, policy });
       track(s);
       addresses.http.push(await listen(s, l, cfg));
     }
