@@ -300,7 +300,7 @@ describe("engine: Helm charts (v4)", () => {
         };
         expect((await deploy(acme({ dns01: { digitalocean: {} } }))).failures).toEqual([]);
         const kind = await deploy(acme({ http01: { ingress: { ingressClassName: "nginx" } } }), { profile: clusterProfile({ clusterProvider: "kubeconfig" }) });
-        expect(kind.failures).toEqual([expect.stringContaining('MountVolume.SetUp failed for volume "tls" : secret "tls" not found')]);
+        expect(kind.failures).toEqual([expect.stringContaining('MountVolume.SetUp failed for volume "tls" : secret "tls" not found (cert-manager writes it when Certificate app/tls is issued; its HTTP-01 challenge needs a running ingress controller of class nginx behind a load balancer address)')]);
     });
 
     it("fails for a chart or version it has no rendering of", async () => {

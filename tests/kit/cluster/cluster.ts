@@ -118,22 +118,28 @@ export class ClusterModel {
      * controller of the solver's class that has a load balancer address.
      */
     private issueCertificates(): void {
-        const controller = this.get("Deployment", "cert-manager", "cert-manager");
-        if (!controller || !this.podsOf(controller).every((p) => this.podStatus(p).ready)) return;
-        const ingressReady = (ingressClass?: string) => {
-            const nginx = this.get("Deployment", "ingress-nginx", "ingress-nginx-controller");
-            return !!ingressClass && !!this.get("IngressClass", undefined, ingressClass) && this.profile.loadBalancer
-                && !!nginx && this.podsOf(nginx).every((p) => this.podStatus(p).ready);
-        };
         for (const cert of [...this.objects.values()].filter((o) => o.kind === "Certificate")) {
             const ns = cert.metadata.namespace!;
             const secretName: string | undefined = cert.spec?.secretName;
-            const issuer = this.get("Issuer", ns, cert.spec?.issuerRef?.name);
-            if (!secretName || this.get("Secret", ns, secretName) || !issuer) continue;
-            const solvers: { dns01?: unknown; http01?: { ingress?: { ingressClassName?: string } } }[] = issuer.spec?.acme?.solvers ?? [];
-            if (!solvers.some((s) => s.dns01 || ingressReady(s.http01?.ingress?.ingressClassName))) continue;
+            if (!secretName || this.get("Secret", ns, secretName) || this.issuanceBlocker(cert)) continue;
             this.create({ apiVersion: "v1", kind: "Secret", type: "kubernetes.io/tls", metadata: { name: secretName, namespace: ns } });
         }
+    }
+
+    /** Why cert-manager cannot issue the Certificate (yet), or undefined when it can. */
+    private issuanceBlocker(cert: KubeObject): string | undefined {
+        const controller = this.get("Deployment", "cert-manager", "cert-manager");
+        if (!controller || !this.podsOf(controller).every((p) => this.podStatus(p).ready)) return "cert-manager's controller is not running";
+        const issuerName: string | undefined = cert.spec?.issuerRef?.name;
+        const issuer = this.get("Issuer", cert.metadata.namespace, issuerName ?? "");
+        if (!issuer) return `its Issuer ${issuerName} does not exist`;
+        const solvers: { dns01?: unknown; http01?: { ingress?: { ingressClassName?: string } } }[] = issuer.spec?.acme?.solvers ?? [];
+        if (solvers.some((s) => s.dns01)) return undefined;
+        const ingressClass = solvers.map((s) => s.http01?.ingress?.ingressClassName).find((c) => c);
+        const nginx = this.get("Deployment", "ingress-nginx", "ingress-nginx-controller");
+        const reachable = !!ingressClass && !!this.get("IngressClass", undefined, ingressClass) && this.profile.loadBalancer
+            && !!nginx && this.podsOf(nginx).every((p) => this.podStatus(p).ready);
+        return reachable ? undefined : `its HTTP-01 challenge needs a running ingress controller of class ${ingressClass ?? "(none)"} behind a load balancer address`;
     }
 
     /** Webhooks with failurePolicy Fail that must answer before objects of their group are stored. */
@@ -235,7 +241,9 @@ export class ClusterModel {
         const missing = (kind: "Secret" | "ConfigMap", name: string) => !this.get(kind, pod.namespace, name);
         const explain = (kind: string, name: string) => {
             const hook = this.onlyFromDroppedHooks.get(keyOf(kind, pod.namespace, name));
-            return hook ? ` (only the Helm hook ${hook} creates it, and Chart v4 drops hooks)` : "";
+            if (hook) return ` (only the Helm hook ${hook} creates it, and Chart v4 drops hooks)`;
+            const cert = [...this.objects.values()].find((o) => o.kind === "Certificate" && o.metadata.namespace === pod.namespace && o.spec?.secretName === name);
+            return cert ? ` (cert-manager writes it when Certificate ${pod.namespace}/${cert.metadata.name} is issued; ${this.issuanceBlocker(cert)})` : "";
         };
         // Volumes are set up before the sandbox starts: a missing one keeps the pod in ContainerCreating.
         for (const v of pod.spec.volumes ?? []) {
