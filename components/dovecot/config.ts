@@ -177,6 +177,36 @@ if environment :matches "imap.user" "*" { set "user" "\${1}"; }
 pipe :copy "learn-ham" ["\${user}"];
 `;
 
+/**
+ * Password guessing is limited by couchmail's auth policy endpoint (couchmail/src/policy.ts): Dovecot asks it before
+ * checking each password and reports each result. Dovecot's own penalty cannot do it: it is read when an attempt
+ * begins, so parallel guesses are never slowed.
+ */
+function authPolicy(couchmailUrl: string): string[] {
+    return [
+        `auth_policy_server_url = ${couchmailUrl.replace(/\/+$/, "")}/dovecot/policy`,
+        // Required by Dovecot, and used only for the password hash it can send (%{hashed_password}). That attribute is
+        // not requested below, so nothing derived from a password leaves Dovecot and the value needs no secrecy.
+        "auth_policy_hash_nonce = couchmail-policy-requests-no-password-hash",
+        // The check after a successful login is a second `command=allow` indistinguishable from a new attempt: it would
+        // charge every login twice. The report that follows says whether it succeeded.
+        "auth_policy_check_after_auth = no",
+        // When couchmail cannot answer (restarting, timeout), logins go on without the policy, and Dovecot logs "Policy
+        // server HTTP error" for each. Refusing instead would lock everyone out exactly when the auth cache is keeping
+        // users logged in through a couchmail outage; Dovecot's own per-address penalty still applies meanwhile.
+        "auth_policy_reject_on_fail = no",
+        // Replace Dovecot's default attributes (they include the password hash) with what the policy reads.
+        "auth_policy_request_attributes =",
+        ...block("auth_policy_request_attributes", [
+            "login = %{requested_username}",
+            "remote = %{remote_ip}",
+            "protocol = %{protocol}",
+            "session_id = %{session}",
+            "fail_type = %{fail_type}",
+        ]),
+    ];
+}
+
 function dovecotConf(s: DovecotSettings): string {
   const lua = block("lua_settings", [`couchmail_url = ${s.couchmailUrl}`]);
   const specialUse = (name: string): string[] => {
@@ -208,6 +238,7 @@ function dovecotConf(s: DovecotSettings): string {
     ...block("passdb lua", [`lua_file = ${s.luaFile}`, ...lua]),
     ...block("userdb prefetch", []),
     ...block("userdb lua", [`lua_file = ${s.luaFile}`, ...lua]),
+    ...authPolicy(s.couchmailUrl),
     "",
     "# Mail storage: one unprivileged owner for every virtual user.",
     "mail_uid = vmail",

@@ -73,6 +73,27 @@ describe("renderDovecot", () => {
     expect(c).toMatch(/^auth_cache_size = 10M$/m);
   });
 
+  test("password guesses go through couchmail's auth policy: asked before each check, told each result", () => {
+    const c = conf({ couchmailUrl: "http://127.0.0.1:10102/" });
+    expect(c).toMatch(/^auth_policy_server_url = http:\/\/127\.0\.0\.1:10102\/dovecot\/policy$/m);
+    // Dovecot refuses a policy server without a nonce.
+    expect(c).toMatch(/^auth_policy_hash_nonce = \S+$/m);
+    // A second `allow` after each success would charge every login twice.
+    expect(c).toMatch(/^auth_policy_check_after_auth = no$/m);
+    // couchmail unreachable: logins go on (the auth cache keeps users in through an outage), Dovecot logs each error.
+    expect(c).toMatch(/^auth_policy_reject_on_fail = no$/m);
+    // Dovecot's defaults are cleared first (they carry a password hash), then exactly what the policy reads.
+    expect(c).toMatch(/^auth_policy_request_attributes =\nauth_policy_request_attributes \{/m);
+    expect(section(c, "auth_policy_request_attributes")!.split("\n").map((l) => l.trim())).toEqual([
+      "login = %{requested_username}",
+      "remote = %{remote_ip}",
+      "protocol = %{protocol}",
+      "session_id = %{session}",
+      "fail_type = %{fail_type}",
+    ]);
+    expect(c).not.toMatch(/hashed_password/);
+  });
+
   test("special-use folders are auto-subscribed; Junk autoexpunges (configurable)", () => {
     const ns = section(conf(), "namespace inbox")!;
     for (const f of DOVECOT_SPECIAL_FOLDERS) {
