@@ -159,7 +159,7 @@ async function down(): Promise<void> {
         const mnt = line.split(" ")[4];
         if (mnt?.startsWith(path.join(E2E_DIR, "pods") + "/")) sh("umount", [mnt], { allowFail: true });
     }
-    for (const ctl of ["memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer", "systemd", "net_cls", "perf_event", "hugetlb"]) {
+    for (const ctl of fs.readdirSync("/sys/fs/cgroup")) {
         const root = path.join("/sys/fs/cgroup", ctl, CGROUP_PARENT);
         if (!fs.existsSync(root)) continue;
         for (const pod of fs.readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory())) {

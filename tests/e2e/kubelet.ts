@@ -372,7 +372,7 @@ class PodWorker {
         const cluster = this.kubelet.cluster;
         for (const v of spec.volumes ?? []) {
             const dir = this.volumePath(v.name);
-            if (v.configMap || v.secret) {
+            if (v.configMap || v.secret || v.projected) {
                 this.writeSourceVolume(v);
             } else if (v.emptyDir) {
                 createEmptyDir(dir, v.emptyDir);
@@ -392,15 +392,27 @@ class PodWorker {
         fs.writeFileSync(path.join(this.dir, "etc", "hostname"), `${this.w.podName}\n`);
     }
 
+    /** A ConfigMap, Secret or projected (of ConfigMaps/Secrets) volume, written by the atomic writer. */
     writeSourceVolume(v: Spec): void {
-        const src = v.configMap ?? v.secret;
-        const name = v.configMap ? src.name : src.secretName;
-        const files = projectKeys(src, this.kubelet.cluster.sourceData(v.configMap ? "ConfigMap" : "Secret", name));
-        if (!files) throw new ConfigError(`pod ${this.w.podName}: volume ${v.name} needs ${v.configMap ? "ConfigMap" : "Secret"} ${name}, which the program does not create`);
+        const cluster = this.kubelet.cluster;
+        const sources: Spec[] = v.projected
+            ? v.projected.sources.map((s: Spec) => {
+                if (!s.configMap && !s.secret) throw new ConfigError(`pod ${this.w.podName}: projected volume ${v.name}: only configMap and secret sources are supported by the e2e kubelet`);
+                return { configMap: s.configMap, secret: s.secret && { ...s.secret, secretName: s.secret.name }, defaultMode: v.projected.defaultMode };
+            })
+            : [v];
+        const files: Record<string, Buffer> = {};
+        for (const source of sources) {
+            const src = { ...(source.configMap ?? source.secret), defaultMode: (source.configMap ?? source.secret).defaultMode ?? source.defaultMode };
+            const name = source.configMap ? src.name : src.secretName;
+            const keys = projectKeys(src, cluster.sourceData(source.configMap ? "ConfigMap" : "Secret", name));
+            if (!keys) throw new ConfigError(`pod ${this.w.podName}: volume ${v.name} needs ${source.configMap ? "ConfigMap" : "Secret"} ${name}, which the program does not create`);
+            Object.assign(files, keys);
+        }
         const dir = this.volumePath(v.name);
         writeAtomicVolume(dir, files);
         const sc = this.w.template.spec.securityContext ?? {};
-        // Secret/ConfigMap volumes are read-only volumes: group read, never group write (atomic_writer + SetVolumeOwnership).
+        // Secret/ConfigMap/projected volumes are read-only volumes: group read, never group write (atomic_writer + SetVolumeOwnership).
         if (sc.fsGroup !== undefined) setVolumeOwnership(dir, sc.fsGroup, true, undefined);
     }
 
@@ -418,7 +430,7 @@ class PodWorker {
             if (!vol && !isClaim) throw new ConfigError(`pod ${this.w.podName}: container ${c.name} mounts unknown volume ${m.name}`);
             let host = this.volumePath(m.name);
             if (m.subPath) host = fs.realpathSync(path.join(host, m.subPath));
-            out.push({ source: host, destination: m.mountPath, readOnly: !!(m.readOnly || vol?.configMap || vol?.secret) });
+            out.push({ source: host, destination: m.mountPath, readOnly: !!(m.readOnly || vol?.configMap || vol?.secret || vol?.projected) });
         }
         return out;
     }
@@ -606,7 +618,9 @@ export class Kubelet {
         this.cluster.setConfigMap(name, data);
         for (const pod of this.pods.values()) {
             if (pod.terminating) continue;
-            for (const v of pod.w.template.spec.volumes ?? []) if (v.configMap?.name === name) pod.writeSourceVolume(v);
+            for (const v of pod.w.template.spec.volumes ?? []) {
+                if (v.configMap?.name === name || v.projected?.sources.some((s: Spec) => s.configMap?.name === name)) pod.writeSourceVolume(v);
+            }
         }
     }
 

@@ -103,7 +103,7 @@ describe("Secrets in the pods", () => {
             const readable: string[] = [];
             for (const name of Object.keys(c.status())) {
                 const w = c.workload(name);
-                const secretVolumes = (w.template.spec.volumes ?? []).filter((v: Spec) => v.secret);
+                const secretVolumes = (w.template.spec.volumes ?? []).filter((v: Spec) => v.secret || v.projected?.sources.some((x: Spec) => x.secret));
                 const containers = [...(w.template.spec.initContainers ?? []), ...w.template.spec.containers];
                 for (const v of secretVolumes) {
                     // The processes of the containers that mount the volume (others do not see it).
@@ -114,7 +114,7 @@ describe("Secrets in the pods", () => {
                     for (const file of fs.readdirSync(dir).filter((f) => !f.startsWith("..") && /(key|private)$/i.test(f))) {
                         const st = fs.statSync(path.join(dir, file));
                         for (const p of procs.filter((x) => canRead(st, x))) {
-                            readable.push(`${w.podName}: ${v.secret.secretName}/${file} (${(st.mode & 0o777).toString(8)} ${st.uid}:${st.gid}) readable by ${p.comm} (pid ${p.pid}, uid ${p.uid}, gid ${p.gid}, groups ${p.groups.join(",") || "-"})`);
+                            readable.push(`${w.podName}: volume ${v.name}, ${file} (${(st.mode & 0o777).toString(8)} ${st.uid}:${st.gid}) readable by ${p.comm} (pid ${p.pid}, uid ${p.uid}, gid ${p.gid}, groups ${p.groups.join(",") || "-"})`);
                         }
                     }
                 }
