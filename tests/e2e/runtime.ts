@@ -5,7 +5,7 @@
 //     no_new_privs only for an explicit allowPrivilegeEscalation: false, seccomp Unconfined unless set),
 //     pkg/kubelet/kuberuntime/security_context_others.go (verifyRunAsNonRoot and its messages);
 //   - containerd: pkg/oci/spec.go populateDefaultUnixSpec (default capabilities, mounts, masked and read-only
-//     paths), internal/cri/opts/spec_linux.go WithCapabilities (add, then drop; "ALL" in either),
+//     paths), pkg/cri/opts/spec_linux.go WithCapabilities (add, then drop; "ALL" in either; internal/cri in 2.x),
 //     pkg/oci/spec_opts.go WithUserID/WithAdditionalGIDs (primary group and groups from the image's files),
 //     contrib/seccomp/seccomp_default.go (RuntimeDefault; Debian's containers-common ships the same moby-lineage
 //     profile as /usr/share/containers/seccomp.json, which we translate the way that code filters it).
