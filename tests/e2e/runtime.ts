@@ -7,8 +7,9 @@
 //   - containerd: pkg/oci/spec.go populateDefaultUnixSpec (default capabilities, mounts, masked and read-only
 //     paths), pkg/cri/opts/spec_linux.go WithCapabilities (add, then drop; "ALL" in either; internal/cri in 2.x),
 //     pkg/oci/spec_opts.go WithUserID/WithAdditionalGIDs (primary group and groups from the image's files),
-//     contrib/seccomp/seccomp_default.go (RuntimeDefault; Debian's containers-common ships the same moby-lineage
-//     profile as /usr/share/containers/seccomp.json, which we translate the way that code filters it).
+//     contrib/seccomp/seccomp_default.go (RuntimeDefault; Debian's containers-common ships a moby-lineage profile
+//     as /usr/share/containers/seccomp.json, which we filter the way that code does and narrow to containerd's
+//     capability gates, see CONTAINERD_GATES).
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
