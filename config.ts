@@ -77,8 +77,6 @@ export interface EdgeConfig {
     mode: EdgeMode;
     /** Sources allowed to send PROXY headers (only used where the edge sends them). */
     proxyTrustedNetworks: string[];
-    /** hostport: the node's public addresses. */
-    addresses: string[];
 }
 
 export type TlsConfig =
@@ -229,7 +227,6 @@ function readServices(r: ConfigReader): ServicesConfig {
 
 const GREYLIST_ENTRY = pattern(/^\S+$/, "expected one entry without spaces");
 
-const IP_ADDRESS = (v: string) => (net.isIP(v) ? undefined : "expected an IPv4 or IPv6 address such as 203.0.113.7");
 const CIDR = (v: string) => {
     const [ip, bits, extra] = v.split("/");
     const max = net.isIP(ip) === 4 ? 32 : net.isIP(ip) === 6 ? 128 : -1;
@@ -238,11 +235,14 @@ const CIDR = (v: string) => {
 
 function readEdge(r: ConfigReader, cluster: ClusterConfig): EdgeConfig {
     const mode = r.oneOf("edgeMode", EDGE_MODES);
-    const edge = { mode, proxyTrustedNetworks: r.stringList("edgeProxyTrustedNetworks", CIDR, 1), addresses: r.stringList("edgeAddresses", IP_ADDRESS) };
+    const edge = { mode, proxyTrustedNetworks: r.stringList("edgeProxyTrustedNetworks", CIDR, 1) };
     if (mode === "hostport") {
-        // hostport serves from one node's address, behind a firewall only a cloud target can create.
+        // hostport serves from one node behind a reserved address and a firewall, which only DigitalOcean gives.
         if (cluster.provider === "kubeconfig") {
-            throw new ConfigError('mail:edgeMode = "hostport" is not allowed with clusterProvider kubeconfig: it needs a cloud firewall (digitalocean or gke); use loadbalancer (k3s ServiceLB, MetalLB, …) or ingress-nginx');
+            throw new ConfigError('mail:edgeMode = "hostport" is not allowed with clusterProvider kubeconfig: it needs a cloud firewall and a reserved address (digitalocean); use loadbalancer (k3s ServiceLB, MetalLB, …) or ingress-nginx');
+        }
+        if (cluster.provider === "gke") {
+            throw new ConfigError('mail:edgeMode = "hostport" is not allowed with clusterProvider gke: GKE replaces its nodes and their ephemeral public addresses, and a node cannot hold a static address; use loadbalancer');
         }
         if (cluster.nodeCount > 1) {
             throw new ConfigError(`mail:edgeMode = "hostport" is not allowed with clusterNodeCount = ${cluster.nodeCount}: it serves from a single node; use loadbalancer, or clusterNodeCount 1`);

@@ -61,12 +61,17 @@ export class MailStack extends pulumi.ComponentResource {
         const storageClassName = storage.className || undefined;
         const image = (service: string) => ourImage(images, service);
 
-        const namespace = new k8s.core.v1.Namespace(`${name}-namespace`, {
+        // A patch (server-side apply) rather than a Namespace: it creates the namespace when missing and adopts one the
+        // user made first (tlsMode secret needs the certificate's Secret in it before the pods start), and
+        // `pulumi destroy` leaves the namespace, and so the mail volumes' claims, in place.
+        const namespace = new k8s.core.v1.NamespacePatch(`${name}-namespace`, {
             metadata: {
                 name: mail.namespace,
                 labels: {
-                    // Postfix's and Dovecot's masters start as root, so "baseline" is enforced; "restricted" is reported.
-                    "pod-security.kubernetes.io/enforce": "baseline",
+                    // Postfix's and Dovecot's masters start as root, so "baseline" is enforced and "restricted" reported;
+                    // baseline forbids any hostPort, so the hostport edge needs "privileged" (see stackWarnings).
+                    "pod-security.kubernetes.io/enforce": plan.hostPorts ? "privileged" : "baseline",
+                    "pod-security.kubernetes.io/audit": "baseline",
                     "pod-security.kubernetes.io/warn": "restricted",
                     "app.kubernetes.io/part-of": "mail",
                 },
@@ -238,9 +243,10 @@ export class MailStack extends pulumi.ComponentResource {
                 messageSizeLimit: services.postfix.messageSizeLimit,
                 mainCfOverrides: services.postfix.mainCf,
             },
-        }, { parent: this, dependsOn: [dovecot, opendkim, ...(postgrey ? [postgrey] : [])] });
+        }, { parent: this, dependsOn: [opendkim, ...(postgrey ? [postgrey] : [])] });
 
-        const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: mail.hostname, plan }, { parent: this, dependsOn: [postfix, dovecot] });
+        // Not after Postfix and Dovecot: an HTTP-01 certificate needs the edge before their pods can start.
+        const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: mail.hostname, plan }, child);
 
         const svc = (service: pulumi.Output<string>, port: number) => pulumi.interpolate`${service}.${ns}.svc:${port}`;
         const records = (dkimTxt: Record<string, string>, addresses: string[]) => mailDnsRecords({
@@ -282,6 +288,9 @@ export function stackWarnings(args: MailStackArgs, port25Blocked: boolean): stri
     const warnings: string[] = [];
     if (port25Blocked && !args.relay) {
         warnings.push(`${args.clusterProvider} blocks outbound port 25 (DigitalOcean for new accounts, GCP always): mail to other servers will not leave; set relayHost, relayUsername and relayPassword`);
+    }
+    if (args.edge.mode === "hostport") {
+        warnings.push(`edgeMode hostport: the ${args.mail.namespace} namespace enforces Pod Security "privileged", because "baseline" forbids hostPort; violations of "baseline" are still audited. Prefer edgeMode loadbalancer where its cost is acceptable`);
     }
     if (args.tls.mode === "selfsigned" && args.clusterProvider !== "kubeconfig") {
         warnings.push("tlsMode selfsigned: mail clients will reject the certificate; use acme or secret for a real deployment");

@@ -85,7 +85,9 @@ export class Postfix extends pulumi.ComponentResource {
         const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { name: "postfix", namespace: args.namespace, labels },
             spec: {
-                serviceName: service.metadata.name,
+                // A plain name, not the Service's output: that output resolves only once the Service has ready
+                // endpoints, which need this StatefulSet's pods — the engine would wait forever.
+                serviceName: "postfix",
                 replicas: 1,
                 selector: { matchLabels: selector },
                 template: {

@@ -44,7 +44,9 @@ export class Postgrey extends pulumi.ComponentResource {
         const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
             metadata: { name: "postgrey", namespace: args.namespace, labels },
             spec: {
-                serviceName: service.metadata.name,
+                // A plain name, not the Service's output: that output resolves only once the Service has ready
+                // endpoints, which need this StatefulSet's pods — the engine would wait forever.
+                serviceName: "postgrey",
                 replicas: 1,
                 selector: { matchLabels: selector },
                 template: {

@@ -22,11 +22,12 @@ export function allProfiles(): Profile[] {
 }
 
 /**
- * Why the program refuses a combination, or undefined when it deploys it: hostport and managed DNS need a cloud
- * provider, and ACME needs DNS-01 (dnsManage) or HTTP-01 (ingress-nginx).
+ * Why the program refuses a combination, or undefined when it deploys it: hostport needs DigitalOcean (a reserved
+ * address and a cloud firewall), managed DNS needs a cloud provider, and ACME needs DNS-01 (dnsManage) or HTTP-01
+ * (ingress-nginx).
  */
 export function refusal(p: Profile): string | undefined {
-    if (p.clusterProvider === "kubeconfig" && p.edgeMode === "hostport") return 'mail:edgeMode = "hostport" is not allowed with clusterProvider kubeconfig';
+    if (p.clusterProvider !== "digitalocean" && p.edgeMode === "hostport") return `mail:edgeMode = "hostport" is not allowed with clusterProvider ${p.clusterProvider}`;
     if (p.clusterProvider === "kubeconfig" && p.dnsManage) return "mail:dnsManage = true is not allowed with clusterProvider kubeconfig";
     if (p.tlsMode === "acme" && !p.dnsManage && p.edgeMode !== "ingress-nginx") return `mail:tlsMode = "acme" is not allowed with edgeMode ${p.edgeMode} and dnsManage false`;
     return undefined;
@@ -41,7 +42,6 @@ export function profileValues(p: Profile): StackValues {
         edgeMode: p.edgeMode,
         tlsMode: p.tlsMode,
         dnsManage: p.dnsManage,
-        ...(p.edgeMode === "hostport" ? { edgeAddresses: ["203.0.113.7"] } : {}),
         ...(p.tlsMode === "secret" ? { tlsSecretName: "mail-cert" } : {}),
         ...(p.tlsMode === "acme" && p.dnsManage && p.clusterProvider === "digitalocean" ? { tlsAcmeDigitaloceanToken: { secret: "do-dns-token" } } : {}),
     };

@@ -209,7 +209,6 @@ describe("disallowed edge combinations", () => {
         [{ clusterProvider: "digitalocean", clusterNodeCount: 2, edgeMode: "hostport" }, 'mail:edgeMode = "hostport" is not allowed with clusterNodeCount = 2'],
         [{ clusterProvider: "gke", edgeMode: "traefik" }, 'mail:edgeMode = "traefik" is not allowed: expected one of loadbalancer, ingress-nginx, hostport'],
         [{ clusterProvider: "gke", edgeProxyTrustedNetworks: ["10.0.0.0/33"] }, 'mail:edgeProxyTrustedNetworks[0] = "10.0.0.0/33" is not allowed: expected a CIDR network'],
-        [{ clusterProvider: "digitalocean", edgeMode: "hostport", edgeAddresses: ["mail.example.com"] }, 'mail:edgeAddresses[0] = "mail.example.com" is not allowed: expected an IPv4 or IPv6 address'],
     ])("%j fails preview naming the key, the value and what is allowed", async (bad, message) => {
         await expect(runProgram({ ...mail, ...bad })).rejects.toThrow(message);
     });
