@@ -183,28 +183,28 @@ pipe :copy "learn-ham" ["\${user}"];
  * begins, so parallel guesses are never slowed.
  */
 function authPolicy(couchmailUrl: string): string[] {
-    return [
-        `auth_policy_server_url = ${couchmailUrl.replace(/\/+$/, "")}/dovecot/policy`,
-        // Required by Dovecot, and used only for the password hash it can send (%{hashed_password}). That attribute is
-        // not requested below, so nothing derived from a password leaves Dovecot and the value needs no secrecy.
-        "auth_policy_hash_nonce = couchmail-policy-requests-no-password-hash",
-        // The check after a successful login is a second `command=allow` indistinguishable from a new attempt: it would
-        // charge every login twice. The report that follows says whether it succeeded.
-        "auth_policy_check_after_auth = no",
-        // When couchmail cannot answer (restarting, timeout), logins go on without the policy, and Dovecot logs "Policy
-        // server HTTP error" for each. Refusing instead would lock everyone out exactly when the auth cache is keeping
-        // users logged in through a couchmail outage; Dovecot's own per-address penalty still applies meanwhile.
-        "auth_policy_reject_on_fail = no",
-        // Replace Dovecot's default attributes (they include the password hash) with what the policy reads.
-        "auth_policy_request_attributes =",
-        ...block("auth_policy_request_attributes", [
-            "login = %{requested_username}",
-            "remote = %{remote_ip}",
-            "protocol = %{protocol}",
-            "session_id = %{session}",
-            "fail_type = %{fail_type}",
-        ]),
-    ];
+  return [
+    `auth_policy_server_url = ${couchmailUrl.replace(/\/+$/, "")}/dovecot/policy`,
+    // Required by Dovecot, and used only for the password hash it can send (%{hashed_password}). That attribute is
+    // not requested below, so nothing derived from a password leaves Dovecot and the value needs no secrecy.
+    "auth_policy_hash_nonce = couchmail-policy-requests-no-password-hash",
+    // The check after a successful login is a second `command=allow` indistinguishable from a new attempt: it would
+    // charge every login twice. The report that follows says whether it succeeded.
+    "auth_policy_check_after_auth = no",
+    // When couchmail cannot answer (restarting, timeout), logins go on without the policy, and Dovecot logs "Policy
+    // server HTTP error" for each. Refusing instead would lock everyone out exactly when the auth cache is keeping
+    // users logged in through a couchmail outage; Dovecot's own per-address penalty still applies meanwhile.
+    "auth_policy_reject_on_fail = no",
+    // Replace Dovecot's default attributes (they include the password hash) with what the policy reads.
+    "auth_policy_request_attributes =",
+    ...block("auth_policy_request_attributes", [
+      "login = %{requested_username}",
+      "remote = %{remote_ip}",
+      "protocol = %{protocol}",
+      "session_id = %{session}",
+      "fail_type = %{fail_type}",
+    ]),
+  ];
 }
 
 function dovecotConf(s: DovecotSettings): string {

@@ -67,7 +67,8 @@ export const DEFAULT_POLICY_LIMITS: PolicyLimits = {
   knownForMs: 30 * 24 * 60 * MINUTE,
   distinctSources: 3,
   distinctWindowMs: 60 * MINUTE,
-  maxKeys: 100_000,
+  // Per map (buckets, known pairs, accounts, sessions): about 20 MiB at most in all (measured), within the sidecar's memory.
+  maxKeys: 20_000,
 };
 
 /** What Dovecot sends (the attributes components/dovecot/config.ts renders, plus its own fields). */
@@ -139,11 +140,6 @@ class Bounded<V> extends Map<string, V> {
   }
 }
 
-interface Charge {
-  key: string;
-  intervalMs: number;
-}
-
 export class AuthPolicy {
   /** Theoretical arrival time per bucket key ("source:…", "guess:…", "account:…", "known:…"). */
   private readonly tat: Bounded<number>;
@@ -151,8 +147,8 @@ export class AuthPolicy {
   private readonly known: Bounded<number>;
   /** login → unknown source → last attempt. */
   private readonly sources: Bounded<Map<string, number>>;
-  /** session → buckets charged by its allow, refunded when the report says success. */
-  private readonly sessions: Bounded<{ at: number; charges: Charge[] }>;
+  /** session → limits charged by its allow, refunded when the report says success. */
+  private readonly sessions: Bounded<{ at: number; charges: Limit[] }>;
   private lastSweep = 0;
 
   constructor(
@@ -179,22 +175,15 @@ export class AuthPolicy {
     const knownAt = this.known.get(pair);
     const checks: { limit: Limit; key: string; bucket: BucketLimit; enforced: boolean }[] = [];
     if (knownAt !== undefined && now - knownAt <= this.limits.knownForMs) {
-      checks.push({ limit: "known", key: `known:${pair}`, bucket: this.limits.known, enforced: true });
+      checks.push({ limit: "known", key: this.bucketKey("known", req.login, src), bucket: this.limits.known, enforced: true });
     } else {
-      const seen = this.sources.get(req.login) ?? new Map<string, number>();
-      seen.delete(src);
-      seen.set(src, now);
-      for (const [s, at] of seen) {
-        if (now - at <= this.limits.distinctWindowMs) break;
-        seen.delete(s);
-      }
-      // A long attack list per account only needs to say "many": keep the newest few hundred.
-      while (seen.size > 256) seen.delete(seen.keys().next().value as string);
-      this.sources.put(req.login, seen);
+      const seen = this.sources.get(req.login);
+      let distinct = seen && seen.has(src) ? 0 : 1;
+      for (const at of seen?.values() ?? []) if (now - at <= this.limits.distinctWindowMs) distinct++;
       checks.push(
-        { limit: "source", key: `source:${src}`, bucket: this.limits.source, enforced: true },
-        { limit: "guess", key: `guess:${pair}`, bucket: this.limits.guess, enforced: true },
-        { limit: "account", key: `account:${req.login}`, bucket: this.limits.account, enforced: seen.size >= this.limits.distinctSources },
+        { limit: "source", key: this.bucketKey("source", req.login, src), bucket: this.limits.source, enforced: true },
+        { limit: "guess", key: this.bucketKey("guess", req.login, src), bucket: this.limits.guess, enforced: true },
+        { limit: "account", key: this.bucketKey("account", req.login, src), bucket: this.limits.account, enforced: distinct >= this.limits.distinctSources },
       );
     }
     let worst: { limit: Limit; waitMs: number } | null = null;
@@ -206,9 +195,11 @@ export class AuthPolicy {
     if (worst && worst.waitMs > this.limits.maxTarpitSeconds * 1000) {
       return { decision: "reject", status: -1, limit: worst.limit, msg: POLICY_REFUSAL };
     }
-    // Charged even where not enforced: an account's count is ready when a distributed attack begins.
+    // Only charged attempts change state (a refused flood cannot evict anything), and they are charged even where a
+    // limit is not enforced: an account's count is ready when a distributed attack begins.
     for (const c of checks) this.tat.put(c.key, Math.max(this.tat.get(c.key) ?? now, now) + c.bucket.intervalMs);
-    if (req.session) this.sessions.put(req.session, { at: now, charges: checks.map((c) => ({ key: c.key, intervalMs: c.bucket.intervalMs })) });
+    if (checks[0].limit !== "known") this.rememberSource(req.login, src, now);
+    if (req.session) this.sessions.put(req.session, { at: now, charges: checks.map((c) => c.limit) });
     if (worst && worst.waitMs > 0) return { decision: "tarpit", status: Math.ceil(worst.waitMs / 1000), limit: worst.limit };
     return { decision: "allow", status: 0 };
   }
@@ -219,17 +210,36 @@ export class AuthPolicy {
     const session = req.session ? this.sessions.get(req.session) : undefined;
     if (req.session) this.sessions.delete(req.session);
     const refund = req.success === true || req.failType === "internal";
+    const src = sourceKey(req.remote);
     if (session && refund) {
-      for (const c of session.charges) {
-        const t = this.tat.get(c.key);
-        if (t !== undefined) this.tat.set(c.key, t - c.intervalMs);
+      for (const limit of session.charges) {
+        const key = this.bucketKey(limit, req.login, src);
+        const t = this.tat.get(key);
+        if (t !== undefined) this.tat.set(key, t - this.limits[limit].intervalMs);
       }
     }
     if (req.success === true) {
-      const src = sourceKey(req.remote);
       this.known.put(`${req.login}|${src}`, now);
       this.sources.get(req.login)?.delete(src);
     }
+  }
+
+  private bucketKey(limit: Limit, login: string, src: string): string {
+    if (limit === "source") return `source:${src}`;
+    if (limit === "account") return `account:${login}`;
+    return `${limit}:${login}|${src}`;
+  }
+
+  private rememberSource(login: string, src: string, now: number): void {
+    const seen = this.sources.get(login) ?? new Map<string, number>();
+    seen.delete(src);
+    seen.set(src, now);
+    // Oldest first: drop what left the window, and keep a few: the count only has to reach distinctSources.
+    for (const [s, at] of seen) {
+      if (now - at <= this.limits.distinctWindowMs && seen.size <= Math.max(this.limits.distinctSources, 8)) break;
+      seen.delete(s);
+    }
+    this.sources.put(login, seen);
   }
 
   /** How long an attempt now would have to wait in this bucket (≤ 0: not at all). */

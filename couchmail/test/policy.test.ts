@@ -152,6 +152,16 @@ describe("state", () => {
     expect(policy.tracked).toEqual({ buckets: 3, known: 0, accounts: 1, sessions: 1 });
   });
 
+  it("refused attempts change nothing: a flood of them cannot evict the record of an account under attack", () => {
+    const clock = new Clock();
+    const policy = new AuthPolicy({ ...DEFAULT_POLICY_LIMITS, maxKeys: 50 }, clock.now);
+    for (const bot of ["192.0.2.10", "192.0.2.11", "192.0.2.12"]) for (let i = 0; i < 3; i++) policy.allow(attempt("bob@example.org", bot));
+    for (let i = 0; i < 5000; i++) policy.allow(attempt(`random${i}@example.org`, "192.0.2.99"));
+    expect(policy.tracked.accounts).toBeLessThanOrEqual(12);
+    const fresh = policy.allow(attempt("bob@example.org", "198.51.100.9"));
+    expect(fresh.decision === "reject" && fresh.limit).toBe("account");
+  });
+
   it("keys IPv6 sources by their /64 and IPv4-mapped ones as IPv4", () => {
     expect(sourceKey("2001:db8:1:2:aaaa::1")).toBe("2001:db8:1:2::/64");
     expect(sourceKey("2001:db8:1:2:bbbb:cccc:dddd:eeee")).toBe("2001:db8:1:2::/64");

@@ -9,7 +9,7 @@ import { pathToFileURL } from "url";
 import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
 import { COUCHMAIL } from "../../components/couchmail";
 import { Stack, startStack, waitFor } from "../../couchmail/test/harness";
-import { POLICY_REFUSAL } from "../../couchmail/src/policy";
+import { AuthPolicy, POLICY_REFUSAL } from "../../couchmail/src/policy";
 import { Pod, buildImage, selfSignedCert, tempDir, writeConfigMapVolume } from "../kit/images";
 import type { LoginAttempt, LoginPlan, LoginResult } from "./netns-tools";
 
@@ -25,6 +25,8 @@ const ATTACKER = "10.250.9.2";
 const USER_NEW_ADDRESS = "10.250.9.3";
 const BOB_HOME = "10.250.9.4";
 const BOB_NEW_ADDRESS = "10.250.9.5";
+const DURING_OUTAGE = "10.250.9.6";
+const SPRAYER = "10.250.9.7";
 const BOTS = Array.from({ length: 12 }, (_, i) => `10.250.9.${10 + i}`);
 const ATTACK_MS = 30_000;
 
@@ -107,7 +109,7 @@ beforeAll(async () => {
         ],
         env: { WATCH_INTERVAL: "1" },
     });
-    for (const a of [SERVER, ATTACKER, USER_NEW_ADDRESS, BOB_HOME, BOB_NEW_ADDRESS, ...BOTS]) {
+    for (const a of [SERVER, ATTACKER, USER_NEW_ADDRESS, BOB_HOME, BOB_NEW_ADDRESS, DURING_OUTAGE, SPRAYER, ...BOTS]) {
         execFileSync("ip", ["-n", pod.netns, "addr", "add", `${a}/32`, "dev", "lo"]);
     }
     relay = inPod(["forward", String(COUCHMAIL.httpPort), path.join(st.dir, "http.sock")]);
@@ -170,6 +172,17 @@ describe("with the auth policy as rendered", () => {
         expect(after.perMinute * 5).toBeLessThan(baseline.single);
     });
 
+    test("one address spraying 14 accounts at once: 10 checked, the 11th tarpitted by Dovecot for 10 s, the rest refused", async () => {
+        const results = await runLogins(Array.from({ length: 14 }, (_, i) => ({ user: `user${i}@example.org`, password: "Summer2026!", source: SPRAYER })));
+        const checked = results.filter(checkedGuess).sort((a, b) => a.ms - b.ms);
+        console.log(`spraying from one address: ${checked.length} checked (slowest answer after ${checked.at(-1)!.ms} ms), ${results.filter(refused).length} refused`);
+        expect(checked).toHaveLength(11);
+        expect(results.filter(refused)).toHaveLength(3);
+        // Dovecot held the tarpitted check on its timer: its answer came at least 10 s after the others began.
+        expect(checked[10].ms).toBeGreaterThanOrEqual(10_000);
+        expect(checked[9].ms).toBeLessThan(10_000);
+    });
+
     test("a distributed attack on one account is capped; the user's known address still logs in, a new one waits", async () => {
         const [home] = await runLogins([{ user: "bob@example.org", password: "battery staple", source: BOB_HOME }]);
         expect(home.reply).toMatch(/^a OK/);
@@ -188,5 +201,25 @@ describe("with the auth policy as rendered", () => {
         expect(bots.perMinute * 5).toBeLessThan(baseline.distributed);
         const metrics = await st.running.metrics.registry.getSingleMetricAsString("couchmail_policy_decisions_total");
         expect(metrics).toMatch(/decision="reject",limit="account"/);
+    });
+
+    test("a failing policy server neither locks users out nor lets guesses through silently: Dovecot logs it and goes on", async () => {
+        const spy = jest.spyOn(AuthPolicy.prototype, "allow").mockImplementation(() => {
+            throw new Error("simulated policy failure");
+        });
+        const mark = pod.logs.length;
+        try {
+            const [ok, wrong] = await runLogins([
+                { user: "alice@example.org", password: "correct horse", source: DURING_OUTAGE },
+                { user: "alice@example.org", password: "not it", source: DURING_OUTAGE },
+            ]);
+            expect(ok.reply).toMatch(/^a OK/);
+            expect(checkedGuess(wrong)).toBe(true);
+        } finally {
+            spy.mockRestore();
+        }
+        await pod.waitForLog(/policy: Policy server HTTP error: 503/, 10_000, mark);
+        const failures = await st.running.metrics.registry.getSingleMetricAsString("couchmail_lookup_failures_total");
+        expect(failures).toMatch(/couchmail_lookup_failures_total\{map="policy"\} 2/);
     });
 });
