@@ -316,6 +316,8 @@ class ContainerWorker {
 class PodWorker {
     containers = new Map<string, ContainerWorker>();
     terminating = false;
+    /** Deleted through the API (not evicted): nothing brings it back. */
+    deleted = false;
     status: PodStatus;
 
     constructor(readonly kubelet: Kubelet, readonly w: Workload) {
@@ -473,7 +475,6 @@ class PodWorker {
         const started = Date.now();
         this.terminating = false;
         this.status.phase = "Pending";
-        this.status.reason = undefined;
         this.createSandbox();
         this.prepareVolumes();
         this.status.phase = "Running";
@@ -538,8 +539,8 @@ class PodWorker {
                 await this.stop(`evicted: ${reason}`);
                 this.status.phase = "Evicted";
                 this.publish();
-                // The StatefulSet/Deployment controller replaces an evicted pod.
-                await this.start().catch((e) => log(`pod ${this.w.podName} after eviction: ${e instanceof Error ? e.message : e}`));
+                // The StatefulSet/Deployment controller replaces an evicted pod (unless it was deleted meanwhile).
+                if (!this.deleted) await this.start().catch((e) => log(`pod ${this.w.podName} after eviction: ${e instanceof Error ? e.message : e}`));
                 return;
             }
         }
@@ -603,7 +604,10 @@ export class Kubelet {
     }
 
     async stopPod(name: string): Promise<void> {
-        await this.pods.get(name)?.stop();
+        const pod = this.pods.get(name);
+        if (!pod) return;
+        pod.deleted = true;
+        await pod.stop();
     }
 
     /** A container crashing (its init SIGKILLed): the kubelet's restart logic takes over. */

@@ -168,6 +168,17 @@ describe("the kubelet keeps containers running", () => {
         }
     });
 
+    test("a pod whose disk emptyDir outgrows its sizeLimit is evicted with the eviction manager's message", async () => {
+        const c = cluster();
+        await c.startPod("evictee");
+        try {
+            const reason = await waitFor("the eviction", () => c.status().evictee?.reason, 20_000, 200);
+            assert.equal(reason, 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi".');
+        } finally {
+            await c.stopPod("evictee");
+        }
+    });
+
     test("runAsNonRoot: an image that runs as root is refused with the kubelet's message", async () => {
         const c = cluster();
         try {

@@ -1,15 +1,16 @@
 // Pods the e2e runner adds to the program's objects, for the suite only (never part of the program):
 //   - `attacker` in the mail namespace and `outsider` in a namespace of its own: throwaway pods that try the
 //     internal listeners, which NetworkPolicies must refuse;
-//   - `memhog`, `liveness` and `rootimage`: started by the runtime tests to watch the kubelet's OOM handling,
-//     back-off, liveness restarts and its runAsNonRoot check (an image whose USER is root).
+//   - `memhog`, `liveness`, `rootimage` and `evictee`: started by the runtime tests to watch the kubelet's OOM
+//     handling, back-off, liveness restarts, its runAsNonRoot check (an image whose USER is root) and the eviction
+//     of a pod whose emptyDir outgrows its sizeLimit.
 // They run one of our images (Debian, with bash and perl) under the restricted Pod Security Standard.
 import type { KubeObject } from "./program";
 
 export const PROBE_IMAGE = "mail/postgrey:dev";
 export const OTHER_NAMESPACE = "e2e-elsewhere";
 /** Started by the tests that use them, not by `up`. */
-export const ON_DEMAND = ["memhog", "liveness", "rootimage"];
+export const ON_DEMAND = ["memhog", "liveness", "rootimage", "evictee"];
 
 const restricted = {
     allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, readOnlyRootFilesystem: true, runAsNonRoot: true,
@@ -52,6 +53,11 @@ export function testObjects(): KubeObject[] {
             ...sleeper("app"), command: ["sh", "-c", "touch /tmp/healthy && exec sleep infinity"],
             livenessProbe: { exec: { command: ["test", "-e", "/tmp/healthy"] }, periodSeconds: 1, failureThreshold: 2, timeoutSeconds: 2 },
         }]),
+        // Writes 2 MiB into a 1 MiB (disk) emptyDir: the eviction manager evicts the pod.
+        deployment("evictee", OTHER_NAMESPACE, [{
+            ...sleeper("app"), command: ["sh", "-c", "head -c 2097152 /dev/zero > /scratch/fill && exec sleep infinity"],
+            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, { name: "scratch", mountPath: "/scratch" }],
+        }], { volumes: [{ name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "4Mi" } }, { name: "scratch", emptyDir: { sizeLimit: "1Mi" } }] }),
         // runAsNonRoot without runAsUser, on an image without USER (root): the kubelet refuses to create it.
         deployment("rootimage", OTHER_NAMESPACE, [{
             ...sleeper("app"), image: "mail/postfix:dev", securityContext: { ...restricted, runAsUser: undefined, runAsGroup: undefined },
