@@ -84,7 +84,9 @@ export class Couchmail extends pulumi.ComponentResource {
         const probe = (check: string, periodSeconds: number): k8s.types.input.core.v1.Probe => ({
             exec: { command: ["couchmail", "probe", check] },
             periodSeconds,
-            timeoutSeconds: 3,
+            // The probe starts a Node process (~0.5 s idle); on a busy node with a 10m CPU request it can take
+            // seconds, and a liveness timeout there would restart a healthy sidecar and kill running CLI commands.
+            timeoutSeconds: 10,
         });
         const container: k8s.types.input.core.v1.Container = {
             name: "couchmail",

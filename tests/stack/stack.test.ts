@@ -76,6 +76,15 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
         }
     });
 
+    it("gives probes that start a Node.js process (couchmail's CLI) time to start on a busy node", () => {
+        type Probe = { exec?: { command: string[] }; timeoutSeconds?: number };
+        const nodeProbes = objects(run).filter((x) => ["StatefulSet", "Deployment"].includes(x.kind)).flatMap(allContainers)
+            .flatMap((c) => [(c as { livenessProbe?: Probe }).livenessProbe, (c as { readinessProbe?: Probe }).readinessProbe])
+            .filter((p): p is Probe => p?.exec?.command[0] === "couchmail");
+        expect(nodeProbes.length).toBeGreaterThan(0);
+        for (const p of nodeProbes) expect(p.timeoutSeconds ?? 1).toBeGreaterThanOrEqual(10);
+    });
+
     it("wires ports consistently: Services, containers, rendered configs and couchmail's listeners agree", () => {
         const servicePorts = (name: string) => Object.fromEntries(find(run, "Service", name).spec.ports.map((p: { name: string; port: number }) => [p.name, p.port]));
         const containerPorts = (o: Obj, c: string) => Object.fromEntries((container(o, c).ports ?? []).map((p) => [p.name, p.containerPort]));
