@@ -7,9 +7,12 @@
   clients.py imap-hold HOST PORT CAFILE SNI USER PASSWORD SECONDS a logged-in session kept open (INBOX selected)
   clients.py dkim-verify DNS_IP MESSAGE_FILE                      python3-dkim's verdict; keys looked up in the
                                                                    test DNS server (the program's dnsZone records)
+  clients.py smtp-utf8 HOST PORT FROM TO SUBJECT                  one SMTPUTF8 transaction (UTF-8 sender and
+                                                                   headers) as an MTA sends it; the server's replies
 """
 import imaplib
 import json
+import smtplib
 import ssl
 import sys
 import time
@@ -59,6 +62,21 @@ def main():
 
         msg = open(path, "rb").read()
         print(json.dumps({"verified": bool(dkim.verify(msg, dnsfunc=dnsfunc))}))
+        return
+    if cmd == "smtp-utf8":
+        host, port, sender, rcpt, subject = sys.argv[2:7]
+        msg = ("From: Jörg Müller <%s>\r\nTo: <%s>\r\nSubject: %s — grüße\r\nMIME-Version: 1.0\r\n"
+               "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nbody of %s: ça va?\r\n"
+               % (sender, rcpt, subject, subject)).encode("utf-8")
+        with smtplib.SMTP(host, int(port), local_hostname="mx.external.test", timeout=30) as s:
+            s.ehlo()
+            offered = s.has_extn("smtputf8")
+            code, reply = s.mail(sender, ["SMTPUTF8", "BODY=8BITMIME"])
+            if code == 250:
+                code, reply = s.rcpt(rcpt)
+            if code == 250:
+                code, reply = s.data(msg)
+        print(json.dumps({"offered": offered, "code": code, "reply": reply.decode("utf-8", "replace")}))
         return
     host, port, cafile, sni, user, password = sys.argv[2:8]
     try:

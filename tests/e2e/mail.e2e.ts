@@ -1,72 +1,16 @@
 // The e2e suite: real clients (swaks, curl, Python's imaplib, sieve-connect, python3-dkim) against the stack that
 // `cli.ts up` started from the program's own pod specs. Run by `npm run e2e` (node's test runner, in order).
-import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { GREYLIST_DELAY_SECONDS } from "./program";
+import { addUser, CLIENTS, couchmail, delivered, externalMessages, greylisted, imap, PASSWORDS, smtpIn, smtpOnce, submit, uniqueSubject } from "./mailclients";
 import { cluster, Endpoint, run, sleep, stack, waitFor } from "./suite";
 
 const ep = stack.endpoints;
 const HOST = stack.hostname;
-const CLIENTS = path.join(__dirname, "clients.py");
-/** The couchmail CLI in the Dovecot pod's sidecar, as the program's addFirstUser output says (kubectl exec). */
-function couchmail(args: string[], input?: string): string {
-    const r = cluster().exec("dovecot", "couchmail", ["couchmail", ...args], { input });
-    assert.equal(r.code, 0, `couchmail ${args.join(" ")}: ${r.stdout}${r.stderr}`);
-    return r.stdout;
-}
-
-const PASSWORDS: Record<string, string> = {};
-function addUser(address: string): string {
-    PASSWORDS[address] = `pw-${Math.random().toString(36).slice(2)}-${address.length}`;
-    couchmail(["user", "add", address, "--password-stdin"], PASSWORDS[address] + "\n");
-    return PASSWORDS[address];
-}
-
-let seq = 0;
-const uniqueSubject = (what: string) => `e2e ${what} ${process.pid}-${++seq}-${Date.now()}`;
-
-/** One inbound SMTP session on port 25 (postscreen + smtpd) from an external sender. */
-function smtpOnce(to: string, subject: string, opts: { from?: string; body?: string } = {}) {
-    return run("swaks", ["--server", ep.smtp.host, "--port", String(ep.smtp.port), "--ehlo", "mx.external.test", "--from", opts.from ?? "sender@external.test",
-        "--to", to, "--header", `Subject: ${subject}`, "--body", opts.body ?? `body of ${subject}`, "--timeout", "30"]);
-}
-
-/** Postgrey's deferral of a sender/recipient pair it has not seen (or not for long enough). */
-const greylisted = (out: string) => /<\*\* +450 4\.2\.0 .*Greylisted/.test(out);
-
-/** Inbound as a sending MTA does it: a greylisting 450 is retried after the delay (the greylisting test checks the 450). */
-function smtpIn(to: string, subject: string, opts: { from?: string; body?: string } = {}) {
-    let r = smtpOnce(to, subject, opts);
-    for (let i = 0; i < 3 && greylisted(r.out); i++) {
-        spawnSync("sleep", [String(GREYLIST_DELAY_SECONDS + 1)]);
-        r = smtpOnce(to, subject, opts);
-    }
-    return r;
-}
-
-/** Authenticated submission with the certificate checked against the mail host name. */
-function submit(port: "submission" | "submissions", user: string, password: string, from: string, to: string, subject: string) {
-    return run("swaks", ["--server", ep[port].host, "--port", String(ep[port].port), port === "submission" ? "--tls" : "--tlsc",
-        "--tls-verify", "--tls-ca-path", stack.caFile, "--tls-sni", HOST, "--ehlo", "client.example.net", "--auth", "PLAIN", "--auth-user", user,
-        "--auth-password", password, "--from", from, "--to", to, "--header", `Subject: ${subject}`, "--body", `body of ${subject}`, "--timeout", "30"]);
-}
-
-function imap(cmd: "imap-find" | "imap-list", user: string, password: string, text?: string): { login: boolean; folder?: string | null; headers?: string; folders?: { name: string; attributes: string[] }[] } {
-    const r = run("/usr/bin/python3", [CLIENTS, cmd, ep.imap.host, String(ep.imap.port), stack.caFile, HOST, user, password, ...(text ? [text] : [])]);
-    assert.equal(r.code, 0, r.out);
-    return JSON.parse(r.out.trim().split("\n").pop()!);
-}
-
-/** The message (by subject) in the user's mailbox over IMAP; the folder it was filed into. */
-const delivered = (user: string, subject: string, timeoutMs = 20_000) =>
-    waitFor(`"${subject}" for ${user}`, () => {
-        const r = imap("imap-find", user, PASSWORDS[user], subject);
-        return r.folder ? r : undefined;
-    }, timeoutMs, 500);
 
 /** The first line of an SMTP greeting on a port, from the internet. */
 function banner(e: Endpoint): string {
@@ -185,9 +129,7 @@ describe("mail flows through the program's pods", () => {
         const subject = uniqueSubject("outbound");
         const r = submit("submission", ALICE, PASSWORDS[ALICE], ALICE, "someone@external.test", subject);
         assert.equal(r.code, 0, r.out);
-        const file = await waitFor("the message at the external MX", () => fs.readdirSync(stack.externalMx.mailDir)
-            .filter((f) => f.endsWith(".eml")).map((f) => path.join(stack.externalMx.mailDir, f))
-            .find((f) => fs.readFileSync(f, "utf8").includes(subject)), 30_000);
+        const file = await waitFor("the message at the external MX", () => externalMessages(subject)[0], 30_000);
         const text = fs.readFileSync(file, "utf8");
         assert.match(text, /^DKIM-Signature: .*d=example\.test/m);
         const v = run("/usr/bin/python3", [CLIENTS, "dkim-verify", stack.dns.host, file]);
