@@ -25,7 +25,8 @@ export function ourImage(images: ImagesConfig, service: string): string {
  * Requests are what the scheduler reserves; limits what a container may burst to before it is OOM-killed.
  */
 export const BUDGET = {
-    postfix: { requests: { cpu: "20m", memory: "64Mi" }, limits: { memory: "192Mi" } },
+    // Measured ~120 MiB PSS at peak (e2e), plus up to SPF_PROCESSES policyd-spf at ~22 MiB each.
+    postfix: { requests: { cpu: "20m", memory: "96Mi" }, limits: { memory: "256Mi" } },
     dovecot: { requests: { cpu: "20m", memory: "96Mi" }, limits: { memory: "256Mi" } },
     couchmail: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "128Mi" } },
     couchdb: { requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "384Mi" } },

@@ -77,6 +77,11 @@ export interface PostfixSettings {
   milters: string[];
   /** What to do when a milter is unreachable: tempfail keeps mail queued (4xx) instead of unsigned. */
   milterDefaultAction: "tempfail" | "accept";
+  /**
+   * Check SPF on inbound port-25 mail with Debian's policyd-spf (spawned by Postfix): a sender whose domain's SPF
+   * says "fail" (-all) is refused, every other result is recorded in a Received-SPF header.
+   */
+  spf: boolean;
   /** Policy service for inbound port-25 mail only (Postgrey, issue 5), `inet:HOST:PORT`; off when unset. */
   policyService?: string;
   /** content_filter for inbound port-25 mail only, `transport:nexthop` (issue 5); off when unset. */
@@ -113,6 +118,7 @@ export const POSTFIX_DEFAULTS: Omit<PostfixSettings, "hostname" | "ownDomains" |
   lmtpEndpoint: "inet:dovecot:24",
   milters: ["inet:opendkim:8891"],
   milterDefaultAction: "tempfail",
+  spf: true,
   // Dovecot's lmtp_user_concurrency_limit (10): more would only earn "451 Too many concurrent deliveries".
   lmtpConcurrency: 10,
   extraServices: [],
@@ -182,6 +188,7 @@ function validate(s: PostfixSettings): void {
   checkAbsPath("tls.keyFile", s.tls.keyFile);
   s.trustedNetworks.forEach((n, i) => checkCidr(`trustedNetworks[${i}]`, n));
   if (typeof s.proxyProtocol !== "boolean") invalid("proxyProtocol", "a boolean", s.proxyProtocol);
+  if (typeof s.spf !== "boolean") invalid("spf", "a boolean", s.spf);
   if (!Number.isInteger(s.messageSizeLimit) || s.messageSizeLimit < 1024 * 1024) {
     invalid("messageSizeLimit", "an integer number of bytes >= 1048576", s.messageSizeLimit);
   }
@@ -227,6 +234,7 @@ function mainCf(s: PostfixSettings): Map<string, string> {
     "reject_unauth_destination",
     // Unknown recipients get 550 now, not a greylisting 450 first (Postfix's implicit check runs after this list).
     "reject_unlisted_recipient",
+    ...(s.spf ? [`check_policy_service unix:private/${SPF_SERVICE}`] : []),
     ...(s.policyService ? [`check_policy_service ${endpointString("policyService", s.policyService, true)}`] : []),
     "permit",
   ];
@@ -328,6 +336,7 @@ function mainCf(s: PostfixSettings): Map<string, string> {
     ["milter_mail_macros", "i {mail_addr} {client_addr} {client_name} {auth_type} {auth_authen}"],
     // Inbound (port 25) only, through its own cleanup service: a From: in one of our domains is forged there.
     ["inbound_header_checks", "regexp:$config_directory/inbound_header_checks"],
+    ...(s.spf ? ([[`${SPF_SERVICE}_time_limit`, "3600"], ["smtpd_policy_service_max_idle", "10s"]] as [string, string][]) : []),
     // Lookup or DNS trouble must defer, not bounce.
     ["unknown_address_tempfail_action", "defer_if_permit"],
   ];
@@ -370,7 +379,10 @@ const STANDARD_SERVICES: [string, string, string, string, string, string][] = [
   ["dnsblog", "unix", "-", "-", "0", "dnsblog"],
   ["tlsproxy", "unix", "-", "-", "0", "tlsproxy"],
 ];
-const STANDARD_SERVICE_NAMES = STANDARD_SERVICES.map((e) => e[0]).concat(["smtpd-proxy", "submission", "submissions", "cleanup-inbound"]);
+/** The master.cf service that spawns policyd-spf (postfix-policyd-spf-python in the image). */
+const SPF_SERVICE = "policyd-spf";
+export const SPF_PROCESSES = 4;
+const STANDARD_SERVICE_NAMES = STANDARD_SERVICES.map((e) => e[0]).concat(["smtpd-proxy", "submission", "submissions", "cleanup-inbound", SPF_SERVICE]);
 
 /**
  * Wake-up timers as in Postfix's stock master.cf. Without one, master starts qmgr only when new mail arrives, so
@@ -442,6 +454,9 @@ function masterCf(s: PostfixSettings): string {
     if (name !== "smtpd") out.push(entry(name, type, priv, unpriv, maxproc, command));
   }
   out.push(entry("cleanup-inbound", "unix", "n", "-", "0", "cleanup", ["-o header_checks=$inbound_header_checks"]));
+  // Each policyd-spf is a ~22 MiB Python process: a few at most (BUDGET.postfix counts them), each released soon
+  // after its smtpd's last check (smtpd_policy_service_max_idle) so waiting sessions get one within seconds.
+  if (s.spf) out.push(entry(SPF_SERVICE, "unix", "-", "n", String(SPF_PROCESSES), "spawn", ["user=nobody", "argv=/usr/bin/policyd-spf"]));
   for (const svc of s.extraServices) {
     const yn = (b: boolean | undefined) => (b === undefined ? "-" : b ? "y" : "n");
     out.push(

@@ -17,9 +17,10 @@ function parseMain(text: string): Map<string, string> {
 }
 
 /** master.cf entries: service/type → { command, options }. */
-function parseMaster(text: string): Map<string, { command: string; opts: Map<string, string>; args: string[] }> {
-  const out = new Map<string, { command: string; opts: Map<string, string>; args: string[] }>();
-  let current: { command: string; opts: Map<string, string>; args: string[] } | undefined;
+type MasterEntry = { command: string; maxproc: string; opts: Map<string, string>; args: string[] };
+function parseMaster(text: string): Map<string, MasterEntry> {
+  const out = new Map<string, MasterEntry>();
+  let current: MasterEntry | undefined;
   for (const line of text.split("\n")) {
     if (line === "" || line.startsWith("#")) continue;
     if (/^\s/.test(line)) {
@@ -32,7 +33,7 @@ function parseMaster(text: string): Map<string, { command: string; opts: Map<str
     }
     const f = line.split(/\s+/);
     if (f.length < 8) throw new Error(`bad entry ${line}`);
-    current = { command: f[7], opts: new Map(), args: [] };
+    current = { command: f[7], maxproc: f[6], opts: new Map(), args: [] };
     out.set(`${f[0]}/${f[1]}`, current);
   }
   return out;
@@ -56,7 +57,8 @@ describe("renderPostfix", () => {
     const { files } = render();
     const internal = files["master.cf"].split("\n").filter((l) => /^\S+\s+(unix|unix-dgram)\s/.test(l));
     expect(internal.length).toBeGreaterThan(10);
-    for (const l of internal) expect(l.split(/\s+/)[3]).toBe("-");
+    // spawn alone starts as root, to run its program as the user= it names (policyd-spf: nobody).
+    for (const l of internal) expect({ l, unpriv: l.split(/\s+/)[3] }).toEqual({ l, unpriv: l.split(/\s+/)[7] === "spawn" ? "n" : "-" });
   });
 
   test("pickup, qmgr and flush have the stock wake-up timers (queued mail is retried after a restart)", () => {
@@ -152,6 +154,23 @@ describe("renderPostfix", () => {
     expect(same.get("virtual_alias_maps")).toMatch(/^socketmap:/);
   });
 
+  test("port 25 checks SPF through policyd-spf, after unknown recipients are refused and before greylisting; submission does not", () => {
+    const { main, master } = render({ policyService: "inet:postgrey:10023" });
+    const rcpt = main.get("smtpd_recipient_restrictions")!.split(/,\s*/);
+    const spf = rcpt.indexOf("check_policy_service unix:private/policyd-spf");
+    expect(spf).toBeGreaterThan(rcpt.indexOf("reject_unlisted_recipient"));
+    expect(spf).toBeLessThan(rcpt.indexOf("check_policy_service inet:postgrey:10023"));
+    const spawn = master.get("policyd-spf/unix")!;
+    expect(spawn.command).toBe("spawn");
+    expect(spawn.args).toEqual(["user=nobody", "argv=/usr/bin/policyd-spf"]);
+    expect(main.get("policyd-spf_time_limit")).toBe("3600");
+    // Bounded: each is a Python process in Postfix's memory budget, released soon after its session's last check.
+    expect(master.get("policyd-spf/unix")!.maxproc).toBe("4");
+    expect(main.get("smtpd_policy_service_max_idle")).toBe("10s");
+    expect(master.get(`${POSTFIX_PORTS.submission}/inet`)!.opts.get("smtpd_recipient_restrictions")).not.toMatch(/policyd-spf/);
+    expect(render({ spf: false }).main.get("smtpd_recipient_restrictions")).not.toMatch(/policyd-spf/);
+  });
+
   test("delivers to Dovecot no more messages at once than its per-user LMTP limit", () => {
     expect(render().main.get("lmtp_destination_concurrency_limit")).toBe("10");
     expect(() => render({ lmtpConcurrency: 0 })).toThrow(/lmtpConcurrency: expected an integer from 1 to 100, got 0/);
@@ -175,7 +194,7 @@ describe("renderPostfix", () => {
 
   test("optional hooks are off by default and wired when set", () => {
     const off = render();
-    expect(off.main.get("smtpd_recipient_restrictions")).not.toMatch(/check_policy_service/);
+    expect(off.main.get("smtpd_recipient_restrictions")).not.toMatch(/check_policy_service inet:/);
     expect(off.main.get("relayhost")).toBe("");
     expect(off.main.has("smtp_sasl_auth_enable")).toBe(false);
     expect(off.master.has(`${POSTFIX_PORTS.smtpProxy}/inet`)).toBe(false);
@@ -187,7 +206,7 @@ describe("renderPostfix", () => {
       relay: { host: "smtp.relay.example", port: 465, passwordMapFile: "/etc/mail/relay/password" },
       proxyProtocol: true,
     });
-    expect(on.main.get("smtpd_recipient_restrictions")).toMatch(/reject_unauth_destination, reject_unlisted_recipient, check_policy_service inet:postgrey:10023, permit$/);
+    expect(on.main.get("smtpd_recipient_restrictions")).toMatch(/reject_unauth_destination, reject_unlisted_recipient, check_policy_service unix:private\/policyd-spf, check_policy_service inet:postgrey:10023, permit$/);
     expect(on.master.get("smtpd/pass")!.opts.get("content_filter")).toBe("spamfilter:dummy");
     expect(on.master.get(`${POSTFIX_PORTS.submission}/inet`)!.opts.get("content_filter")).toBe("");
     expect(on.master.get("spamfilter/unix")!.command).toBe("pipe");

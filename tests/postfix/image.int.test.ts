@@ -145,3 +145,12 @@ test("real postmap: the inbound From: check rejects our domains only, and the ma
     "postmaster@example.test rc=0", "postmaster@example.test rc=0", " rc=1",
   ]);
 });
+
+test("policyd-spf, which master.cf spawns as nobody, answers Postfix's policy protocol", () => {
+  const request = ["request=smtpd_access_policy", "protocol_state=RCPT", "protocol_name=ESMTP", "client_address=192.0.2.1", "client_name=unknown",
+    "helo_name=mx.example.invalid", "sender=a@example.invalid", "recipient=b@example.test", "instance=1", "", ""].join("\n");
+  const r = shInImage(image, `printf '%s' '${request}' | timeout 30 /usr/bin/policyd-spf`, { user: "nobody" });
+  expect(r.stderr).toBe("");
+  // No DNS inside the test container: the result is "None", recorded in a header, never a rejection.
+  expect(r.stdout).toMatch(/^action=prepend Received-SPF: None \(mailfrom\) identity=mailfrom; client-ip=192\.0\.2\.1;/);
+});

@@ -76,7 +76,7 @@ describe("MailStack with greylistEnabled false", () => {
     it("has no postgrey and Postfix asks no policy service", async () => {
         const run = await runProgram({ ...mail, greylistEnabled: false });
         expect(find(run, "StatefulSet", "postgrey")).toBeUndefined();
-        expect(get(run, "ConfigMap", "postfix-config").data!["main.cf"]).not.toContain("check_policy_service");
+        expect(get(run, "ConfigMap", "postfix-config").data!["main.cf"]).not.toContain("check_policy_service inet:");
     });
 });
 
