@@ -6,9 +6,10 @@ import * as fs from "fs";
 import * as path from "path";
 import { BRIDGE, Cluster, CLUSTER_DNS, COUCHDB_SUBSTITUTE, E2E_DIR, KUBELET_SOCKET, OUTSIDE, REPO } from "./pods";
 import { alive, descendants, log, sh, sleep } from "./procs";
-import { DOMAINS, MAIL_HOSTNAME, runStackProgram } from "./program";
+import type { DeployEvent, LiveNode } from "./live";
+import { deployStack, DOMAINS, KubeObject, MAIL_HOSTNAME } from "./program";
 import { CGROUP_PARENT, runc } from "./runtime";
-import { ON_DEMAND, PROBE_IMAGE, testObjects } from "./testpods";
+import { ON_DEMAND, testObjects } from "./testpods";
 
 /** Starts a process detached (own session) in a network namespace (or the host's), output appended to logFile. */
 function startDetached(argv: string[], logFile: string, netns?: string): number {
@@ -32,52 +33,87 @@ function serviceWorkload(cluster: Cluster, endpoint: string): { workload: string
     return { workload: port.workload.name, port: port.target };
 }
 
+/**
+ * Real seconds standing for the provider's default 10-minute create timeout during `up` (customTimeouts scale with
+ * it): a resource whose await has not passed by then fails the deploy with the provider's timeout message.
+ */
+const AWAIT_TIMEOUT_S = Number(process.env.E2E_AWAIT_TIMEOUT_S ?? 120);
+
+/** The pseudo-internet's DNS and SMTP sink (outside.py), serving the zone file as it is now. */
+function startOutside(cluster: Cluster, netns: string, zone: string): void {
+    const outsideLog = path.join(E2E_DIR, "logs", `${OUTSIDE.name}.log`);
+    cluster.saveHelper(OUTSIDE.name, startDetached(["/usr/bin/python3", path.join(__dirname, "outside.py"), OUTSIDE.ip, CLUSTER_DNS.ip, zone,
+        path.join(E2E_DIR, "outside", "mail")], outsideLog, netns), outsideLog);
+}
+
+async function stopHelper(cluster: Cluster, name: string): Promise<void> {
+    const h = cluster.helperState().helpers[name];
+    if (!h) return;
+    for (const p of [...descendants(h.leader), h.leader]) {
+        try {
+            process.kill(p, "SIGTERM");
+        } catch {
+            // gone
+        }
+    }
+    for (let i = 0; i < 50 && alive(h.leader); i++) await sleep(100);
+    cluster.saveHelper(name, undefined, h.log);
+}
+
+/** Our images are `mail/<svc>:dev` (imagesRegistry/imagesTag defaults); the CouchDB pod is the one substitution. */
+function checkImages(obj: KubeObject): void {
+    if (obj.kind !== "StatefulSet" && obj.kind !== "Deployment") return;
+    const spec = obj.spec.template.spec;
+    for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+        if (!/^mail\/([a-z0-9-]+):dev$/.test(c.image) && obj.metadata.name !== COUCHDB_SUBSTITUTE) {
+            throw new Error(`pod ${obj.metadata.name} references ${c.image}, which is not built from images/`);
+        }
+    }
+}
+
+/** The loopback node as the engine model's cluster sees it: objects reach the runner's copy, objects.json and the kubelet. */
+function loopbackNode(cluster: Cluster): LiveNode {
+    let cached: { at: number; status: ReturnType<Cluster["status"]> } | undefined;
+    return {
+        async apply(obj) {
+            checkImages(obj);
+            cluster.upsert(obj);
+            cluster.save();
+            await cluster.applyToNode(obj);
+        },
+        startPod: (workload) => cluster.startPod(workload),
+        status() {
+            if (!cached || Date.now() - cached.at > 50) cached = { at: Date.now(), status: cluster.status() };
+            return cached.status;
+        },
+    };
+}
+
 async function up(): Promise<Cluster> {
     const t0 = Date.now();
     if (fs.existsSync(path.join(E2E_DIR, "objects.json"))) await down();
     for (const d of ["pods", "pvc", "outside", "logs"]) fs.rmSync(path.join(E2E_DIR, d), { recursive: true, force: true });
+    fs.rmSync(path.join(E2E_DIR, "deploy-events.json"), { force: true });
     fs.mkdirSync(E2E_DIR, { recursive: true });
 
-    log("running the Pulumi program under mocks (e2e stack config)");
-    const program = await runStackProgram();
-    const { outputs } = program;
-    const objects = [...program.objects, ...testObjects()];
-    fs.writeFileSync(path.join(E2E_DIR, "objects.json"), JSON.stringify({ objects, outputs }, null, 2), { mode: 0o600 });
-    const cluster = new Cluster(objects);
-    log(`program declared ${objects.length} Kubernetes objects: ${cluster.workloads().map((w) => `${w.kind}/${w.name}`).join(", ")}`);
-
-    // Our images are `mail/<svc>:dev` (imagesRegistry/imagesTag defaults): build exactly those the pods reference.
-    const images = new Set<string>([PROBE_IMAGE.replace(/^mail\/(.*):dev$/, "$1")]);
-    for (const w of cluster.workloads()) {
-        for (const c of [...(w.template.spec.initContainers ?? []), ...w.template.spec.containers]) {
-            const m = /^mail\/([a-z0-9-]+):dev$/.exec(c.image);
-            if (m) images.add(m[1]);
-            else if (w.name !== COUCHDB_SUBSTITUTE) throw new Error(`pod ${w.name} references ${c.image}, which is not built from images/`);
-        }
-    }
+    // Pods start while the program runs, so every image is built first.
     const tb = Date.now();
-    log(`building images: ${[...images].join(" ")}`);
-    const build = spawnSync(path.join(REPO, "images/build.sh"), [...images], { stdio: "inherit" });
+    log("building images: all");
+    const build = spawnSync(path.join(REPO, "images/build.sh"), ["all"], { stdio: "inherit" });
     if (build.status !== 0) throw new Error("images/build.sh failed");
     log(`images built in ${((Date.now() - tb) / 1000).toFixed(0)} s`);
 
+    const cluster = new Cluster([]);
+    cluster.save();
     cluster.createBridge();
-    const ep = outputs.endpoints as Record<string, string>;
-    const mta = serviceWorkload(cluster, ep.smtp);
+    // The cluster DNS answers from the start; the program's own zone is added once the deploy has given it.
     const zone = path.join(E2E_DIR, "outside", "zone");
     fs.mkdirSync(path.dirname(zone), { recursive: true });
-    fs.writeFileSync(zone, [
-        String(outputs.dnsZone).trim(),
-        `${MAIL_HOSTNAME}.\t300\tIN\tA\t${cluster.podIp(mta.workload)}`,
-        "external.test.\t300\tIN\tMX\t10 mx.external.test.",
-        `mx.external.test.\t300\tIN\tA\t${OUTSIDE.ip}`,
-        "",
-    ].join("\n"));
+    const externalZone = ["external.test.\t300\tIN\tMX\t10 mx.external.test.", `mx.external.test.\t300\tIN\tA\t${OUTSIDE.ip}`, ""];
+    fs.writeFileSync(zone, externalZone.join("\n"));
     const { netns: outsideNetns } = cluster.createNetns(OUTSIDE.name, OUTSIDE.ip);
     sh("ip", ["-n", outsideNetns, "addr", "add", `${CLUSTER_DNS.ip}/24`, "dev", "eth0"], { allowFail: true });
-    const outsideLog = path.join(E2E_DIR, "logs", `${OUTSIDE.name}.log`);
-    cluster.saveHelper(OUTSIDE.name, startDetached(["/usr/bin/python3", path.join(__dirname, "outside.py"), OUTSIDE.ip, CLUSTER_DNS.ip, zone,
-        path.join(E2E_DIR, "outside", "mail")], outsideLog, outsideNetns), outsideLog);
+    startOutside(cluster, outsideNetns, zone);
 
     const kubeletLog = path.join(E2E_DIR, "logs", "kubelet.log");
     fs.rmSync(KUBELET_SOCKET, { force: true });
@@ -86,7 +122,33 @@ async function up(): Promise<Cluster> {
         if (i > 100) throw new Error(`the e2e kubelet did not start; log:\n${fs.readFileSync(kubeletLog, "utf8")}`);
         await sleep(100);
     }
-    for (const w of cluster.workloads().filter((x) => !ON_DEMAND.includes(x.name))) await cluster.startPod(w.name);
+
+    log(`deploying the Pulumi program through the engine model onto the loopback node (await timeout: ${AWAIT_TIMEOUT_S} s for the provider's 10 min)`);
+    const events: DeployEvent[] = [];
+    const record = (e: DeployEvent) => {
+        events.push(e);
+        fs.writeFileSync(path.join(E2E_DIR, "deploy-events.json"), JSON.stringify(events, null, 1));
+        if (e.what !== "created") log(`deploy: ${e.what} ${e.kind} ${e.namespace ? `${e.namespace}/` : ""}${e.name} (+${((e.at - t0) / 1000).toFixed(1)} s)`);
+    };
+    const program = await deployStack(loopbackNode(cluster), { timeoutMs: AWAIT_TIMEOUT_S * 1000, record });
+    for (const w of program.warnings) log(`deploy warning: ${w}`);
+    const { outputs } = program;
+    // The suite's own pods: not part of the program, applied after it (see testpods.ts).
+    const tests = testObjects();
+    for (const obj of tests) {
+        cluster.upsert(obj);
+        await cluster.applyToNode(obj);
+    }
+    cluster.save(outputs);
+    for (const obj of tests.filter((o) => o.kind === "Deployment" && !ON_DEMAND.includes(o.metadata.name))) await cluster.startPod(obj.metadata.name);
+    const objects = cluster.objects;
+    log(`deployed ${objects.length} Kubernetes objects: ${cluster.workloads().map((w) => `${w.kind}/${w.name}`).join(", ")}`);
+
+    const ep = outputs.endpoints as Record<string, string>;
+    const mta = serviceWorkload(cluster, ep.smtp);
+    fs.writeFileSync(zone, [String(outputs.dnsZone).trim(), `${MAIL_HOSTNAME}.\t300\tIN\tA\t${cluster.podIp(mta.workload)}`, ...externalZone].join("\n"));
+    await stopHelper(cluster, OUTSIDE.name);
+    startOutside(cluster, outsideNetns, zone);
 
     const tlsSecret = objects.find((o) => o.kind === "Secret" && o.stringData?.["tls.crt"]);
     fs.writeFileSync(path.join(E2E_DIR, "ca.crt"), tlsSecret!.stringData!["tls.crt"]);
@@ -138,17 +200,7 @@ async function down(): Promise<void> {
     } else {
         const cluster = Cluster.load();
         if (fs.existsSync(KUBELET_SOCKET)) await cluster.shutdownKubelet().catch((e) => log(`kubelet shutdown: ${e.message}`));
-        for (const [name, h] of Object.entries(cluster.helperState().helpers)) {
-            for (const p of [...descendants(h.leader), h.leader]) {
-                try {
-                    process.kill(p, "SIGTERM");
-                } catch {
-                    // gone
-                }
-            }
-            for (let i = 0; i < 50 && alive(h.leader); i++) await sleep(100);
-            cluster.saveHelper(name, undefined, h.log);
-        }
+        for (const name of Object.keys(cluster.helperState().helpers)) await stopHelper(cluster, name);
         fs.rmSync(path.join(E2E_DIR, "objects.json"), { force: true });
     }
     // Whatever an interrupted run left: our runc containers, buildah containers, tmpfs emptyDirs, cgroups, netns.
@@ -223,7 +275,8 @@ async function run(): Promise<number> {
         }, 1000);
         const ts = Date.now();
         code = await new Promise<number>((resolve) => {
-            const files = ["mail.e2e.ts", "runtime.e2e.ts", "netpol.e2e.ts"].map((f) => path.join(__dirname, f));
+            const files = ["deploy.e2e.ts", "mail.e2e.ts", "runtime.e2e.ts", "netpol.e2e.ts", "defects.e2e.ts"]
+                .map((f) => path.join(__dirname, f)).filter((f) => fs.existsSync(f));
             const suite = spawn(process.execPath, [require.resolve("tsx/cli"), "--test", "--test-concurrency=1", ...files], { stdio: "inherit" });
             suite.on("exit", (c) => resolve(c ?? 1));
         });

@@ -14,7 +14,8 @@
 //     (pkg/kubelet/eviction/eviction_manager.go localStorageEviction, "Usage of EmptyDir volume ... exceeds the limit").
 // Deliberate difference: before a startup/readiness probe first passes it is tried every 300 ms instead of every
 // periodSeconds (the budget to pass is still the kubelet's), so the stack comes up in seconds.
-// Control: HTTP on the unix socket .e2e/kubelet.sock (see pods.ts KubeletClient); status in .e2e/status.json.
+// Control: HTTP on the unix socket .e2e/kubelet.sock (pods.ts is its client: apply objects, start/stop pods, …);
+// status in .e2e/status.json.
 import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
@@ -22,6 +23,7 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { Cluster, COUCHDB_SUBSTITUTE, E2E_DIR, KUBELET_SOCKET, STATUS_FILE, Workload } from "./pods";
+import type { KubeObject } from "./program";
 import { alive, log, sh, sleep } from "./procs";
 import { CGROUP_PARENT, containerInitPid, cpuMillis, imageConfig, ImageConfig, Mount, ociSpec, oomKilled, runAsNonRootError, runc, RUNC_ROOT, SECCOMP_PROFILE_FILE } from "./runtime";
 import { createEmptyDir, diskUsage, projectKeys, quantityBytes, removeEmptyDir, setVolumeOwnership, writeAtomicVolume } from "./volumes";
@@ -617,6 +619,20 @@ export class Kubelet {
         cw.signal("KILL");
     }
 
+    /**
+     * An object created or replaced in the API: pods see new Service names and addresses (cluster DNS is live), and
+     * every running pod's NetworkPolicy firewall is recomputed (the CNI follows policies and the pods they select).
+     */
+    apply(obj: KubeObject): void {
+        this.cluster.upsert(obj);
+        if (!["Namespace", "Service", "NetworkPolicy", "StatefulSet", "Deployment"].includes(obj.kind)) return;
+        for (const pod of this.pods.values()) {
+            if (pod.terminating || pod.status.phase !== "Running") continue;
+            fs.writeFileSync(path.join(pod.dir, "etc", "hosts"), this.cluster.hostsFile(pod.w));
+            this.cluster.applyFirewall(pod.w);
+        }
+    }
+
     /** A ConfigMap changed in the API: every running pod that mounts it gets the new content (the kubelet's sync). */
     updateConfigMap(name: string, data: Record<string, string>): void {
         this.cluster.setConfigMap(name, data);
@@ -644,6 +660,7 @@ export class Kubelet {
                     switch (req.url) {
                         case "/startPod": await this.startPod(args.name); break;
                         case "/stopPod": await this.stopPod(args.name); break;
+                        case "/apply": this.apply(args.object); break;
                         case "/crash": this.crash(args.pod, args.container); break;
                         case "/updateConfigMap": this.updateConfigMap(args.name, args.data); break;
                         case "/shutdown":

@@ -50,11 +50,25 @@ export class Cluster {
         return new Cluster(saved.objects);
     }
 
+    /** Stores an object as the API server would: a new one is appended (pod addresses follow that order), a known one replaced. */
+    upsert(obj: KubeObject): void {
+        const same = (o: KubeObject) => o.kind === obj.kind && o.metadata.name === obj.metadata.name && (o.metadata.namespace ?? "default") === (obj.metadata.namespace ?? "default");
+        const i = this.objects.findIndex(same);
+        if (i >= 0) this.objects[i] = obj;
+        else this.objects.push(obj);
+    }
+
+    /** `.e2e/objects.json`: what `down`, `exec` and the suite read. */
+    save(outputs: Record<string, unknown> = {}): void {
+        fs.mkdirSync(E2E_DIR, { recursive: true });
+        fs.writeFileSync(path.join(E2E_DIR, "objects.json"), JSON.stringify({ objects: this.objects, outputs }, null, 2), { mode: 0o600 });
+    }
+
     find(kind: string, name: string): KubeObject | undefined {
         return this.objects.find((o) => o.kind === kind && o.metadata.name === name);
     }
 
-    /** Workloads in the order the program declared them (Pulumi's dependsOn puts dependants later). */
+    /** Workloads in the order they were created. */
     workloads(): Workload[] {
         return this.objects.filter((o) => o.kind === "StatefulSet" || o.kind === "Deployment").map((o) => ({
             kind: o.kind,
@@ -72,7 +86,7 @@ export class Cluster {
         return w;
     }
 
-    /** Pod IPs are fixed per workload (declaration order) so restarts keep them. */
+    /** Pod IPs are fixed per workload (creation order) so restarts keep them. */
     podIp(name: string): string {
         const i = this.workloads().findIndex((w) => w.name === name);
         if (i < 0) throw new Error(`no workload ${name}`);
@@ -82,19 +96,20 @@ export class Cluster {
     /**
      * Services and, per port, the workload that serves it: a selector may match several workloads (an edge
      * Service in front of Postfix and Dovecot); the port goes to the selected pod that declares its target port.
+     * During the deploy a Service may exist before the workloads it selects: it has no ports yet (the engine's
+     * Service await is what requires it to target pods).
      */
     services(): { name: string; namespace: string; workloads: Workload[]; ports: { name?: string; port: number; target: number; workload: Workload }[] }[] {
         return this.objects.filter((o) => o.kind === "Service").map((svc) => {
             const selected = this.workloads().filter((x) => selects({ matchLabels: svc.spec.selector ?? {} }, x.template.metadata?.labels ?? {}));
-            if (!selected.length) throw new Error(`Service ${svc.metadata.name} selects no workload`);
-            const ports = (svc.spec.ports as Spec[]).map((p) => {
+            const ports = (svc.spec.ports as Spec[]).flatMap((p) => {
                 const t = p.targetPort ?? p.port;
                 for (const w of selected) {
                     const declared = [...(w.template.spec.containers ?? []), ...(w.template.spec.initContainers ?? [])].flatMap((c: Spec) => c.ports ?? []);
                     const cp = declared.find((x: Spec) => (typeof t === "number" ? x.containerPort === t : x.name === t));
-                    if (cp) return { name: p.name, port: p.port, target: cp.containerPort as number, workload: w };
+                    if (cp) return [{ name: p.name, port: p.port, target: cp.containerPort as number, workload: w }];
                 }
-                throw new Error(`Service ${svc.metadata.name} port ${p.name ?? p.port}: no selected pod declares container port ${t}`);
+                return [];
             });
             return { name: svc.metadata.name, namespace: svc.metadata.namespace ?? "default", workloads: selected, ports };
         });
@@ -255,6 +270,11 @@ export class Cluster {
     /** A container crashes (SIGKILL to its init); the kubelet restarts it per restartPolicy and back-off. */
     crashContainer(pod: string, container: string): Promise<void> {
         return this.call("crash", { pod, container });
+    }
+
+    /** Creates or replaces an object on the node (the kubelet refreshes running pods' names and firewalls). */
+    applyToNode(obj: KubeObject): Promise<void> {
+        return this.call("apply", { object: obj });
     }
 
     /** Replaces a ConfigMap's data; the kubelet rewrites every volume that mounts it (the `..data` swap). */

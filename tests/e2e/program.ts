@@ -1,10 +1,14 @@
-// Runs index.ts under the test kit's mocks (real random passwords, RSA keys and a self-signed certificate) with
-// the e2e stack config, and returns the Kubernetes objects `pulumi up` would create plus the stack outputs.
+// Deploys index.ts with the e2e stack config the way `pulumi up` would: the program runs under the test kit's engine
+// model (tests/kit/cluster/engine.ts: real random passwords, RSA keys and a self-signed certificate from the kit's
+// mocks; a Kubernetes registration completes only once its object was admitted, scheduled, applied to the loopback
+// node and the provider's await for its kind passed on the node's real pods — live.ts), so objects are created in
+// the engine's order. Returns the stack outputs (the node holds the objects), or throws the engine's failures.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type * as pulumiType from "@pulumi/pulumi";
 import { unwrapSecrets } from "../kit/k8s-schema";
+import type { DeployEvent, LiveNode } from "./live";
 
 export const MAIL_HOSTNAME = "mail.example.test";
 export const DOMAINS = ["example.test", "example.org"];
@@ -19,21 +23,6 @@ export interface KubeObject {
     data?: Record<string, string>;
     stringData?: Record<string, string>;
 }
-
-export interface ProgramResult {
-    objects: KubeObject[];
-    outputs: Record<string, unknown>;
-}
-
-const KINDS: Record<string, string> = {
-    "kubernetes:core/v1:Namespace": "Namespace",
-    "kubernetes:core/v1:ConfigMap": "ConfigMap",
-    "kubernetes:core/v1:Secret": "Secret",
-    "kubernetes:core/v1:Service": "Service",
-    "kubernetes:apps/v1:StatefulSet": "StatefulSet",
-    "kubernetes:apps/v1:Deployment": "Deployment",
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": "NetworkPolicy",
-};
 
 /**
  * The e2e stack: an existing-cluster target (a throwaway kubeconfig; nothing talks to it), our host name and two
@@ -52,7 +41,16 @@ export function e2eConfig(kubeconfigPath: string): Record<string, unknown> {
     };
 }
 
-export async function runStackProgram(): Promise<ProgramResult> {
+export interface DeployOptions {
+    /** Real milliseconds standing for the provider's default 10-minute create timeout (customTimeouts scale with it). */
+    timeoutMs: number;
+    /** Milliseconds without progress after which pending resources count as stuck (a deadlock fails then). */
+    quietMs?: number;
+    /** Every object creation, await completion and pod start, as it happens. */
+    record: (event: DeployEvent) => void;
+}
+
+export async function deployStack(node: LiveNode, opts: DeployOptions): Promise<{ outputs: Record<string, unknown>; warnings: string[] }> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mail-e2e-kubeconfig-"));
     const kubeconfig = path.join(dir, "config");
     fs.writeFileSync(kubeconfig, [
@@ -63,23 +61,19 @@ export async function runStackProgram(): Promise<ProgramResult> {
     ].join("\n"));
     try {
         /* eslint-disable @typescript-eslint/no-require-imports -- the mocks must be installed before the program loads */
+        const { deployLive } = require("./live") as typeof import("./live");
+        const { clusterProfile } = require("../kit/cluster/profiles") as typeof import("../kit/cluster/profiles");
         const mocks = require("../kit/mocks") as typeof import("../kit/mocks");
-        const recorder = await mocks.MockRecorder.install(e2eConfig(kubeconfig), { stack: "e2e" });
-        const program = require("../../index") as Record<string, pulumiType.Input<unknown>>;
+        const config = e2eConfig(kubeconfig);
+        const result = await deployLive({
+            profile: clusterProfile(config), node, config, stack: "e2e", timeoutMs: opts.timeoutMs, quietMs: opts.quietMs ?? 200, record: opts.record,
+            load: () => require("../../index") as Record<string, pulumiType.Input<unknown>>,
+        });
         /* eslint-enable @typescript-eslint/no-require-imports */
+        if (result.failures.length) throw new Error(`the deploy failed, as \`pulumi up\` would:\n${result.failures.join("\n")}`);
         const outputs: Record<string, unknown> = {};
-        for (const [k, v] of Object.entries(program)) outputs[k] = (await mocks.resolve(v)).value;
-        // Registrations settle after the outputs; wait until no new resource appears for a while.
-        let last = -1;
-        for (let quiet = 0; quiet < 5;) {
-            await new Promise((r) => setTimeout(r, 20));
-            quiet = recorder.resources.length === last ? quiet + 1 : 0;
-            last = recorder.resources.length;
-        }
-        const objects = recorder.resources
-            .filter((r) => KINDS[r.type])
-            .map((r) => ({ kind: KINDS[r.type], ...(unwrapSecrets(r.inputs) as object) }) as KubeObject);
-        return { objects, outputs: unwrapSecrets(outputs) as Record<string, unknown> };
+        for (const [k, v] of Object.entries(result.exports)) outputs[k] = (await mocks.resolve(v)).value;
+        return { outputs: unwrapSecrets(outputs) as Record<string, unknown>, warnings: result.warnings };
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -207,29 +207,43 @@ export class ClusterModel {
         return undefined;
     }
 
-    /** Schedules every created, unscheduled pod in creation order (the scheduler retries them on every change). */
+    /**
+     * Schedules every created, unscheduled pod in creation order, and again while that placed any: a pod placed
+     * moves the unschedulable ones back to the scheduler's active queue (kubernetes pkg/scheduler/internal/queue
+     * scheduling_queue.go, AssignedPodAdd), so one waiting for its affinity target follows it at once.
+     */
     reconcile(): void {
-        for (const pod of this.pods) {
-            if (pod.node || this.podCreationProblem(pod)) continue;
-            const placed = this.pods.filter((p): p is PodModel & { node: string } => p.node !== undefined).map((p): PlacedPod => ({ ...p }));
-            const result = schedule(pod, { nodes: this.profile.nodes, placed, claims: this.claims });
-            if ("unschedulable" in result) {
-                pod.unschedulable = result.unschedulable;
-                continue;
-            }
-            pod.node = result.node;
-            pod.unschedulable = undefined;
-            for (const v of pod.spec.volumes ?? []) {
-                const claim = v.persistentVolumeClaim && this.claims.get(`${pod.namespace}/${v.persistentVolumeClaim.claimName}`);
-                if (!claim) continue;
-                if (!claim.bound) claim.bound = true;
-                if (claim.node === undefined && claim.storageClass.nodeLocal) claim.node = pod.node;
-                if (claim.attachedTo === undefined) {
-                    claim.attachedTo = pod.node;
-                    claim.pod = pod.name;
-                }
+        let placedAny = true;
+        while (placedAny) {
+            placedAny = false;
+            for (const pod of this.pods) {
+                if (pod.node || this.podCreationProblem(pod)) continue;
+                if (this.place(pod)) placedAny = true;
             }
         }
+    }
+
+    /** One scheduling attempt: binds the pod (and its claims) to a node, or records why none fits. */
+    private place(pod: PodModel): boolean {
+        const placed = this.pods.filter((p): p is PodModel & { node: string } => p.node !== undefined).map((p): PlacedPod => ({ ...p }));
+        const result = schedule(pod, { nodes: this.profile.nodes, placed, claims: this.claims });
+        if ("unschedulable" in result) {
+            pod.unschedulable = result.unschedulable;
+            return false;
+        }
+        pod.node = result.node;
+        pod.unschedulable = undefined;
+        for (const v of pod.spec.volumes ?? []) {
+            const claim = v.persistentVolumeClaim && this.claims.get(`${pod.namespace}/${v.persistentVolumeClaim.claimName}`);
+            if (!claim) continue;
+            if (!claim.bound) claim.bound = true;
+            if (claim.node === undefined && claim.storageClass.nodeLocal) claim.node = pod.node;
+            if (claim.attachedTo === undefined) {
+                claim.attachedTo = pod.node;
+                claim.pod = pod.name;
+            }
+        }
+        return true;
     }
 
     /** The kubelet's view of one pod. */
@@ -277,6 +291,16 @@ export class ClusterModel {
             }
         }
         return { running, ready: problems.length === 0, problems: problems.map((p) => `[Pod ${pod.namespace}/${pod.name}]: ${p}`) };
+    }
+
+    /** Whether a node is still working towards a pod's readiness (never, in the model: its pods are ready at once). */
+    settling(): boolean {
+        return false;
+    }
+
+    /** Resolves once the objects created so far have reached the node behind the model (at once in the model). */
+    applied(): Promise<void> {
+        return Promise.resolve();
     }
 
     podsOf(obj: KubeObject): PodModel[] {

@@ -36,7 +36,16 @@ export interface EngineOptions {
      * show in the same run (the real engine stops there).
      */
     keepGoing?: boolean;
+    /**
+     * The cluster behind the engine (default: a ClusterModel of the profile). The e2e runner passes one whose pods
+     * run on its loopback node, so awaits pass on the real pods' state.
+     */
+    cluster?: ClusterModel;
+    /** Told when a Kubernetes object was created, when its await passed (or it has none) and when it failed. */
+    onEvent?: (event: EngineEvent) => void;
 }
+
+export interface EngineEvent { what: "created" | "ready" | "failed"; label: string; object: KubeObject; at: number }
 
 const PROVIDER_DEFAULT_TIMEOUT_S = 600;
 
@@ -150,9 +159,11 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
     private readonly parents = new Map<string, string>();
     private readonly declared = new DeclaredResources();
     private watchdog?: NodeJS.Timeout;
+    private readonly onEvent: (event: EngineEvent) => void;
 
     constructor(opts: EngineOptions) {
-        this.cluster = new ClusterModel(opts.profile);
+        this.cluster = opts.cluster ?? new ClusterModel(opts.profile);
+        this.onEvent = opts.onEvent ?? (() => undefined);
         this.timeoutMs = opts.timeoutMs ?? 20000;
         this.quietMs = opts.quietMs ?? 25;
         this.keepGoing = opts.keepGoing ?? false;
@@ -213,8 +224,12 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         if (args.id) return this.read(label, args);
 
         const stored = this.createOrFail(label, obj, args.type.endsWith("Patch"));
+        // Where a real node backs the cluster, the object has reached it before the provider's await begins.
+        await this.cluster.applied();
+        this.onEvent({ what: "created", label, object: stored, at: Date.now() });
         const timeout = durationSeconds(this.createTimeouts.get(`${args.type}::${args.name}`) ?? "") ?? PROVIDER_DEFAULT_TIMEOUT_S;
         await this.awaitReady(label, stored, timeout, `${args.type}::${args.name}`);
+        this.onEvent({ what: "ready", label, object: stored, at: Date.now() });
         return { id, state: { ...args.inputs, ...this.status(stored) } };
     }
 
@@ -337,7 +352,7 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
     }
 
     /** Completes every pending await whose condition now holds (called after every change to the cluster). */
-    private poll(): void {
+    poll(): void {
         let changed = true;
         while (changed) {
             changed = false;
@@ -361,7 +376,8 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         const tick = () => {
             this.watchdog = undefined;
             if (this.pending.size === 0) return;
-            quietRounds = this.progress === last ? quietRounds + 1 : 0;
+            // Pods a real node is still starting are progress the model cannot count.
+            quietRounds = this.progress === last && !this.cluster.settling() ? quietRounds + 1 : 0;
             last = this.progress;
             if (quietRounds >= 2) {
                 for (const p of [...this.pending]) this.fail(p, "stuck");
@@ -390,6 +406,7 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         ].join("\n");
         this.failures.push(message);
         this.progress++;
+        this.onEvent({ what: "failed", label: p.label, object: p.object, at: Date.now() });
         if (this.keepGoing) p.resolve();
         else p.fail(message);
     }
