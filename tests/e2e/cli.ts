@@ -34,10 +34,16 @@ function serviceWorkload(cluster: Cluster, endpoint: string): { workload: string
 }
 
 /**
- * Real seconds standing for the provider's default 10-minute create timeout during `up` (customTimeouts scale with
- * it): a resource whose await has not passed by then fails the deploy with the provider's timeout message.
+ * E2E_AWAIT_TIMEOUT_S: real seconds standing for the provider's default 10-minute create timeout during `up`
+ * (customTimeouts scale with it): a resource whose await has not passed by then fails the deploy with the provider's
+ * timeout message.
  */
-const AWAIT_TIMEOUT_S = Number(process.env.E2E_AWAIT_TIMEOUT_S ?? 120);
+function awaitTimeoutSeconds(value: string | undefined): number {
+    if (value === undefined || value === "") return 120;
+    const seconds = Number(value);
+    if (!Number.isFinite(seconds) || seconds <= 0) throw new Error(`E2E_AWAIT_TIMEOUT_S must be a positive number of seconds, got "${value}"`);
+    return seconds;
+}
 
 /** The pseudo-internet's DNS and SMTP sink (outside.py), serving the zone file as it is now. */
 function startOutside(cluster: Cluster, netns: string, zone: string): void {
@@ -91,6 +97,7 @@ function loopbackNode(cluster: Cluster): LiveNode {
 
 async function up(): Promise<Cluster> {
     const t0 = Date.now();
+    const awaitTimeoutS = awaitTimeoutSeconds(process.env.E2E_AWAIT_TIMEOUT_S);
     if (fs.existsSync(path.join(E2E_DIR, "objects.json"))) await down();
     for (const d of ["pods", "pvc", "outside", "logs"]) fs.rmSync(path.join(E2E_DIR, d), { recursive: true, force: true });
     fs.rmSync(path.join(E2E_DIR, "deploy-events.json"), { force: true });
@@ -123,14 +130,14 @@ async function up(): Promise<Cluster> {
         await sleep(100);
     }
 
-    log(`deploying the Pulumi program through the engine model onto the loopback node (await timeout: ${AWAIT_TIMEOUT_S} s for the provider's 10 min)`);
+    log(`deploying the Pulumi program through the engine model onto the loopback node (await timeout: ${awaitTimeoutS} s for the provider's 10 min)`);
     const events: DeployEvent[] = [];
     const record = (e: DeployEvent) => {
         events.push(e);
         fs.writeFileSync(path.join(E2E_DIR, "deploy-events.json"), JSON.stringify(events, null, 1));
         if (e.what !== "created") log(`deploy: ${e.what} ${e.kind} ${e.namespace ? `${e.namespace}/` : ""}${e.name} (+${((e.at - t0) / 1000).toFixed(1)} s)`);
     };
-    const program = await deployStack(loopbackNode(cluster), { timeoutMs: AWAIT_TIMEOUT_S * 1000, record });
+    const program = await deployStack(loopbackNode(cluster), { timeoutMs: awaitTimeoutS * 1000, record });
     for (const w of program.warnings) log(`deploy warning: ${w}`);
     const { outputs } = program;
     // The suite's own pods: not part of the program, applied after it (see testpods.ts).
