@@ -204,7 +204,9 @@ function mynetworks(s: PostfixSettings): string {
   return ["127.0.0.0/8", "[::1]/128", ...s.trustedNetworks.map((n) => (n.includes(":") ? `[${n.split("/")[0]}]/${n.split("/")[1]}` : n))].join(" ");
 }
 
-const FORGED = "REJECT 5.7.1 Mail from our own domains is accepted only from authenticated users (submission)";
+const FORGED_TEXT = "5.7.1 Mail from our own domains is accepted only from authenticated users (submission)";
+/** header_checks' REJECT answers 550; an access map's would be 554, so that one names its code. */
+const FORGED = `REJECT ${FORGED_TEXT}`;
 
 /** regexp_table(5) for inbound header_checks: a From: address in one of our domains (or a subdomain) is forged. */
 function inboundHeaderChecks(s: PostfixSettings): string {
@@ -226,7 +228,7 @@ function mainCf(s: PostfixSettings): Map<string, string> {
   const sm = endpointString("socketmap", s.socketmap, true);
   const map = (name: keyof typeof POSTFIX_SOCKETMAP_NAMES) => `socketmap:${sm}:${POSTFIX_SOCKETMAP_NAMES[name]}`;
   const host = hostAliases(s);
-  const ownSenderDomains = `inline:{ ${s.ownDomains.map((d) => `{ ${d} = ${FORGED} }`).join(", ")} }`;
+  const ownSenderDomains = `inline:{ ${s.ownDomains.map((d) => `{ ${d} = 550 ${FORGED_TEXT} }`).join(", ")} }`;
   const inboundRecipient = [
     "reject_non_fqdn_recipient",
     "reject_unknown_recipient_domain",

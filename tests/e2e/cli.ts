@@ -116,7 +116,11 @@ async function up(): Promise<Cluster> {
     // The cluster DNS answers from the start; the program's own zone is added once the deploy has given it.
     const zone = path.join(E2E_DIR, "outside", "zone");
     fs.mkdirSync(path.dirname(zone), { recursive: true });
-    const externalZone = ["external.test.\t300\tIN\tMX\t10 mx.external.test.", `mx.external.test.\t300\tIN\tA\t${OUTSIDE.ip}`, ""];
+    const externalZone = [
+        "external.test.\t300\tIN\tMX\t10 mx.external.test.", `mx.external.test.\t300\tIN\tA\t${OUTSIDE.ip}`,
+        // A sender domain whose SPF authorizes nobody: Postfix's SPF check must refuse its mail.
+        "spf-fail.test.\t300\tIN\tMX\t10 mx.external.test.", 'spf-fail.test.\t300\tIN\tTXT\t"v=spf1 -all"', "",
+    ];
     fs.writeFileSync(zone, externalZone.join("\n"));
     const { netns: outsideNetns } = cluster.createNetns(OUTSIDE.name, OUTSIDE.ip);
     sh("ip", ["-n", outsideNetns, "addr", "add", `${CLUSTER_DNS.ip}/24`, "dev", "eth0"], { allowFail: true });

@@ -6,7 +6,7 @@ import * as path from "path";
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { GREYLIST_DELAY_SECONDS } from "./program";
-import { addUser, CLIENTS, couchmail, delivered, externalMessages, greylisted, imap, PASSWORDS, smtpIn, smtpOnce, submit, uniqueSubject } from "./mailclients";
+import { addUser, CLIENTS, couchmail, delivered, ensureDomain, externalMessages, greylisted, imap, PASSWORDS, smtpIn, smtpOnce, submit, uniqueSubject } from "./mailclients";
 import { cluster, Endpoint, run, sleep, stack, waitFor } from "./suite";
 
 const ep = stack.endpoints;
@@ -24,8 +24,8 @@ const BOB = "bob@example.org";
 
 describe("mail flows through the program's pods", () => {
     before(() => {
-        couchmail(["domain", "add", "example.test"]);
-        couchmail(["domain", "add", "example.org"]);
+        ensureDomain("example.test");
+        ensureDomain("example.org");
         addUser(ALICE);
         addUser(BOB);
         couchmail(["alias", "add", "info@example.test", BOB]);

@@ -130,8 +130,8 @@ describe("renderPostfix", () => {
   test("port 25 refuses our own domains as envelope sender and as From: (they only come from submission)", () => {
     const { main, master } = render({ proxyProtocol: true });
     const senderAccess = /check_sender_access inline:\{ (.*) \}$/.exec(main.get("smtpd_sender_restrictions")!)![1];
-    expect(senderAccess).toBe("{ example.test = REJECT 5.7.1 Mail from our own domains is accepted only from authenticated users (submission) }, " +
-      "{ example.org = REJECT 5.7.1 Mail from our own domains is accepted only from authenticated users (submission) }");
+    expect(senderAccess).toBe("{ example.test = 550 5.7.1 Mail from our own domains is accepted only from authenticated users (submission) }, " +
+      "{ example.org = 550 5.7.1 Mail from our own domains is accepted only from authenticated users (submission) }");
     // Both port-25 smtpd services clean up through the service with the From: check; submission does not.
     expect(master.get("smtpd/pass")!.opts.get("cleanup_service_name")).toBe("cleanup-inbound");
     expect(master.get("smtpd-proxy/pass")!.opts.get("cleanup_service_name")).toBe("cleanup-inbound");
