@@ -1,7 +1,7 @@
 // Pure renderer for Dovecot 2.4 (dovecot.conf + shipped sieve scripts).
 //
 // Sieve, in execution order for each delivery:
-//   1. `spam` (optional, issue 5): a shipped script that pipes the message through `spam-scan` (spamc for the
+//   1. `spam` (optional): a shipped script that pipes the message through `spam-scan` (spamc for the
 //      recipient user, when spamScan is set), then files X-Spam-Flag: YES into Junk and `stop`s.
 //   2. `couchmail`: the user's script from CouchDB, read through couchmail's dict proxy socket.
 //   3. `personal`: the script the user activates over ManageSieve, stored under ~/sieve on the mail volume.
@@ -15,7 +15,7 @@ export const DOVECOT_PORTS = {
   lmtp: 24,
   sieve: 4190,
   authSasl: 12345,
-  // PROXY-protocol-only twins for a load balancer (issue 6).
+  // PROXY-protocol-only twins for a load balancer; plain ports stay for in-cluster clients.
   imapProxy: 10143,
   imapsProxy: 10993,
   sieveProxy: 14190,
@@ -48,18 +48,18 @@ export interface DovecotSettings {
   junkAutoexpunge: string;
   maxUserIpConnections: number;
   authCache: { size: string; ttl: string; negativeTtl: string };
-  /** Also listen on PROXY-protocol ports, accepting headers only from haproxyTrustedNetworks (issue 6). */
+  /** Also listen on PROXY-protocol ports, accepting headers only from haproxyTrustedNetworks. */
   proxyProtocol: boolean;
   haproxyTrustedNetworks: string[];
-  /** Issue 5: file X-Spam-Flag: YES into Junk before the user's scripts. Off by default. */
+  /** File X-Spam-Flag: YES into Junk before the user's scripts. Off by default. */
   spamToJunk: boolean;
   /**
-   * Issue 5: imapsieve training. Moving into Junk pipes to `learn-spam`, out of Junk (not to Trash) to
+   * imapsieve training. Moving into Junk pipes to `learn-spam`, out of Junk (not to Trash) to
    * `learn-ham`, programs found in pipeBinDir, called with the user name. Off when unset.
    */
   imapsieveTraining?: { pipeBinDir: string };
   /**
-   * Issue 5: score each delivery with spamd for the recipient user, through the `spam-scan` program in filterBinDir
+   * Score each delivery with spamd for the recipient user, through the `spam-scan` program in filterBinDir
    * (a vnd.dovecot.filter run by spam.sieve). spamc.conf (spamd's address) is shipped for it and the learn programs.
    */
   spamScan?: { filterBinDir: string; spamdHost: string; spamdPort: number; timeoutSeconds: number };
@@ -150,7 +150,7 @@ function inetListener(name: string, port: number, opts: string[] = []): string[]
 /** Scoring (spamScan), then filing (spamToJunk); spam-scan reads the recipient user from $USER (set by Pigeonhole). */
 function spamSieve(s: DovecotSettings): string {
   const lines = [
-    "# Issue 5: each delivery is scored for its recipient, and spam goes to Junk before any user rule runs.",
+    "# Each delivery is scored for its recipient, and spam goes to Junk before any user rule runs.",
     `require [${[...(s.spamScan ? ['"vnd.dovecot.filter"'] : []), ...(s.spamToJunk ? ['"fileinto"', '"mailbox"'] : [])].join(", ")}];`,
     // A failing filter is a runtime error: Pigeonhole then keeps the message in INBOX, so nothing is lost.
     ...(s.spamScan ? ['filter "spam-scan";'] : []),

@@ -1,4 +1,4 @@
-// Pure renderer for Postfix's main.cf and master.cf (issue 4; hooks for issues 5 and 6).
+// Pure renderer for Postfix's main.cf, master.cf and the inbound header checks.
 // inet services are named by port number so nothing depends on /etc/services in the image.
 import {
   INTERMEDIATE_TLS12_CIPHERS,
@@ -15,7 +15,7 @@ export const POSTFIX_PORTS = {
   smtp: 25,
   submission: 587,
   submissions: 465,
-  // PROXY-protocol-only twins for a load balancer (issue 6); plain ports stay for in-cluster clients.
+  // PROXY-protocol-only twins for a load balancer; plain ports stay for in-cluster clients.
   smtpProxy: 10025,
   submissionProxy: 10587,
   submissionsProxy: 10465,
@@ -38,7 +38,7 @@ export interface PostfixRelay {
   passwordMapFile: string;
 }
 
-/** An extra master.cf service (e.g. a content-filter pipe for issue 5). */
+/** An extra master.cf service (e.g. a content filter's pipe). */
 export interface PostfixService {
   name: string;
   type: "inet" | "unix" | "unix-dgram" | "pass" | "fifo";
@@ -82,13 +82,13 @@ export interface PostfixSettings {
    * says "fail" (-all) is refused, every other result is recorded in a Received-SPF header.
    */
   spf: boolean;
-  /** Policy service for inbound port-25 mail only (Postgrey, issue 5), `inet:HOST:PORT`; off when unset. */
+  /** Policy service for inbound port-25 mail only (Postgrey), `inet:HOST:PORT`; off when unset. */
   policyService?: string;
-  /** content_filter for inbound port-25 mail only, `transport:nexthop` (issue 5); off when unset. */
+  /** content_filter for inbound port-25 mail only, `transport:nexthop`; off when unset. */
   contentFilter?: string;
   /** Extra master.cf services, e.g. the content filter's transport. */
   extraServices: PostfixService[];
-  /** Smarthost for outbound mail (issue 6); direct delivery when unset. */
+  /** Smarthost for outbound mail (where the cloud blocks port 25); direct delivery when unset. */
   relay?: PostfixRelay;
   tls: { certFile: string; keyFile: string };
   /**
@@ -96,7 +96,7 @@ export interface PostfixSettings {
    * relaying always needs SASL, so this never opens a relay.
    */
   trustedNetworks: string[];
-  /** Also listen on the PROXY-protocol ports (issue 6). */
+  /** Also listen on the PROXY-protocol ports (an edge that sends PROXY headers). */
   proxyProtocol: boolean;
   /** message_size_limit in bytes. */
   messageSizeLimit: number;

@@ -1,4 +1,4 @@
-// Pure renderer for Postgrey (issue 5): its whitelist files and command line. Postfix asks it from port 25's
+// Pure renderer for Postgrey: its whitelist files and command line. Postfix asks it from port 25's
 // smtpd_recipient_restrictions only (PostfixSettings.policyService); submission ports never consult it.
 import { RenderedFiles, checkAbsPath, invalid } from "../render";
 

@@ -4,7 +4,7 @@ import { appLabels, BUDGET, configVolumes, networkPolicy, KEEP_CLAIM_TEMPLATES, 
 import { POSTGREY_PORT, PostgreySettings, postgreyArgs, renderPostgrey } from "./config";
 
 /** postgrey's user in the image (owner of its database directory). */
-const POSTGREY_UID = 5002;
+export const POSTGREY_UID = 5002;
 
 export interface PostgreyArgs {
     namespace: pulumi.Input<string>;

@@ -1,4 +1,4 @@
-// Pure renderer for SpamAssassin's site config (mail.cf) and spamd's command line (issue 5).
+// Pure renderer for SpamAssassin's site config (mail.cf) and spamd's command line.
 //
 // Scoring happens at LMTP delivery time: Dovecot's shipped spam.sieve pipes each message through `spam-scan`
 // (images/dovecot), which runs `spamc -u <recipient user>`, so every user's own Bayes database and preferences apply.

@@ -4,7 +4,7 @@ import { appLabels, BUDGET, configVolumes, execProbe, networkPolicy, Labels, KEE
 import { renderSpamAssassin, SPAMD_PORT, SpamAssassinSettings, spamdArgs } from "./config";
 
 /** spamd's user in the image (owner of the Bayes/preferences volume). */
-const SPAMD_UID = 5001;
+export const SPAMD_UID = 5001;
 
 export interface SpamAssassinArgs {
     namespace: pulumi.Input<string>;

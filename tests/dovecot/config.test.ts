@@ -116,7 +116,7 @@ describe("renderDovecot", () => {
     expect(c).not.toMatch(/sieve_script spam|imapsieve|sieve_pipe_bin_dir/);
   });
 
-  test("issue 5 hooks: spam step runs before the couchmail script, training scripts on Junk moves", () => {
+  test("spam hooks: spam step runs before the couchmail script, training scripts on Junk moves", () => {
     const files = renderDovecot({ ...base, spamToJunk: true, imapsieveTraining: { pipeBinDir: "/usr/local/lib/learn" } });
     const c = files["dovecot.conf"];
     expect(c.indexOf("sieve_script spam")).toBeLessThan(c.indexOf("sieve_script couchmail"));

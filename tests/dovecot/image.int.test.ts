@@ -73,7 +73,7 @@ test("doveconf accepts the default rendering; listeners, TLS and auth as rendere
   expect(r.stdout).not.toMatch(/port = 2000/);
 });
 
-test("with the issue 5/6 hooks on, doveconf accepts it and every shipped sieve script compiles", () => {
+test("with spam scanning, training and PROXY listeners on, doveconf accepts it and every shipped sieve script compiles", () => {
   const files = renderDovecot(withHooks);
   const r = check(files);
   expect(r.stderr).toBe("");
