@@ -1,5 +1,3 @@
-import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { kubernetesObjects, unwrapSecrets } from "../kit/k8s-schema";
 import { ProgramRun, runProgram } from "../kit/program";
@@ -41,9 +39,7 @@ describe("CouchDB as the program deploys it", () => {
     let run: ProgramRun;
     let objects: Obj[];
     beforeAll(async () => {
-        const kubeconfig = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
-        fs.writeFileSync(kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n");
-        run = await runProgram({ clusterProvider: "kubeconfig", clusterKubeconfig: kubeconfig, mailHostname: "mail.example.com", mailDomains: ["example.com"] });
+        run = await runProgram({ clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"] });
         objects = kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
     });
     const statefulSet = () => objects.find((o) => o.kind === "StatefulSet" && o.metadata.name === "couchdb")!;

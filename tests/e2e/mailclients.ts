@@ -52,10 +52,15 @@ export const greylisted = (out: string) => /<\*\* +450 4\.2\.0 .*Greylisted/.tes
 
 /** Inbound as a sending MTA does it: a greylisting 450 is retried after the delay (the greylisting test checks the 450). */
 export function smtpIn(to: string, subject: string, opts: SmtpOptions = {}) {
-    let r = smtpOnce(to, subject, opts);
-    for (let i = 0; i < 3 && greylisted(r.out); i++) {
+    return retryGreylisted(() => smtpOnce(to, subject, opts), (r) => greylisted(r.out));
+}
+
+/** An inbound attempt repeated, as a sending MTA would, while it is greylisted (at most 3 more times, after the delay). */
+export function retryGreylisted<T>(attempt: () => T, isGreylisted: (result: T) => boolean): T {
+    let r = attempt();
+    for (let i = 0; i < 3 && isGreylisted(r); i++) {
         spawnSync("sleep", [String(GREYLIST_DELAY_SECONDS + 1)]);
-        r = smtpOnce(to, subject, opts);
+        r = attempt();
     }
     return r;
 }
@@ -71,6 +76,13 @@ export function imap(cmd: "imap-find" | "imap-list", user: string, password: str
     const r = run("/usr/bin/python3", [CLIENTS, cmd, ep.imap.host, String(ep.imap.port), stack.caFile, HOST, user, password, ...(text ? [text] : [])]);
     assert.equal(r.code, 0, r.out);
     return JSON.parse(r.out.trim().split("\n").pop()!);
+}
+
+/** Submits as `user` to an external address and waits for the message at the external MX; returns its file. */
+export async function submitOutbound(user: string, subject: string): Promise<string> {
+    const r = submit("submission", user, PASSWORDS[user], user, "someone@external.test", subject);
+    assert.equal(r.code, 0, r.out);
+    return waitFor("the message at the external MX", () => externalMessages(subject)[0], 30_000);
 }
 
 /** The messages at the external MX (the pseudo-internet's sink) whose text contains `text`. */

@@ -1,5 +1,6 @@
 // NetworkPolicy → a pod's firewall, checked against the API's semantics without a network.
-import { NetNamespace, NetPod, podFirewall, policyTypes, selects } from "./netpol";
+import { selects } from "../kit/cluster/objects";
+import { NetNamespace, NetPod, podFirewall, policyTypes } from "./netpol";
 
 const NODE = "10.77.0.1";
 const pod = (name: string, namespace: string, ip: string, labels: Record<string, string>, ports: NetPod["ports"] = []): NetPod => ({ name, namespace, ip, labels, ports });

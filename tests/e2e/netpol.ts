@@ -11,6 +11,8 @@
 // Rules become an iptables filter table inside the pod's network namespace; refused packets are dropped, as most
 // policy implementations (Calico, Cilium) do, so a refused connect times out.
 
+import { selects } from "../kit/cluster/objects";
+
 /* eslint-disable @typescript-eslint/no-explicit-any -- NetworkPolicy specs as the program declared them */
 type Spec = any;
 type Labels = Record<string, string>;
@@ -25,22 +27,6 @@ export interface NetPod {
 }
 
 export interface NetNamespace { name: string; labels: Labels }
-
-export function selects(selector: Spec | undefined, labels: Labels): boolean {
-    if (!selector) return true;
-    for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
-    for (const e of selector.matchExpressions ?? []) {
-        const has = Object.prototype.hasOwnProperty.call(labels, e.key);
-        switch (e.operator) {
-            case "In": if (!has || !e.values.includes(labels[e.key])) return false; break;
-            case "NotIn": if (has && e.values.includes(labels[e.key])) return false; break;
-            case "Exists": if (!has) return false; break;
-            case "DoesNotExist": if (has) return false; break;
-            default: throw new Error(`label selector operator ${e.operator} is not one of In, NotIn, Exists, DoesNotExist`);
-        }
-    }
-    return true;
-}
 
 export function policyTypes(policy: Spec): string[] {
     return policy.spec.policyTypes ?? (policy.spec.egress ? ["Ingress", "Egress"] : ["Ingress"]);
@@ -110,7 +96,7 @@ function chainRules(chain: string, dir: "-s" | "-d", allowed: Allow[], declare: 
  * rules that ends in DROP. `nodeIp` is always allowed both ways.
  */
 export function podFirewall(pod: NetPod, policies: Spec[], pods: NetPod[], namespaces: NetNamespace[], nodeIp: string): string {
-    const mine = policies.filter((p) => (p.metadata.namespace ?? "default") === pod.namespace && selects(p.spec.podSelector, pod.labels));
+    const mine = policies.filter((p) => (p.metadata.namespace ?? "default") === pod.namespace && selects(p.spec.podSelector ?? {}, pod.labels));
     const ingress = mine.filter((p) => policyTypes(p).includes("Ingress"));
     const egress = mine.filter((p) => policyTypes(p).includes("Egress"));
     const declare = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"];

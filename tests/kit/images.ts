@@ -34,6 +34,12 @@ export function requireBuildah(): void {
   if (process.getuid?.() !== 0) throw new Error("image tests need root (buildah with chroot isolation)");
 }
 
+/** The users images/NAME/Dockerfile creates (`useradd --uid U --gid G … NAME`), in file order. */
+export function imageUsers(service: string): { name: string; uid: number; gid: number }[] {
+  const dockerfile = fs.readFileSync(path.join(REPO, "images", service, "Dockerfile"), "utf8");
+  return [...dockerfile.matchAll(/useradd[^\n]*?--uid (\d+) --gid (\d+)[^\n]*? (\S+) \\?$/gm)].map((m) => ({ name: m[3], uid: Number(m[1]), gid: Number(m[2]) }));
+}
+
 /** Builds images/NAME/Dockerfile via images/build.sh; returns the image reference. */
 export function buildImage(name: string): string {
   requireBuildah();

@@ -18,7 +18,12 @@ export interface RecordedResource {
     provider: string;
     /** URNs the resource depends on (its `dependsOn` and the resources behind the outputs it was given). */
     dependencies?: string[];
+    /** Its `ignoreChanges` option (input property paths). */
+    ignoreChanges?: string[];
 }
+
+/** What the monitor's registration request says beyond MockResourceArgs. */
+type RegistrationDetails = Required<Pick<RecordedResource, "parent" | "dependencies" | "ignoreChanges">>;
 
 /** A DOKS/GKE version list the invokes answer from, newest last. */
 export const FAKE_VERSIONS = {
@@ -194,8 +199,7 @@ export class MockRecorder implements pulumi.runtime.Mocks {
     readonly resources: RecordedResource[] = [];
     /** Every invoke (data source read) the program made, in order. */
     readonly invokes: { token: string; inputs: Record<string, unknown> }[] = [];
-    private pendingParents = new Map<string, string>();
-    private pendingDependencies = new Map<string, string[]>();
+    private pendingDetails = new Map<string, RegistrationDetails>();
     /** The stack config the program runs with (`mail:key` → raw string), for the cloud behaviour that depends on it. */
     private config: Record<string, string> = {};
 
@@ -221,12 +225,10 @@ export class MockRecorder implements pulumi.runtime.Mocks {
             name: args.name,
             inputs: args.inputs,
             custom: args.custom ?? false,
-            parent: this.pendingParents.get(key) ?? "",
             provider: args.provider ?? "",
-            dependencies: this.pendingDependencies.get(key) ?? [],
+            ...(this.pendingDetails.get(key) ?? { parent: "", dependencies: [], ignoreChanges: [] }),
         });
-        this.pendingParents.delete(key);
-        this.pendingDependencies.delete(key);
+        this.pendingDetails.delete(key);
         const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
         if (args.id && args.type.startsWith("kubernetes:")) {
             // `Resource.get` reads the live object, at preview too and regardless of dependsOn; the stacks under test
@@ -300,14 +302,15 @@ export class MockRecorder implements pulumi.runtime.Mocks {
         return [{ [RESOURCE_REF.key]: RESOURCE_REF.sig, urn, id: `${namespace}/${service.metadata.name}` }];
     }
 
-    /** The mock monitor does not pass `parent` to newResource; read it off the request on its way in. */
+    /** The mock monitor passes neither parent, dependencies nor options to newResource; read them off the request. */
     private captureParents(): void {
-        type Req = { getType(): string; getName(): string; getParent(): string; getDependenciesList(): string[] };
+        type Req = { getType(): string; getName(): string; getParent(): string; getDependenciesList(): string[]; getIgnorechangesList(): string[] };
         const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: Req, cb: unknown): Promise<void> };
         const register = monitor.registerResource.bind(monitor);
         monitor.registerResource = (req, cb) => {
-            this.pendingParents.set(`${req.getType()}::${req.getName()}`, req.getParent());
-            this.pendingDependencies.set(`${req.getType()}::${req.getName()}`, req.getDependenciesList());
+            this.pendingDetails.set(`${req.getType()}::${req.getName()}`, {
+                parent: req.getParent(), dependencies: req.getDependenciesList(), ignoreChanges: req.getIgnorechangesList(),
+            });
             return register(req, cb);
         };
     }

@@ -1,5 +1,6 @@
 // The NetworkPolicies the program declares, evaluated with the NetworkPolicy API's rules: every path the mail
 // system needs is allowed, and every listener without credentials of its own refuses everyone else.
+import { selects } from "../kit/cluster/objects";
 import { kubernetesObjects, unwrapSecrets } from "../kit/k8s-schema";
 import { runProgram } from "../kit/program";
 import { COUCHDB_PORT } from "../../components/couchdb";
@@ -13,14 +14,6 @@ import { SPAMD_PORT } from "../../components/spamassassin/config";
 type Labels = Record<string, string>;
 /** A pod (namespace + labels + address) or an address outside the cluster. */
 interface Endpoint { namespace?: string; labels?: Labels; ip: string }
-
-function selects(selector: any, labels: Labels = {}): boolean {
-    const byLabel = Object.entries(selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
-    const byExpr = (selector?.matchExpressions ?? []).every((e: any) =>
-        e.operator === "In" ? e.values.includes(labels[e.key]) : e.operator === "NotIn" ? !e.values.includes(labels[e.key])
-            : e.operator === "Exists" ? e.key in labels : !(e.key in labels));
-    return byLabel && byExpr;
-}
 
 function inCidr(ip: string, cidr: string): boolean {
     const [net, bits] = cidr.split("/");
@@ -43,7 +36,7 @@ function peerMatches(peer: any, policyNs: string, other: Endpoint): boolean {
 
 /** Whether `pod` lets this direction's traffic with `other` on `port` through: isolated only once a policy of that type selects it. */
 function allows(policies: any[], pod: Endpoint, other: Endpoint, port: number, direction: "Ingress" | "Egress"): boolean {
-    const selecting = policies.filter((p) => p.metadata.namespace === pod.namespace && selects(p.spec.podSelector, pod.labels)
+    const selecting = policies.filter((p) => p.metadata.namespace === pod.namespace && selects(p.spec.podSelector ?? {}, pod.labels)
         && (p.spec.policyTypes ?? ["Ingress"]).includes(direction));
     if (selecting.length === 0) return true;
     return selecting.some((p) => ((direction === "Ingress" ? p.spec.ingress : p.spec.egress) ?? []).some((rule: any) => {

@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { kubernetesObjects, unwrapSecrets } from "../kit/k8s-schema";
+import { imageUsers } from "../kit/images";
 import { runProgram } from "../kit/program";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- pod specs as declared */
@@ -23,12 +24,6 @@ function canRead(who: Identity, file: { uid: number; gid: number; mode: number }
     if (who.uid === 0 || who.uid === file.uid) return who.uid === 0 || (file.mode & 0o400) !== 0;
     if (who.gids.includes(file.gid)) return (file.mode & 0o040) !== 0;
     return (file.mode & 0o004) !== 0;
-}
-
-/** Users an image's Dockerfile creates (`useradd --uid N --gid G`): the workers its daemon drops privileges to. */
-function imageUsers(service: string): Identity[] {
-    const dockerfile = fs.readFileSync(path.join(__dirname, "../../images", service, "Dockerfile"), "utf8");
-    return [...dockerfile.matchAll(/useradd[^\n]*?--uid (\d+) --gid (\d+)[^\n]*? (\S+) \\?$/gm)].map((m) => ({ name: m[3], uid: Number(m[1]), gids: [Number(m[2])] }));
 }
 
 /** Who may read each mounted Secret: the daemons read their keys as root; couchmail reads its CouchDB password. */
@@ -59,7 +54,8 @@ describe("Secrets mounted into pods", () => {
                 const gid = c.securityContext?.runAsGroup ?? pod.securityContext?.runAsGroup ?? 0;
                 // The container's own process keeps the kubelet's supplementary groups; daemons' workers drop them.
                 const identities: Identity[] = [{ name: uid === 0 ? "root" : "container-user", uid, gids: [gid, ...supplemental] },
-                    ...(uid === 0 && fs.existsSync(path.join(__dirname, "../../images", c.name, "Dockerfile")) ? imageUsers(c.name) : [])];
+                    ...(uid === 0 && fs.existsSync(path.join(__dirname, "../../images", c.name, "Dockerfile"))
+                        ? imageUsers(c.name).map((u) => ({ name: u.name, uid: u.uid, gids: [u.gid] })) : [])];
                 for (const m of c.volumeMounts ?? []) {
                     const volume = pod.volumes.find((v: { name: string }) => v.name === m.name);
                     if (!volume?.secret) continue;

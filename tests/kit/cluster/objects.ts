@@ -146,7 +146,7 @@ export function selects(selector: LabelSelector | undefined, labels: Labels | un
             case "NotIn": if (present && (e.values ?? []).includes(have[e.key])) return false; break;
             case "Exists": if (!present) return false; break;
             case "DoesNotExist": if (present) return false; break;
-            default: throw new Error(`unknown label selector operator ${e.operator}`);
+            default: throw new Error(`label selector operator ${e.operator} is not one of In, NotIn, Exists, DoesNotExist`);
         }
     }
     return true;
