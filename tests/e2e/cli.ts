@@ -4,7 +4,8 @@
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { BRIDGE, Cluster, CLUSTER_DNS, COUCHDB_SUBSTITUTE, E2E_DIR, KUBELET_SOCKET, OUTSIDE, REPO } from "./pods";
+import { Cluster } from "./cluster";
+import { BRIDGE, CLUSTER_DNS, COUCHDB_SUBSTITUTE, E2E_DIR, KUBELET_SOCKET, OUTSIDE, REPO } from "./layout";
 import { alive, descendants, log, sh, sleep } from "./procs";
 import type { DeployEvent, LiveNode } from "./live";
 import { deployStack, DOMAINS, KubeObject, MAIL_HOSTNAME } from "./program";

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import type { DeployEvent } from "./live";
-import { Cluster, E2E_DIR } from "./pods";
+import { Cluster } from "./cluster";
+import { E2E_DIR } from "./layout";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- pod specs as the program declared them */
 type Spec = any;

@@ -14,7 +14,7 @@
 //     (pkg/kubelet/eviction/eviction_manager.go localStorageEviction, "Usage of EmptyDir volume ... exceeds the limit").
 // Deliberate difference: before a startup/readiness probe first passes it is tried every 300 ms instead of every
 // periodSeconds (the budget to pass is still the kubelet's), so the stack comes up in seconds.
-// Control: HTTP on the unix socket .e2e/kubelet.sock (pods.ts is its client: apply objects, start/stop pods, …);
+// Control: HTTP on the unix socket .e2e/kubelet.sock (cluster.ts is its client: apply objects, start/stop pods, …);
 // status in .e2e/status.json.
 import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
@@ -22,7 +22,9 @@ import * as http from "http";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { Cluster, COUCHDB_SUBSTITUTE, E2E_DIR, KUBELET_SOCKET, STATUS_FILE, Workload } from "./pods";
+import type { Workload } from "./apiobjects";
+import { Cluster } from "./cluster";
+import { COUCHDB_SUBSTITUTE, E2E_DIR, KUBELET_SOCKET, STATUS_FILE } from "./layout";
 import type { KubeObject } from "./program";
 import { alive, log, sh, sleep } from "./procs";
 import { CGROUP_PARENT, containerInitPid, cpuMillis, imageConfig, ImageConfig, Mount, ociSpec, oomKilled, runAsNonRootError, runc, RUNC_ROOT, SECCOMP_PROFILE_FILE } from "./runtime";

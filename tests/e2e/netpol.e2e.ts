@@ -3,7 +3,7 @@
 // namespace (`attacker`) and one in another namespace (`outsider`) — and the public ports stay reachable.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { OUTSIDE } from "./pods";
+import { OUTSIDE } from "./layout";
 import { cluster, connectFrom, stack } from "./suite";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- Service specs as the program declared them */

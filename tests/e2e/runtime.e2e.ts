@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { COUCHDB_SUBSTITUTE } from "./pods";
+import { COUCHDB_SUBSTITUTE } from "./layout";
 import { ALL_CAPS, cgroupPids, effectiveCaps } from "./runtime";
 import { cluster, sleep, stack, waitFor } from "./suite";
 import { quantityBytes } from "./volumes";

@@ -3,7 +3,8 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { Cluster, E2E_DIR } from "./pods";
+import { Cluster } from "./cluster";
+import { E2E_DIR } from "./layout";
 
 export interface Endpoint { host: string; port: number }
 export const stack = JSON.parse(fs.readFileSync(path.join(E2E_DIR, "stack.json"), "utf8")) as {
