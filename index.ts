@@ -1,5 +1,5 @@
 // The mail stack: config → cluster → mail services → outputs. Everything else lives in components/.
-import { loadConfig } from "./config";
+import { loadConfig } from "./components/config/load";
 import { createCluster } from "./components/cluster";
 import { MailStack } from "./components/stack";
 

@@ -1,7 +1,7 @@
 // Conventions every mail workload follows: labels, images, security contexts, resource budgets, config mounts.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { ImagesConfig } from "../config";
+import type { ImagesConfig } from "./config/types";
 import { contentHash, RenderedFiles } from "./render";
 
 export type Labels = Record<string, string>;

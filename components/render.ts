@@ -1,5 +1,6 @@
 // Helpers shared by the pure config renderers (Postfix, Dovecot, OpenDKIM).
 import { createHash } from "crypto";
+import { absPath, cidr, dnsbl, email, fqdn, hostname, port } from "./config/checks";
 
 /** Rendered configuration: file name → content. */
 export type RenderedFiles = Record<string, string>;
@@ -31,36 +32,35 @@ export function invalid(field: string, allowed: string, got: unknown): never {
   throw new Error(`${field}: expected ${allowed}, got ${JSON.stringify(got)}`);
 }
 
-const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+/** Applies one of the program's rules (config/checks.ts) to a renderer setting; throws naming the field. */
+function checked<T>(field: string, value: T, rule: (value: T) => string | undefined): T {
+  const problem = rule(value);
+  if (problem) throw new Error(`${field}: ${problem}, got ${JSON.stringify(value)}`);
+  return value;
+}
 
 export function checkHostname(field: string, value: string, needDot = true): string {
-  if (typeof value !== "string" || !HOSTNAME.test(value) || (needDot && !value.includes("."))) {
-    invalid(field, needDot ? "a lower-case fully qualified domain name" : "a lower-case host name", value);
-  }
-  return value;
+  return checked(field, value, needDot ? fqdn : hostname);
 }
 
 export function checkPort(field: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1 || value > 65535) invalid(field, "an integer port 1-65535", value);
-  return value;
+  return checked(field, value, port);
 }
 
 export function checkAbsPath(field: string, value: string): string {
-  if (typeof value !== "string" || !/^\/[A-Za-z0-9._/-]*$/.test(value) || value.split("/").includes("..")) {
-    invalid(field, "an absolute path of [A-Za-z0-9._/-] without '..'", value);
-  }
-  return value;
+  return checked(field, value, absPath);
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const IPV6 = /^[0-9a-f:]+$/i;
-
-/** An IPv4 or IPv6 network in CIDR form (IPv6 without brackets). */
 export function checkCidr(field: string, value: string): string {
-  const m = typeof value === "string" ? /^([^/]+)\/(\d{1,3})$/.exec(value) : null;
-  const ok = m !== null && (IPV4.test(m[1]) ? Number(m[2]) <= 32 : IPV6.test(m[1]) && m[1].includes(":") && Number(m[2]) <= 128);
-  if (!ok) invalid(field, "a CIDR network such as 10.244.0.0/16 or fd00::/8", value);
-  return value;
+  return checked(field, value, cidr);
+}
+
+export function checkEmail(field: string, value: string): string {
+  return checked(field, value, email);
+}
+
+export function checkDnsbl(field: string, value: string): string {
+  return checked(field, value, dnsbl);
 }
 
 /**
@@ -71,7 +71,7 @@ export type Endpoint = { kind: "inet"; host: string; port: number } | { kind: "u
 
 export function parseEndpoint(field: string, value: string): Endpoint {
   const inet = typeof value === "string" ? /^inet:([a-z0-9.-]+):(\d+)$/.exec(value) : null;
-  if (inet && HOSTNAME.test(inet[1])) return { kind: "inet", host: inet[1], port: checkPort(field, Number(inet[2])) };
+  if (inet && hostname(inet[1]) === undefined) return { kind: "inet", host: inet[1], port: checkPort(field, Number(inet[2])) };
   const unix = typeof value === "string" ? /^unix:(\/.*)$/.exec(value) : null;
   if (unix) return { kind: "unix", path: checkAbsPath(field, unix[1]) };
   return invalid(field, "inet:HOST:PORT or unix:/absolute/path", value);

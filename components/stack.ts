@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { ClusterProvider, StackConfig } from "../config";
+import type { ClusterProvider, StackConfig } from "./config/types";
 import { COUCHDB_PORT, CouchDb } from "./couchdb";
 import { Couchmail } from "./couchmail";
 import { DkimKeys } from "./dkim";

@@ -1,8 +1,8 @@
 import * as digitalocean from "@pulumi/digitalocean";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { DigitalOceanClusterConfig } from "../../config";
-import { ConfigError } from "../config/reader";
+import type { DigitalOceanClusterConfig } from "../config/types";
+import { ConfigError } from "../config/checks";
 import { edgeNodeTag } from "../edge/cloud";
 import { MailCluster, requireVersion, versionFilter } from "./types";
 

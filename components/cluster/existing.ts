@@ -4,8 +4,8 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
-import type { ExistingClusterConfig } from "../../config";
-import { ConfigError } from "../config/reader";
+import type { ExistingClusterConfig } from "../config/types";
+import { ConfigError } from "../config/checks";
 import { MailCluster } from "./types";
 
 export type ExistingClusterArgs = Omit<ExistingClusterConfig, "provider">;

@@ -1,9 +1,9 @@
 import * as gcp from "@pulumi/gcp";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { GkeClusterConfig } from "../../config";
+import type { GkeClusterConfig } from "../config/types";
 import { edgeNodeTag } from "../edge/cloud";
-import { ConfigError } from "../config/reader";
+import { ConfigError } from "../config/checks";
 import { MailCluster, requireVersion, versionFilter } from "./types";
 
 export type GkeClusterArgs = Omit<GkeClusterConfig, "provider">;

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { ClusterConfig } from "../../config";
+import type { ClusterConfig } from "../config/types";
 import { DigitalOceanCluster } from "./digitalocean";
 import { ExistingCluster } from "./existing";
 import { GkeCluster } from "./gke";

@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError } from "../config/reader";
+import { ConfigError } from "../config/checks";
 
 /** What every cluster target exposes; nothing past index.ts knows which cloud it runs on. */
 export interface MailCluster {

@@ -2,14 +2,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
-
-/** A stack configuration problem, found at preview time, that names the key, the value and what is allowed. */
-export class ConfigError extends Error {
-    constructor(message: string) {
-        super(message);
-        this.name = "ConfigError";
-    }
-}
+import { ConfigError, Rule } from "./checks";
 
 type DeclaredType = "string" | "integer" | "boolean" | "array";
 
@@ -50,7 +43,7 @@ export class ConfigReader {
         this.rejectUnknownKeys();
     }
 
-    string(key: string, check?: (value: string) => string | undefined): string {
+    string(key: string, check?: Rule): string {
         const value = this.raw(key, "string");
         if (value === undefined) throw new ConfigError(`${PROJECT}:${key} is required: ${this.declared[key].description ?? ""}`);
         return this.checked(key, value, check);
@@ -76,7 +69,7 @@ export class ConfigReader {
         throw new ConfigError(`${PROJECT}:${key} = ${JSON.stringify(value)} is not allowed: expected true or false`);
     }
 
-    stringList(key: string, check?: (value: string) => string | undefined, minItems = 0): string[] {
+    stringList(key: string, check?: Rule, minItems = 0): string[] {
         const value = this.raw(key, "array");
         if (value === undefined && minItems > 0) throw new ConfigError(`${PROJECT}:${key} is required: ${this.declared[key].description ?? ""}`);
         let list: unknown;
@@ -122,7 +115,7 @@ export class ConfigReader {
         return declaration;
     }
 
-    private checked(key: string, value: string, check?: (value: string) => string | undefined): string {
+    private checked(key: string, value: string, check?: Rule): string {
         const problem = check?.(value);
         if (problem) throw new ConfigError(`${PROJECT}:${key} = ${JSON.stringify(value)} is not allowed: ${problem}`);
         return value;
@@ -140,29 +133,4 @@ export class ConfigReader {
             }
         }
     }
-}
-
-// --- value checks: each returns undefined when fine, else what is allowed ------------------------------------
-
-const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
-
-export function fqdn(value: string): string | undefined {
-    const labels = value.split(".");
-    const ok = value.length <= 253 && labels.length >= 2 && labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels[labels.length - 1]);
-    return ok ? undefined : "expected a fully qualified lowercase host name such as mail.example.com";
-}
-
-export function email(value: string): string | undefined {
-    const at = value.lastIndexOf("@");
-    const local = value.slice(0, at);
-    const ok = at > 0 && /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$/.test(local) && fqdn(value.slice(at + 1)) === undefined;
-    return ok ? undefined : "expected an email address such as postmaster@example.com";
-}
-
-export function dnsLabel(value: string): string | undefined {
-    return LABEL.test(value) && /^[a-z]/.test(value) ? undefined : "expected lowercase letters, digits and dashes, starting with a letter, at most 63 characters";
-}
-
-export function pattern(re: RegExp, what: string): (value: string) => string | undefined {
-    return (value) => (re.test(value) ? undefined : what);
 }

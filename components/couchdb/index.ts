@@ -2,6 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { appLabels, BUDGET, CONFIG_HASH, networkPolicy, KEEP_CLAIM_TEMPLATES, persistentClaim, resizeClaim } from "../kube";
+import { pinnedImage } from "../config/checks";
 import { contentHash } from "../render";
 import { COUCHDB_INI_NAME, renderCouchDbIni } from "./config";
 
@@ -29,9 +30,8 @@ export class CouchDb extends pulumi.ComponentResource {
 
     constructor(name: string, args: CouchDbArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:CouchDb", name, {}, opts);
-        if (!/^[^\s:@]+:[0-9][0-9A-Za-z.-]*$/.test(args.image)) {
-            throw new Error(`CouchDb image "${args.image}" must be pinned by version, e.g. couchdb:3.5.0`);
-        }
+        const unpinned = pinnedImage(args.image);
+        if (unpinned) throw new Error(`CouchDb image ${JSON.stringify(args.image)}: ${unpinned}`);
         const { labels, selector } = appLabels("couchdb", "datastore");
         const password = new random.RandomPassword(`${name}-admin-password`, { length: 32, special: false }, { parent: this });
         const cookie = new random.RandomPassword(`${name}-secret`, { length: 32, special: false }, { parent: this });

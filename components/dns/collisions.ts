@@ -1,6 +1,6 @@
 // Records already in a zone that the mail records would collide with. The program cannot see which records an earlier
 // run of this stack created, so "ours" is judged by value: what this program publishes at a name, whatever its config.
-import { ConfigError } from "../config/reader";
+import { ConfigError } from "../config/checks";
 import { DnsRecord } from "./records";
 
 /** Records of one name and type found in a zone, in DnsRecord's value form (MX `<pref> <host>`, TXT unquoted). */

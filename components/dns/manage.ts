@@ -1,7 +1,7 @@
 import * as digitalocean from "@pulumi/digitalocean";
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError } from "../config/reader";
+import { ConfigError } from "../config/checks";
 import { collisionError, dnsCollisions, ExistingRecordSet, keptValues } from "./collisions";
 import { DnsRecord, zoneTxt } from "./records";
 

@@ -1,7 +1,7 @@
 // The edge's decisions as pure data: which ports are public, whether PROXY headers are spoken, and how the cloud's
 // load balancer must be told. Every edge component and the Postfix/Dovecot settings are derived from this.
-import type { ClusterProvider, EdgeMode } from "../../config";
-import { ConfigError } from "../config/reader";
+import type { ClusterProvider, EdgeMode } from "../config/types";
+import { ConfigError } from "../config/checks";
 import { DOVECOT_PORTS } from "../dovecot/config";
 import { POSTFIX_PORTS } from "../postfix/config";
 

@@ -5,6 +5,8 @@ import {
   RenderedFiles,
   checkAbsPath,
   checkCidr,
+  checkDnsbl,
+  checkEmail,
   checkHostname,
   invalid,
   parseEndpoint,
@@ -132,7 +134,6 @@ export const POSTFIX_DEFAULTS: Omit<PostfixSettings, "hostname" | "ownDomains" |
 };
 
 const PARAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
-const DNSBL = /^[a-z0-9.-]+\.[a-z]{2,}(=[0-9.[\];]+)?(\*-?\d+)?$/;
 const SERVICE_NAME = /^[a-z0-9][a-z0-9._-]*$/;
 
 /** A main.cf/-o value: one line, no NUL; Postfix trims surrounding space itself. */
@@ -147,18 +148,17 @@ function endpointString(field: string, value: string, allowUnix: boolean): strin
   return ep.kind === "inet" ? `inet:${ep.host}:${ep.port}` : `unix:${ep.path}`;
 }
 
-const EMAIL = /^[a-z0-9._+-]+@[a-z0-9.-]+\.[a-z]{2,}$/;
 
 function validate(s: PostfixSettings): void {
   checkHostname("hostname", s.hostname);
   if (!Array.isArray(s.ownDomains) || s.ownDomains.length === 0) invalid("ownDomains", "at least one domain", s.ownDomains);
   s.ownDomains.forEach((d, i) => checkHostname(`ownDomains[${i}]`, d));
-  if (typeof s.postmaster !== "string" || !EMAIL.test(s.postmaster)) invalid("postmaster", "a lower-case mail address", s.postmaster);
+  checkEmail("postmaster", s.postmaster);
   if (!Number.isInteger(s.lmtpConcurrency) || s.lmtpConcurrency < 1 || s.lmtpConcurrency > 100) {
     invalid("lmtpConcurrency", "an integer from 1 to 100", s.lmtpConcurrency);
   }
   endpointString("socketmap", s.socketmap, true);
-  s.dnsbls.forEach((d, i) => DNSBL.test(d) || invalid(`dnsbls[${i}]`, "domain[=filter][*weight]", d));
+  s.dnsbls.forEach((d, i) => checkDnsbl(`dnsbls[${i}]`, d));
   if (!Number.isInteger(s.dnsblThreshold) || s.dnsblThreshold < 1) invalid("dnsblThreshold", "an integer >= 1", s.dnsblThreshold);
   endpointString("saslEndpoint", s.saslEndpoint, false);
   endpointString("lmtpEndpoint", s.lmtpEndpoint, true);

@@ -1,7 +1,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { loadConfig, StackConfig } from "../../config";
+import { loadConfig } from "../../components/config/load";
+import type { StackConfig } from "../../components/config/types";
 import { SECRET_KEYS } from "../../components/config/reader";
 import { cliProgramConfig, opaqueDecrypter, ProgramConfig } from "../kit/pulumi-cli-config";
 import { allProfiles, mockConfig, Profile, profileValues, refusal, stackFile, StackValues } from "./profiles";

@@ -1,7 +1,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { loadConfig, StackConfig } from "../../config";
+import { loadConfig } from "../../components/config/load";
+import type { StackConfig } from "../../components/config/types";
 import { ConfigReader, declaredKeys, SECRET_KEYS } from "../../components/config/reader";
 import { POSTFIX_DEFAULTS } from "../../components/postfix/config";
 import { configKeysTable, DOCS_BEGIN, DOCS_END } from "../../components/config/docs";
@@ -55,7 +56,10 @@ describe("stack config", () => {
         [{ mailDomains: ["example.com", "bad domain"] }, 'mail:mailDomains[1] = "bad domain" is not allowed: expected a fully qualified'],
         [{ mailDomains: ["example.com", "example.com"] }, "mail:mailDomains lists example.com twice"],
         [{ mailDomains: "example.com" }, 'mail:mailDomains = "example.com" is not allowed: expected a list'],
-        [{ mailPostmaster: "postmaster" }, 'mail:mailPostmaster = "postmaster" is not allowed: expected an email address such as postmaster@example.com'],
+        [{ mailPostmaster: "postmaster" }, 'mail:mailPostmaster = "postmaster" is not allowed: expected a lowercase email address such as postmaster@example.com'],
+        [{ mailPostmaster: "Postmaster@example.com" }, 'mail:mailPostmaster = "Postmaster@example.com" is not allowed: expected a lowercase email address'],
+        [{ edgeProxyTrustedNetworks: ["fff:/64"] }, 'mail:edgeProxyTrustedNetworks[0] = "fff:/64" is not allowed: expected a CIDR network'],
+        [{ couchdbImage: "couchdb:latest" }, 'mail:couchdbImage = "couchdb:latest" is not allowed: expected an image pinned by version'],
         [{ imagesPullPolicy: "sometimes" }, 'mail:imagesPullPolicy = "sometimes" is not allowed: expected one of Always, IfNotPresent, Never'],
         [{ imagesTag: "a b" }, 'mail:imagesTag = "a b" is not allowed: expected an image tag'],
         [{ mailHostName: "mail.example.com" }, "mail:mailHostName is not a known key; did you mean mailHostname?"],

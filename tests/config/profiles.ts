@@ -1,5 +1,5 @@
 import { stringify as toYaml } from "yaml";
-import { CLUSTER_PROVIDERS, ClusterProvider, EDGE_MODES, EdgeMode } from "../../config";
+import { CLUSTER_PROVIDERS, ClusterProvider, EDGE_MODES, EdgeMode } from "../../components/config/types";
 import { base64Crypter } from "../kit/pulumi-cli-config";
 
 export const TLS_MODES = ["selfsigned", "acme", "secret"] as const;

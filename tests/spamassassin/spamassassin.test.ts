@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
 import { ProgramRun, runProgram } from "../kit/program";
-import { loadConfig } from "../../config";
+import { loadConfig } from "../../components/config/load";
 import { DOVECOT_DEFAULTS, renderDovecot } from "../../components/dovecot/config";
 import { SPAMASSASSIN_DEFAULTS, SPAMD_PORT, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
 

@@ -1,7 +1,7 @@
 // The clusters a stack deploys to, as the scheduler, the storage provisioner and the cloud controller see them:
 // nodes (allocatable after the provider's published reservations, minus the system pods that run there),
 // StorageClasses, whether Services of type LoadBalancer get an address, and the namespaces that already exist.
-import { DEFAULT_NODE_SIZE } from "../../../config";
+import { DEFAULT_NODE_SIZE } from "../../../components/config/types";
 import type { KubeObject, Labels } from "./objects";
 import { GI, MI, Resources } from "./quantity";
 

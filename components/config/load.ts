@@ -1,113 +1,11 @@
-import * as net from "net";
+// Reads the stack's configuration (the keys Pulumi.yaml declares) into the typed StackConfig, once, up front.
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigReader, ConfigError, dnsLabel, email, fqdn, pattern } from "./components/config/reader";
-
-export { ConfigError };
-
-export const CLUSTER_PROVIDERS = ["digitalocean", "gke", "kubeconfig"] as const;
-export type ClusterProvider = (typeof CLUSTER_PROVIDERS)[number];
-
-/** Defaults sized for the mail stack; README ("Cost and node sizes") explains the arithmetic. */
-export const DEFAULT_NODE_SIZE = { digitalocean: "s-2vcpu-4gb", gke: "e2-medium" } as const;
-
-export interface DigitalOceanClusterConfig {
-    provider: "digitalocean";
-    name: string;
-    region: string;
-    nodeSize: string;
-    nodeCount: number;
-    versionPrefix: string;
-    maintenance: { day: string; startTime: string };
-}
-
-export interface GkeClusterConfig {
-    provider: "gke";
-    name: string;
-    zone: string;
-    machineType: string;
-    nodeCount: number;
-    versionPrefix: string;
-    deletionProtection: boolean;
-}
-
-export interface ExistingClusterConfig {
-    provider: "kubeconfig";
-    /** Empty: $KUBECONFIG, then ~/.kube/config. */
-    kubeconfigPath: string;
-    /** Empty: the file's current context. */
-    context: string;
-}
-
-export type ClusterConfig = DigitalOceanClusterConfig | GkeClusterConfig | ExistingClusterConfig;
-
-export interface MailConfig {
-    namespace: string;
-    hostname: string;
-    domains: string[];
-    postmaster: string;
-}
-
-export interface ImagesConfig {
-    registry: string;
-    tag: string;
-    pullPolicy: "Always" | "IfNotPresent" | "Never";
-}
-
-export interface StorageConfig {
-    /** Empty: the cluster's default StorageClass. */
-    className: string;
-    mailSize: string;
-    queueSize: string;
-    couchdbSize: string;
-}
-
-export interface ServicesConfig {
-    couchdb: { image: string; database: string };
-    dkim: { selector: string };
-    postfix: { dnsbls: string[]; messageSizeLimit: number; mainCf: Record<string, string> };
-    dovecot: { junkAutoexpunge: string; maxUserIpConnections: number };
-    spam: { enabled: boolean; requiredScore: number; maxChildren: number; clusterNetworks: string[]; trainSchedule: string };
-    greylist: { enabled: boolean; delaySeconds: number; whitelistClients: string[]; whitelistRecipients: string[] };
-}
-
-export const EDGE_MODES = ["loadbalancer", "ingress-nginx", "hostport"] as const;
-export type EdgeMode = (typeof EDGE_MODES)[number];
-
-export interface EdgeConfig {
-    mode: EdgeMode;
-    /** Sources allowed to send PROXY headers (only used where the edge sends them). */
-    proxyTrustedNetworks: string[];
-}
-
-export type TlsConfig =
-    | { mode: "selfsigned" }
-    | { mode: "secret"; secretName: string }
-    | { mode: "acme"; email: string; server: "production" | "staging"; digitaloceanToken?: pulumi.Output<string> };
-
-export interface DnsConfig {
-    manage: boolean;
-    mtaSts: "off" | "testing" | "enforce";
-}
-
-export interface RelayConfig {
-    host: string;
-    port: 587 | 465;
-    username: string;
-    password: pulumi.Output<string>;
-}
-
-export interface StackConfig {
-    cluster: ClusterConfig;
-    mail: MailConfig;
-    images: ImagesConfig;
-    storage: StorageConfig;
-    services: ServicesConfig;
-    edge: EdgeConfig;
-    tls: TlsConfig;
-    dns: DnsConfig;
-    /** Undefined: direct delivery. */
-    relay?: RelayConfig;
-}
+import { cidr, ConfigError, dnsbl, dnsLabel, email, fqdn, pattern, pinnedImage } from "./checks";
+import { ConfigReader } from "./reader";
+import {
+    CLUSTER_PROVIDERS, ClusterConfig, DEFAULT_NODE_SIZE, DnsConfig, EDGE_MODES, EdgeConfig, ImagesConfig, MailConfig, RelayConfig,
+    ServicesConfig, StackConfig, StorageConfig, TlsConfig,
+} from "./types";
 
 const VERSION_PREFIX = pattern(/^(\d+\.\d+(\.\d+)?)?$/, "expected empty (newest) or a version prefix such as 1.34");
 const DO_REGION = pattern(/^[a-z]{3}\d$/, "expected a DigitalOcean region slug such as nyc3, ams3 or fra1");
@@ -196,12 +94,12 @@ function readServices(r: ConfigReader): ServicesConfig {
     );
     return {
         couchdb: {
-            image: r.string("couchdbImage", pattern(/^[^\s:@]+:\d[\w.-]*$/, "expected the couchdb image pinned by version, e.g. couchdb:3.5.0")),
+            image: r.string("couchdbImage", pinnedImage),
             database: r.string("couchdbDatabase", pattern(/^[a-z][a-z0-9_$()+-]*$/, "expected a CouchDB database name: lowercase letter first, then a-z 0-9 _$()+-")),
         },
         dkim: { selector: r.string("dkimSelector", dnsLabel) },
         postfix: {
-            dnsbls: r.stringList("postfixDnsbls", pattern(/^[a-z0-9.-]+\.[a-z]{2,}(=[0-9.[\];]+)?(\*-?\d+)?$/, "expected domain[=filter][*weight], e.g. zen.spamhaus.org*3")),
+            dnsbls: r.stringList("postfixDnsbls", dnsbl),
             messageSizeLimit: r.integer("postfixMessageSizeLimit", 1024 * 1024, 1024 * 1024 * 1024),
             mainCf,
         },
@@ -213,7 +111,7 @@ function readServices(r: ConfigReader): ServicesConfig {
             enabled: r.boolean("spamEnabled"),
             requiredScore: Number(r.string("spamRequiredScore", pattern(/^([1-9]|[1-4]\d|50)(\.\d{1,2})?$/, "expected a score from 1 to 50 such as 5.0"))),
             maxChildren: r.integer("spamMaxChildren", 1, 20),
-            clusterNetworks: r.stringList("spamClusterNetworks", CIDR, 1),
+            clusterNetworks: r.stringList("spamClusterNetworks", cidr, 1),
             trainSchedule: r.string("spamTrainSchedule", pattern(/^(\S+\s+){4}\S+$/, 'expected a cron schedule of five fields such as "30 3 * * *"')),
         },
         greylist: {
@@ -227,15 +125,10 @@ function readServices(r: ConfigReader): ServicesConfig {
 
 const GREYLIST_ENTRY = pattern(/^\S+$/, "expected one entry without spaces");
 
-const CIDR = (v: string) => {
-    const [ip, bits, extra] = v.split("/");
-    const max = net.isIP(ip) === 4 ? 32 : net.isIP(ip) === 6 ? 128 : -1;
-    return extra === undefined && /^\d{1,3}$/.test(bits ?? "") && Number(bits) <= max ? undefined : "expected a CIDR network such as 10.0.0.0/8";
-};
 
 function readEdge(r: ConfigReader, cluster: ClusterConfig): EdgeConfig {
     const mode = r.oneOf("edgeMode", EDGE_MODES);
-    const edge = { mode, proxyTrustedNetworks: r.stringList("edgeProxyTrustedNetworks", CIDR, 1) };
+    const edge = { mode, proxyTrustedNetworks: r.stringList("edgeProxyTrustedNetworks", cidr, 1) };
     if (mode === "hostport") {
         // hostport serves from one node behind a reserved address and a firewall, which only DigitalOcean gives.
         if (cluster.provider === "kubeconfig") {
