@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import bcrypt from "bcryptjs";
 import { Couch, CouchError } from "./couch";
-import { AliasDoc, DomainDoc, MailboxDoc, docId, splitAddress } from "./model";
+import { AliasDoc, DomainDoc, MailboxDoc, NO_LOGIN, ROLES_ID, RolesDoc, docId, invalidReason, splitAddress } from "./model";
 
 /** An error the CLI reports as is, with its exit code. */
 export class AdminError extends Error {
@@ -21,7 +21,7 @@ const usage = (m: string) => new AdminError(m, EXIT.usage);
 const notFound = (m: string) => new AdminError(m, EXIT.notFound);
 const conflict = (m: string) => new AdminError(m, EXIT.conflict);
 
-function id(type: "domain" | "mailbox" | "alias", key: string): string {
+function id(type: "domain" | "mailbox" | "alias" | "settings", key: string): string {
   try {
     return docId(type, key);
   } catch (e) {
@@ -68,9 +68,85 @@ function addressParts(address: string): { address: string; domain: string } {
   return { address: `${p.local}@${p.domain}`, domain: p.domain };
 }
 
-export async function init(couch: Couch): Promise<string> {
+export async function init(couch: Couch): Promise<"created" | "updated" | "unchanged"> {
   await couch.ensureDatabase();
   return couch.installDesign();
+}
+
+// ---- the datastore as the stack's config says
+export interface SyncReport {
+  design: "created" | "updated" | "unchanged";
+  /** Listed domains this run created, and those that were there already. */
+  created: string[];
+  present: string[];
+  /** Domains in the datastore the list does not name: kept unless deleteUnlisted. */
+  unlisted: string[];
+  removed: { domain: string; mailboxes: number; aliases: number }[];
+  postmaster: {
+    address: string;
+    roles: "created" | "updated" | "unchanged";
+    /** What receives the postmaster's own mail: a mailbox this run made (no login yet), the user's mailbox or alias, or another server. */
+    delivery: "mailbox created" | "mailbox" | "alias" | "elsewhere";
+  };
+}
+
+/**
+ * Makes the datastore match the stack's config, and is safe to run any number of times: installs or
+ * upgrades the design document, creates the listed domains that are missing, stores the postmaster
+ * target of every domain's role addresses, and gives the postmaster address a mailbox (without a
+ * login until `user add`/`user passwd` sets a password) when it is one of ours and has neither
+ * mailbox nor alias. Domains the list does not name are reported and kept — with their mailboxes —
+ * unless deleteUnlisted says otherwise (the mail itself stays on Dovecot's volume).
+ */
+export async function sync(couch: Couch, opts: { domains: string[]; postmaster: string; deleteUnlisted?: boolean }): Promise<SyncReport> {
+  const listed = [...new Set(opts.domains.map((d) => d.trim().toLowerCase()))];
+  if (listed.length === 0 || listed.includes("")) throw usage(`--domains must list at least one domain, comma-separated (got ${JSON.stringify(opts.domains.join(","))})`);
+  for (const d of listed) id("domain", d);
+  const postmaster = opts.postmaster.toLowerCase();
+  const roles: RolesDoc = { _id: ROLES_ID, type: "settings", postmaster };
+  const why = invalidReason(roles);
+  if (why !== null) throw usage(`--postmaster ${JSON.stringify(opts.postmaster)} is not an address: ${why}`);
+
+  const design = await init(couch);
+  const existing = await domainList(couch);
+  const created = listed.filter((d) => !existing.includes(d));
+  for (const d of created) await domainAdd(couch, d).catch(ignoreConflict);
+  const unlisted = existing.filter((d) => !listed.includes(d));
+  const removed: SyncReport["removed"] = [];
+  if (opts.deleteUnlisted) {
+    for (const d of unlisted) {
+      const aliases = await aliasList(couch, d);
+      const mailboxes = await mailboxList(couch, d);
+      for (const a of aliases) await update<AliasDoc>(couch, id("alias", a.source), () => "delete");
+      for (const m of mailboxes) await update<MailboxDoc>(couch, m._id, () => "delete");
+      await update<DomainDoc>(couch, id("domain", d), () => "delete");
+      removed.push({ domain: d, mailboxes: mailboxes.length, aliases: aliases.length });
+    }
+  }
+
+  // The postmaster's mailbox first, so its role addresses never point at an address with nowhere to deliver.
+  const target = splitAddress(postmaster)!;
+  let delivery: SyncReport["postmaster"]["delivery"] = "elsewhere";
+  if (await couch.get(id("domain", target.domain))) {
+    if (await couch.get(id("alias", postmaster))) delivery = "alias";
+    else if (await couch.get(id("mailbox", postmaster))) delivery = "mailbox";
+    else {
+      await update<MailboxDoc>(couch, id("mailbox", postmaster), (cur) => (cur ? null : { _id: id("mailbox", postmaster), type: "mailbox", address: postmaster, password: NO_LOGIN, enabled: true }));
+      delivery = "mailbox created";
+    }
+  }
+  let rolesResult: SyncReport["postmaster"]["roles"] = "unchanged";
+  await update<RolesDoc>(couch, ROLES_ID, (cur) => {
+    if (cur?.postmaster === postmaster) return null;
+    rolesResult = cur ? "updated" : "created";
+    return roles;
+  });
+  return { design, created, present: listed.filter((d) => !created.includes(d)), unlisted: unlisted.filter((d) => !removed.some((r) => r.domain === d)), removed, postmaster: { address: postmaster, roles: rolesResult, delivery } };
+}
+
+/** Another sync (or a user) created it meanwhile: what we wanted is there. */
+function ignoreConflict(e: unknown): void {
+  if (!(e instanceof AdminError && e.exitCode === EXIT.conflict)) throw e;
 }
 
 // ---- domains
@@ -103,27 +179,37 @@ export async function domainList(couch: Couch): Promise<string[]> {
 export interface UserInfo {
   address: string;
   enabled: boolean;
+  /** False until a password is set (the postmaster mailbox `sync` creates). */
+  login: boolean;
   quota_bytes: number | null;
   sieve: string[];
 }
 const info = (m: MailboxDoc): UserInfo => ({
   address: m.address,
   enabled: m.enabled,
+  login: m.password !== NO_LOGIN,
   quota_bytes: m.quota_bytes ?? null,
   sieve: Object.keys(m.sieve ?? {}),
 });
 
-export async function userAdd(couch: Couch, address: string, password: string, opts: { quotaBytes?: number; disabled?: boolean }): Promise<void> {
+/**
+ * Adds a mailbox, or gives its password to one that has none yet (the postmaster's, which
+ * `sync` creates so its mail is kept): "added" or "password set".
+ */
+export async function userAdd(couch: Couch, address: string, password: string, opts: { quotaBytes?: number; disabled?: boolean }): Promise<"added" | "password set"> {
   const p = addressParts(address);
   const _id = id("mailbox", p.address);
   await requireDomain(couch, p.domain);
   const hash = await hashPassword(password);
+  let result: "added" | "password set" = "added";
   await update<MailboxDoc>(couch, _id, (cur) => {
-    if (cur) throw conflict(`mailbox ${p.address} already exists`);
-    const doc: MailboxDoc = { _id, type: "mailbox", address: p.address, password: hash, enabled: !opts.disabled };
+    if (cur && cur.password !== NO_LOGIN) throw conflict(`mailbox ${p.address} already exists`);
+    result = cur ? "password set" : "added";
+    const doc: MailboxDoc = { ...(cur ?? {}), _id, type: "mailbox", address: p.address, password: hash, enabled: !opts.disabled };
     if (opts.quotaBytes) doc.quota_bytes = opts.quotaBytes;
     return doc;
   });
+  return result;
 }
 
 async function mailboxUpdate(couch: Couch, address: string, fn: (m: MailboxDoc) => MailboxDoc): Promise<void> {

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { Couch } from "./couch";
-import { AliasDoc, DomainDoc, MailboxDoc, invalidReason, parseDocId } from "./model";
+import { AliasDoc, DomainDoc, MailboxDoc, ROLES_ID, RolesDoc, invalidReason, parseDocId } from "./model";
 import type { Logger } from "./log";
 
 interface Change {
@@ -15,6 +15,8 @@ export class Snapshot {
   readonly domains = new Map<string, DomainDoc>();
   readonly mailboxes = new Map<string, MailboxDoc>();
   readonly aliases = new Map<string, AliasDoc>();
+  /** Where role addresses go; null until `couchmail sync` has written it. */
+  roles: RolesDoc | null = null;
   /** Ids of documents of ours that failed validation: lookups touching them answer "temporary failure". */
   readonly broken = new Set<string>();
 
@@ -27,8 +29,9 @@ export class Snapshot {
     const parsed = parseDocId(id);
     if (!parsed) return null; // design docs and anything that is not ours
     const { type, key } = parsed;
-    const map = type === "domain" ? this.domains : type === "mailbox" ? this.mailboxes : this.aliases;
-    map.delete(key);
+    const map = type === "domain" ? this.domains : type === "mailbox" ? this.mailboxes : type === "alias" ? this.aliases : null;
+    map?.delete(key);
+    if (id === ROLES_ID) this.roles = null;
     this.broken.delete(id);
     if (deleted || !doc) return null;
     const why = invalidReason(doc);
@@ -36,7 +39,8 @@ export class Snapshot {
       this.broken.add(id);
       return why;
     }
-    (map as Map<string, unknown>).set(key, doc);
+    if (map) (map as Map<string, unknown>).set(key, doc);
+    else this.roles = doc as unknown as RolesDoc;
     return null;
   }
 }

@@ -124,6 +124,25 @@ export function buildProgram(): Command {
       done(`design document ${what}`, { ok: true, design: what });
     });
 
+  program
+    .command("sync")
+    .description("make the datastore match the stack's config: design document, domains, role addresses (run by the deploy's Job; safe to repeat)")
+    .requiredOption("--domains <list>", "the served domains, comma-separated")
+    .requiredOption("--postmaster <address>", "where postmaster@ and abuse@ of every domain go unless an alias or mailbox of theirs exists")
+    .option("--delete-unlisted", "delete domains the list does not name, with their mailboxes and aliases (mail on disk is kept)")
+    .action(async (o: { domains: string; postmaster: string; deleteUnlisted?: boolean }) => {
+      const r = await admin.sync(couch(), { domains: o.domains.split(","), postmaster: o.postmaster, deleteUnlisted: o.deleteUnlisted });
+      const lines = [
+        `design document ${r.design}`,
+        `domains created: ${r.created.join(", ") || "none"}; already present: ${r.present.join(", ") || "none"}`,
+        ...(r.unlisted.length ? [`not in --domains, kept with their mailboxes: ${r.unlisted.join(", ")} (remove them with couchmail domain rm, or sync --delete-unlisted)`] : []),
+        ...r.removed.map((x) => `deleted domain ${x.domain} with ${x.mailboxes} mailbox(es) and ${x.aliases} alias(es)`),
+        `role addresses (postmaster@, abuse@ of every domain) go to ${r.postmaster.address} (${r.postmaster.roles}); its mail: ${r.postmaster.delivery}` +
+          (r.postmaster.delivery === "mailbox created" ? ` — give it a password with: couchmail user add ${r.postmaster.address}` : ""),
+      ];
+      done(lines.join("\n"), { ok: true, ...r });
+    });
+
   const domain = program.command("domain").description("mail domains");
   domain.command("add <domain>").action(async (d: string) => {
     await admin.domainAdd(couch(), d);
@@ -146,8 +165,8 @@ export function buildProgram(): Command {
     .option("--disabled", "create the mailbox unable to log in")
     .action(async (address: string, o: { passwordStdin?: boolean; quota?: number; disabled?: boolean }) => {
       const pw = await readPassword(o);
-      await admin.userAdd(couch(), address, pw, { quotaBytes: o.quota, disabled: o.disabled });
-      done(`added mailbox ${address.toLowerCase()}`);
+      const what = await admin.userAdd(couch(), address, pw, { quotaBytes: o.quota, disabled: o.disabled });
+      done(what === "added" ? `added mailbox ${address.toLowerCase()}` : `password set for mailbox ${address.toLowerCase()}, which had none`, { ok: true, result: what });
     });
   user
     .command("passwd <address>")
@@ -176,7 +195,7 @@ export function buildProgram(): Command {
   });
   user.command("ls [domain]").action(async (d?: string) => {
     const list = await admin.userList(couch(), d);
-    const text = list.map((u) => `${u.address}${u.enabled ? "" : " (disabled)"}${u.quota_bytes ? ` quota=${u.quota_bytes}` : ""}`).join("\n");
+    const text = list.map((u) => `${u.address}${u.enabled ? "" : " (disabled)"}${u.login ? "" : " (no password yet)"}${u.quota_bytes ? ` quota=${u.quota_bytes}` : ""}`).join("\n");
     done(text, list);
   });
 

@@ -1,5 +1,5 @@
 import { Snapshot } from "./cache";
-import { EMPTY_SIEVE_ID, MailboxDoc, baseAddress, dovecotSize, sieveId, splitAddress } from "./model";
+import { EMPTY_SIEVE_ID, MailboxDoc, NO_LOGIN, ROLE_LOCALS, ROLES_ID, baseAddress, dovecotSize, sieveId, splitAddress } from "./model";
 
 export type Result = { kind: "ok"; value: string } | { kind: "notfound" } | { kind: "temp"; why: string };
 const NOTFOUND = { kind: "notfound" } as const;
@@ -29,9 +29,28 @@ export function lookupMailbox(s: Snapshot, key: string): Result {
 }
 
 /**
+ * Where a served domain's role address (postmaster@, abuse@) goes when nobody made an alias or
+ * mailbox for it: the postmaster target `couchmail sync` stored. Null when the address is no role
+ * address of a served domain. Until the sync has run there is no target yet: a temporary failure,
+ * so senders retry instead of bouncing their mail (DMARC reports included).
+ */
+function roleTarget(s: Snapshot, base: string): Result | null {
+  const at = base.lastIndexOf("@");
+  const local = base.slice(0, at);
+  const domain = base.slice(at + 1);
+  if (!(ROLE_LOCALS as readonly string[]).includes(local)) return null;
+  if (brokenAny(s, [`domain:${domain}`, ROLES_ID])) return BROKEN;
+  if (!s.domains.has(domain)) return null;
+  if (!s.roles) return temp("no postmaster target for role addresses yet (couchmail sync has not run)");
+  // The target is this very address and it has no mailbox (removed since the sync made one): nowhere to deliver.
+  if (s.roles.postmaster === base) return temp(`${base} is the postmaster target but has no mailbox (run couchmail sync or user add)`);
+  return ok(s.roles.postmaster);
+}
+
+/**
  * virtual_alias_maps. Order: alias of the base address; a mailbox of that name means
  * "no rewrite" (NOTFOUND, so Postfix goes on to virtual_mailbox_maps with the
- * extension intact); then the domain's catch-all.
+ * extension intact); then a role address's postmaster target; then the domain's catch-all.
  */
 export function lookupAlias(s: Snapshot, key: string): Result {
   const base = baseAddress(key);
@@ -41,6 +60,8 @@ export function lookupAlias(s: Snapshot, key: string): Result {
   const alias = s.aliases.get(base);
   if (alias) return ok(alias.targets.join(","));
   if (s.mailboxes.has(base)) return NOTFOUND;
+  const role = roleTarget(s, base);
+  if (role) return role;
   const catchAll = s.aliases.get(`@${domain}`);
   return catchAll ? ok(catchAll.targets.join(",")) : NOTFOUND;
 }
@@ -56,7 +77,11 @@ export function lookupSender(s: Snapshot, key: string): Result {
   const owners: string[] = [];
   const self = s.mailboxes.get(base);
   if (self?.enabled) owners.push(base);
-  for (const t of s.aliases.get(base)?.targets ?? []) {
+  // A role address nobody claimed is owned like an alias to its postmaster target.
+  const role = !self && !s.aliases.has(base) ? roleTarget(s, base) : null;
+  if (role?.kind === "temp") return role;
+  const targets = role?.kind === "ok" ? [role.value] : (s.aliases.get(base)?.targets ?? []);
+  for (const t of targets) {
     if (brokenAny(s, [`mailbox:${t}`])) return BROKEN;
     if (s.mailboxes.get(t)?.enabled && !owners.includes(t)) owners.push(t);
   }
@@ -83,12 +108,15 @@ function userFields(m: MailboxDoc, opts: DovecotOptions): Record<string, string>
 
 export type AuthResult = { kind: "ok"; fields: Record<string, string> } | { kind: "notfound" } | { kind: "temp"; why: string };
 
-/** passdb: hash + prefetched userdb fields. Disabled mailboxes cannot log in. Login names are exact (no +ext). */
+/**
+ * passdb: hash + prefetched userdb fields. Disabled mailboxes and those without a password yet cannot
+ * log in. Login names are exact (no +ext).
+ */
 export function passdb(s: Snapshot, user: string, opts: DovecotOptions): AuthResult {
   const u = user.toLowerCase();
   if (brokenAny(s, [`mailbox:${u}`])) return BROKEN;
   const m = s.mailboxes.get(u);
-  if (!m || !m.enabled) return NOTFOUND;
+  if (!m || !m.enabled || m.password === NO_LOGIN) return NOTFOUND;
   const fields: Record<string, string> = { user: m.address, password: m.password };
   for (const [k, v] of Object.entries(userFields(m, opts))) fields[`userdb_${k}`] = v;
   return { kind: "ok", fields };

@@ -29,7 +29,22 @@ export interface AliasDoc {
   source: string;
   targets: string[];
 }
-export type MailDoc = DomainDoc | MailboxDoc | AliasDoc;
+/** Where mail to every served domain's role addresses goes unless the user made an alias or mailbox for one. */
+export interface RolesDoc {
+  _id: typeof ROLES_ID;
+  _rev?: string;
+  type: "settings";
+  postmaster: string;
+}
+export const ROLES_ID = "settings:roles";
+/**
+ * Role addresses every served domain must accept: postmaster (RFC 5321 §4.5.1) and abuse (RFC 2142 §2).
+ * The DMARC and TLS-RPT report address the program publishes is the postmaster target itself.
+ */
+export const ROLE_LOCALS = ["postmaster", "abuse"] as const;
+/** The password of a mailbox nobody can log in to (yet): it receives mail; `user add`/`user passwd` give it one. */
+export const NO_LOGIN = "!";
+export type MailDoc = DomainDoc | MailboxDoc | AliasDoc | RolesDoc;
 export type DocType = MailDoc["type"];
 
 export const DESIGN_ID = "_design/couchmail";
@@ -92,7 +107,9 @@ export function invalidReason(doc: unknown): string | null {
  */
 export function docId(type: DocType, key: string): string {
   const probe =
-    type === "domain"
+    type === "settings"
+      ? { _id: `settings:${key}`, type, postmaster: "postmaster@example.org" }
+      : type === "domain"
       ? { _id: `domain:${key}`, type, name: key }
       : type === "alias"
         ? { _id: `alias:${key}`, type, source: key, targets: ["x@example.org"] }
@@ -110,7 +127,7 @@ export function docId(type: DocType, key: string): string {
 
 /** Splits an id into type and key, or null when it is not one of ours. */
 export function parseDocId(id: string): { type: DocType; key: string } | null {
-  const m = /^(domain|mailbox|alias):(.+)$/.exec(id);
+  const m = /^(domain|mailbox|alias|settings):(.+)$/.exec(id);
   return m ? { type: m[1] as DocType, key: m[2] } : null;
 }
 

@@ -16,6 +16,7 @@ export function validateDocUpdate(newDoc: any, _oldDoc?: any, _userCtx?: any, _s
   // Alias targets may live elsewhere and carry an extension.
   const TARGET_LOCAL = /^[a-z0-9_=+-](?:[a-z0-9._=+-]{0,62}[a-z0-9_=+-])?$/;
   const SIEVE_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+  const NO_LOGIN = "!";
   const HASH = /^(\{BLF-CRYPT\}\$2[aby]\$(1[0-9]|2[0-9]|3[01])\$[./A-Za-z0-9]{53}|\{ARGON2ID\}\$argon2id\$[A-Za-z0-9$=,+/.-]{20,300})$/;
   function isDomain(s: unknown): boolean {
     return typeof s === "string" && DOMAIN.test(s);
@@ -48,7 +49,10 @@ export function validateDocUpdate(newDoc: any, _oldDoc?: any, _userCtx?: any, _s
   } else if (type === "mailbox") {
     onlyKeys(newDoc, ["type", "address", "password", "enabled", "quota_bytes", "sieve"]);
     if (!isAddress(newDoc.address, LOCAL) || key !== newDoc.address) fail("mailbox: address must be a lowercase address equal to the id");
-    if (typeof newDoc.password !== "string" || !HASH.test(newDoc.password)) fail("mailbox: password must be a {BLF-CRYPT} (cost >= 10) or {ARGON2ID} hash");
+    // "!" (as in /etc/shadow) is a mailbox nobody can log in to yet: it receives mail until a password is set.
+    if (typeof newDoc.password !== "string" || !(HASH.test(newDoc.password) || newDoc.password === NO_LOGIN)) {
+      fail("mailbox: password must be a {BLF-CRYPT} (cost >= 10) or {ARGON2ID} hash, or \"!\" for no login");
+    }
     if (typeof newDoc.enabled !== "boolean") fail("mailbox: enabled must be a boolean");
     if (newDoc.quota_bytes !== undefined) {
       const q = newDoc.quota_bytes;
@@ -77,6 +81,11 @@ export function validateDocUpdate(newDoc: any, _oldDoc?: any, _userCtx?: any, _s
       if (!isAddress(t[i], TARGET_LOCAL)) fail("alias: bad target " + String(t[i]));
       if (t.indexOf(t[i]) !== i) fail("alias: duplicate target " + t[i]);
     }
+  } else if (type === "settings") {
+    // One settings document: where mail to every served domain's role addresses (postmaster@, abuse@) goes.
+    if (key !== "roles") fail("settings: the only settings document is settings:roles");
+    onlyKeys(newDoc, ["type", "postmaster"]);
+    if (!isAddress(newDoc.postmaster, TARGET_LOCAL)) fail("settings: postmaster must be a lowercase address");
   } else {
     fail("unknown document type in id " + id);
   }

@@ -49,7 +49,7 @@ describe("couchmail CLI", () => {
     expect(doc!.password).toMatch(/^\{BLF-CRYPT\}\$2b\$12\$/);
     expect(await bcrypt.compare("correct horse", doc!.password.slice("{BLF-CRYPT}".length))).toBe(true);
     expect(doc!.quota_bytes).toBe(2 * 1024 ** 3);
-    expect(JSON.parse((await run(["--json", "user", "ls"])).out)).toEqual([{ address: "alice@example.org", enabled: true, quota_bytes: 2 * 1024 ** 3, sieve: [] }]);
+    expect(JSON.parse((await run(["--json", "user", "ls"])).out)).toEqual([{ address: "alice@example.org", enabled: true, login: true, quota_bytes: 2 * 1024 ** 3, sieve: [] }]);
   });
 
   it("fails clearly, with distinct exit codes", async () => {
@@ -92,6 +92,28 @@ describe("couchmail CLI", () => {
     expect((await run(["sieve", "get", "alice@example.org"])).code).toBe(3);
     expect(await run(["domain", "rm", "example.org"])).toMatchObject({ code: 4, err: expect.stringMatching(/1 mailbox\(es\) and 1 alias/) });
     expect((await run(["user", "rm", "alice@example.org"])).out).toMatch(/aliases still point to it: info@example.org/);
+  });
+
+  it("sync, as the deploy's Job runs it, then the addFirstUser command on the fresh stack", async () => {
+    const env = { COUCHDB_DATABASE: "fresh" };
+    const first = await run(["sync", "--domains", "example.test,example.net", "--postmaster", "postmaster@example.test"], "", env);
+    expect(first).toMatchObject({ code: 0, err: "" });
+    expect(first.out).toBe(
+      [
+        "design document created",
+        "domains created: example.test, example.net; already present: none",
+        "role addresses (postmaster@, abuse@ of every domain) go to postmaster@example.test (created); its mail: mailbox created — give it a password with: couchmail user add postmaster@example.test",
+        "",
+      ].join("\n"),
+    );
+    const again = JSON.parse((await run(["--json", "sync", "--domains", "example.test", "--postmaster", "postmaster@example.test"], "", env)).out);
+    expect(again).toMatchObject({ ok: true, design: "unchanged", created: [], unlisted: ["example.net"] });
+    expect((await run(["user", "ls"], "", env)).out).toBe("postmaster@example.test (no password yet)\n");
+    expect(await run(["user", "add", "postmaster@example.test", "--password-stdin"], "a long password\n", env)).toMatchObject({
+      code: 0,
+      out: "password set for mailbox postmaster@example.test, which had none\n",
+    });
+    expect(await run(["sync", "--domains", "example.test"], "", env)).toMatchObject({ code: 2, err: expect.stringMatching(/--postmaster/) });
   });
 
   it("reads connection settings from *_FILE variables (Kubernetes Secrets)", () => {
