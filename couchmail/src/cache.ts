@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { Couch } from "./couch";
 import { AliasDoc, DomainDoc, MailboxDoc, ROLES_ID, RolesDoc, invalidReason, parseDocId } from "./model";
-import type { Logger } from "./log";
+import { errText, type Logger } from "./log";
 
 interface Change {
   id: string;
@@ -198,12 +198,4 @@ export class Cache extends EventEmitter {
       this.abort = null;
     }
   }
-}
-
-export function errText(e: unknown): string {
-  if (e instanceof Error) {
-    const cause = (e as { cause?: unknown }).cause;
-    return cause instanceof Error ? `${e.message}: ${cause.message}` : e.message;
-  }
-  return String(e);
 }

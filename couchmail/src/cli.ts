@@ -6,7 +6,8 @@ import { Couch, CouchError, couchConfigFromEnv } from "./couch";
 import { installLastResort } from "./guard";
 import { createLogger } from "./log";
 import { parseSize } from "./model";
-import { serve, serveConfigFromEnv } from "./serve";
+import { serve } from "./serve";
+import { serveConfigFromEnv } from "./serveconfig";
 
 const DEFAULT_SIEVE = "default";
 

@@ -1,7 +1,7 @@
 import net from "node:net";
 import type { Cache } from "./cache";
+import { GuardContext, guarded, handlerFailed } from "./guard";
 import type { Logger } from "./log";
-import { guarded } from "./guard";
 import { Result, sieveLookup } from "./lookups";
 import type { Metrics } from "./metrics";
 
@@ -57,7 +57,7 @@ function replyFor(r: Result): string {
 }
 
 /** Handles one line (without its "\n"). Pure apart from the session it mutates. */
-export function handleLine(cache: Cache, session: DictSession, line: string, metrics: Metrics | null = null, log: Logger | null = null): DictReply {
+export function handleLine(ctx: GuardContext, session: DictSession, line: string): DictReply {
   const cmd = line.charAt(0);
   const rest = line.slice(1);
   if (cmd === "H") {
@@ -76,7 +76,7 @@ export function handleLine(cache: Cache, session: DictSession, line: string, met
     case "L": {
       const args = splitArgs(rest);
       const user = args.length > 1 ? args[1] : session.user;
-      const r: Result = guarded({ cache, metrics, log }, "sieve", (snapshot) => sieveLookup(snapshot, user, args[0]));
+      const r: Result = guarded(ctx, "sieve", (snapshot) => sieveLookup(snapshot, user, args[0]));
       return { reply: replyFor(r), close: false };
     }
     case "I":
@@ -120,6 +120,7 @@ export interface DictOptions {
 export function createDictServer(cache: Cache, metrics: Metrics, log: Logger, opts: DictOptions = {}): net.Server {
   const maxLine = opts.maxLine ?? 65536;
   const idleMs = opts.idleMs ?? 300_000;
+  const ctx: GuardContext = { cache, metrics, log };
   return net.createServer((sock) => {
     sock.setTimeout(idleMs, () => sock.destroy());
     sock.on("error", () => sock.destroy());
@@ -136,17 +137,19 @@ export function createDictServer(cache: Cache, metrics: Metrics, log: Logger, op
         while ((nl = pending.indexOf("\n")) >= 0) {
           const line = pending.slice(0, nl);
           pending = pending.slice(nl + 1);
-          const r = handleLine(cache, session, line, metrics, log);
+          const r = handleLine(ctx, session, line);
           if (r.reply !== null) out.push(r.reply);
         }
         if (pending.length > maxLine) throw new DictProtocolError(`line longer than ${maxLine} bytes`);
       } catch (e) {
         // A protocol error (or a bug of ours) ends this connection, never the process.
-        const reason = e instanceof DictProtocolError ? e.message : "internal error";
-        if (!(e instanceof DictProtocolError)) log.error({ event: "internal_error", protocol: "dict", err: String(e) }, "dict handler failed");
         closed = true;
-        metrics.protocolErrors.inc({ protocol: "dict" });
-        log.warn({ event: "protocol_error", protocol: "dict", reason }, "dict client broke the protocol; closing");
+        let reason = "internal error";
+        if (e instanceof DictProtocolError) {
+          reason = e.message;
+          metrics.protocolErrors.inc({ protocol: "dict" });
+          log.warn({ event: "protocol_error", protocol: "dict", reason }, "dict client broke the protocol; closing");
+        } else handlerFailed(ctx, "dict", e);
         out.push(`F${tabEscape(reason)}\n`);
         sock.end(out.join(""));
         return;

@@ -1,6 +1,5 @@
 import type { Cache, Snapshot } from "./cache";
-import { errText } from "./cache";
-import type { Logger } from "./log";
+import { errText, type Logger } from "./log";
 import type { Metrics } from "./metrics";
 
 export type Temp = { kind: "temp"; why: string };
@@ -35,6 +34,16 @@ export function guarded<R extends { kind: string }>(ctx: GuardContext, map: stri
   }
   ctx.metrics?.observe(map, result.kind, started);
   return result;
+}
+
+/**
+ * A failure outside the lookups — a bug of ours in a connection or request handler — is logged and
+ * counted as an internal error, never as the client breaking the protocol. The caller answers a
+ * temporary failure for this one connection or request (TEMP, F, 503); the process keeps serving.
+ */
+export function handlerFailed(ctx: Pick<GuardContext, "metrics" | "log">, protocol: "socketmap" | "dict" | "http", e: unknown): void {
+  ctx.metrics?.internalErrors.inc({ protocol });
+  ctx.log?.error({ event: "internal_error", protocol, err: errText(e) }, `${protocol} handler failed; answered a temporary failure`);
 }
 
 /** Exit code for "restart me": EX_SOFTWARE, an internal error. */

@@ -1,9 +1,8 @@
 import { timingSafeEqual, createHash } from "node:crypto";
 import http from "node:http";
 import type { Cache } from "./cache";
-import { errText } from "./cache";
-import { GuardContext, guarded } from "./guard";
-import type { Logger } from "./log";
+import { GuardContext, guarded, handlerFailed } from "./guard";
+import { errText, type Logger } from "./log";
 import { AuthResult, DovecotOptions, passdb, userdb } from "./lookups";
 import type { Metrics } from "./metrics";
 import { AuthPolicy, Decision, PolicyRequest, parsePolicyRequest } from "./policy";
@@ -140,9 +139,8 @@ export function createHttpServer(cache: Cache, metrics: Metrics, log: Logger, op
     try {
       handle(req, res);
     } catch (e) {
-      // A bug outside the lookups (they are guarded): 503 is a temporary failure to Dovecot's Lua
-      // script, never "unknown user"; the process keeps serving.
-      log.error({ event: "internal_error", protocol: "http", err: errText(e) }, "HTTP handler failed");
+      // A bug outside the lookups: 503 is a temporary failure to Dovecot's Lua script, never "unknown user".
+      handlerFailed(ctx, "http", e);
       if (!res.headersSent) send(res, 503, { error: "internal error" });
       else res.destroy();
     }

@@ -21,3 +21,12 @@ export function createLogger(level = process.env.COUCHMAIL_LOG_LEVEL || "info", 
     dest ?? pino.destination({ dest: 1, sync: true }),
   );
 }
+
+/** An error's message (and its cause's) for a log line: never its stack, never the values it was thrown about. */
+export function errText(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = (e as { cause?: unknown }).cause;
+    return cause instanceof Error ? `${e.message}: ${cause.message}` : e.message;
+  }
+  return String(e);
+}

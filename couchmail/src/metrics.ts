@@ -8,6 +8,7 @@ export class Metrics {
   readonly latency: Histogram<"map">;
   readonly protocolErrors: Counter<"protocol">;
   readonly lookupFailures: Counter<"map">;
+  readonly internalErrors: Counter<"protocol">;
   readonly policyDecisions: Counter<"decision" | "limit">;
   readonly policyReports: Counter<"result">;
 
@@ -37,6 +38,12 @@ export class Metrics {
       name: "couchmail_lookup_failures_total",
       help: "Lookups whose handler threw, answered as a temporary failure (also counted in couchmail_lookups_total as temp)",
       labelNames: ["map"],
+      registers,
+    });
+    this.internalErrors = new Counter({
+      name: "couchmail_internal_errors_total",
+      help: "Requests that failed outside the lookups (a bug of ours), answered as a temporary failure; socketmap and dict also close the connection",
+      labelNames: ["protocol"],
       registers,
     });
     this.policyDecisions = new Counter({

@@ -1,8 +1,7 @@
 import net from "node:net";
 import type { Cache } from "./cache";
-import { errText } from "./cache";
+import { GuardContext, guarded, handlerFailed } from "./guard";
 import type { Logger } from "./log";
-import { GuardContext, guarded } from "./guard";
 import { Result, socketmapMaps } from "./lookups";
 import type { Metrics } from "./metrics";
 import { NetstringDecoder, encodeNetstring } from "./netstring";
@@ -54,10 +53,9 @@ export function createSocketmapServer(cache: Cache, metrics: Metrics, log: Logge
         }
         if (out.length) sock.write(out.length === 1 ? out[0] : Buffer.concat(out));
       } catch (e) {
-        // A bug outside the lookups (they are guarded): this connection ends with a temporary
-        // failure, the process keeps serving everyone else.
+        // A bug outside the lookups: this connection ends with a temporary failure.
         closed = true;
-        log.error({ event: "internal_error", protocol: "socketmap", err: errText(e) }, "socketmap handler failed; closing the connection");
+        handlerFailed(ctx, "socketmap", e);
         sock.end(encodeNetstring("TEMP internal error"));
       }
     });

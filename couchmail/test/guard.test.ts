@@ -5,7 +5,8 @@
 import { EventEmitter } from "node:events";
 import * as lookups from "../src/lookups";
 import { installLastResort } from "../src/guard";
-import { LogSink, SocketmapClient, Stack, startStack, waitFor } from "./harness";
+import { encodeNetstring } from "../src/netstring";
+import { LogSink, SocketmapClient, Stack, rawExchange, startStack, waitFor } from "./harness";
 import { createLogger } from "../src/log";
 import net from "node:net";
 
@@ -84,6 +85,65 @@ describe("a handler that throws", () => {
     expect(next.status).toBe(200);
     expect(await failures(st, kind)).toBe(1);
     expect(st.log.lines.some((l) => l.includes('"event":"lookup_failed"') && l.includes(`"map":"${kind}"`) && l.includes("simulated bug"))).toBe(true);
+  });
+});
+
+async function counter(st: Stack, name: string, protocol: string): Promise<number> {
+  const text = await (await fetch(`${st.httpUrl}/metrics`)).text();
+  const m = new RegExp(`^${name}\\{protocol="${protocol}"\\} (\\d+)$`, "m").exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * A bug outside the lookups (here: recording a lookup's metrics throws) is ours, not the client's: every
+ * protocol answers a temporary failure, logs it as an internal error and counts it as one — never as the
+ * client breaking the protocol — and the process keeps serving.
+ */
+describe("a failure outside the lookups", () => {
+  let st: Stack;
+  beforeAll(async () => {
+    st = await startStack();
+    await waitFor(() => st.running.cache.loaded);
+  });
+  afterAll(async () => {
+    jest.restoreAllMocks();
+    await st.stop();
+  });
+  afterEach(() => jest.restoreAllMocks());
+  const failOnce = () =>
+    jest.spyOn(st.running.metrics, "observe").mockImplementationOnce(() => {
+      throw new TypeError("simulated bug outside the lookups");
+    });
+  const loggedInternal = (protocol: string) =>
+    st.log.lines.some((l) => l.includes('"event":"internal_error"') && l.includes(`"protocol":"${protocol}"`) && l.includes("simulated bug outside"));
+
+  it("socketmap: TEMP, the connection closed, counted as an internal error", async () => {
+    failOnce();
+    const r = await rawExchange(st.socketmapPort, encodeNetstring("domains example.org"));
+    expect(r).toEqual({ data: "19:TEMP internal error,", closedByServer: true });
+    expect(await counter(st, "couchmail_internal_errors_total", "socketmap")).toBe(1);
+    expect(await counter(st, "couchmail_protocol_errors_total", "socketmap")).toBe(0);
+    expect(loggedInternal("socketmap")).toBe(true);
+  });
+
+  it("dict: F, the connection closed, counted as an internal error and not as the client's protocol error", async () => {
+    failOnce();
+    const r = await rawExchange(st.dictPath, "H4\t0\t0\t\tsieve\nLpriv/sieve/name/default\tbob@example.org\n");
+    expect(r).toEqual({ data: "Finternal error\n", closedByServer: true });
+    expect(await counter(st, "couchmail_internal_errors_total", "dict")).toBe(1);
+    expect(await counter(st, "couchmail_protocol_errors_total", "dict")).toBe(0);
+    expect(loggedInternal("dict")).toBe(true);
+    expect(st.log.lines.some((l) => l.includes('"event":"protocol_error"') && l.includes('"protocol":"dict"'))).toBe(false);
+  });
+
+  it("HTTP: 503 (Dovecot's INTERNAL_FAILURE), counted as an internal error, and the next request is served", async () => {
+    failOnce();
+    const failed = await fetch(`${st.httpUrl}/dovecot/userdb/bob%40example.org`);
+    expect(failed.status).toBe(503);
+    expect(await failed.json()).toEqual({ error: "internal error" });
+    expect((await fetch(`${st.httpUrl}/dovecot/userdb/bob%40example.org`)).status).toBe(200);
+    expect(await counter(st, "couchmail_internal_errors_total", "http")).toBe(1);
+    expect(loggedInternal("http")).toBe(true);
   });
 });
 

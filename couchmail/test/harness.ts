@@ -7,7 +7,8 @@ import * as admin from "../src/admin";
 import { Couch, CouchConfig } from "../src/couch";
 import { createLogger } from "../src/log";
 import { NetstringDecoder, encodeNetstring } from "../src/netstring";
-import { Running, ServeConfig, serve } from "../src/serve";
+import { Running, serve } from "../src/serve";
+import type { ServeConfig } from "../src/serveconfig";
 import { TestCouch, startCouch } from "./couchdb";
 
 /** Collects log lines so tests can assert on them (and keep test output quiet). */

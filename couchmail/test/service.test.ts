@@ -7,7 +7,7 @@ import * as admin from "../src/admin";
 import { Couch } from "../src/couch";
 import { DESIGN_ID, EMPTY_SIEVE_ID, sieveId } from "../src/model";
 import { encodeNetstring } from "../src/netstring";
-import { parseListen } from "../src/serve";
+import { parseListen } from "../src/serveconfig";
 import { validateDocUpdate } from "../src/validate";
 import { startCouch } from "./couchdb";
 import { SocketmapClient, Stack, dictExchange, freePort, rawExchange, startStack, waitFor } from "./harness";
