@@ -13,11 +13,13 @@ export interface ProgramRun {
  * Runs index.ts under mocks with the given stack config (`key: value`, keys without the `mail:` prefix),
  * in a fresh module registry so several stacks can run in one test file. Waits until registrations settle.
  */
-export async function runProgram(config: Record<string, unknown>, opts: { stack?: string } = {}): Promise<ProgramRun> {
+export async function runProgram(config: Record<string, unknown>, opts: { stack?: string; onRecorder?: (recorder: MockRecorder) => void } = {}): Promise<ProgramRun> {
     let run: ProgramRun | undefined;
     await jest.isolateModulesAsync(async () => {
         const mocks = await import("./mocks");
-        const recorder = await mocks.MockRecorder.install(config, opts);
+        const recorder = await mocks.MockRecorder.install(config, { stack: opts.stack });
+        // Lets a test wrap the recorder (e.g. with the engine's state between runs) before the program registers anything.
+        opts.onRecorder?.(recorder);
         const outputs = (await import("../../index")) as Record<string, unknown>;
         // A program error raised in an apply (as a real preview reports it) rejects the outputs that depend on it.
         await Promise.all(Object.values(outputs).map((o) => mocks.resolve(o as pulumiType.Input<unknown>)));
