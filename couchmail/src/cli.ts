@@ -4,6 +4,7 @@ import * as admin from "./admin";
 import { AdminError, EXIT } from "./admin";
 import { Couch, CouchError, couchConfigFromEnv } from "./couch";
 import { installLastResort } from "./guard";
+import { addDoctorCommand, DoctorVerdict } from "./doctor/command";
 import { createLogger } from "./log";
 import { parseSize } from "./model";
 import { serve } from "./serve";
@@ -247,6 +248,7 @@ export function buildProgram(): Command {
     const list = await admin.sieveList(couch(), address);
     done(list.map((s) => `${s.name}\trev ${s.rev}\t${s.bytes} bytes`).join("\n"), list);
   });
+  addDoctorCommand(program, json);
   return program;
 }
 
@@ -262,6 +264,8 @@ export async function main(argv: string[]): Promise<number> {
       // Help and version are successes; commander already printed its message.
       return err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help" ? 0 : EXIT.usage;
     }
+    // The doctor's table already says what is wrong; its exit code is the verdict.
+    if (e instanceof DoctorVerdict) return e.exitCode;
     const wantJson = argv.includes("--json");
     const code = e instanceof AdminError ? e.exitCode : EXIT.failure;
     const message = e instanceof AdminError || e instanceof CouchError ? e.message : `error: ${err.message ?? String(e)}`;
