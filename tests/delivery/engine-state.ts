@@ -22,7 +22,7 @@ export interface Deployment {
 
 /** Inputs with the `ignoreChanges` paths (dotted property paths, as the program passes them) removed. */
 export function comparableInputs(inputs: Record<string, unknown>, ignoreChanges: string[]): unknown {
-    const copy = structuredClone(inputs) as Record<string, unknown>;
+    const copy = structuredClone<Record<string, unknown>>(inputs);
     for (const p of ignoreChanges) {
         const parts = p.split(".");
         let node: unknown = copy;

@@ -71,7 +71,7 @@ const PR_CODE = /github\.event\.pull_request\.head\.|github\.head_ref|refs\/pull
 function deploysStack(step: Mapping): boolean {
     const uses = typeof step.uses === "string" ? step.uses : "";
     const withs = isObject(step.with) ? step.with : {};
-    if (uses.startsWith("pulumi/actions@") && /^(up|update|destroy)$/.test(String(withs.command ?? ""))) return true;
+    if (uses.startsWith("pulumi/actions@") && typeof withs.command === "string" && /^(up|update|destroy)$/.test(withs.command)) return true;
     return typeof step.run === "string" && /\bpulumi\s+(up|update|destroy)\b/.test(step.run);
 }
 
