@@ -67,7 +67,7 @@ function worker(port: number, keys: string[], until: number): Promise<number[]> 
       const { frames, error } = dec.push(c);
       if (error) return reject(new Error(error));
       for (const f of frames) {
-        if (f.toString().startsWith("TEMP")) return reject(new Error(`server answered ${f}`));
+        if (f.toString().startsWith("TEMP")) return reject(new Error(`server answered ${f.toString()}`));
         lat.push(Number(process.hrtime.bigint() - sent) / 1000);
         if (Date.now() >= until) {
           sock.destroy();
@@ -91,7 +91,7 @@ async function measure(port: number, conns: number, keys: string[]): Promise<{ r
 function waitReady(child: ChildProcess, check: () => Promise<boolean>): Promise<void> {
   return new Promise((resolve, reject) => {
     child.once("exit", (code) => reject(new Error(`server exited early (${code})`)));
-    const poll = async () => ((await check().catch(() => false)) ? resolve() : setTimeout(poll, 100));
+    const poll = async () => ((await check().catch(() => false)) ? resolve() : setTimeout(() => void poll(), 100));
     void poll();
   });
 }

@@ -276,7 +276,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => {
+  void main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
     // After SIGTERM the listeners are closed; do not let a pending retry timer or a
     // half-open CouchDB request delay the exit.

@@ -86,9 +86,7 @@ export interface PolicyRequest {
 export type Limit = "source" | "guess" | "account" | "known";
 
 export type Decision =
-  | { decision: "allow"; status: 0 }
-  | { decision: "tarpit"; status: number; limit: Limit }
-  | { decision: "reject"; status: -1; limit: Limit; msg: string };
+  { decision: "allow"; status: 0 } | { decision: "tarpit"; status: number; limit: Limit } | { decision: "reject"; status: -1; limit: Limit; msg: string };
 
 /** Parses Dovecot's JSON body; throws with the field at fault. */
 export function parsePolicyRequest(body: unknown): PolicyRequest {
@@ -125,7 +123,12 @@ export function sourceKey(remote: string): string {
   const left = head ? head.split(":") : [];
   const right = tail !== undefined && tail !== "" ? tail.split(":") : [];
   const groups = tail === undefined ? left : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
-  return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":") + "::/64";
+  return (
+    groups
+      .slice(0, 4)
+      .map((g) => g.replace(/^0+(?=.)/, ""))
+      .join(":") + "::/64"
+  );
 }
 
 /** A Map with insertion order as age: touching moves a key to the end; the oldest go first past the cap. */

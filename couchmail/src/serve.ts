@@ -45,7 +45,10 @@ export async function serve(cfg: ServeConfig, log: Logger): Promise<Running> {
         return;
       } catch (e) {
         const denied = e instanceof CouchError && (e.status === 401 || e.status === 403);
-        log.warn({ event: "design_doc_failed", err: errText(e), retry_ms: denied ? null : delay }, "could not create the database or install the design document");
+        log.warn(
+          { event: "design_doc_failed", err: errText(e), retry_ms: denied ? null : delay },
+          "could not create the database or install the design document",
+        );
         if (denied) return;
         await new Promise((r) => setTimeout(r, delay).unref());
       }

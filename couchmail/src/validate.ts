@@ -8,6 +8,9 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- documents are untyped JSON until this function has checked them */
 export function validateDocUpdate(newDoc: any, _oldDoc?: any, _userCtx?: any, _secObj?: any): void {
   function fail(msg: string): never {
+    // CouchDB's contract: a validation function refuses a write by throwing `{ forbidden: message }` (HTTP 403)
+    // (https://docs.couchdb.org/en/stable/ddocs/ddocs.html#validate-document-update-functions).
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- an Error would be a 500, not a refusal
     throw { forbidden: msg };
   }
   const DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;

@@ -143,7 +143,7 @@ describe("real clients (Postfix 3.10 postmap, Dovecot 2.4.1, Pigeonhole)", () =>
 
   afterAll(async () => {
     if (dir) writeFileSync(join(dir, "stop"), "");
-    if (childDone) await childDone;
+    await childDone;
     if (ctr) spawnSync("buildah", ["rm", ctr], { stdio: "ignore" });
     await down?.stop();
     await st?.stop();

@@ -140,7 +140,7 @@ export function adminPasswordMatches(stored: string, password: string): boolean 
 
 /** A `_users` document's password (src/couch/src/couch_passwords.erl): pbkdf2 (prf sha1 unless pbkdf2_prf says) or simple. */
 export function userPasswordMatches(doc: Record<string, unknown>, password: string): boolean {
-  const salt = String(doc.salt ?? "");
+  const salt = typeof doc.salt === "string" ? doc.salt : "";
   if (doc.password_scheme === "pbkdf2" && typeof doc.derived_key === "string") {
     const prf = typeof doc.pbkdf2_prf === "string" ? doc.pbkdf2_prf : "sha1";
     const derived = pbkdf2Sync(password, salt, Number(doc.iterations), doc.derived_key.length / 2, prf).toString("hex");
@@ -345,11 +345,11 @@ export function createFront(opts: FrontOptions): http.Server {
     if (!Array.isArray(checked)) return sendError(res, checked);
     const passing = docs.filter((_, i) => checked[i] === null);
     const r = passing.length ? await innerJson<{ id: string }[]>("POST", `/${enc(db)}/_bulk_docs`, { ...body, docs: passing }) : { status: 201, json: [] };
-    const refused = docs.flatMap((d, i) => (checked[i] ? [{ id: d._id, error: checked[i]!.error, reason: checked[i]!.reason }] : []));
+    const refused = docs.flatMap((d, i) => (checked[i] ? [{ id: d._id, error: checked[i].error, reason: checked[i].reason }] : []));
     if (body.new_edits === false) return sendJson(res, 201, [...refused, ...r.json]);
     // With new_edits the reply has one row per document, in order.
     const fromInner = [...r.json];
-    sendJson(res, 201, docs.map((d, i) => (checked[i] ? { id: d._id, error: checked[i]!.error, reason: checked[i]!.reason } : fromInner.shift())));
+    sendJson(res, 201, docs.map((d, i) => (checked[i] ? { id: d._id, error: checked[i].error, reason: checked[i].reason } : fromInner.shift())));
   }
 
   const withOpaqueSeq = (c: Record<string, unknown>) => ({ ...c, seq: opaqueSeq(Number(c.seq)) });
@@ -370,7 +370,7 @@ export function createFront(opts: FrontOptions): http.Server {
     for (const k of ["feed", "since", "heartbeat", "timeout"]) innerQuery.delete(k);
     innerQuery.set("since", String(start));
     if (feed === "normal") {
-      const r = await innerJson<{ results: Record<string, unknown>[]; last_seq: number }>("GET", `/${enc(db)}/_changes?${innerQuery}`);
+      const r = await innerJson<{ results: Record<string, unknown>[]; last_seq: number }>("GET", `/${enc(db)}/_changes?${innerQuery.toString()}`);
       return sendJson(res, 200, { results: r.json.results.map(withOpaqueSeq), last_seq: opaqueSeq(Number(r.json.last_seq)), pending: 0 });
     }
     innerQuery.set("feed", feed);
@@ -414,7 +414,7 @@ export function createFront(opts: FrontOptions): http.Server {
         const finish = (rows: Record<string, unknown>[], last: number) =>
           end(rows.map((c) => JSON.stringify(withOpaqueSeq(c))).join(",\n") + (rows.length ? "\n" : "") + `],\n"last_seq":${JSON.stringify(opaqueSeq(last))},"pending":0}\n`);
         armTimeout(() => finish([], lastSeq));
-        const r = await inner("GET", `/${enc(db)}/_changes?${innerQuery}`, undefined, ac.signal);
+        const r = await inner("GET", `/${enc(db)}/_changes?${innerQuery.toString()}`, undefined, ac.signal);
         const body = (await r.json()) as { results: Record<string, unknown>[]; last_seq: number };
         finish(body.results, Number(body.last_seq));
         return;
@@ -422,7 +422,7 @@ export function createFront(opts: FrontOptions): http.Server {
       begin("");
       const finish = () => end(JSON.stringify({ last_seq: opaqueSeq(lastSeq), pending: 0 }) + "\n");
       armTimeout(finish);
-      const r = await inner("GET", `/${enc(db)}/_changes?${innerQuery}`, undefined, ac.signal);
+      const r = await inner("GET", `/${enc(db)}/_changes?${innerQuery.toString()}`, undefined, ac.signal);
       const decoder = new TextDecoder();
       let pending = "";
       for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {

@@ -18,7 +18,7 @@ export const alias = (source: string, targets: string[]): AliasDoc => ({ _id: `a
 export function snapshotOf(docs: { _id: string }[]): Snapshot {
   const s = new Snapshot();
   for (const d of docs) {
-    const why = s.apply(d._id, false, d as unknown as Record<string, unknown>);
+    const why = s.apply(d._id, false, d);
     if (why) throw new Error(`fixture ${d._id} is invalid: ${why}`);
   }
   return s;

@@ -43,7 +43,9 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: { seed?: boolean; couchUp?: boolean; serve?: Partial<ServeConfig> | ((dir: string) => Partial<ServeConfig>) } = {}): Promise<Stack> {
+export async function startStack(
+  opts: { seed?: boolean; couchUp?: boolean; serve?: Partial<ServeConfig> | ((dir: string) => Partial<ServeConfig>) } = {},
+): Promise<Stack> {
   const couchServer = opts.couchUp === false ? null : await startCouch();
   // A down datastore: a port nobody listens on.
   const url = couchServer?.url ?? `http://127.0.0.1:${await freePort()}`;

@@ -49,7 +49,13 @@ describe("POST /dovecot/policy", () => {
     for (let i = 0; i < 8; i++) await post(st, "allow", attempt("bob@example.org", "192.0.2.8", { pwhash: secret }));
     const lines = st.log.lines.filter((l) => l.includes("policy_reject"));
     expect(lines.length).toBeGreaterThan(0);
-    expect(JSON.parse(lines.at(-1)!)).toMatchObject({ event: "policy_reject", remote: "192.0.2.8", login: "bob@example.org", protocol: "imap", limit: "guess" });
+    expect(JSON.parse(lines.at(-1)!)).toMatchObject({
+      event: "policy_reject",
+      remote: "192.0.2.8",
+      login: "bob@example.org",
+      protocol: "imap",
+      limit: "guess",
+    });
     expect(st.log.lines.join("\n")).not.toContain(secret);
     const metrics = await (await fetch(`${st.httpUrl}/metrics`)).text();
     expect(metrics).toMatch(/couchmail_policy_decisions_total\{decision="reject",limit="guess"\} [1-9]/);

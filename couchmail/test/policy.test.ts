@@ -14,7 +14,12 @@ class Clock {
 
 let sessions = 0;
 const attempt = (login: string, remote: string): PolicyRequest => ({ login, remote, protocol: "imap", session: `s${++sessions}` });
-const report = (req: PolicyRequest, success: boolean, failType = success ? "" : "credentials"): PolicyRequest => ({ ...req, success, failType, policyReject: false });
+const report = (req: PolicyRequest, success: boolean, failType = success ? "" : "credentials"): PolicyRequest => ({
+  ...req,
+  success,
+  failType,
+  policyReject: false,
+});
 
 function setup() {
   const clock = new Clock();
@@ -177,7 +182,18 @@ describe("state", () => {
 
 describe("parsePolicyRequest", () => {
   it("reads Dovecot's attributes, lower-cases the login, names a field of the wrong type", () => {
-    expect(parsePolicyRequest({ login: " Alice@Example.org", remote: "192.0.2.7", protocol: "imap", session_id: "abc", fail_type: "", tls: true, success: true, policy_reject: false })).toEqual({
+    expect(
+      parsePolicyRequest({
+        login: " Alice@Example.org",
+        remote: "192.0.2.7",
+        protocol: "imap",
+        session_id: "abc",
+        fail_type: "",
+        tls: true,
+        success: true,
+        policy_reject: false,
+      }),
+    ).toEqual({
       login: "alice@example.org",
       remote: "192.0.2.7",
       protocol: "imap",

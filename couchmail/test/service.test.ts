@@ -92,7 +92,11 @@ describe("with a loaded datastore", () => {
     const aliceId = sieveId(snap.mailboxes.get("alice@example.org")!.sieve!.default);
     const [a, b] = await Promise.all([
       dictExchange(st.dictPath, ["H4\t0\t0\t\tsieve", "Lpriv/sieve/name/default\talice@example.org", `Lpriv/sieve/data/${aliceId}\talice@example.org`], 2),
-      dictExchange(st.dictPath, ["H3\t2\t0\tbob@example.org\tsieve", "Lpriv/sieve/name/default", `Lpriv/sieve/data/${aliceId}`, "Lpriv/sieve/name/default\tnobody@example.org"], 3),
+      dictExchange(
+        st.dictPath,
+        ["H3\t2\t0\tbob@example.org\tsieve", "Lpriv/sieve/name/default", `Lpriv/sieve/data/${aliceId}`, "Lpriv/sieve/name/default\tnobody@example.org"],
+        3,
+      ),
     ]);
     expect(a).toEqual([`O${aliceId}`, 'Orequire ["fileinto", "mailbox"];\x01nfileinto :create "Alice";\x01n']);
     expect(b).toEqual([`O${EMPTY_SIEVE_ID}`, "Fsieve script changed; retry", "N"]);
@@ -114,7 +118,12 @@ describe("with a loaded datastore", () => {
     const pass = await fetch(`${st.httpUrl}/dovecot/passdb/${encodeURIComponent("Alice@Example.org")}`);
     expect(pass.status).toBe(200);
     const body = await pass.json();
-    expect(body).toEqual({ user: "alice@example.org", password: expect.stringMatching(/^\{BLF-CRYPT\}\$2b\$12\$/), userdb_home: "/var/mail/vhosts/example.org/alice", userdb_quota_storage_size: "1G" });
+    expect(body).toEqual({
+      user: "alice@example.org",
+      password: expect.stringMatching(/^\{BLF-CRYPT\}\$2b\$12\$/),
+      userdb_home: "/var/mail/vhosts/example.org/alice",
+      userdb_quota_storage_size: "1G",
+    });
     expect((await fetch(`${st.httpUrl}/dovecot/passdb/nobody%40example.org`)).status).toBe(404);
     expect((await fetch(`${st.httpUrl}/dovecot/userdb/bob%40example.org`)).status).toBe(200);
     // The seed crashed on a bad %-escape.
