@@ -15,7 +15,7 @@ export interface Workload {
     namespace: string;
     template: Spec;
     claims: Spec[];
-    /** StatefulSet pods are `<name>-0`; Deployment pods get a generated suffix (here a fixed one). */
+    /** StatefulSet pods are `<name>-0`; Deployment and Job pods get a generated suffix (here a fixed one). */
     podName: string;
 }
 
@@ -40,9 +40,9 @@ export class ApiObjects {
         return this.objects.find((o) => o.kind === kind && o.metadata.name === name);
     }
 
-    /** Workloads in the order they were created. */
+    /** Workloads in the order they were created (a Job is one: its pods run on the node one after another). */
     workloads(): Workload[] {
-        return this.objects.filter((o) => o.kind === "StatefulSet" || o.kind === "Deployment").map((o) => ({
+        return this.objects.filter((o) => o.kind === "StatefulSet" || o.kind === "Deployment" || o.kind === "Job").map((o) => ({
             kind: o.kind,
             name: o.metadata.name,
             namespace: o.metadata.namespace ?? "default",
@@ -119,6 +119,9 @@ export class ApiObjects {
     /** Where a volume lives on the host: claims persist across pod restarts, everything else is per pod start. */
     volumePath(w: Workload, volume: string): string {
         if (w.claims.some((c: Spec) => c.metadata.name === volume)) return path.join(E2E_DIR, "pvc", `${volume}-${w.podName}`);
+        // A claim by name (a Job mounting a StatefulSet's volume): the StatefulSet's `<template>-<pod>` claim above.
+        const claimName = (w.template.spec.volumes ?? []).find((v: Spec) => v.name === volume)?.persistentVolumeClaim?.claimName;
+        if (claimName) return path.join(E2E_DIR, "pvc", claimName);
         return path.join(E2E_DIR, "pods", w.name, "volumes", volume);
     }
 

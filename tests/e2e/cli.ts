@@ -69,7 +69,7 @@ async function stopHelper(cluster: Cluster, name: string): Promise<void> {
 
 /** Our images are `mail/<svc>:dev` (imagesRegistry/imagesTag defaults); the CouchDB pod is the one substitution. */
 function checkImages(obj: KubeObject): void {
-    if (obj.kind !== "StatefulSet" && obj.kind !== "Deployment") return;
+    if (obj.kind !== "StatefulSet" && obj.kind !== "Deployment" && obj.kind !== "Job") return;
     const spec = obj.spec.template.spec;
     for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
         if (!/^mail\/([a-z0-9-]+):dev$/.test(c.image) && obj.metadata.name !== COUCHDB_SUBSTITUTE) {
@@ -93,6 +93,7 @@ function loopbackNode(cluster: Cluster): LiveNode {
             if (!cached || Date.now() - cached.at > 50) cached = { at: Date.now(), status: cluster.status() };
             return cached.status;
         },
+        jobs: () => cluster.jobs(),
     };
 }
 

@@ -5,8 +5,9 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import * as path from "path";
+import type { JobStatus } from "./jobcontroller";
 import type { PodStatus } from "./kubelet";
-import { E2E_DIR, KUBELET_SOCKET, STATUS_FILE } from "./layout";
+import { E2E_DIR, JOBS_FILE, KUBELET_SOCKET, STATUS_FILE } from "./layout";
 import { NodeNetwork } from "./nodenetwork";
 import type { KubeObject } from "./program";
 import { cgroupPids, RUNC_ROOT } from "./runtime";
@@ -30,6 +31,15 @@ export class Cluster extends NodeNetwork {
         }
     }
 
+    /** Jobs as the node's Job controller last reported them. */
+    jobs(): Record<string, JobStatus> {
+        try {
+            return JSON.parse(fs.readFileSync(JOBS_FILE, "utf8"));
+        } catch {
+            return {};
+        }
+    }
+
     private call(op: string, args: Record<string, unknown>): Promise<void> {
         return new Promise((resolve, reject) => {
             const req = http.request({ socketPath: KUBELET_SOCKET, path: `/${op}`, method: "POST" }, (res) => {
@@ -46,7 +56,34 @@ export class Cluster extends NodeNetwork {
         });
     }
 
-    /** Starts a pod; resolves when it is Ready. */
+    /**
+     * `kubectl create job NAME --from=cronjob/CRONJOB`, then wait: a Job made from the CronJob's jobTemplate as
+     * kubectl builds it (staging/src/k8s.io/kubectl/pkg/cmd/create/create_job.go createJobFromCronJob: the
+     * template's labels and annotations plus `cronjob.kubernetes.io/instantiate: manual`, its spec), created in the
+     * API and run by the node's Job controller. Resolves with the Job's final status.
+     */
+    async runJobFromCronJob(cronJobName: string, jobName: string): Promise<JobStatus> {
+        const cronJob = this.find("CronJob", cronJobName);
+        if (!cronJob) throw new Error(`cronjobs.batch "${cronJobName}" not found`);
+        const template = cronJob.spec.jobTemplate;
+        const job: KubeObject = {
+            kind: "Job",
+            metadata: {
+                name: jobName,
+                namespace: cronJob.metadata.namespace,
+                labels: template.metadata?.labels,
+                annotations: { ...(template.metadata?.annotations ?? {}), "cronjob.kubernetes.io/instantiate": "manual" },
+            },
+            spec: template.spec,
+        };
+        this.upsert(job);
+        this.save(JSON.parse(fs.readFileSync(path.join(E2E_DIR, "objects.json"), "utf8")).outputs);
+        await this.applyToNode(job);
+        await this.startPod(jobName);
+        return this.jobs()[jobName];
+    }
+
+    /** Starts a pod; resolves when it is Ready (a Job's: when the Job finished). */
     startPod(name: string): Promise<void> {
         return this.call("startPod", { name });
     }

@@ -11,7 +11,11 @@
 //     `failureThreshold` times in a row kills the container (SIGTERM, the pod's grace period, SIGKILL) and the
 //     restart policy applies; readiness gates the pod's Ready condition;
 //   - emptyDirs with a sizeLimit on disk are watched by the eviction manager: over the limit the pod is evicted
-//     (pkg/kubelet/eviction/eviction_manager.go localStorageEviction, "Usage of EmptyDir volume ... exceeds the limit").
+//     (pkg/kubelet/eviction/eviction_manager.go localStorageEviction, "Usage of EmptyDir volume ... exceeds the limit");
+//   - a Job's pod (restartPolicy Never or OnFailure) runs to completion: once its containers are done (Never: exited;
+//     OnFailure: exited 0) the pod is Succeeded when every one exited 0, else Failed (pkg/kubelet/kubelet_pods.go
+//     getPhase), and its native sidecars are stopped (KEP-753). The Job controller's part — new pods after a
+//     failure, back-off, backoffLimit, the Job's conditions — is jobcontroller.ts; its status is .e2e/jobs.json.
 // Deliberate difference: before a startup/readiness probe first passes it is tried every 300 ms instead of every
 // periodSeconds (the budget to pass is still the kubelet's), so the stack comes up in seconds.
 // Control: HTTP on the unix socket .e2e/kubelet.sock (cluster.ts is its client: apply objects, start/stop pods, …);
@@ -24,7 +28,8 @@ import * as os from "os";
 import * as path from "path";
 import type { Workload } from "./apiobjects";
 import { Cluster } from "./cluster";
-import { COUCHDB_SUBSTITUTE, E2E_DIR, KUBELET_SOCKET, STATUS_FILE } from "./layout";
+import { afterPod, finished, jobRestartPolicy, JobStatus, pastBackoffLimitOnFailure, podFailureBackoffMs } from "./jobcontroller";
+import { COUCHDB_SUBSTITUTE, E2E_DIR, JOBS_FILE, KUBELET_SOCKET, STATUS_FILE } from "./layout";
 import type { KubeObject } from "./program";
 import { alive, log, sh, sleep } from "./procs";
 import { CGROUP_PARENT, containerInitPid, cpuMillis, imageConfig, ImageConfig, Mount, ociSpec, oomKilled, runAsNonRootError, runc, RUNC_ROOT, SECCOMP_PROFILE_FILE } from "./runtime";
@@ -56,7 +61,7 @@ export interface PodStatus {
     name: string;
     ip: string;
     netns: string;
-    phase: "Pending" | "Running" | "Terminating" | "Evicted";
+    phase: "Pending" | "Running" | "Terminating" | "Evicted" | "Succeeded" | "Failed";
     ready: boolean;
     sandboxPid?: number;
     reason?: string;
@@ -350,9 +355,47 @@ class PodWorker {
         return this.kubelet.cluster.volumePath(this.w, volume);
     }
 
+    /** A Job's pod: its containers run to completion instead of being restarted forever. */
+    get runsToCompletion(): boolean {
+        return this.w.kind === "Job";
+    }
+
+    /** Container restarts, which the Job controller counts against backoffLimit under OnFailure. */
+    get restarts(): number {
+        return [...this.containers.values()].reduce((n, c) => n + c.status.restartCount, 0);
+    }
+
+    /**
+     * A run-to-completion pod's phase once none of its main containers will run again (getPhase): Succeeded when
+     * every one exited 0, Failed otherwise; undefined while one runs or will be restarted.
+     */
+    private completedPhase(): "Succeeded" | "Failed" | undefined {
+        if (!this.runsToCompletion || this.status.phase !== "Running") return undefined;
+        const policy = jobRestartPolicy({ template: this.w.template });
+        const main = [...this.containers.values()].filter((c) => !c.sidecar);
+        const done = (c: ContainerWorker) => !c.status.running && c.status.lastState !== undefined && (policy === "Never" || c.status.lastState.exitCode === 0);
+        if (!main.every(done)) return undefined;
+        return main.every((c) => c.status.lastState!.exitCode === 0) ? "Succeeded" : "Failed";
+    }
+
     publish(): void {
         this.status.containers = Object.fromEntries([...this.containers].map(([n, c]) => [n, c.status]));
         this.status.ready = this.status.phase === "Running" && [...this.containers.values()].every((c) => c.status.ready);
+        const completed = this.completedPhase();
+        if (completed) {
+            this.status.phase = completed;
+            this.status.ready = false;
+            void this.finish(completed);
+        }
+        this.kubelet.publish();
+    }
+
+    /** After a run-to-completion pod's main containers are done: its sidecars stop, then the sandbox. */
+    private async finish(phase: "Succeeded" | "Failed"): Promise<void> {
+        this.terminating = true;
+        for (const c of [...this.containers.values()].filter((x) => x.sidecar).reverse()) await c.stop(this.graceMs, `pod ${phase}`);
+        this.removeSandbox();
+        log(`pod ${this.w.podName} ${phase}`);
         this.kubelet.publish();
     }
 
@@ -382,6 +425,10 @@ class PodWorker {
                 this.writeSourceVolume(v);
             } else if (v.emptyDir) {
                 createEmptyDir(dir, v.emptyDir);
+                if (fsGroup !== undefined) setVolumeOwnership(dir, fsGroup, false, policy);
+            } else if (v.persistentVolumeClaim) {
+                // Only claims a StatefulSet's pod made exist on this node; the scheduler model placed this pod with them.
+                if (!fs.existsSync(dir)) throw new Error(`pod ${this.w.podName}: persistentvolumeclaim "${v.persistentVolumeClaim.claimName}" not found`);
                 if (fsGroup !== undefined) setVolumeOwnership(dir, fsGroup, false, policy);
             } else {
                 throw new Error(`pod ${this.w.podName}: volume ${v.name} has a type the e2e kubelet does not support`);
@@ -474,7 +521,10 @@ class PodWorker {
         throw new Error(`container ${c.name}: unsupported probe ${JSON.stringify(probe)}`);
     }
 
-    /** Starts the pod; resolves when it is Ready (rejects with the reason when it cannot become Ready). */
+    /**
+     * Starts the pod; resolves when it is Ready — a Job's pod: when it Succeeded or Failed — and rejects with the
+     * reason when it cannot get there.
+     */
     async start(): Promise<void> {
         const started = Date.now();
         this.terminating = false;
@@ -490,20 +540,28 @@ class PodWorker {
             await this.until(() => cw.status.started || !!cw.status.waiting, cw);
         }
         await Promise.all(workers.filter((x) => !x.sidecar).map((cw) => cw.start()));
+        if (this.runsToCompletion) {
+            await this.until(() => this.status.phase === "Succeeded" || this.status.phase === "Failed", undefined);
+            return;
+        }
         await this.until(() => this.status.ready, undefined);
         log(`pod ${this.w.podName} ready at ${this.status.ip} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     }
 
-    /** Waits for cond; fails when a container cannot be created or keeps failing (the kubelet would keep retrying). */
+    /**
+     * Waits for cond; fails when a container cannot be created or keeps failing (the kubelet would keep retrying).
+     * A Job's containers may fail and restart: that is the Job controller's to count, and the Job's await timeout
+     * bounds how long it may run.
+     */
     private async until(cond: () => boolean, only: ContainerWorker | undefined): Promise<void> {
-        const budgetMs = 180_000;
+        const budgetMs = this.runsToCompletion ? Infinity : 180_000;
         const end = Date.now() + budgetMs;
         for (;;) {
             if (cond()) return;
             for (const cw of only ? [only] : this.containers.values()) {
                 const s = cw.status;
                 if (s.waiting && s.waiting.reason !== "CrashLoopBackOff") throw new Error(`${this.w.podName}/${cw.spec.name}: ${s.waiting.reason}: ${s.waiting.message}`);
-                if (s.restartCount >= 2 || s.waiting?.reason === "CrashLoopBackOff") {
+                if (!this.runsToCompletion && (s.restartCount >= 2 || s.waiting?.reason === "CrashLoopBackOff")) {
                     throw new Error(`${this.w.podName}/${cw.spec.name} keeps failing (restarts: ${s.restartCount}, last state: ${JSON.stringify(s.lastState)}); log:\n${tailOf(s.log)}`);
                 }
             }
@@ -524,10 +582,15 @@ class PodWorker {
         const workers = [...this.containers.values()];
         await Promise.all(workers.filter((c) => !c.sidecar).map((c) => c.stop(this.graceMs, reason)));
         for (const c of workers.filter((x) => x.sidecar).reverse()) await c.stop(this.graceMs, reason);
+        this.removeSandbox();
+        log(`pod ${this.w.podName} stopped (${reason})`);
+    }
+
+    /** The pause process, emptyDirs and shared memory go; the network namespace stays for the pod's next start. */
+    private removeSandbox(): void {
         if (this.status.sandboxPid && alive(this.status.sandboxPid)) process.kill(this.status.sandboxPid, "SIGKILL");
         for (const v of this.w.template.spec.volumes ?? []) if (v.emptyDir) removeEmptyDir(this.volumePath(v.name));
         fs.rmSync(this.shm, { recursive: true, force: true });
-        log(`pod ${this.w.podName} stopped (${reason})`);
     }
 
     /** The eviction manager's emptyDir check: a disk emptyDir over its sizeLimit evicts the pod. */
@@ -582,6 +645,8 @@ function tailOf(file: string): string {
 
 export class Kubelet {
     pods = new Map<string, PodWorker>();
+    /** The Job controller's status of every Job the node ran (.e2e/jobs.json). */
+    jobs = new Map<string, JobStatus>();
     private images = new Map<string, ImageConfig>();
     readonly seccompProfile = JSON.parse(fs.readFileSync(SECCOMP_PROFILE_FILE, "utf8"));
 
@@ -598,13 +663,63 @@ export class Kubelet {
         fs.renameSync(`${STATUS_FILE}.tmp`, STATUS_FILE);
     }
 
+    publishJobs(): void {
+        fs.writeFileSync(`${JOBS_FILE}.tmp`, JSON.stringify(Object.fromEntries(this.jobs), null, 1));
+        fs.renameSync(`${JOBS_FILE}.tmp`, JOBS_FILE);
+    }
+
+    /** Starts a workload's pod; resolves when it is Ready. A Job is run by its controller: resolves when it finished. */
     async startPod(name: string): Promise<void> {
         const w = this.cluster.workload(name);
+        if (w.kind === "Job") return this.runJob(w);
         let pod = this.pods.get(name);
         if (pod && !pod.terminating) throw new Error(`pod ${w.podName} is already running`);
         pod = new PodWorker(this, w);
         this.pods.set(name, pod);
         await pod.start();
+    }
+
+    /**
+     * The Job controller for one Job (jobcontroller.ts): a pod at a time until one Succeeded or the back-off limit is
+     * reached, waiting out the pod-failure back-off between pods. Rejects when a pod cannot be created at all (its
+     * reason is in the pod's status; the Job stays active, as the provider's await would see it until its timeout).
+     */
+    private async runJob(w: Workload): Promise<void> {
+        if (this.jobs.has(w.name)) throw new Error(`job ${w.name} was already started on this node`);
+        const spec = this.cluster.find("Job", w.name)!.spec;
+        jobRestartPolicy(spec);
+        let status: JobStatus = { startTime: Date.now(), active: 0, succeeded: 0, failed: 0, conditions: [] };
+        let failuresInARow = 0;
+        const set = (next: JobStatus) => {
+            status = next;
+            this.jobs.set(w.name, status);
+            this.publishJobs();
+        };
+        set(status);
+        while (!finished(status)) {
+            const pod = new PodWorker(this, w);
+            this.pods.set(w.name, pod);
+            set({ ...status, active: 1 });
+            let limitReached = false;
+            const watch = setInterval(() => {
+                if (pastBackoffLimitOnFailure(spec, pod.restarts) && !limitReached) {
+                    limitReached = true;
+                    void pod.stop("the Job reached its backoff limit");
+                }
+            }, 200);
+            try {
+                await pod.start();
+            } catch (e) {
+                if (!limitReached) throw e;
+            } finally {
+                clearInterval(watch);
+            }
+            const outcome = limitReached ? "BackoffLimitOnFailure" : pod.status.phase === "Succeeded" ? "Succeeded" : "Failed";
+            set(afterPod(spec, status, outcome));
+            log(`job ${w.name}: pod ${outcome}; ${JSON.stringify(status)}`);
+            failuresInARow = outcome === "Succeeded" ? 0 : failuresInARow + 1;
+            if (!finished(status)) await sleep(podFailureBackoffMs(failuresInARow));
+        }
     }
 
     async stopPod(name: string): Promise<void> {
@@ -627,7 +742,7 @@ export class Kubelet {
      */
     apply(obj: KubeObject): void {
         this.cluster.upsert(obj);
-        if (!["Namespace", "Service", "NetworkPolicy", "StatefulSet", "Deployment"].includes(obj.kind)) return;
+        if (!["Namespace", "Service", "NetworkPolicy", "StatefulSet", "Deployment", "Job"].includes(obj.kind)) return;
         for (const pod of this.pods.values()) {
             if (pod.terminating || pod.status.phase !== "Running") continue;
             fs.writeFileSync(path.join(pod.dir, "etc", "hosts"), this.cluster.hostsFile(pod.w));

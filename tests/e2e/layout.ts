@@ -7,6 +7,8 @@ export const REPO = path.resolve(__dirname, "../..");
 export const E2E_DIR = path.join(REPO, ".e2e");
 export const KUBELET_SOCKET = path.join(E2E_DIR, "kubelet.sock");
 export const STATUS_FILE = path.join(E2E_DIR, "status.json");
+/** The Job controller's status of the Jobs the node ran (jobcontroller.ts JobStatus, by Job name). */
+export const JOBS_FILE = path.join(E2E_DIR, "jobs.json");
 /** The private bridge: no uplink, no NAT, no default route in any pod — traffic cannot leave this machine. */
 export const BRIDGE = { name: "mail-e2e0", prefix: "10.77.0", hostIp: "10.77.0.1" };
 /** The pseudo-internet: the external MX sink and the address the suite's clients connect from (outside.py). */

@@ -3,28 +3,37 @@
 // node, and a workload's pod is started there by the real kubelet once the model says the kubelet could create its
 // containers (every ConfigMap/Secret it mounts or reads exists). The provider's await rules and messages stay the
 // engine's (tests/kit/cluster/engine.ts awaitFor/fail); only the pod status they read comes from the node.
-// What the node cannot run stays modelled, and is said where it happens: Jobs and bare Pods (the e2e kubelet runs
-// StatefulSet/Deployment pods only), kinds the node has no use for (ServiceAccounts, RBAC, disruption budgets,
-// CronJobs — nothing awaits those), LoadBalancer addresses (the e2e's kubeconfig profile skips that await).
+// Jobs run on the node too: the kubelet runs their pods to completion and the node's Job controller
+// (jobcontroller.ts) keeps their status, which decides the provider's Job await: complete once the Job has the
+// Complete condition, failed at once with its Failed condition's "[BackoffLimitExceeded] …" (the provider's
+// initialization error), pending while its pod runs or waits out the pod-failure back-off.
+// What the node cannot run stays modelled, and is said where it happens: bare Pods and DaemonSets, kinds the node
+// has no use for (ServiceAccounts, RBAC, disruption budgets, CronJobs — nothing awaits those; a test runs one's
+// Job with Cluster.runJobFromCronJob), LoadBalancer addresses (the e2e's kubeconfig profile skips that await).
 import type * as pulumi from "@pulumi/pulumi";
 import { ClusterModel, PodModel, PodStatus as ModelPodStatus } from "../kit/cluster/cluster";
 import { settle } from "../kit/cluster/deploy";
 import { ClusterEngine } from "../kit/cluster/engine";
 import type { KubeObject as ModelObject } from "../kit/cluster/objects";
 import type { ClusterProfile } from "../kit/cluster/profiles";
+import { finished, jobFailure, JobStatus } from "./jobcontroller";
 import type { PodStatus as NodePodStatus } from "./kubelet";
 import type { KubeObject } from "./program";
 
 /** The kinds the loopback node uses: pods' sources, the network (Services, policies) and the workloads it runs. */
-export const NODE_KINDS = new Set(["Namespace", "ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet", "Deployment"]);
-const RUN_ON_NODE = new Set(["StatefulSet", "Deployment"]);
+export const NODE_KINDS = new Set(["Namespace", "ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet", "Deployment", "Job"]);
+const RUN_ON_NODE = new Set(["StatefulSet", "Deployment", "Job"]);
 
-/** What the runner needs of the e2e node: apply objects, start a workload's pod, read the kubelet's pod status. */
+/**
+ * What the runner needs of the e2e node: apply objects, start a workload's pod (a Job: run it), read the kubelet's
+ * pod status and the Job controller's Job status.
+ */
 export interface LiveNode {
     apply(obj: KubeObject): Promise<void>;
-    /** Starts the workload's pod; settles when it is Ready or the kubelet gives up on it (it may keep retrying). */
+    /** Starts the workload's pod; settles when it is Ready (a Job: finished) or the kubelet gives up on it (it may keep retrying). */
     startPod(workload: string): Promise<void>;
     status(): Record<string, Pick<NodePodStatus, "phase" | "ready" | "containers">>;
+    jobs(): Record<string, JobStatus>;
 }
 
 /** A point in the deploy, for the suite's order checks (`.e2e/deploy-events.json`). */
@@ -63,7 +72,7 @@ export class LiveClusterModel extends ClusterModel {
         const stored = super.create(obj);
         if (NODE_KINDS.has(stored.kind)) this.enqueue(() => this.node.apply(stored as unknown as KubeObject));
         if (podOwnerKinds.has(stored.kind) && !RUN_ON_NODE.has(stored.kind)) {
-            this.warnings.push(`${stored.kind} ${stored.metadata.namespace}/${stored.metadata.name}: the loopback node runs StatefulSet and Deployment pods only; this one's readiness is the model's`);
+            this.warnings.push(`${stored.kind} ${stored.metadata.namespace}/${stored.metadata.name}: the loopback node runs StatefulSet, Deployment and Job pods only; this one's readiness is the model's`);
         }
         this.startPods();
         return stored;
@@ -107,6 +116,11 @@ export class LiveClusterModel extends ClusterModel {
         const status = this.node.status()[workload];
         const prefix = `[Pod ${pod.namespace}/${pod.name}]:`;
         if (!status || !this.started.has(workload)) return { running: false, ready: false, problems: [`${prefix} Pod is being created`] };
+        // A Job's await reads the Job's conditions, not its pod's readiness: "ready" once the Job is complete.
+        if (pod.ownerKind === "Job") {
+            if (finished(this.node.jobs()[workload]) === "Complete") return { running: false, ready: true, problems: [] };
+            if (status.ready && status.phase === "Running") return { running: true, ready: false, problems: [] };
+        }
         if (status.ready && status.phase === "Running") {
             if (!this.seenReady.has(workload)) {
                 this.seenReady.add(workload);
@@ -124,11 +138,20 @@ export class LiveClusterModel extends ClusterModel {
         return { running: status.phase === "Running", ready: false, problems: problems.length ? problems : [`${prefix} Pod is ${status.phase}`] };
     }
 
-    /** Objects still on their way to the node, or pods it is starting: the engine must not call that a deadlock. */
+    override jobFailure(job: ModelObject): string | undefined {
+        return jobFailure(this.node.jobs()[job.metadata.name!]);
+    }
+
+    /** Objects still on their way to the node, or pods it is starting, or Jobs it runs: the engine must not call that a deadlock. */
     override settling(): boolean {
         if (this.queued > 0) return true;
         const status = this.node.status();
-        return [...this.started.keys()].some((w) => !status[w]?.ready);
+        const jobs = this.node.jobs();
+        return [...this.started.keys()].some((w) => (this.isJob(w) ? !finished(jobs[w]) : !status[w]?.ready));
+    }
+
+    private isJob(workload: string): boolean {
+        return this.pods.some((p) => p.ownerKind === "Job" && workloadOf(p) === workload);
     }
 }
 

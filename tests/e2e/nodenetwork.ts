@@ -18,10 +18,14 @@ export class NodeNetwork extends ApiObjects {
         sh("ip", ["link", "set", BRIDGE.name, "up"]);
     }
 
-    /** A network namespace on the bridge with one address, loopback up and no default route. */
+    /**
+     * A network namespace on the bridge with one address, loopback up and no default route. The host end of the
+     * veth is named by the address's last byte, unique on the /24 bridge: interface names are cut at 15 characters,
+     * and names like a CronJob's Jobs share their first ones.
+     */
     createNetns(key: string, ip: string): { netns: string; veth: string } {
         const netns = `mail-e2e-${key}`;
-        const veth = `me2e-${key}`.slice(0, 15);
+        const veth = `me2e-${ip.split(".").pop()}`;
         if (!fs.existsSync(`/run/netns/${netns}`)) {
             sh("ip", ["link", "del", veth], { allowFail: true });
             sh("ip", ["netns", "add", netns]);

@@ -293,6 +293,14 @@ export class ClusterModel {
         return { running, ready: problems.length === 0, problems: problems.map((p) => `[Pod ${pod.namespace}/${pod.name}]: ${p}`) };
     }
 
+    /**
+     * Why a Job failed, as the provider prints its Failed condition ("[BackoffLimitExceeded] …"), or undefined. In
+     * the model a Job whose pod could run has completed; a node that runs its pods knows better.
+     */
+    jobFailure(_job: KubeObject): string | undefined {
+        return undefined;
+    }
+
     /** Whether a node is still working towards a pod's readiness (never, in the model: its pods are ready at once). */
     settling(): boolean {
         return false;

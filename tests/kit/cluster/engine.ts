@@ -57,7 +57,8 @@ class ResourceFailed extends Error {}
 /** Pulumi's wire form of a resource reference (@pulumi/pulumi runtime/rpc.ts specialSigKey, specialResourceSig). */
 const RESOURCE_REFERENCE = { key: "4dabf18193072939515e22adb298388d", sig: "5cf8f73096256a8f31e491e813e4eb8e" };
 
-interface AwaitState { ready: boolean; messages: string[] }
+/** `failure`: the await ends at once with the provider's initialization error (a Job's Failed condition). */
+interface AwaitState { ready: boolean; messages: string[]; failure?: string }
 
 interface Pending {
     label: string;
@@ -107,9 +108,14 @@ export function awaitFor(cluster: ClusterModel, obj: KubeObject): (() => AwaitSt
         case "StatefulSet":
         case "DaemonSet":
         case "ReplicaSet":
-        case "Job":
         case "Pod":
             return workload;
+        case "Job":
+            // provider/pkg/await/states/job.go: a Failed=True condition (BackoffLimitExceeded, DeadlineExceeded) fails the await at once.
+            return () => {
+                const failure = cluster.jobFailure(obj);
+                return failure ? { ...workload(), ready: false, failure } : workload();
+            };
         case "Service": {
             const type = obj.spec?.type ?? "ClusterIP";
             if (type === "ExternalName" || obj.spec?.clusterIP === "None") return undefined;
@@ -357,7 +363,13 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         while (changed) {
             changed = false;
             for (const p of [...this.pending]) {
-                if (!p.check().ready) continue;
+                const state = p.check();
+                if (state.failure) {
+                    this.fail(p, "failed");
+                    changed = true;
+                    continue;
+                }
+                if (!state.ready) continue;
                 this.pending.delete(p);
                 clearTimeout(p.timer);
                 this.progress++;
@@ -388,18 +400,21 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         this.watchdog = setTimeout(tick, this.quietMs);
     }
 
-    private fail(p: Pending, why: "timeout" | "stuck"): void {
+    private fail(p: Pending, why: "timeout" | "stuck" | "failed"): void {
         if (!this.pending.delete(p)) return;
         clearTimeout(p.timer);
         const others = [...this.pending].map((o) => o.label);
-        const { messages } = p.check();
+        const { messages, failure } = p.check();
         const note = why === "stuck"
             ? `(no pending resource can make progress${others.length ? `; also waiting: ${others.join(", ")}` : ""} — the provider would give up after its ${formatDuration(p.timeoutSeconds)} create timeout)`
             : `(after the ${formatDuration(p.timeoutSeconds)} create timeout)`;
         // Name the cycle: what the SDK holds back until this resource is ready, and which of those it waits for.
         const held = why === "stuck" && p.key ? this.declared.heldBackBy(p.key, providesFor(p.object)) : [];
+        // provider/pkg/await/error.go: initializationError when the object reported a failure, timeoutError otherwise.
+        const awaitError = why === "failed" ? `Resource '${p.object.metadata.name}' was created but failed to initialize` : `'${p.object.metadata.name}' timed out waiting to be Ready ${note}`;
         const message = [
-            `${p.label}: resource ${qualifiedName(p.object)} was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: '${p.object.metadata.name}' timed out waiting to be Ready ${note}`,
+            `${p.label}: resource ${qualifiedName(p.object)} was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: ${awaitError}`,
+            ...(failure ? [`    * ${failure}`] : []),
             ...messages.map((m) => `    * ${m}`),
             ...held.filter((h) => h.provides).map((h) => `    deadlock: ${h.label} would provide what this waits for, but is created only once this is ready (it takes this resource's outputs or depends on it)`),
             ...(held.length ? [`    held back until this is ready: ${held.map((h) => h.label).join(", ")}`] : []),
