@@ -65,7 +65,7 @@ export function answer(query: Buffer, zone: Zone): Buffer {
   header.writeUInt16BE(1, 4);
   header.writeUInt16BE(values.length, 6);
   const answers = values.map((v) => {
-    const data = rdata(type!, v);
+    const data = rdata(type, v);
     const fixed = Buffer.alloc(12);
     fixed.writeUInt16BE(0xc00c, 0);
     fixed.writeUInt16BE(qtype, 2);

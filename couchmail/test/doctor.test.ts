@@ -3,6 +3,7 @@
  * mailDnsRecords), SMTP and IMAP endpoints with real TLS, and messages signed and judged by mailauth. Each broken
  * record must be named as a failure; the CLI's exit code is the worst verdict.
  */
+import { spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -296,6 +297,13 @@ describe("couchmail doctor (the CLI)", () => {
     expect(out).toMatch(/^WARN +PTR 10\.77\.0\.5 +10\.77\.0\.5 is a private address/m);
     expect(out).toMatch(/^WARN +DNSBL 10\.77\.0\.5/m);
     expect(code).toBe(1);
+  });
+
+  test("every other command starts without loading mailauth (it added ~20 MB and ~0.25 s to each start, the sidecar's exec probes included)", () => {
+    const script = `require(${JSON.stringify(join(__dirname, "../src/cli"))}); console.log(Object.keys(require.cache).filter((k) => k.includes("/node_modules/mailauth/")).length)`;
+    const r = spawnSync(process.execPath, ["--require", require.resolve("tsx/cjs"), "-e", script], { encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("0");
   });
 
   test("usage errors name the flag; --json gives the results as data", async () => {

@@ -2,10 +2,9 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { AdminError, EXIT } from "../admin";
 import { ExpectError, parseExpected } from "./expect";
-import { DEFAULT_DNSBLS } from "./smtp-checks";
-import { PORTS, PortName, parseTarget, runDoctor } from "./index";
 import { exitCode, renderTable } from "./report";
 import { createResolver } from "./resolver";
+import { DEFAULT_DNSBLS, PORTS, PortName, parseTarget } from "./targets";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -89,6 +88,8 @@ export function addDoctorCommand(program: Command, json: () => boolean): void {
       }
       const password = f.passwordFile ? readSource(f.passwordFile, "--password-file") : f.passwordStdin ? readSource("-", "--password-stdin") : undefined;
       const timeoutMs = f.timeout * 1000;
+      // Loaded here: mailauth is large, and every other command (the sidecar's probes above all) starts without it.
+      const { runDoctor } = await import("./index");
       const results = await runDoctor({
         expected,
         resolver: wrap(() => createResolver(f.resolver ?? [], timeoutMs)),

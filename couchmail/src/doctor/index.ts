@@ -5,11 +5,9 @@ import { Expected } from "./expect";
 import { CheckResult, fail, skip } from "./report";
 import { roundTrip } from "./roundtrip";
 import { DoctorResolver } from "./resolver";
+import { PORTS, PortName, parseTarget } from "./targets";
 import { TlsEndpoint, checkBannerName, checkDnsbl, checkOpenRelay, checkOutbound, checkPtr, checkTlsEndpoint } from "./smtp-checks";
 
-/** The mail host's public ports (the edge's) and their standard numbers. */
-export const PORTS = { smtp: 25, submission: 587, submissions: 465, imaps: 993 } as const;
-export type PortName = keyof typeof PORTS;
 
 export interface DoctorOptions {
   expected: Expected;
@@ -29,14 +27,6 @@ export interface DoctorOptions {
   dnsbls: string[];
   roundTrip?: { user: string; password: string; arrivalMs: number };
   now: () => Date;
-}
-
-/** `HOST[:PORT]` / `[IPv6]:PORT` → target; the port defaults to `defaultPort`. */
-export function parseTarget(text: string, defaultPort: number, what: string): Target {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text);
-  const port = m?.[2] ? Number(m[2]) : defaultPort;
-  if (!m || !m[1] || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${what} "${text}": give HOST, HOST:PORT or [IPv6]:PORT`);
-  return { host: m[1], port };
 }
 
 async function resolveProbe(resolver: DoctorResolver, spec: string): Promise<Target | undefined> {

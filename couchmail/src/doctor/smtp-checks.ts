@@ -121,11 +121,8 @@ export async function checkPtr(resolver: DoctorResolver, address: string, hostna
   return pass(check, `${hostname}, and back`);
 }
 
-/** The usual DNSBLs, each queried as `<reversed address>.<zone>` (RFC 5782 §2.1). */
-export const DEFAULT_DNSBLS = ["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org"];
-
 /**
- * One line per address. Answers in 127.255.255.0/24 are the list refusing the query (Spamhaus: 127.255.255.254
+ * One line per address, each list queried as `<reversed address>.<zone>` (RFC 5782 §2.1). Answers in 127.255.255.0/24 are the list refusing the query (Spamhaus: 127.255.255.254
  * "query via public/open resolver", .255 "excessive number of queries" — spamhaus.org/news/article/788), not a
  * listing: reported as unknown.
  */
