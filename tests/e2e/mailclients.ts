@@ -5,21 +5,21 @@ import * as fs from "fs";
 import * as path from "path";
 import assert from "node:assert/strict";
 import { GREYLIST_DELAY_SECONDS } from "./program";
-import { cluster, run, stack, waitFor } from "./suite";
+import { execIn, run, stack, waitFor } from "./suite";
 
 const ep = stack.endpoints;
 const HOST = stack.hostname;
 export const CLIENTS = path.join(__dirname, "clients.py");
 /** The couchmail CLI in the Dovecot pod's sidecar, as the program's addFirstUser output says (kubectl exec). */
 export function couchmail(args: string[], input?: string): string {
-    const r = cluster().exec("dovecot", "couchmail", ["couchmail", ...args], { input });
+    const r = execIn("dovecot", "couchmail", ["couchmail", ...args], { input });
     assert.equal(r.code, 0, `couchmail ${args.join(" ")}: ${r.stdout}${r.stderr}`);
     return r.stdout;
 }
 
 /** Adds a domain unless an earlier suite file already did (node's test runner orders the files itself). */
 export function ensureDomain(domain: string): void {
-    const r = cluster().exec("dovecot", "couchmail", ["couchmail", "domain", "add", domain]);
+    const r = execIn("dovecot", "couchmail", ["couchmail", "domain", "add", domain]);
     assert.ok(r.code === 0 || /already exists/.test(r.stderr + r.stdout), `couchmail domain add ${domain}: ${r.stdout}${r.stderr}`);
 }
 
