@@ -2,7 +2,7 @@
 # Our images in CI, built by images/build.sh (the same base, build order and tags as on a developer's machine).
 #
 #   .github/scripts/images.sh push ARCH      build every image natively and push <registry>/<service>:<sha>-<ARCH>
-#   .github/scripts/images.sh manifest       join the per-architecture images into one manifest list per service,
+#   .github/scripts/images.sh manifest ARCH… join the per-architecture images into one manifest list per service,
 #                                            tagged <sha> (and the version on a v*.*.* tag); digests → image-digests.json
 #   .github/scripts/images.sh archive DIR    build every image and save it as DIR/<service>.tar (for `kind load`)
 #
@@ -45,6 +45,8 @@ done"
     log "pushed $services for $arch"
     ;;
   manifest)
+    shift
+    [ $# -gt 0 ] || { log "usage: images.sh manifest ARCH…"; exit 2; }
     login buildah
     digests=image-digests.json
     printf '{' >"$digests"
@@ -53,7 +55,7 @@ done"
       list="mail-ci-$s"
       buildah manifest rm "$list" >/dev/null 2>&1 || true
       buildah manifest create "$list" >/dev/null
-      for arch in amd64 arm64; do buildah manifest add "$list" "docker://$registry/$s:$GITHUB_SHA-$arch" >/dev/null; done
+      for arch in "$@"; do buildah manifest add "$list" "docker://$registry/$s:$GITHUB_SHA-$arch" >/dev/null; done
       buildah manifest push --all --digestfile "$s.digest" "$list" "docker://$registry/$s:$GITHUB_SHA"
       if [ "${GITHUB_REF_TYPE:-}" = tag ]; then buildah manifest push --all "$list" "docker://$registry/$s:$GITHUB_REF_NAME"; fi
       digest=$(cat "$s.digest")
