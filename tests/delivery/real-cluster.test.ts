@@ -89,5 +89,14 @@ describe("the ci stack's program on a real cluster", () => {
             .filter((o) => o.kind === "Secret")
             .map((o) => ({ ...o, data: { ...o.data, ...Object.fromEntries(Object.entries(o.stringData ?? {}).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) } }));
         expect(tlsCertificate({ items: secrets })).toMatch(/^-----BEGIN CERTIFICATE-----/);
+        // The images the kind job loaded are never pulled; anything else (CouchDB's official image) is pulled as usual.
+        type Pod = { containers: { image: string; imagePullPolicy?: string }[]; initContainers?: { image: string; imagePullPolicy?: string }[] };
+        const containers = kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as { spec?: { template?: { spec?: Pod }; jobTemplate?: { spec: { template: { spec: Pod } } } } })
+            .map((o) => o.spec?.template?.spec ?? o.spec?.jobTemplate?.spec.template.spec).filter((p): p is Pod => p !== undefined)
+            .flatMap((p) => [...(p.initContainers ?? []), ...p.containers]);
+        const ours = containers.filter((c) => c.image.startsWith("mail/"));
+        expect(ours.length).toBeGreaterThan(5);
+        expect(ours.filter((c) => !/^mail\/[a-z0-9-]+:ci$/.test(c.image) || c.imagePullPolicy !== "Never")).toEqual([]);
+        expect(containers.filter((c) => !c.image.startsWith("mail/") && c.imagePullPolicy === "Never")).toEqual([]);
     });
 });
