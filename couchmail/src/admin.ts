@@ -100,7 +100,8 @@ export interface SyncReport {
  */
 export async function sync(couch: Couch, opts: { domains: string[]; postmaster: string; deleteUnlisted?: boolean }): Promise<SyncReport> {
   const listed = [...new Set(opts.domains.map((d) => d.trim().toLowerCase()))];
-  if (listed.length === 0 || listed.includes("")) throw usage(`--domains must list at least one domain, comma-separated (got ${JSON.stringify(opts.domains.join(","))})`);
+  if (listed.length === 0 || listed.includes(""))
+    throw usage(`--domains must list at least one domain, comma-separated (got ${JSON.stringify(opts.domains.join(","))})`);
   for (const d of listed) id("domain", d);
   const postmaster = opts.postmaster.toLowerCase();
   const roles: RolesDoc = { _id: ROLES_ID, type: "settings", postmaster };
@@ -131,7 +132,9 @@ export async function sync(couch: Couch, opts: { domains: string[]; postmaster: 
     if (await couch.get(id("alias", postmaster))) delivery = "alias";
     else if (await couch.get(id("mailbox", postmaster))) delivery = "mailbox";
     else {
-      await update<MailboxDoc>(couch, id("mailbox", postmaster), (cur) => (cur ? null : { _id: id("mailbox", postmaster), type: "mailbox", address: postmaster, password: NO_LOGIN, enabled: true }));
+      await update<MailboxDoc>(couch, id("mailbox", postmaster), (cur) =>
+        cur ? null : { _id: id("mailbox", postmaster), type: "mailbox", address: postmaster, password: NO_LOGIN, enabled: true },
+      );
       delivery = "mailbox created";
     }
   }
@@ -141,7 +144,14 @@ export async function sync(couch: Couch, opts: { domains: string[]; postmaster: 
     rolesResult = cur ? "updated" : "created";
     return roles;
   });
-  return { design, created, present: listed.filter((d) => !created.includes(d)), unlisted: unlisted.filter((d) => !removed.some((r) => r.domain === d)), removed, postmaster: { address: postmaster, roles: rolesResult, delivery } };
+  return {
+    design,
+    created,
+    present: listed.filter((d) => !created.includes(d)),
+    unlisted: unlisted.filter((d) => !removed.some((r) => r.domain === d)),
+    removed,
+    postmaster: { address: postmaster, roles: rolesResult, delivery },
+  };
 }
 
 /** Another sync (or a user) created it meanwhile: what we wanted is there. */
@@ -196,7 +206,12 @@ const info = (m: MailboxDoc): UserInfo => ({
  * Adds a mailbox, or gives its password to one that has none yet (the postmaster's, which
  * `sync` creates so its mail is kept): "added" or "password set".
  */
-export async function userAdd(couch: Couch, address: string, password: string, opts: { quotaBytes?: number; disabled?: boolean }): Promise<"added" | "password set"> {
+export async function userAdd(
+  couch: Couch,
+  address: string,
+  password: string,
+  opts: { quotaBytes?: number; disabled?: boolean },
+): Promise<"added" | "password set"> {
   const p = addressParts(address);
   const _id = id("mailbox", p.address);
   await requireDomain(couch, p.domain);

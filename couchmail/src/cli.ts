@@ -137,7 +137,9 @@ export function buildProgram(): Command {
       const lines = [
         `design document ${r.design}`,
         `domains created: ${r.created.join(", ") || "none"}; already present: ${r.present.join(", ") || "none"}`,
-        ...(r.unlisted.length ? [`not in --domains, kept with their mailboxes: ${r.unlisted.join(", ")} (remove them with couchmail domain rm, or sync --delete-unlisted)`] : []),
+        ...(r.unlisted.length
+          ? [`not in --domains, kept with their mailboxes: ${r.unlisted.join(", ")} (remove them with couchmail domain rm, or sync --delete-unlisted)`]
+          : []),
         ...r.removed.map((x) => `deleted domain ${x.domain} with ${x.mailboxes} mailbox(es) and ${x.aliases} alias(es)`),
         `role addresses (postmaster@, abuse@ of every domain) go to ${r.postmaster.address} (${r.postmaster.roles}); its mail: ${r.postmaster.delivery}` +
           (r.postmaster.delivery === "mailbox created" ? ` — give it a password with: couchmail user add ${r.postmaster.address}` : ""),
@@ -168,7 +170,10 @@ export function buildProgram(): Command {
     .action(async (address: string, o: { passwordStdin?: boolean; quota?: number; disabled?: boolean }) => {
       const pw = await readPassword(o);
       const what = await admin.userAdd(couch(), address, pw, { quotaBytes: o.quota, disabled: o.disabled });
-      done(what === "added" ? `added mailbox ${address.toLowerCase()}` : `password set for mailbox ${address.toLowerCase()}, which had none`, { ok: true, result: what });
+      done(what === "added" ? `added mailbox ${address.toLowerCase()}` : `password set for mailbox ${address.toLowerCase()}, which had none`, {
+        ok: true,
+        result: what,
+      });
     });
   user
     .command("passwd <address>")
@@ -197,7 +202,9 @@ export function buildProgram(): Command {
   });
   user.command("ls [domain]").action(async (d?: string) => {
     const list = await admin.userList(couch(), d);
-    const text = list.map((u) => `${u.address}${u.enabled ? "" : " (disabled)"}${u.login ? "" : " (no password yet)"}${u.quota_bytes ? ` quota=${u.quota_bytes}` : ""}`).join("\n");
+    const text = list
+      .map((u) => `${u.address}${u.enabled ? "" : " (disabled)"}${u.login ? "" : " (no password yet)"}${u.quota_bytes ? ` quota=${u.quota_bytes}` : ""}`)
+      .join("\n");
     done(text, list);
   });
 

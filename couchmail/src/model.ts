@@ -72,13 +72,18 @@ export function validateDocUpdateSource(): string {
  */
 export function assertSelfContained(source: string): void {
   const fn = vm.runInNewContext(`(${source})`) as (doc: unknown) => void;
-  const probes = [{ _id: "domain:example.org", type: "domain", name: "example.org" }, { _id: "domain:x", type: "mailbox" }];
+  const probes = [
+    { _id: "domain:example.org", type: "domain", name: "example.org" },
+    { _id: "domain:x", type: "mailbox" },
+  ];
   for (const doc of probes) {
     try {
       fn(doc);
     } catch (e) {
       if ((e as { forbidden?: unknown })?.forbidden === undefined) {
-        throw new Error(`validate_doc_update's transpiled source is not self-contained (${String(e)}); run couchmail from its bundle (npm run build), not through a transpiler that keeps names`);
+        throw new Error(
+          `validate_doc_update's transpiled source is not self-contained (${String(e)}); run couchmail from its bundle (npm run build), not through a transpiler that keeps names`,
+        );
       }
     }
   }
@@ -110,16 +115,16 @@ export function docId(type: DocType, key: string): string {
     type === "settings"
       ? { _id: `settings:${key}`, type, postmaster: "postmaster@example.org" }
       : type === "domain"
-      ? { _id: `domain:${key}`, type, name: key }
-      : type === "alias"
-        ? { _id: `alias:${key}`, type, source: key, targets: ["x@example.org"] }
-        : {
-            _id: `mailbox:${key}`,
-            type,
-            address: key,
-            enabled: true,
-            password: "{BLF-CRYPT}$2b$10$" + "a".repeat(53),
-          };
+        ? { _id: `domain:${key}`, type, name: key }
+        : type === "alias"
+          ? { _id: `alias:${key}`, type, source: key, targets: ["x@example.org"] }
+          : {
+              _id: `mailbox:${key}`,
+              type,
+              address: key,
+              enabled: true,
+              password: "{BLF-CRYPT}$2b$10$" + "a".repeat(53),
+            };
   const why = invalidReason(probe);
   if (why !== null) throw new Error(`invalid ${type} key ${JSON.stringify(key)}: ${why}`);
   return probe._id;

@@ -54,7 +54,7 @@ export function validateDocUpdate(newDoc: any, _oldDoc?: any, _userCtx?: any, _s
     if (!isAddress(newDoc.address, LOCAL) || key !== newDoc.address) fail("mailbox: address must be a lowercase address equal to the id");
     // "!" (as in /etc/shadow) is a mailbox nobody can log in to yet: it receives mail until a password is set.
     if (typeof newDoc.password !== "string" || !(HASH.test(newDoc.password) || newDoc.password === NO_LOGIN)) {
-      fail("mailbox: password must be a {BLF-CRYPT} (cost >= 10) or {ARGON2ID} hash, or \"!\" for no login");
+      fail('mailbox: password must be a {BLF-CRYPT} (cost >= 10) or {ARGON2ID} hash, or "!" for no login');
     }
     if (typeof newDoc.enabled !== "boolean") fail("mailbox: enabled must be a boolean");
     if (newDoc.quota_bytes !== undefined) {
@@ -69,7 +69,8 @@ export function validateDocUpdate(newDoc: any, _oldDoc?: any, _userCtx?: any, _s
         if (!SIEVE_NAME.test(name)) fail("mailbox: bad sieve script name " + name);
         if (script === null || typeof script !== "object") fail("mailbox: sieve." + name + " must be an object");
         if (typeof script.script !== "string" || script.script.length > 1048576) fail("mailbox: sieve." + name + ".script must be a string up to 1 MiB");
-        if (typeof script.rev !== "number" || script.rev < 1 || Math.floor(script.rev) !== script.rev) fail("mailbox: sieve." + name + ".rev must be a positive integer");
+        if (typeof script.rev !== "number" || script.rev < 1 || Math.floor(script.rev) !== script.rev)
+          fail("mailbox: sieve." + name + ".rev must be a positive integer");
         for (const k in script) if (k !== "script" && k !== "rev") fail("mailbox: unexpected field sieve." + name + "." + k);
       }
     }

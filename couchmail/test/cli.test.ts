@@ -17,7 +17,14 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "couchmail-cli-"));
   cli = join(dir, "couchmail.js");
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- esbuild's JS API, dev dependency
-  require("esbuild").buildSync({ entryPoints: [join(__dirname, "../src/cli.ts")], bundle: true, platform: "node", target: "node20", outfile: cli, logLevel: "warning" });
+  require("esbuild").buildSync({
+    entryPoints: [join(__dirname, "../src/cli.ts")],
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    outfile: cli,
+    logLevel: "warning",
+  });
 });
 afterAll(async () => {
   await couchServer.stop();
@@ -49,7 +56,9 @@ describe("couchmail CLI", () => {
     expect(doc!.password).toMatch(/^\{BLF-CRYPT\}\$2b\$12\$/);
     expect(await bcrypt.compare("correct horse", doc!.password.slice("{BLF-CRYPT}".length))).toBe(true);
     expect(doc!.quota_bytes).toBe(2 * 1024 ** 3);
-    expect(JSON.parse((await run(["--json", "user", "ls"])).out)).toEqual([{ address: "alice@example.org", enabled: true, login: true, quota_bytes: 2 * 1024 ** 3, sieve: [] }]);
+    expect(JSON.parse((await run(["--json", "user", "ls"])).out)).toEqual([
+      { address: "alice@example.org", enabled: true, login: true, quota_bytes: 2 * 1024 ** 3, sieve: [] },
+    ]);
   });
 
   it("fails clearly, with distinct exit codes", async () => {
@@ -79,7 +88,9 @@ describe("couchmail CLI", () => {
   });
 
   it("manages aliases, sieve scripts and refuses to drop a non-empty domain", async () => {
-    expect((await run(["alias", "add", "info@example.org", "alice@example.org", "ext@else.net"])).out).toBe("info@example.org -> alice@example.org, ext@else.net\n");
+    expect((await run(["alias", "add", "info@example.org", "alice@example.org", "ext@else.net"])).out).toBe(
+      "info@example.org -> alice@example.org, ext@else.net\n",
+    );
     expect((await run(["alias", "rm", "info@example.org", "ext@else.net"])).code).toBe(0);
     expect(JSON.parse((await run(["--json", "alias", "ls"])).out)).toEqual([{ source: "info@example.org", targets: ["alice@example.org"] }]);
     const put = await run(["sieve", "put", "alice@example.org"], "keep;\n");

@@ -69,10 +69,18 @@ describe("couchmail sync", () => {
 
   it("makes no mailbox for a postmaster on another server or one the user aliased; a new target updates the roles", async () => {
     const couch = fresh();
-    expect((await sync(couch, { domains: ["example.test"], postmaster: "ops@else.net" })).postmaster).toEqual({ address: "ops@else.net", roles: "created", delivery: "elsewhere" });
+    expect((await sync(couch, { domains: ["example.test"], postmaster: "ops@else.net" })).postmaster).toEqual({
+      address: "ops@else.net",
+      roles: "created",
+      delivery: "elsewhere",
+    });
     expect(await userList(couch)).toEqual([]);
     await couch.put({ _id: "alias:dmarc@example.test", type: "alias", source: "dmarc@example.test", targets: ["ops@else.net"] } as never);
-    expect((await sync(couch, { domains: ["example.test"], postmaster: "dmarc@example.test" })).postmaster).toEqual({ address: "dmarc@example.test", roles: "updated", delivery: "alias" });
+    expect((await sync(couch, { domains: ["example.test"], postmaster: "dmarc@example.test" })).postmaster).toEqual({
+      address: "dmarc@example.test",
+      roles: "updated",
+      delivery: "alias",
+    });
     expect(await userList(couch)).toEqual([]);
   });
 

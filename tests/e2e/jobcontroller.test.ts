@@ -1,7 +1,10 @@
 // The node's Job controller decisions (jobcontroller.ts) against kubernetes pkg/controller/job/job_controller.go.
 import { afterPod, backoffLimit, finished, jobFailure, jobRestartPolicy, JobStatus, pastBackoffLimitOnFailure, podFailureBackoffMs } from "./jobcontroller";
 
-const spec = (restartPolicy: string | undefined, limit?: number) => ({ ...(limit === undefined ? {} : { backoffLimit: limit }), template: { spec: { restartPolicy } } });
+const spec = (restartPolicy: string | undefined, limit?: number) => ({
+    ...(limit === undefined ? {} : { backoffLimit: limit }),
+    template: { spec: { restartPolicy } },
+});
 const fresh: JobStatus = { startTime: 1, active: 1, succeeded: 0, failed: 0, conditions: [] };
 
 describe("Job controller", () => {

@@ -61,7 +61,12 @@ export function pastBackoffLimitOnFailure(spec: JobSpec, activePodRestarts: numb
     return limit === 0 ? activePodRestarts > 0 : activePodRestarts >= limit;
 }
 
-const BACKOFF_LIMIT_EXCEEDED: JobCondition = { type: "Failed", status: "True", reason: "BackoffLimitExceeded", message: "Job has reached the specified backoff limit" };
+const BACKOFF_LIMIT_EXCEEDED: JobCondition = {
+    type: "Failed",
+    status: "True",
+    reason: "BackoffLimitExceeded",
+    message: "Job has reached the specified backoff limit",
+};
 
 /** The Job after its active pod ended (or was deleted by the controller for OnFailure's limit). */
 export function afterPod(spec: JobSpec, status: JobStatus, outcome: "Succeeded" | "Failed" | "BackoffLimitOnFailure"): JobStatus {

@@ -32,7 +32,20 @@ import { afterPod, finished, jobRestartPolicy, JobStatus, pastBackoffLimitOnFail
 import { COUCHDB_SUBSTITUTE, E2E_DIR, JOBS_FILE, KUBELET_SOCKET, STATUS_FILE } from "./layout";
 import type { KubeObject } from "./program";
 import { alive, log, sh, sleep } from "./procs";
-import { CGROUP_PARENT, containerInitPid, cpuMillis, imageConfig, ImageConfig, Mount, ociSpec, oomKilled, runAsNonRootError, runc, RUNC_ROOT, SECCOMP_PROFILE_FILE } from "./runtime";
+import {
+    CGROUP_PARENT,
+    containerInitPid,
+    cpuMillis,
+    imageConfig,
+    ImageConfig,
+    Mount,
+    ociSpec,
+    oomKilled,
+    runAsNonRootError,
+    runc,
+    RUNC_ROOT,
+    SECCOMP_PROFILE_FILE,
+} from "./runtime";
 import { createEmptyDir, diskUsage, projectKeys, quantityBytes, removeEmptyDir, setVolumeOwnership, writeAtomicVolume } from "./volumes";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes pod specs as the program declared them */
@@ -79,10 +92,20 @@ class ContainerWorker {
     private backoffMs = 0;
     private lastExit = 0;
 
-    constructor(readonly pod: PodWorker, readonly spec: Spec, readonly sidecar: boolean) {
+    constructor(
+        readonly pod: PodWorker,
+        readonly spec: Spec,
+        readonly sidecar: boolean,
+    ) {
         const id = `mail-e2e-${pod.w.name}-${spec.name}`;
         this.status = {
-            id, cgroup: `/${CGROUP_PARENT}/${pod.w.name}/${spec.name}`, sidecar, running: false, started: false, ready: false, restartCount: 0,
+            id,
+            cgroup: `/${CGROUP_PARENT}/${pod.w.name}/${spec.name}`,
+            sidecar,
+            running: false,
+            started: false,
+            ready: false,
+            restartCount: 0,
             log: path.join(E2E_DIR, "logs", `${pod.w.name}.${spec.name}.log`),
         };
     }
@@ -112,11 +135,13 @@ class ContainerWorker {
         }
         const proc = this.proc;
         let gone = false;
-        this.exited = new Promise((resolve) => proc.on("exit", (code, signal) => {
-            gone = true;
-            this.onExit(gen, code ?? (signal ? 128 + (os.constants.signals[signal] ?? 9) : 255));
-            resolve();
-        }));
+        this.exited = new Promise((resolve) =>
+            proc.on("exit", (code, signal) => {
+                gone = true;
+                this.onExit(gen, code ?? (signal ? 128 + (os.constants.signals[signal] ?? 9) : 255));
+                resolve();
+            }),
+        );
         // runc run returns only when the container ends: wait until its init runs (runc state), as CRI's StartContainer does.
         while (!gone && this.pod.w.name !== COUCHDB_SUBSTITUTE && !containerInitPid(this.status.id)) await sleep(50);
         if (gone) return;
@@ -142,9 +167,18 @@ class ContainerWorker {
         const refusal = runAsNonRootError(podSc, c.securityContext, image, w.podName, c.name);
         if (refusal) throw new ConfigError(refusal);
         const spec = ociSpec({
-            podName: w.podName, podSpec: w.template.spec, container: c, image, rootfs, env: this.pod.kubelet.cluster.env(w, c),
-            mounts: this.pod.mounts(c), netns: `/run/netns/${this.pod.status.netns}`, ipcns: `/proc/${this.pod.status.sandboxPid}/ns/ipc`,
-            utsns: `/proc/${this.pod.status.sandboxPid}/ns/uts`, shm: this.pod.shm, cgroupsPath: this.status.cgroup,
+            podName: w.podName,
+            podSpec: w.template.spec,
+            container: c,
+            image,
+            rootfs,
+            env: this.pod.kubelet.cluster.env(w, c),
+            mounts: this.pod.mounts(c),
+            netns: `/run/netns/${this.pod.status.netns}`,
+            ipcns: `/proc/${this.pod.status.sandboxPid}/ns/ipc`,
+            utsns: `/proc/${this.pod.status.sandboxPid}/ns/uts`,
+            shm: this.pod.shm,
+            cgroupsPath: this.status.cgroup,
             seccompProfile: this.pod.kubelet.seccompProfile,
         });
         fs.mkdirSync(this.bundle, { recursive: true });
@@ -162,22 +196,47 @@ class ContainerWorker {
         log(`SUBSTITUTION: pod ${w.podName} runs the CouchDB-protocol test server (express-pouchdb, in-memory, state kept in its PVC) instead of ${c.image}`);
         const port = (c.ports ?? []).find((p: Spec) => p.name === "http")?.containerPort;
         const sc = { ...(w.template.spec.securityContext ?? {}), ...(c.securityContext ?? {}) };
-        const groups = [...new Set([sc.runAsGroup, w.template.spec.securityContext?.fsGroup, ...(w.template.spec.securityContext?.supplementalGroups ?? [])].filter((g) => g !== undefined))];
+        const groups = [
+            ...new Set(
+                [sc.runAsGroup, w.template.spec.securityContext?.fsGroup, ...(w.template.spec.securityContext?.supplementalGroups ?? [])].filter(
+                    (g) => g !== undefined,
+                ),
+            ),
+        ];
         const cg = path.join("/sys/fs/cgroup/memory", this.status.cgroup);
         fs.mkdirSync(cg, { recursive: true });
         const limit = c.resources?.limits?.memory;
         if (limit) fs.writeFileSync(path.join(cg, "memory.limit_in_bytes"), String(quantityBytes(limit)));
         const fd = fs.openSync(this.status.log, "a");
         // The ini files mounted into CouchDB's config folders, in CouchDB's load order (default.d, then local.d; by name).
-        const ini = this.pod.mounts(c).filter((m) => /^\/opt\/couchdb\/etc\/(default|local)\.d\/.+\.ini$/.test(m.destination))
-            .sort((a, b) => a.destination.localeCompare(b.destination)).map((m) => m.source);
+        const ini = this.pod
+            .mounts(c)
+            .filter((m) => /^\/opt\/couchdb\/etc\/(default|local)\.d\/.+\.ini$/.test(m.destination))
+            .sort((a, b) => a.destination.localeCompare(b.destination))
+            .map((m) => m.source);
         const env = { ...process.env, ...Object.fromEntries(this.pod.kubelet.cluster.env(w, c)), COUCHDB_INI: ini.join(":") };
         // The cgroup is joined before exec, so the server's memory counts (and is limited) like the container's.
-        const p = spawn("sh", ["-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, cg, "nsenter", `--net=/run/netns/${this.pod.status.netns}`,
-            "setpriv", `--reuid=${sc.runAsUser ?? 0}`, `--regid=${sc.runAsGroup ?? 0}`, groups.length ? `--groups=${groups.join(",")}` : "--clear-groups",
-            ...(sc.allowPrivilegeEscalation === false ? ["--no-new-privs"] : []),
-            process.execPath, require.resolve("tsx/cli"), path.join(__dirname, "couchdb-server.ts"), `${this.pod.status.ip}:${port}`, this.pod.volumePath("data")],
-        { stdio: ["ignore", fd, fd], detached: true, env, cwd: "/" });
+        const p = spawn(
+            "sh",
+            [
+                "-c",
+                `echo $$ > "$0/cgroup.procs" && exec "$@"`,
+                cg,
+                "nsenter",
+                `--net=/run/netns/${this.pod.status.netns}`,
+                "setpriv",
+                `--reuid=${sc.runAsUser ?? 0}`,
+                `--regid=${sc.runAsGroup ?? 0}`,
+                groups.length ? `--groups=${groups.join(",")}` : "--clear-groups",
+                ...(sc.allowPrivilegeEscalation === false ? ["--no-new-privs"] : []),
+                process.execPath,
+                require.resolve("tsx/cli"),
+                path.join(__dirname, "couchdb-server.ts"),
+                `${this.pod.status.ip}:${port}`,
+                this.pod.volumePath("data"),
+            ],
+            { stdio: ["ignore", fd, fd], detached: true, env, cwd: "/" },
+        );
         fs.closeSync(fd);
         return p;
     }
@@ -196,7 +255,12 @@ class ContainerWorker {
             }
         }
         const finishedAt = Date.now();
-        this.status.lastState = { reason: oom ? "OOMKilled" : code === 0 ? "Completed" : "Error", exitCode: code, finishedAt, startedAt: this.status.startedAt ?? finishedAt };
+        this.status.lastState = {
+            reason: oom ? "OOMKilled" : code === 0 ? "Completed" : "Error",
+            exitCode: code,
+            finishedAt,
+            startedAt: this.status.startedAt ?? finishedAt,
+        };
         this.status.running = false;
         this.status.ready = false;
         this.status.started = false;
@@ -204,14 +268,17 @@ class ContainerWorker {
         fs.appendFileSync(this.status.log, `--- ${new Date().toISOString()} exited ${code} (${this.status.lastState.reason})\n`);
         this.pod.publish();
         if (this.stopRequested || this.pod.terminating) return;
-        const policy = this.sidecar ? "Always" : this.pod.w.template.spec.restartPolicy ?? "Always";
+        const policy = this.sidecar ? "Always" : (this.pod.w.template.spec.restartPolicy ?? "Always");
         if (policy === "Never" || (policy === "OnFailure" && code === 0)) return;
         // doBackOff: not in back-off after the first exit; later exits wait out the current back-off, which doubles.
         const delay = this.backoffMs && finishedAt - this.lastExit < 2 * MAX_BACKOFF_MS ? this.backoffMs : 0;
         this.backoffMs = delay ? Math.min(delay * 2, MAX_BACKOFF_MS) : INITIAL_BACKOFF_MS;
         this.lastExit = finishedAt;
         if (delay) {
-            this.status.waiting = { reason: "CrashLoopBackOff", message: `back-off ${delay / 1000}s restarting failed container=${this.spec.name} pod=${this.pod.w.podName}` };
+            this.status.waiting = {
+                reason: "CrashLoopBackOff",
+                message: `back-off ${delay / 1000}s restarting failed container=${this.spec.name} pod=${this.pod.w.podName}`,
+            };
             this.pod.publish();
         }
         setTimeout(() => {
@@ -240,7 +307,14 @@ class ContainerWorker {
             runc(["kill", this.status.id, sig]);
             return;
         }
-        const pids = sig === "TERM" ? [this.proc?.pid] : fs.readFileSync(path.join("/sys/fs/cgroup/memory", this.status.cgroup, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
+        const pids =
+            sig === "TERM"
+                ? [this.proc?.pid]
+                : fs
+                      .readFileSync(path.join("/sys/fs/cgroup/memory", this.status.cgroup, "cgroup.procs"), "utf8")
+                      .split("\n")
+                      .filter(Boolean)
+                      .map(Number);
         for (const pid of pids) {
             try {
                 if (pid) process.kill(pid, `SIG${sig}`);
@@ -329,7 +403,10 @@ class PodWorker {
     deleted = false;
     status: PodStatus;
 
-    constructor(readonly kubelet: Kubelet, readonly w: Workload) {
+    constructor(
+        readonly kubelet: Kubelet,
+        readonly w: Workload,
+    ) {
         const ip = kubelet.cluster.podIp(w.name);
         this.status = { name: w.name, ip, netns: `mail-e2e-${w.name}`, phase: "Pending", ready: false, containers: {} };
         for (const c of w.template.spec.initContainers ?? []) {
@@ -407,8 +484,11 @@ class PodWorker {
         fs.mkdirSync(this.shm, { recursive: true, mode: 0o1777 });
         fs.chmodSync(this.shm, 0o1777);
         podCgroups(this.w.name, this.w.template.spec);
-        const p = spawn("nsenter", [`--net=/run/netns/${this.status.netns}`, "unshare", "--ipc", "--uts", "sh", "-c", 'hostname "$1" && exec sleep infinity', "pause", this.w.podName],
-            { stdio: "ignore", detached: true });
+        const p = spawn(
+            "nsenter",
+            [`--net=/run/netns/${this.status.netns}`, "unshare", "--ipc", "--uts", "sh", "-c", 'hostname "$1" && exec sleep infinity', "pause", this.w.podName],
+            { stdio: "ignore", detached: true },
+        );
         p.unref();
         this.status.sandboxPid = p.pid;
     }
@@ -450,16 +530,22 @@ class PodWorker {
         const cluster = this.kubelet.cluster;
         const sources: Spec[] = v.projected
             ? v.projected.sources.map((s: Spec) => {
-                if (!s.configMap && !s.secret) throw new ConfigError(`pod ${this.w.podName}: projected volume ${v.name}: only configMap and secret sources are supported by the e2e kubelet`);
-                return { configMap: s.configMap, secret: s.secret && { ...s.secret, secretName: s.secret.name }, defaultMode: v.projected.defaultMode };
-            })
+                  if (!s.configMap && !s.secret)
+                      throw new ConfigError(
+                          `pod ${this.w.podName}: projected volume ${v.name}: only configMap and secret sources are supported by the e2e kubelet`,
+                      );
+                  return { configMap: s.configMap, secret: s.secret && { ...s.secret, secretName: s.secret.name }, defaultMode: v.projected.defaultMode };
+              })
             : [v];
         const files: Record<string, Buffer> = {};
         for (const source of sources) {
             const src = { ...(source.configMap ?? source.secret), defaultMode: (source.configMap ?? source.secret).defaultMode ?? source.defaultMode };
             const name = source.configMap ? src.name : src.secretName;
             const keys = projectKeys(src, cluster.sourceData(source.configMap ? "ConfigMap" : "Secret", name));
-            if (!keys) throw new ConfigError(`pod ${this.w.podName}: volume ${v.name} needs ${source.configMap ? "ConfigMap" : "Secret"} ${name}, which the program does not create`);
+            if (!keys)
+                throw new ConfigError(
+                    `pod ${this.w.podName}: volume ${v.name} needs ${source.configMap ? "ConfigMap" : "Secret"} ${name}, which the program does not create`,
+                );
             Object.assign(files, keys);
         }
         const dir = this.volumePath(v.name);
@@ -511,7 +597,9 @@ class PodWorker {
         }
         if (probe.httpGet) {
             try {
-                const res = await fetch(`http://${this.status.ip}:${port(probe.httpGet.port)}${probe.httpGet.path ?? "/"}`, { signal: AbortSignal.timeout(timeoutMs) });
+                const res = await fetch(`http://${this.status.ip}:${port(probe.httpGet.port)}${probe.httpGet.path ?? "/"}`, {
+                    signal: AbortSignal.timeout(timeoutMs),
+                });
                 await res.text();
                 return res.status >= 200 && res.status < 400;
             } catch {
@@ -560,15 +648,22 @@ class PodWorker {
             if (cond()) return;
             for (const cw of only ? [only] : this.containers.values()) {
                 const s = cw.status;
-                if (s.waiting && s.waiting.reason !== "CrashLoopBackOff") throw new Error(`${this.w.podName}/${cw.spec.name}: ${s.waiting.reason}: ${s.waiting.message}`);
+                if (s.waiting && s.waiting.reason !== "CrashLoopBackOff")
+                    throw new Error(`${this.w.podName}/${cw.spec.name}: ${s.waiting.reason}: ${s.waiting.message}`);
                 if (!this.runsToCompletion && (s.restartCount >= 2 || s.waiting?.reason === "CrashLoopBackOff")) {
-                    throw new Error(`${this.w.podName}/${cw.spec.name} keeps failing (restarts: ${s.restartCount}, last state: ${JSON.stringify(s.lastState)}); log:\n${tailOf(s.log)}`);
+                    throw new Error(
+                        `${this.w.podName}/${cw.spec.name} keeps failing (restarts: ${s.restartCount}, last state: ${JSON.stringify(s.lastState)}); log:\n${tailOf(s.log)}`,
+                    );
                 }
             }
             if (this.terminating) throw new Error(`pod ${this.w.podName} was stopped while starting`);
             if (Date.now() > end) {
-                const pending = [...this.containers.values()].filter((c) => !c.status.ready).map((c) => `${c.spec.name} (started: ${c.status.started}, running: ${c.status.running})`);
-                throw new Error(`pod ${this.w.podName} not Ready after ${budgetMs / 1000} s: ${pending.join(", ")}; logs:\n${pending.map((p) => tailOf(this.containers.get(p.split(" ")[0])!.status.log)).join("\n")}`);
+                const pending = [...this.containers.values()]
+                    .filter((c) => !c.status.ready)
+                    .map((c) => `${c.spec.name} (started: ${c.status.started}, running: ${c.status.running})`);
+                throw new Error(
+                    `pod ${this.w.podName} not Ready after ${budgetMs / 1000} s: ${pending.join(", ")}; logs:\n${pending.map((p) => tailOf(this.containers.get(p.split(" ")[0])!.status.log)).join("\n")}`,
+                );
             }
             await sleep(100);
         }
@@ -771,28 +866,7 @@ export class Kubelet {
         const server = http.createServer((req, res) => {
             let body = "";
             req.on("data", (d) => (body += d));
-            req.on("end", async () => {
-                try {
-                    const args = body ? JSON.parse(body) : {};
-                    switch (req.url) {
-                        case "/startPod": await this.startPod(args.name); break;
-                        case "/stopPod": await this.stopPod(args.name); break;
-                        case "/apply": this.apply(args.object); break;
-                        case "/crash": this.crash(args.pod, args.container); break;
-                        case "/updateConfigMap": this.updateConfigMap(args.name, args.data); break;
-                        case "/shutdown":
-                            await this.shutdown();
-                            res.end(JSON.stringify({ ok: true }));
-                            server.close();
-                            setTimeout(() => process.exit(0), 100);
-                            return;
-                        default: throw new Error(`unknown call ${req.url}`);
-                    }
-                    res.end(JSON.stringify({ ok: true }));
-                } catch (e) {
-                    res.end(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }));
-                }
-            });
+            req.on("end", () => void this.answer(server, req.url, body, res));
         });
         server.listen(KUBELET_SOCKET);
         setInterval(() => {
@@ -800,6 +874,41 @@ export class Kubelet {
         }, 5000).unref();
         this.publish();
         log(`kubelet listening on ${KUBELET_SOCKET}`);
+    }
+
+    /** One control call: its JSON answer says ok or the error. */
+    private async answer(server: http.Server, url: string | undefined, body: string, res: http.ServerResponse): Promise<void> {
+        try {
+            const args = body ? JSON.parse(body) : {};
+            switch (url) {
+                case "/startPod":
+                    await this.startPod(args.name);
+                    break;
+                case "/stopPod":
+                    await this.stopPod(args.name);
+                    break;
+                case "/apply":
+                    this.apply(args.object);
+                    break;
+                case "/crash":
+                    this.crash(args.pod, args.container);
+                    break;
+                case "/updateConfigMap":
+                    this.updateConfigMap(args.name, args.data);
+                    break;
+                case "/shutdown":
+                    await this.shutdown();
+                    res.end(JSON.stringify({ ok: true }));
+                    server.close();
+                    setTimeout(() => process.exit(0), 100);
+                    return;
+                default:
+                    throw new Error(`unknown call ${url}`);
+            }
+            res.end(JSON.stringify({ ok: true }));
+        } catch (e) {
+            res.end(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }));
+        }
     }
 }
 

@@ -20,11 +20,15 @@ class FakeNode implements LiveNode {
     readonly jobStatus: Record<string, JobStatus> = {};
     private readonly specs: Record<string, KubeObject> = {};
 
-    constructor(private readonly readyAfterMs: number | "never", private readonly jobPods: ("Succeeded" | "Failed")[] = ["Succeeded"]) {}
+    constructor(
+        private readonly readyAfterMs: number | "never",
+        private readonly jobPods: ("Succeeded" | "Failed")[] = ["Succeeded"],
+    ) {}
 
-    async apply(obj: KubeObject): Promise<void> {
+    apply(obj: KubeObject): Promise<void> {
         this.applied.push(`${obj.kind}/${obj.metadata.name}`);
         this.specs[obj.metadata.name] = obj;
+        return Promise.resolve();
     }
 
     async startPod(workload: string): Promise<void> {
@@ -36,7 +40,11 @@ class FakeNode implements LiveNode {
                 this.pods[workload] = { name: workload, ip: "10.0.0.2", netns: "", phase: "Running", ready: true, containers: { sync: container } };
                 await new Promise((r) => setTimeout(r, this.readyAfterMs as number));
                 const exitCode = outcome === "Succeeded" ? 0 : 1;
-                Object.assign(container, { running: false, ready: false, lastState: { reason: exitCode ? "Error" : "Completed", exitCode, finishedAt: Date.now(), startedAt: 0 } });
+                Object.assign(container, {
+                    running: false,
+                    ready: false,
+                    lastState: { reason: exitCode ? "Error" : "Completed", exitCode, finishedAt: Date.now(), startedAt: 0 },
+                });
                 this.pods[workload] = { ...this.pods[workload], phase: outcome, ready: false };
                 this.jobStatus[workload] = afterPod(obj.spec, this.jobStatus[workload], outcome);
                 if (finished(this.jobStatus[workload])) return;
@@ -67,7 +75,11 @@ function jobProgram(k8s: typeof k8sType, backoffLimit: number): Record<string, n
         metadata: { name: "sync", namespace: "default" },
         spec: { backoffLimit, template: { spec: { restartPolicy: "Never", containers: [{ name: "sync", image: "mail/couchmail:dev", args: ["sync"] }] } } },
     });
-    new k8s.core.v1.Service("after-sync", { metadata: { name: "after-sync", namespace: "default" }, spec: { clusterIP: "None", selector: { app: "x" }, ports: [{ port: 80 }] } }, { dependsOn: [job] });
+    new k8s.core.v1.Service(
+        "after-sync",
+        { metadata: { name: "after-sync", namespace: "default" }, spec: { clusterIP: "None", selector: { app: "x" }, ports: [{ port: 80 }] } },
+        { dependsOn: [job] },
+    );
     return {};
 }
 
@@ -77,22 +89,33 @@ function jobProgram(k8s: typeof k8sType, backoffLimit: number): Record<string, n
  */
 function program(k8s: typeof k8sType, deadlocked = false): Record<string, never> {
     const labels = { app: "web" };
-    const config = deadlocked ? undefined : new k8s.core.v1.ConfigMap("web-config", { metadata: { name: "web-config", namespace: "default" }, data: { "a.conf": "x" } });
+    const config = deadlocked
+        ? undefined
+        : new k8s.core.v1.ConfigMap("web-config", { metadata: { name: "web-config", namespace: "default" }, data: { "a.conf": "x" } });
     const web = new k8s.apps.v1.StatefulSet("web", {
         metadata: { name: "web", namespace: "default" },
         spec: {
-            serviceName: "web", replicas: 1, selector: { matchLabels: labels },
+            serviceName: "web",
+            replicas: 1,
+            selector: { matchLabels: labels },
             template: {
                 metadata: { labels },
                 spec: {
-                    containers: [{ name: "app", image: "mail/postgrey:dev", ports: [{ name: "http", containerPort: 80 }], readinessProbe: { tcpSocket: { port: 80 } } }],
+                    containers: [
+                        { name: "app", image: "mail/postgrey:dev", ports: [{ name: "http", containerPort: 80 }], readinessProbe: { tcpSocket: { port: 80 } } },
+                    ],
                     volumes: [{ name: "config", configMap: { name: config?.metadata.name ?? "web-config" } }],
                 },
             },
         },
     });
-    if (deadlocked) new k8s.core.v1.ConfigMap("web-config", { metadata: { name: "web-config", namespace: "default" }, data: { "a.conf": "x" } }, { dependsOn: [web] });
-    new k8s.core.v1.Service("after-web", { metadata: { name: "after-web", namespace: "default" }, spec: { clusterIP: "None", selector: labels, ports: [{ port: 80 }] } }, { dependsOn: [web] });
+    if (deadlocked)
+        new k8s.core.v1.ConfigMap("web-config", { metadata: { name: "web-config", namespace: "default" }, data: { "a.conf": "x" } }, { dependsOn: [web] });
+    new k8s.core.v1.Service(
+        "after-web",
+        { metadata: { name: "after-web", namespace: "default" }, spec: { clusterIP: "None", selector: labels, ports: [{ port: 80 }] } },
+        { dependsOn: [web] },
+    );
     return {};
 }
 
@@ -105,14 +128,22 @@ async function deploy(node: FakeNode, timeoutMs: number, deadlocked = false, loa
         const events: DeployEvent[] = [];
         const config = { clusterProvider: "kubeconfig" };
         const r = await deployLive({
-            profile: clusterProfile(config), node, config, stack: "test", timeoutMs, quietMs: 25, record: (e) => events.push(e), load: () => (load ? load(k8s) : program(k8s, deadlocked)),
+            profile: clusterProfile(config),
+            node,
+            config,
+            stack: "test",
+            timeoutMs,
+            quietMs: 25,
+            record: (e) => events.push(e),
+            load: () => (load ? load(k8s) : program(k8s, deadlocked)),
         });
         result = { failures: r.failures, events };
     });
     return result!;
 }
 
-const when = (events: DeployEvent[], what: DeployEvent["what"], name: string) => events.find((e) => e.what === what && (e.name === name || e.workload === name))?.at;
+const when = (events: DeployEvent[], what: DeployEvent["what"], name: string) =>
+    events.find((e) => e.what === what && (e.name === name || e.workload === name))?.at;
 
 describe("engine model on a node (live.ts)", () => {
     test("the pod starts after its ConfigMap completed; the StatefulSet completes after its pod is Ready, its dependant after that", async () => {
@@ -131,11 +162,13 @@ describe("engine model on a node (live.ts)", () => {
         const node = new FakeNode("never");
         const started = Date.now();
         const { failures, events } = await deploy(node, 1200);
-        expect(failures).toEqual([[
-            "kubernetes:apps/v1:StatefulSet (web): resource default/web was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: 'web' timed out waiting to be Ready (after the 10m0s create timeout)",
-            "    * Minimum number of live Pods was not attained",
-            "    * [Pod default/web-0]: containers with unready status: [app]",
-        ].join("\n")]);
+        expect(failures).toEqual([
+            [
+                "kubernetes:apps/v1:StatefulSet (web): resource default/web was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: 'web' timed out waiting to be Ready (after the 10m0s create timeout)",
+                "    * Minimum number of live Pods was not attained",
+                "    * [Pod default/web-0]: containers with unready status: [app]",
+            ].join("\n"),
+        ]);
         // The timeout (not the deadlock watchdog) ended it: a starting pod is progress.
         expect(Date.now() - started).toBeGreaterThanOrEqual(1200);
         expect(node.applied).toEqual(["ConfigMap/web-config", "StatefulSet/web"]);
@@ -157,12 +190,14 @@ describe("engine model on a node (live.ts)", () => {
         const node = new FakeNode(100, ["Failed", "Failed", "Succeeded"]);
         const started = Date.now();
         const { failures, events } = await deploy(node, 20_000, false, (k8s) => jobProgram(k8s, 1));
-        expect(failures).toEqual([[
-            "kubernetes:batch/v1:Job (sync): resource default/sync was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: Resource 'sync' was created but failed to initialize",
-            "    * [BackoffLimitExceeded] Job has reached the specified backoff limit",
-            "    * Job has not completed",
-            "    * [Pod default/sync-a0x7k]: containers with unready status: [sync]",
-        ].join("\n")]);
+        expect(failures).toEqual([
+            [
+                "kubernetes:batch/v1:Job (sync): resource default/sync was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: Resource 'sync' was created but failed to initialize",
+                "    * [BackoffLimitExceeded] Job has reached the specified backoff limit",
+                "    * Job has not completed",
+                "    * [Pod default/sync-a0x7k]: containers with unready status: [sync]",
+            ].join("\n"),
+        ]);
         expect(Date.now() - started).toBeLessThan(5000);
         expect(node.jobStatus.sync).toMatchObject({ failed: 2, succeeded: 0 });
         expect(events.some((e) => e.name === "after-sync")).toBe(false);

@@ -56,23 +56,32 @@ export class LiveClusterModel extends ClusterModel {
     private queued = 0;
     private applyError?: Error;
 
-    constructor(profile: ClusterProfile, private readonly node: LiveNode, private readonly record: (e: DeployEvent) => void) {
+    constructor(
+        profile: ClusterProfile,
+        private readonly node: LiveNode,
+        private readonly record: (e: DeployEvent) => void,
+    ) {
         super(profile);
     }
 
     /** One at a time and in order, as the API server would see them: an object reaches the node before its dependants. */
     private enqueue(step: () => Promise<void>): void {
         this.queued++;
-        this.queue = this.queue.then(step).catch((e) => {
-            this.applyError ??= e instanceof Error ? e : new Error(String(e));
-        }).finally(() => this.queued--);
+        this.queue = this.queue
+            .then(step)
+            .catch((e) => {
+                this.applyError ??= e instanceof Error ? e : new Error(String(e));
+            })
+            .finally(() => this.queued--);
     }
 
     override create(obj: ModelObject): ModelObject {
         const stored = super.create(obj);
         if (NODE_KINDS.has(stored.kind)) this.enqueue(() => this.node.apply(stored as unknown as KubeObject));
         if (podOwnerKinds.has(stored.kind) && !RUN_ON_NODE.has(stored.kind)) {
-            this.warnings.push(`${stored.kind} ${stored.metadata.namespace}/${stored.metadata.name}: the loopback node runs StatefulSet, Deployment and Job pods only; this one's readiness is the model's`);
+            this.warnings.push(
+                `${stored.kind} ${stored.metadata.namespace}/${stored.metadata.name}: the loopback node runs StatefulSet, Deployment and Job pods only; this one's readiness is the model's`,
+            );
         }
         this.startPods();
         return stored;
@@ -90,14 +99,17 @@ export class LiveClusterModel extends ClusterModel {
             const workload = workloadOf(pod);
             if (!RUN_ON_NODE.has(pod.ownerKind) || this.started.has(workload)) continue;
             if (this.podsOf({ kind: pod.ownerKind, metadata: { name: workload, namespace: pod.namespace } } as ModelObject).length > 1) {
-                throw new Error(`${pod.ownerKind} ${pod.namespace}/${workload}: the loopback node runs one pod per workload; give it replicas: 1 in the e2e stack`);
+                throw new Error(
+                    `${pod.ownerKind} ${pod.namespace}/${workload}: the loopback node runs one pod per workload; give it replicas: 1 in the e2e stack`,
+                );
             }
             if (!super.podStatus(pod).ready) continue;
             this.started.set(workload, Date.now());
-            this.enqueue(async () => {
+            this.enqueue(() => {
                 this.record({ at: Date.now(), what: "podStarting", kind: "Pod", namespace: pod.namespace, name: pod.name, workload });
                 // Not awaited: the await rules read the kubelet's status; a start the kubelet gives up on says why.
                 this.node.startPod(workload).catch((e) => this.startErrors.set(workload, e instanceof Error ? e.message : String(e)));
+                return Promise.resolve();
             });
         }
     }
@@ -132,7 +144,11 @@ export class LiveClusterModel extends ClusterModel {
         const problems = [
             ...(unready.length ? [`${prefix} containers with unready status: [${unready.map(([n]) => n).join(" ")}]`] : []),
             ...unready.flatMap(([n, c]) => (c.waiting ? [`${prefix} container "${n}": [${c.waiting.reason}] ${c.waiting.message}`] : [])),
-            ...unready.flatMap(([n, c]) => (c.lastState && c.restartCount > 0 ? [`${prefix} container "${n}" restarted ${c.restartCount} times; last state ${c.lastState.reason} (exit code ${c.lastState.exitCode})`] : [])),
+            ...unready.flatMap(([n, c]) =>
+                c.lastState && c.restartCount > 0
+                    ? [`${prefix} container "${n}" restarted ${c.restartCount} times; last state ${c.lastState.reason} (exit code ${c.lastState.exitCode})`]
+                    : [],
+            ),
             ...(this.startErrors.has(workload) ? [`${prefix} ${this.startErrors.get(workload)}`] : []),
         ];
         return { running: status.phase === "Running", ready: false, problems: problems.length ? problems : [`${prefix} Pod is ${status.phase}`] };
@@ -184,15 +200,21 @@ export interface LiveDeployOptions {
 export async function deployLive(opts: LiveDeployOptions) {
     const cluster = new LiveClusterModel(opts.profile, opts.node, opts.record);
     const engine = new ClusterEngine({
-        profile: opts.profile, cluster, timeoutMs: opts.timeoutMs, quietMs: opts.quietMs,
+        profile: opts.profile,
+        cluster,
+        timeoutMs: opts.timeoutMs,
+        quietMs: opts.quietMs,
         onEvent: (e) => opts.record({ at: e.at, what: e.what, kind: e.object.kind, namespace: e.object.metadata.namespace, name: e.object.metadata.name! }),
     });
     await engine.install(opts.config, opts.stack);
     // The node changes on its own (pods start, probes pass): look again, as the provider's watch would be told.
-    const watch = setInterval(() => {
-        cluster.startPods();
-        engine.poll();
-    }, Math.min(100, opts.quietMs));
+    const watch = setInterval(
+        () => {
+            cluster.startPods();
+            engine.poll();
+        },
+        Math.min(100, opts.quietMs),
+    );
     // The SDK captures a stack trace per resource; nothing here reads them (as in the kit's deployProgram).
     const stackTraceLimit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;

@@ -53,12 +53,18 @@ export interface DeployOptions {
 export async function deployStack(node: LiveNode, opts: DeployOptions): Promise<{ outputs: Record<string, unknown>; warnings: string[] }> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mail-e2e-kubeconfig-"));
     const kubeconfig = path.join(dir, "config");
-    fs.writeFileSync(kubeconfig, [
-        "apiVersion: v1", "kind: Config", "current-context: e2e",
-        "clusters: [{name: e2e, cluster: {server: 'https://127.0.0.1:1'}}]",
-        "contexts: [{name: e2e, context: {cluster: e2e, user: e2e}}]",
-        "users: [{name: e2e, user: {}}]", "",
-    ].join("\n"));
+    fs.writeFileSync(
+        kubeconfig,
+        [
+            "apiVersion: v1",
+            "kind: Config",
+            "current-context: e2e",
+            "clusters: [{name: e2e, cluster: {server: 'https://127.0.0.1:1'}}]",
+            "contexts: [{name: e2e, context: {cluster: e2e, user: e2e}}]",
+            "users: [{name: e2e, user: {}}]",
+            "",
+        ].join("\n"),
+    );
     try {
         /* eslint-disable @typescript-eslint/no-require-imports -- the mocks must be installed before the program loads */
         const { deployLive } = require("./live") as typeof import("./live");
@@ -66,7 +72,13 @@ export async function deployStack(node: LiveNode, opts: DeployOptions): Promise<
         const mocks = require("../kit/mocks") as typeof import("../kit/mocks");
         const config = e2eConfig(kubeconfig);
         const result = await deployLive({
-            profile: clusterProfile(config), node, config, stack: "e2e", timeoutMs: opts.timeoutMs, quietMs: opts.quietMs ?? 200, record: opts.record,
+            profile: clusterProfile(config),
+            node,
+            config,
+            stack: "e2e",
+            timeoutMs: opts.timeoutMs,
+            quietMs: opts.quietMs ?? 200,
+            record: opts.record,
             load: () => require("../../index") as Record<string, pulumiType.Input<unknown>>,
         });
         /* eslint-enable @typescript-eslint/no-require-imports */
