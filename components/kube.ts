@@ -2,7 +2,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { ImagesConfig } from "./config/types";
-import { contentHash, RenderedFiles } from "./render";
+import { contentHash, Listener, RenderedFiles } from "./render";
 
 export type Labels = Record<string, string>;
 
@@ -72,12 +72,12 @@ export function rootDroppingContainer(capabilities: string[]): k8s.types.input.c
  */
 export function renderedConfigMap(
     name: string,
-    args: { namespace: pulumi.Input<string>; labels: Labels; files: RenderedFiles },
+    args: { app: string; namespace: pulumi.Input<string>; labels: Labels; files: RenderedFiles },
     opts: pulumi.CustomResourceOptions,
 ): { configMap: k8s.core.v1.ConfigMap; hash: string } {
     const hash = contentHash(args.files);
-    const configMap = new k8s.core.v1.ConfigMap(name, {
-        metadata: { name, namespace: args.namespace, labels: args.labels, annotations: { [CONFIG_HASH]: hash } },
+    const configMap = new k8s.core.v1.ConfigMap(`${name}-config`, {
+        metadata: { name: `${args.app}-config`, namespace: args.namespace, labels: args.labels, annotations: { [CONFIG_HASH]: hash } },
         data: args.files,
     }, opts);
     return { configMap, hash };
@@ -152,8 +152,9 @@ export function networkPolicy(
     args: { namespace: pulumi.Input<string>; labels: Labels; selector: Labels; ingress: TrafficRule[]; egress: TrafficRule[] },
     opts: pulumi.CustomResourceOptions,
 ): k8s.networking.v1.NetworkPolicy {
+    const app = args.selector["app.kubernetes.io/name"];
     return new k8s.networking.v1.NetworkPolicy(name, {
-        metadata: { name, namespace: args.namespace, labels: args.labels },
+        metadata: { name: app, namespace: args.namespace, labels: args.labels },
         spec: {
             podSelector: { matchLabels: args.selector },
             policyTypes: ["Ingress", "Egress"],
@@ -195,4 +196,112 @@ export function resizeClaim(
 /** A StatefulSet's claim for its one persistent volume (the pod's data survives restarts and rescheduling). */
 export function persistentClaim(name: string, labels: Labels, size: string, storageClassName?: string): k8s.types.input.core.v1.PersistentVolumeClaim {
     return { metadata: { name, labels }, spec: { accessModes: ["ReadWriteOnce"], storageClassName, resources: { requests: { storage: size } } } };
+}
+
+export interface WorkloadArgs {
+    namespace: pulumi.Input<string>;
+    /** `app.kubernetes.io/name` (also the name of the Service, the workload and its NetworkPolicy) and component. */
+    app: string;
+    component: string;
+    /** A StatefulSet (the default) keeps its one claim across restarts; a Deployment is for stateless daemons. */
+    kind?: "StatefulSet" | "Deployment";
+    /** What the first container serves: container ports, Service ports and who may connect all come from here. */
+    listeners: readonly Listener[];
+    /** Serve the listeners' PROXY twins, reachable only from these peers (the edge); omitted: no twins. */
+    proxySources?: Peer[];
+    /** Bind the public listeners on the node too (the hostport edge). */
+    hostPorts?: boolean;
+    /** What the pods talk to besides DNS. */
+    egress: TrafficRule[];
+    /** The pod; `securityContext` is merged over the defaults (seccomp RuntimeDefault). */
+    pod: Omit<k8s.types.input.core.v1.PodSpec, "containers" | "securityContext"> & {
+        containers: k8s.types.input.core.v1.Container[];
+        securityContext?: k8s.types.input.core.v1.PodSecurityContext;
+        annotations?: Record<string, string>;
+    };
+    /** A StatefulSet's one persistent volume, mounted by the containers under this name; resized in place. */
+    claim?: { name: string; size: string; storageClassName?: string };
+}
+
+/** The ports a workload serves: each listener, and its PROXY twin when the edge sends PROXY headers. */
+function servedPorts(args: WorkloadArgs): { name: string; port: number; hostPort?: number; peers?: Peer[] }[] {
+    return args.listeners.flatMap((l) => [
+        {
+            name: l.name,
+            port: l.port,
+            hostPort: args.hostPorts && l.public !== undefined ? l.public : undefined,
+            peers: l.clients ? [{ apps: [...l.clients] }] : undefined,
+        },
+        ...(l.proxy && args.proxySources ? [{ name: l.proxy.name, port: l.proxy.port, peers: args.proxySources }] : []),
+    ]);
+}
+
+/** Ingress rules: ports with the same allowed peers share one rule. */
+function ingressRules(ports: { port: number; peers?: Peer[] }[]): TrafficRule[] {
+    const rules = new Map<string, TrafficRule>();
+    for (const p of ports) {
+        const key = JSON.stringify(p.peers ?? null);
+        const rule = rules.get(key) ?? { ports: [], ...(p.peers ? { peers: p.peers } : {}) };
+        rule.ports.push(p.port);
+        rules.set(key, rule);
+    }
+    return [...rules.values()];
+}
+
+/**
+ * One mail workload: its Service, its NetworkPolicy and a one-replica StatefulSet (or Deployment) with the secure pod
+ * defaults every daemon shares — no service account token, no service-link variables, seccomp RuntimeDefault — and,
+ * for a StatefulSet, its claim kept across config changes and resized in place.
+ */
+export function mailWorkload(name: string, args: WorkloadArgs, opts: pulumi.CustomResourceOptions): {
+    service: k8s.core.v1.Service;
+    workload: k8s.apps.v1.StatefulSet | k8s.apps.v1.Deployment;
+    labels: Labels;
+    selector: Labels;
+} {
+    const { labels, selector } = appLabels(args.app, args.component);
+    const ports = servedPorts(args);
+    const service = new k8s.core.v1.Service(`${name}-service`, {
+        metadata: { name: args.app, namespace: args.namespace, labels },
+        spec: { selector, ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })) },
+    }, opts);
+    networkPolicy(`${name}-network-policy`, { namespace: args.namespace, labels, selector, ingress: ingressRules(ports), egress: args.egress }, opts);
+
+    const { containers: [main, ...sidecars], securityContext, annotations, ...pod } = args.pod;
+    const template: k8s.types.input.core.v1.PodTemplateSpec = {
+        metadata: { labels, ...(annotations ? { annotations } : {}) },
+        spec: {
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            ...pod,
+            securityContext: { ...securityContext, seccompProfile: { type: "RuntimeDefault" } },
+            containers: [
+                { ...main, ports: ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })) },
+                ...sidecars,
+            ],
+        },
+    };
+    const metadata = { name: args.app, namespace: args.namespace, labels };
+    if (args.kind === "Deployment") {
+        if (args.claim) throw new Error(`${args.app}: a Deployment has no volume claim template; use a StatefulSet`);
+        const workload = new k8s.apps.v1.Deployment(`${name}-deployment`, { metadata, spec: { replicas: 1, selector: { matchLabels: selector }, template } }, opts);
+        return { service, workload, labels, selector };
+    }
+    const claim = args.claim;
+    const workload = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
+        metadata,
+        spec: {
+            // A plain name, not the Service's output: that output resolves only once the Service has ready endpoints,
+            // which need this StatefulSet's pods — the engine would wait forever.
+            serviceName: args.app,
+            replicas: 1,
+            selector: { matchLabels: selector },
+            template,
+            volumeClaimTemplates: claim ? [persistentClaim(claim.name, labels, claim.size, claim.storageClassName)] : [],
+        },
+    }, { ...opts, ...KEEP_CLAIM_TEMPLATES });
+    if (claim) {
+        resizeClaim(`${name}-${claim.name}-size`, { namespace: args.namespace, labels, statefulSet: workload, statefulSetName: args.app, claim: claim.name, size: claim.size }, opts);
+    }
+    return { service, workload, labels, selector };
 }

@@ -2,6 +2,22 @@
 import { createHash } from "crypto";
 import { absPath, cidr, dnsbl, email, fqdn, hostname, port } from "./config/checks";
 
+/**
+ * One port a daemon listens on: the contract between its renderer (which configures the port), its pod (container
+ * and Service ports, NetworkPolicy) and the edge (public ports).
+ */
+export interface Listener {
+  /** The container port's name, also the Service port's: at most 15 characters. */
+  name: string;
+  port: number;
+  /** The port the world connects to through the edge (the hostport edge binds it on the node). */
+  public?: number;
+  /** A twin that requires a PROXY header, served when the edge sends one; only the edge may connect to it. */
+  proxy?: { name: string; port: number };
+  /** The workloads (`app.kubernetes.io/name`) that may connect; omitted: any source. */
+  clients?: readonly string[];
+}
+
 /** Rendered configuration: file name → content. */
 export type RenderedFiles = Record<string, string>;
 

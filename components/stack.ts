@@ -1,24 +1,24 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { ClusterProvider, StackConfig } from "./config/types";
-import { COUCHDB_PORT, CouchDb } from "./couchdb";
+import { COUCHDB_LISTENERS, CouchDb } from "./couchdb";
 import { Couchmail } from "./couchmail";
 import { DkimKeys } from "./dkim";
 import { ManagedDns } from "./dns/manage";
 import { DnsRecord, mailDnsRecords, mtaStsPolicy, zoneSnippet } from "./dns/records";
 import { Dovecot } from "./dovecot";
-import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DOVECOT_SPAM_PROGRAMS, VMAIL_UID } from "./dovecot/config";
+import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DOVECOT_SPAM_PROGRAMS, VMAIL_UID } from "./dovecot/config";
 import { createEdge, edgePlan } from "./edge";
 import { INGRESS_CLASS, INGRESS_NGINX_NAMESPACE } from "./edge/ingress-nginx";
 import { appLabels, DNS_EGRESS, ourImage, Peer, TrafficRule } from "./kube";
 import { OpenDkim } from "./opendkim";
-import { OPENDKIM_DEFAULTS, OPENDKIM_PORTS } from "./opendkim/config";
+import { OPENDKIM_DEFAULTS, OPENDKIM_LISTENERS } from "./opendkim/config";
 import { Postfix } from "./postfix";
-import { POSTFIX_DEFAULTS, POSTFIX_PORTS } from "./postfix/config";
+import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS } from "./postfix/config";
 import { Postgrey } from "./postgrey";
-import { POSTGREY_DEFAULTS, POSTGREY_PORT } from "./postgrey/config";
+import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS } from "./postgrey/config";
 import { SpamAssassin } from "./spamassassin";
-import { SPAMASSASSIN_DEFAULTS, SPAMD_PORT } from "./spamassassin/config";
+import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS } from "./spamassassin/config";
 import { AcmeTls } from "./tls/acme";
 import { SelfSignedTls } from "./tls/selfsigned";
 import { COUCHMAIL } from "./couchmail";
@@ -87,7 +87,7 @@ export class MailStack extends pulumi.ComponentResource {
         const proxySources: Peer[] = edge.mode === "ingress-nginx"
             ? [{ namespace: INGRESS_NGINX_NAMESPACE, podLabels: { "app.kubernetes.io/name": "ingress-nginx" } }]
             : [{ cidrs: edge.proxyTrustedNetworks }];
-        const toCouchDb: TrafficRule = { ports: [COUCHDB_PORT], peers: [{ apps: ["couchdb"] }] };
+        const toCouchDb: TrafficRule = { ports: [COUCHDB_LISTENERS.http.port], peers: [{ apps: ["couchdb"] }] };
 
         const tlsSecretName = (() => {
             switch (args.tls.mode) {
@@ -119,7 +119,7 @@ export class MailStack extends pulumi.ComponentResource {
             }
         })();
         const couchdb = new CouchDb(`${name}-couchdb`, {
-            namespace: ns, image: services.couchdb.image, storageSize: storage.couchdbSize, storageClassName,
+            namespace: ns, image: services.couchdb.image, storageSize: storage.couchdbSize, storageClassName, extraClients: [],
         }, child);
         const couchmail = new Couchmail(`${name}-couchmail`, {
             namespace: ns,
@@ -153,7 +153,7 @@ export class MailStack extends pulumi.ComponentResource {
             colocateWith: plan.colocate ? appLabels("postfix", "mta").selector : undefined,
             delivery: { messageSizeLimit: services.postfix.messageSizeLimit, concurrency: POSTFIX_DEFAULTS.lmtpConcurrency },
             proxySources,
-            egress: [toCouchDb, ...(services.spam.enabled ? [{ ports: [SPAMD_PORT], peers: [{ apps: ["spamassassin"] }] }] : [])],
+            egress: [toCouchDb, ...(services.spam.enabled ? [{ ports: [SPAMD_LISTENERS.spamd.port], peers: [{ apps: ["spamassassin"] }] }] : [])],
             settings: {
                 ...DOVECOT_DEFAULTS,
                 hostname: mail.hostname,
@@ -165,7 +165,7 @@ export class MailStack extends pulumi.ComponentResource {
                 // Spam is scored per recipient at LMTP time and filed into Junk before the user's own sieve rules.
                 spamToJunk: services.spam.enabled,
                 spamScan: services.spam.enabled
-                    ? { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "spamassassin", spamdPort: SPAMD_PORT, timeoutSeconds: 30 }
+                    ? { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "spamassassin", spamdPort: SPAMD_LISTENERS.spamd.port, timeoutSeconds: 30 }
                     : undefined,
                 imapsieveTraining: services.spam.enabled ? { pipeBinDir: DOVECOT_SPAM_PROGRAMS.pipeBinDir } : undefined,
             },
@@ -178,7 +178,6 @@ export class MailStack extends pulumi.ComponentResource {
                 imagePullPolicy: images.pullPolicy,
                 storageSize: "1Gi",
                 storageClassName,
-                clientApps: ["dovecot"],
                 settings: {
                     ...SPAMASSASSIN_DEFAULTS,
                     requiredScore: services.spam.requiredScore,
@@ -220,9 +219,9 @@ export class MailStack extends pulumi.ComponentResource {
             proxySources,
             egress: [
                 toCouchDb,
-                { ports: [DOVECOT_PORTS.lmtp, DOVECOT_PORTS.authSasl], peers: [{ apps: ["dovecot"] }] },
-                { ports: [OPENDKIM_PORTS.milter], peers: [{ apps: ["opendkim"] }] },
-                ...(services.greylist.enabled ? [{ ports: [POSTGREY_PORT], peers: [{ apps: ["postgrey"] }] }] : []),
+                { ports: [DOVECOT_LISTENERS.lmtp.port, DOVECOT_LISTENERS.authSasl.port], peers: [{ apps: ["dovecot"] }] },
+                { ports: [OPENDKIM_LISTENERS.milter.port], peers: [{ apps: ["opendkim"] }] },
+                ...(services.greylist.enabled ? [{ ports: [POSTGREY_LISTENERS.policy.port], peers: [{ apps: ["postgrey"] }] }] : []),
             ],
             relayCredentials: relay && { username: relay.username, password: relay.password },
             settings: {
@@ -234,11 +233,11 @@ export class MailStack extends pulumi.ComponentResource {
                 proxyProtocol: plan.backendProxy,
                 relay: relay && { host: relay.host, port: relay.port, passwordMapFile: RELAY_PASSWORD_MAP },
                 socketmap: `inet:127.0.0.1:${COUCHMAIL.socketmapPort}`,
-                saslEndpoint: `inet:dovecot:${DOVECOT_PORTS.authSasl}`,
-                lmtpEndpoint: `inet:dovecot:${DOVECOT_PORTS.lmtp}`,
-                milters: [`inet:opendkim:${OPENDKIM_PORTS.milter}`],
+                saslEndpoint: `inet:dovecot:${DOVECOT_LISTENERS.authSasl.port}`,
+                lmtpEndpoint: `inet:dovecot:${DOVECOT_LISTENERS.lmtp.port}`,
+                milters: [`inet:opendkim:${OPENDKIM_LISTENERS.milter.port}`],
                 // Port 25 only: the renderer keeps the policy service off the submission ports.
-                policyService: postgrey ? `inet:postgrey:${POSTGREY_PORT}` : undefined,
+                policyService: postgrey ? `inet:postgrey:${POSTGREY_LISTENERS.policy.port}` : undefined,
                 dnsbls: services.postfix.dnsbls ?? POSTFIX_DEFAULTS.dnsbls,
                 messageSizeLimit: services.postfix.messageSizeLimit,
                 mainCfOverrides: services.postfix.mainCf,
@@ -266,12 +265,12 @@ export class MailStack extends pulumi.ComponentResource {
         }
         this.warnings = stackWarnings(args, plan.port25Blocked);
         this.endpoints = {
-            smtp: svc(postfix.serviceName, POSTFIX_PORTS.smtp),
-            submission: svc(postfix.serviceName, POSTFIX_PORTS.submission),
-            submissions: svc(postfix.serviceName, POSTFIX_PORTS.submissions),
-            imap: svc(dovecot.serviceName, DOVECOT_PORTS.imap),
-            imaps: svc(dovecot.serviceName, DOVECOT_PORTS.imaps),
-            managesieve: svc(dovecot.serviceName, DOVECOT_PORTS.sieve),
+            smtp: svc(postfix.serviceName, POSTFIX_LISTENERS.smtp.port),
+            submission: svc(postfix.serviceName, POSTFIX_LISTENERS.submission.port),
+            submissions: svc(postfix.serviceName, POSTFIX_LISTENERS.submissions.port),
+            imap: svc(dovecot.serviceName, DOVECOT_LISTENERS.imap.port),
+            imaps: svc(dovecot.serviceName, DOVECOT_LISTENERS.imaps.port),
+            managesieve: svc(dovecot.serviceName, DOVECOT_LISTENERS.sieve.port),
             couchdb: couchdb.url,
         };
         this.addFirstUser = pulumi.interpolate`kubectl -n ${ns} exec -it statefulset/dovecot -c couchmail -- couchmail user add postmaster@${mail.domains[0]}`;

@@ -1,12 +1,13 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { appLabels, BUDGET, CONFIG_HASH, networkPolicy, KEEP_CLAIM_TEMPLATES, persistentClaim, resizeClaim } from "../kube";
+import { appLabels, BUDGET, CONFIG_HASH, mailWorkload } from "../kube";
 import { pinnedImage } from "../config/checks";
-import { contentHash } from "../render";
+import { contentHash, Listener } from "../render";
 import { COUCHDB_INI_NAME, renderCouchDbIni } from "./config";
 
-export const COUCHDB_PORT = 5984;
+/** couchmail, beside Postfix and Dovecot, is the only long-running client. */
+export const COUCHDB_LISTENERS = { http: { name: "http", port: 5984, clients: ["postfix", "dovecot"] } } as const satisfies Record<string, Listener>;
 export const COUCHDB_UID = 5984; // the official image's couchdb user
 
 export interface CouchDbArgs {
@@ -15,6 +16,8 @@ export interface CouchDbArgs {
     image: string;
     storageSize: string;
     storageClassName?: string;
+    /** Workloads besides couchmail's pods that talk to CouchDB (`app.kubernetes.io/name`). */
+    extraClients: string[];
 }
 
 /**
@@ -32,7 +35,7 @@ export class CouchDb extends pulumi.ComponentResource {
         super("mail:index:CouchDb", name, {}, opts);
         const unpinned = pinnedImage(args.image);
         if (unpinned) throw new Error(`CouchDb image ${JSON.stringify(args.image)}: ${unpinned}`);
-        const { labels, selector } = appLabels("couchdb", "datastore");
+        const { labels } = appLabels("couchdb", "datastore");
         const password = new random.RandomPassword(`${name}-admin-password`, { length: 32, special: false }, { parent: this });
         const cookie = new random.RandomPassword(`${name}-secret`, { length: 32, special: false }, { parent: this });
 
@@ -48,63 +51,43 @@ export class CouchDb extends pulumi.ComponentResource {
             data: files,
         }, { parent: this });
 
-        const service = new k8s.core.v1.Service(`${name}-service`, {
-            metadata: { name: "couchdb", namespace: args.namespace, labels },
-            spec: { selector, ports: [{ name: "http", port: COUCHDB_PORT, targetPort: "http" }] },
-        }, { parent: this });
-
-        // couchmail, the only client, runs beside Postfix and Dovecot.
-        networkPolicy("couchdb", {
-            namespace: args.namespace, labels, selector, ingress: [{ ports: [COUCHDB_PORT], peers: [{ apps: ["postfix", "dovecot"] }] }], egress: [],
-        }, { parent: this });
-
         const fromSecret = (key: string) => ({ secretKeyRef: { name: secret.metadata.name, key } });
-        const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
-            metadata: { name: "couchdb", namespace: args.namespace, labels },
-            spec: {
-                // A plain name, not the Service's output: that output resolves only once the Service has ready
-                // endpoints, which need this StatefulSet's pods — the engine would wait forever.
-                serviceName: "couchdb",
-                replicas: 1,
-                selector: { matchLabels: selector },
-                template: {
-                    metadata: { labels, annotations: { [CONFIG_HASH]: contentHash(files) } },
-                    spec: {
-                        automountServiceAccountToken: false,
-                        // OnRootMismatch: the kubelet walks the data volume only when its top is not ours yet, not on every start.
-                        securityContext: { fsGroup: COUCHDB_UID, fsGroupChangePolicy: "OnRootMismatch", seccompProfile: { type: "RuntimeDefault" } },
-                        containers: [{
-                            name: "couchdb",
-                            image: args.image,
-                            ports: [{ name: "http", containerPort: COUCHDB_PORT }],
-                            env: [
-                                { name: "COUCHDB_USER", valueFrom: fromSecret("username") },
-                                { name: "COUCHDB_PASSWORD", valueFrom: fromSecret("password") },
-                                { name: "COUCHDB_SECRET", valueFrom: fromSecret("secret") },
-                                // Erlang sizes port tables from the open-files limit; a huge container limit costs RAM.
-                                { name: "ERL_FLAGS", value: "+Q 8192" },
-                            ],
-                            resources: BUDGET.couchdb,
-                            securityContext: {
-                                runAsUser: COUCHDB_UID, runAsGroup: COUCHDB_UID, runAsNonRoot: true,
-                                allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] },
-                            },
-                            volumeMounts: [
-                                { name: "data", mountPath: "/opt/couchdb/data" },
-                                { name: "config", mountPath: `/opt/couchdb/etc/local.d/${COUCHDB_INI_NAME}`, subPath: COUCHDB_INI_NAME, readOnly: true },
-                            ],
-                            readinessProbe: { httpGet: { path: "/_up", port: "http" }, periodSeconds: 10, timeoutSeconds: 3 },
-                            livenessProbe: { httpGet: { path: "/_up", port: "http" }, initialDelaySeconds: 30, periodSeconds: 20, timeoutSeconds: 5 },
-                        }],
-                        volumes: [{ name: "config", configMap: { name: config.metadata.name } }],
+        const { service } = mailWorkload(name, {
+            namespace: args.namespace, app: "couchdb", component: "datastore",
+            listeners: [{ ...COUCHDB_LISTENERS.http, clients: [...COUCHDB_LISTENERS.http.clients, ...args.extraClients] }],
+            egress: [],
+            claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
+            pod: {
+                annotations: { [CONFIG_HASH]: contentHash(files) },
+                // OnRootMismatch: the kubelet walks the data volume only when its top is not ours yet, not on every start.
+                securityContext: { fsGroup: COUCHDB_UID, fsGroupChangePolicy: "OnRootMismatch" },
+                containers: [{
+                    name: "couchdb",
+                    image: args.image,
+                    env: [
+                        { name: "COUCHDB_USER", valueFrom: fromSecret("username") },
+                        { name: "COUCHDB_PASSWORD", valueFrom: fromSecret("password") },
+                        { name: "COUCHDB_SECRET", valueFrom: fromSecret("secret") },
+                        // Erlang sizes port tables from the open-files limit; a huge container limit costs RAM.
+                        { name: "ERL_FLAGS", value: "+Q 8192" },
+                    ],
+                    resources: BUDGET.couchdb,
+                    securityContext: {
+                        runAsUser: COUCHDB_UID, runAsGroup: COUCHDB_UID, runAsNonRoot: true,
+                        allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] },
                     },
-                },
-                volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
+                    volumeMounts: [
+                        { name: "data", mountPath: "/opt/couchdb/data" },
+                        { name: "config", mountPath: `/opt/couchdb/etc/local.d/${COUCHDB_INI_NAME}`, subPath: COUCHDB_INI_NAME, readOnly: true },
+                    ],
+                    readinessProbe: { httpGet: { path: "/_up", port: "http" }, periodSeconds: 10, timeoutSeconds: 3 },
+                    livenessProbe: { httpGet: { path: "/_up", port: "http" }, initialDelaySeconds: 30, periodSeconds: 20, timeoutSeconds: 5 },
+                }],
+                volumes: [{ name: "config", configMap: { name: config.metadata.name } }],
             },
-        }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
-        resizeClaim(`${name}-data-size`, { namespace: args.namespace, labels, statefulSet, statefulSetName: "couchdb", claim: "data", size: args.storageSize }, { parent: this });
+        }, { parent: this });
 
-        this.url = pulumi.interpolate`http://${service.metadata.name}.${args.namespace}.svc:${COUCHDB_PORT}`;
+        this.url = pulumi.interpolate`http://${service.metadata.name}.${args.namespace}.svc:${COUCHDB_LISTENERS.http.port}`;
         this.adminSecretName = secret.metadata.name;
         this.adminPassword = pulumi.secret(password.result);
         this.registerOutputs({ url: this.url, adminSecretName: this.adminSecretName });

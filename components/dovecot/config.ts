@@ -6,20 +6,17 @@
 //   2. `couchmail`: the user's script from CouchDB, read through couchmail's dict proxy socket.
 //   3. `personal`: the script the user activates over ManageSieve, stored under ~/sieve on the mail volume.
 // A `stop` in an earlier script ends processing, so spam never reaches the user's own rules.
-import { INTERMEDIATE_TLS12_CIPHERS, RenderedFiles, checkAbsPath, checkCidr, checkHostname, checkPort, invalid } from "../render";
+import { INTERMEDIATE_TLS12_CIPHERS, Listener, RenderedFiles, checkAbsPath, checkCidr, checkHostname, checkPort, invalid } from "../render";
 
-/** Ports Dovecot listens on; Services, probes and Postfix use the same numbers. */
-export const DOVECOT_PORTS = {
-  imap: 143,
-  imaps: 993,
-  lmtp: 24,
-  sieve: 4190,
-  authSasl: 12345,
-  // PROXY-protocol-only twins for a load balancer; plain ports stay for in-cluster clients.
-  imapProxy: 10143,
-  imapsProxy: 10993,
-  sieveProxy: 14190,
-} as const;
+/** Where Dovecot listens (PROXY twins as for Postfix); Services, probes and Postfix use the same numbers. */
+export const DOVECOT_LISTENERS = {
+  imap: { name: "imap", port: 143, public: 143, proxy: { name: "imap-proxy", port: 10143 } },
+  imaps: { name: "imaps", port: 993, public: 993, proxy: { name: "imaps-proxy", port: 10993 } },
+  sieve: { name: "sieve", port: 4190, public: 4190, proxy: { name: "sieve-proxy", port: 14190 } },
+  // LMTP and SASL take no client credentials of their own: only Postfix may reach them.
+  lmtp: { name: "lmtp", port: 24, clients: ["postfix"] },
+  authSasl: { name: "auth", port: 12345, clients: ["postfix"] },
+} as const satisfies Record<string, Listener>;
 
 /** Where the image's entrypoint assembles the live config (shipped sieve scripts are read from here). */
 export const DOVECOT_LIVE_DIR = "/run/mail/dovecot/live";
@@ -268,19 +265,19 @@ function dovecotConf(s: DovecotSettings): string {
     "",
     ...(s.proxyProtocol ? [`haproxy_trusted_networks = ${s.haproxyTrustedNetworks.join(" ")}`] : []),
     ...block("service imap-login", [
-      ...inetListener("imap", DOVECOT_PORTS.imap),
-      ...inetListener("imaps", DOVECOT_PORTS.imaps, ["ssl = yes"]),
+      ...inetListener("imap", DOVECOT_LISTENERS.imap.port),
+      ...inetListener("imaps", DOVECOT_LISTENERS.imaps.port, ["ssl = yes"]),
       ...(s.proxyProtocol
-        ? [...inetListener("imap_proxy", DOVECOT_PORTS.imapProxy, proxy()), ...inetListener("imaps_proxy", DOVECOT_PORTS.imapsProxy, proxy(["ssl = yes"]))]
+        ? [...inetListener("imap_proxy", DOVECOT_LISTENERS.imap.proxy.port, proxy()), ...inetListener("imaps_proxy", DOVECOT_LISTENERS.imaps.proxy.port, proxy(["ssl = yes"]))]
         : []),
     ]),
     ...block("service managesieve-login", [
-      ...inetListener("sieve", DOVECOT_PORTS.sieve),
-      ...(s.proxyProtocol ? inetListener("sieve_proxy", DOVECOT_PORTS.sieveProxy, proxy()) : []),
+      ...inetListener("sieve", DOVECOT_LISTENERS.sieve.port),
+      ...(s.proxyProtocol ? inetListener("sieve_proxy", DOVECOT_LISTENERS.sieve.proxy.port, proxy()) : []),
     ]),
     "# Postfix delivers over LMTP and authenticates submission users over the network.",
-    ...block("service lmtp", inetListener("lmtp", DOVECOT_PORTS.lmtp)),
-    ...block("service auth", inetListener("auth_sasl", DOVECOT_PORTS.authSasl)),
+    ...block("service lmtp", inetListener("lmtp", DOVECOT_LISTENERS.lmtp.port)),
+    ...block("service auth", inetListener("auth_sasl", DOVECOT_LISTENERS.authSasl.port)),
     "",
     ...block("protocol imap", [
       `mail_max_userip_connections = ${s.maxUserIpConnections}`,

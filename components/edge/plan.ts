@@ -2,8 +2,9 @@
 // load balancer must be told. Every edge component and the Postfix/Dovecot settings are derived from this.
 import type { ClusterProvider, EdgeMode } from "../config/types";
 import { ConfigError } from "../config/checks";
-import { DOVECOT_PORTS } from "../dovecot/config";
-import { POSTFIX_PORTS } from "../postfix/config";
+import { DOVECOT_LISTENERS } from "../dovecot/config";
+import { POSTFIX_LISTENERS } from "../postfix/config";
+import type { Listener } from "../render";
 
 export interface EdgePort {
     /** Also the named port of the backend container (plain) and, with "-proxy"-style names, of its PROXY twin. */
@@ -19,15 +20,15 @@ export interface EdgePort {
     proxyName: string;
 }
 
-/** The mail ports the world reaches; names match the container ports of components/postfix and components/dovecot. */
-export const EDGE_PORTS: readonly EdgePort[] = [
-    { name: "smtp", public: 25, service: "postfix", plain: POSTFIX_PORTS.smtp, plainName: "smtp", proxy: POSTFIX_PORTS.smtpProxy, proxyName: "smtp-proxy" },
-    { name: "submission", public: 587, service: "postfix", plain: POSTFIX_PORTS.submission, plainName: "submission", proxy: POSTFIX_PORTS.submissionProxy, proxyName: "subm-proxy" },
-    { name: "submissions", public: 465, service: "postfix", plain: POSTFIX_PORTS.submissions, plainName: "submissions", proxy: POSTFIX_PORTS.submissionsProxy, proxyName: "subms-proxy" },
-    { name: "imap", public: 143, service: "dovecot", plain: DOVECOT_PORTS.imap, plainName: "imap", proxy: DOVECOT_PORTS.imapProxy, proxyName: "imap-proxy" },
-    { name: "imaps", public: 993, service: "dovecot", plain: DOVECOT_PORTS.imaps, plainName: "imaps", proxy: DOVECOT_PORTS.imapsProxy, proxyName: "imaps-proxy" },
-    { name: "sieve", public: 4190, service: "dovecot", plain: DOVECOT_PORTS.sieve, plainName: "sieve", proxy: DOVECOT_PORTS.sieveProxy, proxyName: "sieve-proxy" },
-];
+/** The public listeners of a daemon, as the edge forwards them. */
+function edgePorts(service: EdgePort["service"], listeners: Record<string, Listener>): EdgePort[] {
+    return Object.values(listeners).flatMap((l) => (l.public !== undefined && l.proxy
+        ? [{ name: l.name, public: l.public, service, plain: l.port, plainName: l.name, proxy: l.proxy.port, proxyName: l.proxy.name }]
+        : []));
+}
+
+/** The mail ports the world reaches, from the Postfix and Dovecot listener tables. */
+export const EDGE_PORTS: readonly EdgePort[] = [...edgePorts("postfix", POSTFIX_LISTENERS), ...edgePorts("dovecot", DOVECOT_LISTENERS)];
 
 export interface EdgePlan {
     mode: EdgeMode;

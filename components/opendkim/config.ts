@@ -1,9 +1,9 @@
 // Pure renderer for OpenDKIM: opendkim.conf, KeyTable, SigningTable and TrustedHosts.
 // Signs mail from our domains when Postfix marks it as submitted (daemon name ORIGINATING) or it comes
 // from an internal host; verifies everything else and adds Authentication-Results.
-import { RenderedFiles, checkCidr, checkHostname, invalid } from "../render";
+import { Listener, RenderedFiles, checkCidr, checkHostname, invalid } from "../render";
 
-export const OPENDKIM_PORTS = { milter: 8891 } as const;
+export const OPENDKIM_LISTENERS = { milter: { name: "milter", port: 8891, clients: ["postfix"] } } as const satisfies Record<string, Listener>;
 
 /** Where the image's entrypoint assembles the live config. */
 export const OPENDKIM_LIVE_DIR = "/run/mail/opendkim/live";
@@ -48,7 +48,7 @@ export function renderOpenDkim(settings: OpenDkimSettings): RenderedFiles {
     "Syslog yes",
     "SyslogSuccess yes",
     "LogResults no",
-    `Socket inet:${OPENDKIM_PORTS.milter}`,
+    `Socket inet:${OPENDKIM_LISTENERS.milter.port}`,
     "Mode sv",
     // Signing for mail submitted over 587/465 (Postfix sets this daemon name there).
     "MTA ORIGINATING",

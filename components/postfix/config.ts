@@ -2,6 +2,7 @@
 // inet services are named by port number so nothing depends on /etc/services in the image.
 import {
   INTERMEDIATE_TLS12_CIPHERS,
+  Listener,
   RenderedFiles,
   checkAbsPath,
   checkCidr,
@@ -12,16 +13,15 @@ import {
   parseEndpoint,
 } from "../render";
 
-/** Ports Postfix listens on; Services and probes use the same numbers. */
-export const POSTFIX_PORTS = {
-  smtp: 25,
-  submission: 587,
-  submissions: 465,
-  // PROXY-protocol-only twins for a load balancer; plain ports stay for in-cluster clients.
-  smtpProxy: 10025,
-  submissionProxy: 10587,
-  submissionsProxy: 10465,
-} as const;
+/**
+ * Where Postfix listens. The PROXY twins serve a load balancer that prepends PROXY headers; the plain ports stay for
+ * in-cluster clients (hairpin traffic skips the load balancer).
+ */
+export const POSTFIX_LISTENERS = {
+  smtp: { name: "smtp", port: 25, public: 25, proxy: { name: "smtp-proxy", port: 10025 } },
+  submission: { name: "submission", port: 587, public: 587, proxy: { name: "subm-proxy", port: 10587 } },
+  submissions: { name: "submissions", port: 465, public: 465, proxy: { name: "subms-proxy", port: 10465 } },
+} as const satisfies Record<string, Listener>;
 
 /** The couchmail socketmap names Postfix queries (couchmail answers exactly these). */
 export const POSTFIX_SOCKETMAP_NAMES = {
@@ -38,17 +38,6 @@ export interface PostfixRelay {
   port: 587 | 465;
   /** texthash file (from a mounted Secret) with the line `[host]:port user:password`. */
   passwordMapFile: string;
-}
-
-/** An extra master.cf service (e.g. a content filter's pipe). */
-export interface PostfixService {
-  name: string;
-  type: "inet" | "unix" | "unix-dgram" | "pass" | "fifo";
-  private?: boolean;
-  unpriv?: boolean;
-  maxproc?: number;
-  command: string;
-  args?: string[];
 }
 
 export interface PostfixSettings {
@@ -86,10 +75,6 @@ export interface PostfixSettings {
   spf: boolean;
   /** Policy service for inbound port-25 mail only (Postgrey), `inet:HOST:PORT`; off when unset. */
   policyService?: string;
-  /** content_filter for inbound port-25 mail only, `transport:nexthop`; off when unset. */
-  contentFilter?: string;
-  /** Extra master.cf services, e.g. the content filter's transport. */
-  extraServices: PostfixService[];
   /** Smarthost for outbound mail (where the cloud blocks port 25); direct delivery when unset. */
   relay?: PostfixRelay;
   tls: { certFile: string; keyFile: string };
@@ -123,7 +108,6 @@ export const POSTFIX_DEFAULTS: Omit<PostfixSettings, "hostname" | "ownDomains" |
   spf: true,
   // Dovecot's lmtp_user_concurrency_limit (10): more would only earn "451 Too many concurrent deliveries".
   lmtpConcurrency: 10,
-  extraServices: [],
   tls: { certFile: "/etc/mail/tls/tls.crt", keyFile: "/etc/mail/tls/tls.key" },
   trustedNetworks: [],
   proxyProtocol: false,
@@ -134,7 +118,6 @@ export const POSTFIX_DEFAULTS: Omit<PostfixSettings, "hostname" | "ownDomains" |
 };
 
 const PARAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
-const SERVICE_NAME = /^[a-z0-9][a-z0-9._-]*$/;
 
 /** A main.cf/-o value: one line, no NUL; Postfix trims surrounding space itself. */
 function checkValue(field: string, value: string): string {
@@ -167,18 +150,6 @@ function validate(s: PostfixSettings): void {
     invalid("milterDefaultAction", '"tempfail" or "accept"', s.milterDefaultAction);
   }
   if (s.policyService !== undefined) endpointString("policyService", s.policyService, true);
-  if (s.contentFilter !== undefined && !/^[a-z0-9][a-z0-9._-]*:[A-Za-z0-9.[\]:_-]*$/.test(s.contentFilter)) {
-    invalid("contentFilter", "transport:nexthop", s.contentFilter);
-  }
-  const reserved = new Set(Object.keys(POSTFIX_PORTS).concat(STANDARD_SERVICE_NAMES));
-  s.extraServices.forEach((svc, i) => {
-    const f = `extraServices[${i}]`;
-    if (!SERVICE_NAME.test(svc.name) || reserved.has(svc.name)) invalid(`${f}.name`, "a new service name [a-z0-9._-]", svc.name);
-    if (!["inet", "unix", "unix-dgram", "pass", "fifo"].includes(svc.type)) invalid(`${f}.type`, "a master.cf service type", svc.type);
-    if (svc.maxproc !== undefined && (!Number.isInteger(svc.maxproc) || svc.maxproc < 0)) invalid(`${f}.maxproc`, "an integer >= 0", svc.maxproc);
-    if (!/^[a-z0-9-]+$/.test(svc.command)) invalid(`${f}.command`, "a Postfix daemon name", svc.command);
-    (svc.args ?? []).forEach((a, j) => /^[^\s\0]+$/.test(a) || invalid(`${f}.args[${j}]`, "a word without spaces", a));
-  });
   if (s.relay !== undefined) {
     checkHostname("relay.host", s.relay.host);
     if (s.relay.port !== 587 && s.relay.port !== 465) invalid("relay.port", "587 or 465", s.relay.port);
@@ -384,7 +355,6 @@ const STANDARD_SERVICES: [string, string, string, string, string, string][] = [
 /** The master.cf service that spawns policyd-spf (postfix-policyd-spf-python in the image). */
 const SPF_SERVICE = "policyd-spf";
 export const SPF_PROCESSES = 4;
-const STANDARD_SERVICE_NAMES = STANDARD_SERVICES.map((e) => e[0]).concat(["smtpd-proxy", "submission", "submissions", "cleanup-inbound", SPF_SERVICE]);
 
 /**
  * Wake-up timers as in Postfix's stock master.cf. Without one, master starts qmgr only when new mail arrives, so
@@ -421,31 +391,31 @@ function submissionOptions(name: string, implicitTls: boolean): string[] {
 }
 
 function masterCf(s: PostfixSettings): string {
-  const inboundFilter = [...(s.contentFilter ? [`-o content_filter=${s.contentFilter}`] : []), "-o cleanup_service_name=cleanup-inbound"];
+  const inbound = ["-o cleanup_service_name=cleanup-inbound"];
   const out: string[] = [
     "# service type private unpriv chroot wakeup maxproc command + args",
-    entry(String(POSTFIX_PORTS.smtp), "inet", "n", "-", "1", "postscreen"),
+    entry(String(POSTFIX_LISTENERS.smtp.port), "inet", "n", "-", "1", "postscreen"),
     // postscreen hands clients to the "smtpd" pass service below.
-    entry("smtpd", "pass", "-", "-", "-", "smtpd", inboundFilter),
-    entry(String(POSTFIX_PORTS.submission), "inet", "n", "-", "-", "smtpd", submissionOptions("submission", false)),
-    entry(String(POSTFIX_PORTS.submissions), "inet", "n", "-", "-", "smtpd", submissionOptions("submissions", true)),
+    entry("smtpd", "pass", "-", "-", "-", "smtpd", inbound),
+    entry(String(POSTFIX_LISTENERS.submission.port), "inet", "n", "-", "-", "smtpd", submissionOptions("submission", false)),
+    entry(String(POSTFIX_LISTENERS.submissions.port), "inet", "n", "-", "-", "smtpd", submissionOptions("submissions", true)),
   ];
   if (s.proxyProtocol) {
     // A forged PROXY header could claim loopback: clients from these ports never match mynetworks.
     out.push(
-      entry(String(POSTFIX_PORTS.smtpProxy), "inet", "n", "-", "1", "postscreen", [
+      entry(String(POSTFIX_LISTENERS.smtp.proxy.port), "inet", "n", "-", "1", "postscreen", [
         "-o syslog_name=postfix/smtp-proxy",
         "-o postscreen_upstream_proxy_protocol=haproxy",
         "-o postscreen_access_list=",
         "-o smtpd_service_name=smtpd-proxy",
       ]),
-      entry("smtpd-proxy", "pass", "-", "-", "-", "smtpd", ["-o syslog_name=postfix/smtp-proxy", "-o mynetworks=", ...inboundFilter]),
-      entry(String(POSTFIX_PORTS.submissionProxy), "inet", "n", "-", "-", "smtpd", [
+      entry("smtpd-proxy", "pass", "-", "-", "-", "smtpd", ["-o syslog_name=postfix/smtp-proxy", "-o mynetworks=", ...inbound]),
+      entry(String(POSTFIX_LISTENERS.submission.proxy.port), "inet", "n", "-", "-", "smtpd", [
         ...submissionOptions("submission-proxy", false),
         "-o smtpd_upstream_proxy_protocol=haproxy",
         "-o mynetworks=",
       ]),
-      entry(String(POSTFIX_PORTS.submissionsProxy), "inet", "n", "-", "-", "smtpd", [
+      entry(String(POSTFIX_LISTENERS.submissions.proxy.port), "inet", "n", "-", "-", "smtpd", [
         ...submissionOptions("submissions-proxy", true),
         "-o smtpd_upstream_proxy_protocol=haproxy",
         "-o mynetworks=",
@@ -459,12 +429,6 @@ function masterCf(s: PostfixSettings): string {
   // Each policyd-spf is a ~22 MiB Python process: a few at most (BUDGET.postfix counts them), each released soon
   // after its smtpd's last check (smtpd_policy_service_max_idle) so waiting sessions get one within seconds.
   if (s.spf) out.push(entry(SPF_SERVICE, "unix", "-", "n", String(SPF_PROCESSES), "spawn", ["user=nobody", "argv=/usr/bin/policyd-spf"]));
-  for (const svc of s.extraServices) {
-    const yn = (b: boolean | undefined) => (b === undefined ? "-" : b ? "y" : "n");
-    out.push(
-      entry(svc.name, svc.type, yn(svc.private), yn(svc.unpriv), svc.maxproc === undefined ? "-" : String(svc.maxproc), svc.command, svc.args ?? []),
-    );
-  }
   return out.join("\n") + "\n";
 }
 

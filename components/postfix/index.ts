@@ -2,8 +2,8 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, execProbe, networkPolicy, Peer, KEEP_CLAIM_TEMPLATES, persistentClaim, resizeClaim, renderedConfigMap, rootDroppingContainer, TrafficRule } from "../kube";
-import { POSTFIX_PORTS, PostfixSettings, renderPostfix } from "./config";
+import { appLabels, BUDGET, configVolumes, execProbe, mailWorkload, Peer, renderedConfigMap, rootDroppingContainer, TrafficRule } from "../kube";
+import { POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "./config";
 
 export interface PostfixArgs {
     namespace: pulumi.Input<string>;
@@ -41,9 +41,9 @@ export class Postfix extends pulumi.ComponentResource {
 
     constructor(name: string, args: PostfixArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Postfix", name, {}, opts);
-        const { labels, selector } = appLabels("postfix", "mta");
+        const { labels } = appLabels("postfix", "mta");
         const files = renderPostfix(args.settings);
-        const { configMap } = renderedConfigMap(`postfix-config`, { namespace: args.namespace, labels, files }, { parent: this });
+        const { configMap } = renderedConfigMap(name, { app: "postfix", namespace: args.namespace, labels, files }, { parent: this });
         const config = configVolumes("postfix", configMap, args.overrideConfigMap);
         const couchmail = args.couchmail.sidecar({ socketmap: true });
 
@@ -56,89 +56,52 @@ export class Postfix extends pulumi.ComponentResource {
         }, { parent: this, additionalSecretOutputs: ["stringData", "data"] });
         const relayDir = relay && path.posix.dirname(relay.passwordMapFile);
 
-        const hostPort = (port: number) => (args.hostPorts ? port : undefined);
-        const ports: { name: string; port: number; hostPort?: number }[] = [
-            { name: "smtp", port: POSTFIX_PORTS.smtp, hostPort: hostPort(POSTFIX_PORTS.smtp) },
-            { name: "submission", port: POSTFIX_PORTS.submission, hostPort: hostPort(POSTFIX_PORTS.submission) },
-            { name: "submissions", port: POSTFIX_PORTS.submissions, hostPort: hostPort(POSTFIX_PORTS.submissions) },
-            ...(args.settings.proxyProtocol ? [
-                { name: "smtp-proxy", port: POSTFIX_PORTS.smtpProxy },
-                { name: "subm-proxy", port: POSTFIX_PORTS.submissionProxy },
-                { name: "subms-proxy", port: POSTFIX_PORTS.submissionsProxy },
-            ] : []),
-        ];
-        const service = new k8s.core.v1.Service(`${name}-service`, {
-            metadata: { name: "postfix", namespace: args.namespace, labels },
-            spec: { selector, ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })) },
-        }, { parent: this });
-
-        const proxyPorts = args.settings.proxyProtocol ? [POSTFIX_PORTS.smtpProxy, POSTFIX_PORTS.submissionProxy, POSTFIX_PORTS.submissionsProxy] : [];
-        networkPolicy("postfix", {
-            namespace: args.namespace, labels, selector,
-            ingress: [
-                { ports: [POSTFIX_PORTS.smtp, POSTFIX_PORTS.submission, POSTFIX_PORTS.submissions] },
-                ...(proxyPorts.length ? [{ ports: proxyPorts, peers: args.proxySources }] : []),
-            ],
+        const { service } = mailWorkload(name, {
+            namespace: args.namespace, app: "postfix", component: "mta",
+            listeners: Object.values(POSTFIX_LISTENERS),
+            proxySources: args.settings.proxyProtocol ? args.proxySources : undefined,
+            hostPorts: args.hostPorts,
             egress: [SMTP_OUT, ...args.egress],
-        }, { parent: this });
-
-        const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
-            metadata: { name: "postfix", namespace: args.namespace, labels },
-            spec: {
-                // A plain name, not the Service's output: that output resolves only once the Service has ready
-                // endpoints, which need this StatefulSet's pods — the engine would wait forever.
-                serviceName: "postfix",
-                replicas: 1,
-                selector: { matchLabels: selector },
-                template: {
-                    metadata: { labels },
-                    spec: {
-                        automountServiceAccountToken: false,
-                        enableServiceLinks: false,
-                        // Long enough for `postfix stop` to let running deliveries finish.
-                        terminationGracePeriodSeconds: 60,
-                        securityContext: { seccompProfile: { type: "RuntimeDefault" } },
-                        initContainers: [couchmail.container],
-                        containers: [{
-                            name: "postfix",
-                            image: args.image,
-                            imagePullPolicy: args.imagePullPolicy,
-                            ports: ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })),
-                            // A changed relay password reloads Postfix like a renewed certificate does.
-                            env: relayDir ? [{ name: "EXTRA_WATCH", value: `/etc/mail/tls ${relayDir}` }] : [],
-                            resources: BUDGET.postfix,
-                            // Postfix's master starts as root and runs every service as `postfix` in a chroot.
-                            securityContext: rootDroppingContainer(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]),
-                            volumeMounts: [
-                                ...config.mounts,
-                                { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },
-                                ...(relayDir ? [{ name: "relay", mountPath: relayDir, readOnly: true }] : []),
-                                { name: "queue", mountPath: args.settings.queueDirectory },
-                                { name: "state", mountPath: args.settings.dataDirectory },
-                                { name: "run", mountPath: "/run/mail" },
-                                { name: "tmp", mountPath: "/tmp" },
-                            ],
-                            // `postfix status` asks the master itself and leaves no connection noise in the log.
-                            startupProbe: { ...execProbe(["postfix", "status"], 2), failureThreshold: 30 },
-                            readinessProbe: execProbe(["postfix", "status"], 10),
-                            livenessProbe: execProbe(["postfix", "status"], 30),
-                        }],
-                        volumes: [
-                            ...config.volumes,
-                            ...couchmail.volumes,
-                            { name: "tls", secret: { secretName: args.tlsSecretName, defaultMode: 0o400 } },
-                            // Postfix opens the map as root before dropping privileges.
-                            ...(relaySecret ? [{ name: "relay", secret: { secretName: relaySecret.metadata.name, defaultMode: 0o400 } }] : []),
-                            { name: "state", emptyDir: {} },
-                            { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
-                            { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
-                        ],
-                    },
-                },
-                volumeClaimTemplates: [persistentClaim("queue", labels, args.queueSize, args.storageClassName)],
+            claim: { name: "queue", size: args.queueSize, storageClassName: args.storageClassName },
+            pod: {
+                // Long enough for `postfix stop` to let running deliveries finish.
+                terminationGracePeriodSeconds: 60,
+                initContainers: [couchmail.container],
+                containers: [{
+                    name: "postfix",
+                    image: args.image,
+                    imagePullPolicy: args.imagePullPolicy,
+                    // A changed relay password reloads Postfix like a renewed certificate does.
+                    env: relayDir ? [{ name: "EXTRA_WATCH", value: `/etc/mail/tls ${relayDir}` }] : [],
+                    resources: BUDGET.postfix,
+                    // Postfix's master starts as root and runs every service as `postfix` in a chroot.
+                    securityContext: rootDroppingContainer(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]),
+                    volumeMounts: [
+                        ...config.mounts,
+                        { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },
+                        ...(relayDir ? [{ name: "relay", mountPath: relayDir, readOnly: true }] : []),
+                        { name: "queue", mountPath: args.settings.queueDirectory },
+                        { name: "state", mountPath: args.settings.dataDirectory },
+                        { name: "run", mountPath: "/run/mail" },
+                        { name: "tmp", mountPath: "/tmp" },
+                    ],
+                    // `postfix status` asks the master itself and leaves no connection noise in the log.
+                    startupProbe: { ...execProbe(["postfix", "status"], 2), failureThreshold: 30 },
+                    readinessProbe: execProbe(["postfix", "status"], 10),
+                    livenessProbe: execProbe(["postfix", "status"], 30),
+                }],
+                volumes: [
+                    ...config.volumes,
+                    ...couchmail.volumes,
+                    { name: "tls", secret: { secretName: args.tlsSecretName, defaultMode: 0o400 } },
+                    // Postfix opens the map as root before dropping privileges.
+                    ...(relaySecret ? [{ name: "relay", secret: { secretName: relaySecret.metadata.name, defaultMode: 0o400 } }] : []),
+                    { name: "state", emptyDir: {} },
+                    { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
+                    { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+                ],
             },
-        }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
-        resizeClaim(`${name}-queue-size`, { namespace: args.namespace, labels, statefulSet, statefulSetName: "postfix", claim: "queue", size: args.queueSize }, { parent: this });
+        }, { parent: this });
 
         this.serviceName = service.metadata.name;
         this.configMapName = configMap.metadata.name;

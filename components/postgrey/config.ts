@@ -1,8 +1,8 @@
 // Pure renderer for Postgrey: its whitelist files and command line. Postfix asks it from port 25's
 // smtpd_recipient_restrictions only (PostfixSettings.policyService); submission ports never consult it.
-import { RenderedFiles, checkAbsPath, invalid } from "../render";
+import { Listener, RenderedFiles, checkAbsPath, invalid } from "../render";
 
-export const POSTGREY_PORT = 10023;
+export const POSTGREY_LISTENERS = { policy: { name: "policy", port: 10023, clients: ["postfix"] } } as const satisfies Record<string, Listener>;
 
 export interface PostgreySettings {
     /** Seconds a new (client, sender, recipient) triplet must wait before a retry is accepted. */
@@ -46,7 +46,7 @@ export function renderPostgrey(settings: PostgreySettings): RenderedFiles {
 export function postgreyArgs(settings: PostgreySettings): string[] {
     validate(settings);
     return [
-        `--inet=0.0.0.0:${POSTGREY_PORT}`,
+        `--inet=0.0.0.0:${POSTGREY_LISTENERS.policy.port}`,
         `--delay=${settings.delaySeconds}`,
         `--dbdir=${settings.dataDir}/db`,
         "--greylist-text=Greylisted, please try again later",

@@ -3,9 +3,10 @@
 // Scoring happens at LMTP delivery time: Dovecot's shipped spam.sieve pipes each message through `spam-scan`
 // (images/dovecot), which runs `spamc -u <recipient user>`, so every user's own Bayes database and preferences apply.
 // spamd keeps both per user under <dataDir>/users/<user> (its --virtual-config-dir), on a persistent volume.
-import { RenderedFiles, checkAbsPath, checkCidr, invalid } from "../render";
+import { Listener, RenderedFiles, checkAbsPath, checkCidr, invalid } from "../render";
 
-export const SPAMD_PORT = 10783;
+// Dovecot scans and teaches at delivery and on moves to/from Junk; the nightly job teaches too.
+export const SPAMD_LISTENERS = { spamd: { name: "spamd", port: 10783, clients: ["dovecot", "spam-train"] } } as const satisfies Record<string, Listener>;
 
 export interface SpamAssassinSettings {
     /** Score at or above which a message is spam (X-Spam-Flag: YES ⇒ the recipient's Junk). */
@@ -61,7 +62,7 @@ export function renderSpamAssassin(settings: SpamAssassinSettings): RenderedFile
 export function spamdArgs(settings: SpamAssassinSettings): string[] {
     validate(settings);
     return [
-        `--listen=0.0.0.0:${SPAMD_PORT}`,
+        `--listen=0.0.0.0:${SPAMD_LISTENERS.spamd.port}`,
         `--allowed-ips=127.0.0.1,${settings.clusterNetworks.join(",")}`,
         // Learning through spamd (spamc -L) for the imapsieve and nightly training.
         "--allow-tell",

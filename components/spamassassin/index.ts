@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, execProbe, networkPolicy, Labels, KEEP_CLAIM_TEMPLATES, persistentClaim, resizeClaim, renderedConfigMap, restrictedContainer } from "../kube";
-import { renderSpamAssassin, SPAMD_PORT, SpamAssassinSettings, spamdArgs } from "./config";
+import { appLabels, BUDGET, configVolumes, execProbe, Labels, mailWorkload, networkPolicy, renderedConfigMap, restrictedContainer } from "../kube";
+import { renderSpamAssassin, SPAMD_LISTENERS, SpamAssassinSettings, spamdArgs } from "./config";
 
 /** spamd's user in the image (owner of the Bayes/preferences volume). */
 export const SPAMD_UID = 5001;
@@ -14,8 +14,6 @@ export interface SpamAssassinArgs {
     storageSize: string;
     storageClassName?: string;
     overrideConfigMap?: string;
-    /** `app.kubernetes.io/name` of the pods that scan and learn through spamd (Dovecot). */
-    clientApps: string[];
     /** The nightly training: cron schedule, and where and how it finds the mail. */
     training: {
         schedule: string;
@@ -42,78 +40,55 @@ export interface SpamAssassinArgs {
  */
 export class SpamAssassin extends pulumi.ComponentResource {
     readonly serviceName: pulumi.Output<string>;
-    readonly port = SPAMD_PORT;
+    readonly port = SPAMD_LISTENERS.spamd.port;
 
     constructor(name: string, args: SpamAssassinArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:SpamAssassin", name, {}, opts);
-        const { labels, selector } = appLabels("spamassassin", "spam-filter");
+        const { labels } = appLabels("spamassassin", "spam-filter");
         const train = appLabels("spam-train", "spam-training");
         const files = renderSpamAssassin(args.settings);
-        const { configMap } = renderedConfigMap(`spamassassin-config`, { namespace: args.namespace, labels, files }, { parent: this });
+        const { configMap } = renderedConfigMap(name, { app: "spamassassin", namespace: args.namespace, labels, files }, { parent: this });
         const config = configVolumes("spamassassin", configMap, args.overrideConfigMap);
 
-        const service = new k8s.core.v1.Service(`${name}-service`, {
-            metadata: { name: "spamassassin", namespace: args.namespace, labels },
-            spec: { selector, ports: [{ name: "spamd", port: SPAMD_PORT, targetPort: "spamd", protocol: "TCP" }] },
-        }, { parent: this });
-
-        // Network rules (RBLs, URIBLs) are DNS lookups.
-        networkPolicy("spamassassin", {
-            namespace: args.namespace, labels, selector,
-            ingress: [{ ports: [SPAMD_PORT], peers: [{ apps: [...args.clientApps, train.selector["app.kubernetes.io/name"]] }] }],
-            egress: [],
-        }, { parent: this });
-        networkPolicy("spam-train", {
-            namespace: args.namespace, labels: train.labels, selector: train.selector,
-            ingress: [], egress: [{ ports: [SPAMD_PORT], peers: [{ apps: ["spamassassin"] }] }],
-        }, { parent: this });
-
         // spamc's PING: the master answers only once the rules are loaded.
-        const ping = ["spamc", "-d", "127.0.0.1", "-p", String(SPAMD_PORT), "-K"];
-        const statefulSet = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
-            metadata: { name: "spamassassin", namespace: args.namespace, labels },
-            spec: {
-                // A plain name, not the Service's output: that output resolves only once the Service has ready
-                // endpoints, which need this StatefulSet's pods — the engine would wait forever.
-                serviceName: "spamassassin",
-                replicas: 1,
-                selector: { matchLabels: selector },
-                template: {
-                    metadata: { labels },
-                    spec: {
-                        automountServiceAccountToken: false,
-                        enableServiceLinks: false,
-                        securityContext: { fsGroup: SPAMD_UID, fsGroupChangePolicy: "OnRootMismatch", seccompProfile: { type: "RuntimeDefault" } },
-                        containers: [{
-                            name: "spamd",
-                            image: args.image,
-                            imagePullPolicy: args.imagePullPolicy,
-                            args: spamdArgs(args.settings),
-                            ports: [{ name: "spamd", containerPort: SPAMD_PORT, protocol: "TCP" }],
-                            resources: BUDGET.spamd,
-                            securityContext: restrictedContainer(SPAMD_UID),
-                            volumeMounts: [
-                                ...config.mounts,
-                                { name: "data", mountPath: args.settings.dataDir },
-                                { name: "run", mountPath: "/run/mail" },
-                                { name: "tmp", mountPath: "/tmp" },
-                            ],
-                            startupProbe: { ...execProbe(ping, 2), failureThreshold: 60 },
-                            readinessProbe: execProbe(ping, 10),
-                            livenessProbe: execProbe(ping, 30),
-                        }],
-                        volumes: [
-                            ...config.volumes,
-                            { name: "run", emptyDir: { medium: "Memory", sizeLimit: "8Mi" } },
-                            // The config watcher lints candidates in a copy of the site config here.
-                            { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
-                        ],
-                    },
-                },
-                volumeClaimTemplates: [persistentClaim("data", labels, args.storageSize, args.storageClassName)],
+        const ping = ["spamc", "-d", "127.0.0.1", "-p", String(SPAMD_LISTENERS.spamd.port), "-K"];
+        // Network rules (RBLs, URIBLs) are DNS lookups.
+        const { service } = mailWorkload(name, {
+            namespace: args.namespace, app: "spamassassin", component: "spam-filter",
+            listeners: Object.values(SPAMD_LISTENERS),
+            egress: [],
+            claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
+            pod: {
+                securityContext: { fsGroup: SPAMD_UID, fsGroupChangePolicy: "OnRootMismatch" },
+                containers: [{
+                    name: "spamd",
+                    image: args.image,
+                    imagePullPolicy: args.imagePullPolicy,
+                    args: spamdArgs(args.settings),
+                    resources: BUDGET.spamd,
+                    securityContext: restrictedContainer(SPAMD_UID),
+                    volumeMounts: [
+                        ...config.mounts,
+                        { name: "data", mountPath: args.settings.dataDir },
+                        { name: "run", mountPath: "/run/mail" },
+                        { name: "tmp", mountPath: "/tmp" },
+                    ],
+                    startupProbe: { ...execProbe(ping, 2), failureThreshold: 60 },
+                    readinessProbe: execProbe(ping, 10),
+                    livenessProbe: execProbe(ping, 30),
+                }],
+                volumes: [
+                    ...config.volumes,
+                    { name: "run", emptyDir: { medium: "Memory", sizeLimit: "8Mi" } },
+                    // The config watcher lints candidates in a copy of the site config here.
+                    { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+                ],
             },
-        }, { parent: this, ...KEEP_CLAIM_TEMPLATES });
-        resizeClaim(`${name}-data-size`, { namespace: args.namespace, labels, statefulSet, statefulSetName: "spamassassin", claim: "data", size: args.storageSize }, { parent: this });
+        }, { parent: this });
+        networkPolicy(`${name}-train-network-policy`, {
+            namespace: args.namespace, labels: train.labels, selector: train.selector,
+            ingress: [], egress: [{ ports: [SPAMD_LISTENERS.spamd.port], peers: [{ apps: ["spamassassin"] }] }],
+        }, { parent: this });
 
         const t = args.training;
         new k8s.batch.v1.CronJob(`${name}-train`, {
@@ -148,7 +123,7 @@ export class SpamAssassin extends pulumi.ComponentResource {
                                     command: ["/usr/local/bin/spam-train"],
                                     env: [
                                         { name: "SPAMD_HOST", value: service.metadata.name },
-                                        { name: "SPAMD_PORT", value: String(SPAMD_PORT) },
+                                        { name: "SPAMD_PORT", value: String(SPAMD_LISTENERS.spamd.port) },
                                         { name: "MAIL_ROOT", value: t.mailRoot },
                                     ],
                                     resources: BUDGET.spamTrain,

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DOVECOT_SPECIAL_FOLDERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
+import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DOVECOT_SPECIAL_FOLDERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
 import { dovecotTmpSize } from "../../components/dovecot";
 
 const base: DovecotSettings = { ...DOVECOT_DEFAULTS, hostname: "mail.example.test" };
@@ -47,19 +47,19 @@ describe("renderDovecot", () => {
     expect(conf()).toMatch(/^mail_utf8_extensions = yes$/m);
   });
 
-  test("listeners use DOVECOT_PORTS; PROXY listeners only when enabled", () => {
+  test("listeners use DOVECOT_LISTENERS; PROXY listeners only when enabled", () => {
     const c = conf();
     const login = section(c, "service imap-login")!;
-    expect(section(login, "inet_listener imap")).toMatch(`port = ${DOVECOT_PORTS.imap}`);
-    expect(section(login, "inet_listener imaps")).toMatch(new RegExp(`port = ${DOVECOT_PORTS.imaps}\\n\\s*ssl = yes`));
-    expect(section(section(c, "service lmtp")!, "inet_listener lmtp")).toMatch(`port = ${DOVECOT_PORTS.lmtp}`);
-    expect(section(section(c, "service auth")!, "inet_listener auth_sasl")).toMatch(`port = ${DOVECOT_PORTS.authSasl}`);
-    expect(section(section(c, "service managesieve-login")!, "inet_listener sieve")).toMatch(`port = ${DOVECOT_PORTS.sieve}`);
+    expect(section(login, "inet_listener imap")).toMatch(`port = ${DOVECOT_LISTENERS.imap.port}`);
+    expect(section(login, "inet_listener imaps")).toMatch(new RegExp(`port = ${DOVECOT_LISTENERS.imaps.port}\\n\\s*ssl = yes`));
+    expect(section(section(c, "service lmtp")!, "inet_listener lmtp")).toMatch(`port = ${DOVECOT_LISTENERS.lmtp.port}`);
+    expect(section(section(c, "service auth")!, "inet_listener auth_sasl")).toMatch(`port = ${DOVECOT_LISTENERS.authSasl.port}`);
+    expect(section(section(c, "service managesieve-login")!, "inet_listener sieve")).toMatch(`port = ${DOVECOT_LISTENERS.sieve.port}`);
     expect(c).not.toMatch(/haproxy/);
     const p = conf({ proxyProtocol: true, haproxyTrustedNetworks: ["10.0.0.0/8"] });
     expect(p).toMatch(/^haproxy_trusted_networks = 10\.0\.0\.0\/8$/m);
     expect(section(section(p, "service imap-login")!, "inet_listener imaps_proxy")).toMatch(
-      new RegExp(`port = ${DOVECOT_PORTS.imapsProxy}\\n\\s*haproxy = yes\\n\\s*ssl = yes`),
+      new RegExp(`port = ${DOVECOT_LISTENERS.imaps.proxy.port}\\n\\s*haproxy = yes\\n\\s*ssl = yes`),
     );
     expect(() => renderDovecot({ ...base, proxyProtocol: true })).toThrow(/^haproxyTrustedNetworks: expected/);
   });

@@ -3,7 +3,7 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
+import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
 import { Pod, buildImage, selfSignedCert, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
 
 jest.setTimeout(120_000);
@@ -62,11 +62,11 @@ test("doveconf accepts the default rendering; listeners, TLS and auth as rendere
   expect(r.stderr).toBe("");
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/^dovecot_config_version = 2\.4\.1$/m);
-  expect(listenerPort(r.stdout, "imap")).toBe(String(DOVECOT_PORTS.imap));
-  expect(listenerPort(r.stdout, "imaps")).toBe(String(DOVECOT_PORTS.imaps));
-  expect(listenerPort(r.stdout, "lmtp")).toBe(String(DOVECOT_PORTS.lmtp));
-  expect(listenerPort(r.stdout, "sieve")).toBe(String(DOVECOT_PORTS.sieve));
-  expect(listenerPort(r.stdout, "auth_sasl")).toBe(String(DOVECOT_PORTS.authSasl));
+  expect(listenerPort(r.stdout, "imap")).toBe(String(DOVECOT_LISTENERS.imap.port));
+  expect(listenerPort(r.stdout, "imaps")).toBe(String(DOVECOT_LISTENERS.imaps.port));
+  expect(listenerPort(r.stdout, "lmtp")).toBe(String(DOVECOT_LISTENERS.lmtp.port));
+  expect(listenerPort(r.stdout, "sieve")).toBe(String(DOVECOT_LISTENERS.sieve.port));
+  expect(listenerPort(r.stdout, "auth_sasl")).toBe(String(DOVECOT_LISTENERS.authSasl.port));
   expect(r.stdout).toMatch(/^ssl = required$/m);
   expect(r.stdout).toMatch(/^--cleartext: no$/m);
   expect(r.stdout).toMatch(/passdb lua \{\n\s*lua_file = \/etc\/mail\/couchmail\/auth\.lua/);
@@ -78,7 +78,7 @@ test("with spam scanning, training and PROXY listeners on, doveconf accepts it a
   const r = check(files);
   expect(r.stderr).toBe("");
   expect(r.code).toBe(0);
-  expect(listenerPort(r.stdout, "imaps_proxy")).toBe(String(DOVECOT_PORTS.imapsProxy));
+  expect(listenerPort(r.stdout, "imaps_proxy")).toBe(String(DOVECOT_LISTENERS.imaps.proxy.port));
   expect(r.stdout).toMatch(/inet_listener imaps_proxy \{[^}]*haproxy = yes/);
   const scripts = Object.keys(files).filter((f) => f.endsWith(".sieve"));
   expect(scripts.sort()).toEqual(["learn-ham.sieve", "learn-spam.sieve", "spam.sieve"]);
@@ -97,7 +97,7 @@ test("negative controls: doveconf rejects a 2.3 setting and sievec rejects a bro
 
 /** The IMAP greeting, read from inside the pod's network namespace. */
 function greeting(pod: Pod): string {
-  return pod.inNetns(["bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/${DOVECOT_PORTS.imap}; read -t 5 -r l <&3; echo "$l"`]).stdout;
+  return pod.inNetns(["bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/${DOVECOT_LISTENERS.imap.port}; read -t 5 -r l <&3; echo "$l"`]).stdout;
 }
 
 test("watcher: a ConfigMap swap is validated and reloaded, a bad one refused, SIGTERM stops cleanly", async () => {
@@ -116,7 +116,7 @@ test("watcher: a ConfigMap swap is validated and reloaded, a bad one refused, SI
     expect(greeting(pod)).toMatch(/^\* OK .*Reloaded mail/);
 
     // A renewed certificate (Secret update) is picked up without a restart.
-    const served = () => pod.inNetns(["bash", "-c", `openssl s_client -connect 127.0.0.1:${DOVECOT_PORTS.imaps} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`]).stdout;
+    const served = () => pod.inNetns(["bash", "-c", `openssl s_client -connect 127.0.0.1:${DOVECOT_LISTENERS.imaps.port} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`]).stdout;
     const before = served();
     expect(before).toMatch(/Fingerprint/);
     const renewed = selfSignedCert("mail.example.test");

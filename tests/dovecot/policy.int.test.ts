@@ -6,7 +6,7 @@ import { ChildProcess, execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { pathToFileURL } from "url";
-import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
+import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
 import { COUCHMAIL } from "../../components/couchmail";
 import { Stack, startStack, waitFor } from "../../couchmail/test/harness";
 import { AuthPolicy, POLICY_REFUSAL } from "../../couchmail/src/policy";
@@ -46,7 +46,7 @@ function inPod(args: string[]): ChildProcess {
 
 /** Runs a login plan inside the pod's network namespace and returns every result. */
 function runLogins(attempts: LoginAttempt[], loopMs?: number): Promise<LoginResult[]> {
-    const plan: LoginPlan = { host: SERVER, port: DOVECOT_PORTS.imaps, attempts, loopMs };
+    const plan: LoginPlan = { host: SERVER, port: DOVECOT_LISTENERS.imaps.port, attempts, loopMs };
     const child = inPod(["logins", JSON.stringify(plan)]);
     let out = "";
     let err = "";

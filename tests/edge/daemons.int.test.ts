@@ -3,8 +3,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { ChildProcess, execFileSync, spawn } from "child_process";
-import { DOVECOT_DEFAULTS, DOVECOT_PORTS, renderDovecot } from "../../components/dovecot/config";
-import { POSTFIX_DEFAULTS, POSTFIX_PORTS, renderPostfix } from "../../components/postfix/config";
+import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, renderDovecot } from "../../components/dovecot/config";
+import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
 import { Pod, buildImage, selfSignedCert, tempDir, writeConfigMapVolume } from "../kit/images";
 
 jest.setTimeout(180_000);
@@ -144,13 +144,13 @@ describe("Postfix", () => {
     });
 
     it("serves the mounted certificate on 587 (STARTTLS) and 465, and a swapped one without a restart", async () => {
-        await expectCertificateSwapServed(pod, tlsDir, { port: POSTFIX_PORTS.submission, starttls: "smtp" }, POSTFIX_PORTS.submissions);
+        await expectCertificateSwapServed(pod, tlsDir, { port: POSTFIX_LISTENERS.submission.port, starttls: "smtp" }, POSTFIX_LISTENERS.submissions.port);
     });
 
     it("offers only intermediate TLS suites on 587 and 465; port 25 stays broad for opportunistic TLS", () => {
-        expectIntermediateTlsOnly(pod, POSTFIX_PORTS.submission, "smtp");
-        expectIntermediateTlsOnly(pod, POSTFIX_PORTS.submissions);
-        expect(negotiates(pod, POSTFIX_PORTS.smtp, "AES128-GCM-SHA256", "smtp")).toBe(true);
+        expectIntermediateTlsOnly(pod, POSTFIX_LISTENERS.submission.port, "smtp");
+        expectIntermediateTlsOnly(pod, POSTFIX_LISTENERS.submissions.port);
+        expect(negotiates(pod, POSTFIX_LISTENERS.smtp.port, "AES128-GCM-SHA256", "smtp")).toBe(true);
     });
 
     const smtp = (proxy?: string) => [
@@ -162,11 +162,11 @@ describe("Postfix", () => {
 
     it("takes the client address from a PROXY v1 header on the PROXY-only port: logged and policed by it", async () => {
         const mark = pod.logs.length;
-        const banned = talk(pod, POSTFIX_PORTS.smtpProxy, smtp("PROXY TCP4 198.51.100.66 10.0.0.5 40001 25\r\n"));
+        const banned = talk(pod, POSTFIX_LISTENERS.smtp.proxy.port, smtp("PROXY TCP4 198.51.100.66 10.0.0.5 40001 25\r\n"));
         expect(banned.said).toMatch(/^554 5\.7\.1 <unknown\[198\.51\.100\.66\]>: Client host rejected: banned by address/m);
         await pod.waitForLog(/postfix\/smtp-proxy\/smtpd\[\d+\]: connect from unknown\[198\.51\.100\.66\]/, 10_000, mark);
 
-        const other = talk(pod, POSTFIX_PORTS.smtpProxy, smtp("PROXY TCP4 198.51.100.67 10.0.0.5 40002 25\r\n"));
+        const other = talk(pod, POSTFIX_LISTENERS.smtp.proxy.port, smtp("PROXY TCP4 198.51.100.67 10.0.0.5 40002 25\r\n"));
         expect(other.said).toMatch(/^250 /m);
         expect(other.said).not.toMatch(/banned by address/);
         await pod.waitForLog(/connect from unknown\[198\.51\.100\.67\]/, 10_000, mark);
@@ -174,7 +174,7 @@ describe("Postfix", () => {
 
     it("refuses a plain connection on the PROXY-only port", async () => {
         const mark = pod.logs.length;
-        const plain = talk(pod, POSTFIX_PORTS.smtpProxy, [{ send: "EHLO client.example\r\n" }, { expect: "^220 " }], { timeoutMs: 10_000 });
+        const plain = talk(pod, POSTFIX_LISTENERS.smtp.proxy.port, [{ send: "EHLO client.example\r\n" }, { expect: "^220 " }], { timeoutMs: 10_000 });
         expect(plain.said).not.toMatch(/^220 /m);
         expect(plain.closed).toBe(true);
         await pod.waitForLog(/haproxy/i, 10_000, mark);
@@ -182,7 +182,7 @@ describe("Postfix", () => {
 
     it("still serves the plain port, with the real peer as client", async () => {
         const mark = pod.logs.length;
-        const plain = talk(pod, POSTFIX_PORTS.smtp, smtp());
+        const plain = talk(pod, POSTFIX_LISTENERS.smtp.port, smtp());
         expect(plain.said).toMatch(new RegExp(`^220 ${HOST.replace(/\./g, "\\.")} ESMTP`, "m"));
         expect(plain.said).not.toMatch(/banned by address/);
         await pod.waitForLog(/connect from localhost\[127\.0\.0\.1\]/, 10_000, mark);
@@ -214,17 +214,17 @@ describe("Dovecot", () => {
     });
 
     it("serves the mounted certificate on 143 (STARTTLS) and 993, and a swapped one without a restart", async () => {
-        await expectCertificateSwapServed(pod, tlsDir, { port: DOVECOT_PORTS.imap, starttls: "imap" }, DOVECOT_PORTS.imaps);
+        await expectCertificateSwapServed(pod, tlsDir, { port: DOVECOT_LISTENERS.imap.port, starttls: "imap" }, DOVECOT_LISTENERS.imaps.port);
     });
 
     it("offers only intermediate TLS suites on 143 and 993", () => {
-        expectIntermediateTlsOnly(pod, DOVECOT_PORTS.imap, "imap");
-        expectIntermediateTlsOnly(pod, DOVECOT_PORTS.imaps);
+        expectIntermediateTlsOnly(pod, DOVECOT_LISTENERS.imap.port, "imap");
+        expectIntermediateTlsOnly(pod, DOVECOT_LISTENERS.imaps.port);
     });
 
     it("takes the client address from a PROXY v1 header sent by a trusted source", async () => {
         const mark = pod.logs.length;
-        const r = talk(pod, DOVECOT_PORTS.imapProxy, [
+        const r = talk(pod, DOVECOT_LISTENERS.imap.proxy.port, [
             { send: `PROXY TCP4 198.51.100.66 ${TRUSTED_SOURCE} 40001 143\r\n` }, { expect: "^\\* OK" }, { send: "a LOGOUT\r\n" }, { expect: "^a OK" },
         ], { from: TRUSTED_SOURCE });
         expect(r.said).toMatch(/^\* OK/m);
@@ -232,17 +232,17 @@ describe("Dovecot", () => {
     });
 
     it("refuses a PROXY header from an untrusted source, and a connection without one", async () => {
-        const untrusted = talk(pod, DOVECOT_PORTS.imapProxy, [{ send: "PROXY TCP4 198.51.100.66 127.0.0.1 40001 143\r\n" }, { expect: "^\\* OK" }], { timeoutMs: 10_000 });
+        const untrusted = talk(pod, DOVECOT_LISTENERS.imap.proxy.port, [{ send: "PROXY TCP4 198.51.100.66 127.0.0.1 40001 143\r\n" }, { expect: "^\\* OK" }], { timeoutMs: 10_000 });
         expect(untrusted.said).not.toMatch(/^\* OK/m);
         expect(untrusted.closed).toBe(true);
-        const plain = talk(pod, DOVECOT_PORTS.imapProxy, [{ send: "a CAPABILITY\r\n" }, { expect: "^\\* OK" }], { from: TRUSTED_SOURCE, timeoutMs: 10_000 });
+        const plain = talk(pod, DOVECOT_LISTENERS.imap.proxy.port, [{ send: "a CAPABILITY\r\n" }, { expect: "^\\* OK" }], { from: TRUSTED_SOURCE, timeoutMs: 10_000 });
         expect(plain.said).not.toMatch(/^\* OK/m);
         expect(plain.closed).toBe(true);
     });
 
     it("still serves the plain port, with the real peer as client", async () => {
         const mark = pod.logs.length;
-        const r = talk(pod, DOVECOT_PORTS.imap, [{ expect: "^\\* OK" }, { send: "a LOGOUT\r\n" }, { expect: "^a OK" }]);
+        const r = talk(pod, DOVECOT_LISTENERS.imap.port, [{ expect: "^\\* OK" }, { send: "a LOGOUT\r\n" }, { expect: "^a OK" }]);
         expect(r.said).toMatch(/^\* OK/m);
         await pod.waitForLog(/imap-login: .*rip=127\.0\.0\.1/, 10_000, mark);
     });

@@ -1,4 +1,4 @@
-import { OPENDKIM_DEFAULTS, OPENDKIM_KEY_DIR, OPENDKIM_PORTS, OpenDkimSettings, dkimKeyFileName, renderOpenDkim } from "../../components/opendkim/config";
+import { OPENDKIM_DEFAULTS, OPENDKIM_KEY_DIR, OPENDKIM_LISTENERS, OpenDkimSettings, dkimKeyFileName, renderOpenDkim } from "../../components/opendkim/config";
 
 const base: OpenDkimSettings = { ...OPENDKIM_DEFAULTS, domains: ["example.test", "example.org"], authservId: "mail.example.test" };
 const conf = (files: Record<string, string>) =>
@@ -8,7 +8,7 @@ describe("renderOpenDkim", () => {
   test("signs and verifies on the milter port, adding Authentication-Results", () => {
     const c = conf(renderOpenDkim(base));
     expect(c.get("Mode")).toBe("sv");
-    expect(c.get("Socket")).toBe(`inet:${OPENDKIM_PORTS.milter}`);
+    expect(c.get("Socket")).toBe(`inet:${OPENDKIM_LISTENERS.milter.port}`);
     expect(c.get("MTA")).toBe("ORIGINATING");
     expect(c.get("AuthservID")).toBe("mail.example.test");
     expect(c.get("AlwaysAddARHeader")).toBe("yes");

@@ -3,7 +3,7 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { OPENDKIM_DEFAULTS, OPENDKIM_LIVE_DIR, OPENDKIM_PORTS, OpenDkimSettings, dkimKeyFileName, renderOpenDkim } from "../../components/opendkim/config";
+import { OPENDKIM_DEFAULTS, OPENDKIM_LIVE_DIR, OPENDKIM_LISTENERS, OpenDkimSettings, dkimKeyFileName, renderOpenDkim } from "../../components/opendkim/config";
 import { Pod, buildImage, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
 
 jest.setTimeout(120_000);
@@ -71,7 +71,7 @@ test("watcher: reload on change, refuse a config whose key is missing, stop on S
   const cfg = path.join(dir, "live");
   writeConfigMapVolume(cfg, renderOpenDkim(settings));
   const pod = new Pod(image, ["/usr/local/bin/opendkim-entrypoint"], { mounts: mounts(cfg), env: { WATCH_INTERVAL: "1" } });
-  const listening = () => pod.inNetns(["ss", "-Hltnp", `sport = :${OPENDKIM_PORTS.milter}`]).stdout;
+  const listening = () => pod.inNetns(["ss", "-Hltnp", `sport = :${OPENDKIM_LISTENERS.milter.port}`]).stdout;
   const daemonPid = async () => {
     for (let i = 0; i < 50 && !/pid=\d+/.test(listening()); i++) await new Promise((r) => setTimeout(r, 200));
     return Number(/pid=(\d+)/.exec(listening())?.[1]);

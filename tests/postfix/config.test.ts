@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { POSTFIX_DEFAULTS, POSTFIX_PORTS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
+import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
 import { contentHash } from "../../components/render";
 
 const base: PostfixSettings = { ...POSTFIX_DEFAULTS, hostname: "mail.example.test", ownDomains: ["example.test", "example.org"], postmaster: "postmaster@example.test" };
@@ -95,8 +95,8 @@ describe("renderPostfix", () => {
     expect(main.get("smtpd_sasl_auth_enable")).toBe("no");
     expect(main.get("smtpd_tls_auth_only")).toBe("yes");
     expect(main.get("smtpd_sasl_path")).toBe("inet:dovecot:12345");
-    const sub = master.get(`${POSTFIX_PORTS.submission}/inet`)!;
-    const subs = master.get(`${POSTFIX_PORTS.submissions}/inet`)!;
+    const sub = master.get(`${POSTFIX_LISTENERS.submission.port}/inet`)!;
+    const subs = master.get(`${POSTFIX_LISTENERS.submissions.port}/inet`)!;
     for (const svc of [sub, subs]) {
       expect(svc.command).toBe("smtpd");
       expect(svc.opts.get("smtpd_sasl_auth_enable")).toBe("yes");
@@ -107,14 +107,14 @@ describe("renderPostfix", () => {
     }
     expect(sub.opts.get("smtpd_tls_security_level")).toBe("encrypt");
     expect(subs.opts.get("smtpd_tls_wrappermode")).toBe("yes");
-    expect(master.get(`${POSTFIX_PORTS.smtp}/inet`)!.command).toBe("postscreen");
+    expect(master.get(`${POSTFIX_LISTENERS.smtp.port}/inet`)!.command).toBe("postscreen");
     const saslOn = [...master.entries()].filter(([, e]) => e.opts.get("smtpd_sasl_auth_enable") === "yes").map(([k]) => k);
-    expect(saslOn.sort()).toEqual([`${POSTFIX_PORTS.submissions}/inet`, `${POSTFIX_PORTS.submission}/inet`]);
+    expect(saslOn.sort()).toEqual([`${POSTFIX_LISTENERS.submissions.port}/inet`, `${POSTFIX_LISTENERS.submission.port}/inet`]);
   });
 
   test("submission TLS: Mozilla intermediate suites only (no anonymous or RSA key exchange); client session kept out of Received:", () => {
     const { master } = render();
-    for (const port of [POSTFIX_PORTS.submission, POSTFIX_PORTS.submissions]) {
+    for (const port of [POSTFIX_LISTENERS.submission.port, POSTFIX_LISTENERS.submissions.port]) {
       const svc = master.get(`${port}/inet`)!;
       expect(svc.opts.get("smtpd_tls_security_level")).toBe("encrypt");
       expect(svc.opts.get("smtpd_tls_mandatory_ciphers")).toBe("high");
@@ -124,7 +124,7 @@ describe("renderPostfix", () => {
       expect(svc.opts.get("smtpd_hide_client_session")).toBe("yes");
     }
     // Port 25 keeps Postfix's broad opportunistic defaults and the client's trace.
-    expect(master.get(`${POSTFIX_PORTS.smtp}/inet`)!.opts.get("smtpd_hide_client_session")).toBeUndefined();
+    expect(master.get(`${POSTFIX_LISTENERS.smtp.port}/inet`)!.opts.get("smtpd_hide_client_session")).toBeUndefined();
   });
 
   test("port 25 refuses our own domains as envelope sender and as From: (they only come from submission)", () => {
@@ -135,7 +135,7 @@ describe("renderPostfix", () => {
     // Both port-25 smtpd services clean up through the service with the From: check; submission does not.
     expect(master.get("smtpd/pass")!.opts.get("cleanup_service_name")).toBe("cleanup-inbound");
     expect(master.get("smtpd-proxy/pass")!.opts.get("cleanup_service_name")).toBe("cleanup-inbound");
-    expect(master.get(`${POSTFIX_PORTS.submission}/inet`)!.opts.get("cleanup_service_name")).toBeUndefined();
+    expect(master.get(`${POSTFIX_LISTENERS.submission.port}/inet`)!.opts.get("cleanup_service_name")).toBeUndefined();
     expect(master.get("cleanup-inbound/unix")!.opts.get("header_checks")).toBe("$inbound_header_checks");
     expect(main.get("inbound_header_checks")).toBe("regexp:$config_directory/inbound_header_checks");
     const pattern = new RegExp(/^\/(.*)\/ REJECT 5\.7\.1 /.exec(render().files.inbound_header_checks)![1].replace("[[:space:]]", "\\s"), "i");
@@ -167,7 +167,7 @@ describe("renderPostfix", () => {
     // Bounded: each is a Python process in Postfix's memory budget, released soon after its session's last check.
     expect(master.get("policyd-spf/unix")!.maxproc).toBe("4");
     expect(main.get("smtpd_policy_service_max_idle")).toBe("10s");
-    expect(master.get(`${POSTFIX_PORTS.submission}/inet`)!.opts.get("smtpd_recipient_restrictions")).not.toMatch(/policyd-spf/);
+    expect(master.get(`${POSTFIX_LISTENERS.submission.port}/inet`)!.opts.get("smtpd_recipient_restrictions")).not.toMatch(/policyd-spf/);
     expect(render({ spf: false }).main.get("smtpd_recipient_restrictions")).not.toMatch(/policyd-spf/);
   });
 
@@ -197,30 +197,26 @@ describe("renderPostfix", () => {
     expect(off.main.get("smtpd_recipient_restrictions")).not.toMatch(/check_policy_service inet:/);
     expect(off.main.get("relayhost")).toBe("");
     expect(off.main.has("smtp_sasl_auth_enable")).toBe(false);
-    expect(off.master.has(`${POSTFIX_PORTS.smtpProxy}/inet`)).toBe(false);
+    expect(off.master.has(`${POSTFIX_LISTENERS.smtp.proxy.port}/inet`)).toBe(false);
 
     const on = render({
       policyService: "inet:postgrey:10023",
-      contentFilter: "spamfilter:dummy",
-      extraServices: [{ name: "spamfilter", type: "unix", unpriv: false, maxproc: 2, command: "pipe", args: ["flags=Rq", "user=nobody"] }],
       relay: { host: "smtp.relay.example", port: 465, passwordMapFile: "/etc/mail/relay/password" },
       proxyProtocol: true,
     });
     expect(on.main.get("smtpd_recipient_restrictions")).toMatch(/reject_unauth_destination, reject_unlisted_recipient, check_policy_service unix:private\/policyd-spf, check_policy_service inet:postgrey:10023, permit$/);
-    expect(on.master.get("smtpd/pass")!.opts.get("content_filter")).toBe("spamfilter:dummy");
-    expect(on.master.get(`${POSTFIX_PORTS.submission}/inet`)!.opts.get("content_filter")).toBe("");
-    expect(on.master.get("spamfilter/unix")!.command).toBe("pipe");
-    expect(on.master.get("spamfilter/unix")!.args).toEqual(["flags=Rq", "user=nobody"]);
+    expect(on.master.get("smtpd/pass")!.opts.get("cleanup_service_name")).toBe("cleanup-inbound");
+    expect(on.master.get(`${POSTFIX_LISTENERS.submission.port}/inet`)!.opts.get("content_filter")).toBe("");
     expect(on.main.get("relayhost")).toBe("[smtp.relay.example]:465");
     expect(on.main.get("smtp_tls_wrappermode")).toBe("yes");
     expect(on.main.get("smtp_tls_security_level")).toBe("secure");
     expect(on.main.get("smtp_sasl_password_maps")).toBe("texthash:/etc/mail/relay/password");
     // PROXY ports: headers could claim loopback, so those clients never match mynetworks.
-    const proxy25 = on.master.get(`${POSTFIX_PORTS.smtpProxy}/inet`)!;
+    const proxy25 = on.master.get(`${POSTFIX_LISTENERS.smtp.proxy.port}/inet`)!;
     expect(proxy25.opts.get("postscreen_upstream_proxy_protocol")).toBe("haproxy");
     expect(proxy25.opts.get("postscreen_access_list")).toBe("");
     expect(on.master.get("smtpd-proxy/pass")!.opts.get("mynetworks")).toBe("");
-    for (const port of [POSTFIX_PORTS.submissionProxy, POSTFIX_PORTS.submissionsProxy]) {
+    for (const port of [POSTFIX_LISTENERS.submission.proxy.port, POSTFIX_LISTENERS.submissions.proxy.port]) {
       const svc = on.master.get(`${port}/inet`)!;
       expect(svc.opts.get("smtpd_upstream_proxy_protocol")).toBe("haproxy");
       expect(svc.opts.get("mynetworks")).toBe("");
@@ -249,8 +245,6 @@ describe("renderPostfix", () => {
     ["queueDirectory", { queueDirectory: "/var/../etc" }],
     ['mainCfOverrides["bad key"]', { mainCfOverrides: { "bad key": "x" } }],
     ["mainCfOverrides.myhostname", { mainCfOverrides: { myhostname: "a\nrelayhost = evil" } }],
-    ["extraServices[0].name", { extraServices: [{ name: "smtp", type: "unix", command: "pipe" }] }],
-    ["contentFilter", { contentFilter: "no colon" }],
   ])("rejects a bad %s, naming it", (field, patch) => {
     expect(() => renderPostfix({ ...base, ...patch })).toThrow(new RegExp(`^${field.replace(/[[\]."]/g, "\\$&")}: expected`));
   });

@@ -2,7 +2,7 @@
 // then runs the entrypoint like a pod and drives its config watcher through a ConfigMap swap.
 import * as fs from "fs";
 import * as path from "path";
-import { POSTFIX_DEFAULTS, POSTFIX_PORTS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
+import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
 import { Pod, RunResult, buildImage, selfSignedCert, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
 
 jest.setTimeout(120_000);
@@ -57,8 +57,8 @@ test("postfix check and postconf accept the default rendering without warnings",
   expect(main).toMatch(/^virtual_mailbox_domains = socketmap:inet:couchmail:10101:domains$/m);
   expect(main).toMatch(/^maillog_file = \/dev\/stdout$/m);
   const master = r.stdout.split("--master--")[1];
-  expect(master).toMatch(new RegExp(`^${POSTFIX_PORTS.submission}/inet/smtpd_sasl_auth_enable = yes$`, "m"));
-  expect(master).toMatch(new RegExp(`^${POSTFIX_PORTS.submissions}/inet/smtpd_tls_wrappermode = yes$`, "m"));
+  expect(master).toMatch(new RegExp(`^${POSTFIX_LISTENERS.submission.port}/inet/smtpd_sasl_auth_enable = yes$`, "m"));
+  expect(master).toMatch(new RegExp(`^${POSTFIX_LISTENERS.submissions.port}/inet/smtpd_tls_wrappermode = yes$`, "m"));
 });
 
 test("every optional hook renders a config Postfix accepts", () => {
@@ -72,7 +72,7 @@ test("every optional hook renders a config Postfix accepts", () => {
   });
   expect(complaints(r)).not.toMatch(/warning|fatal|error/i);
   expect(r.code).toBe(0);
-  expect(r.stdout).toMatch(new RegExp(`^${POSTFIX_PORTS.smtpProxy}/inet/postscreen_upstream_proxy_protocol = haproxy$`, "m"));
+  expect(r.stdout).toMatch(new RegExp(`^${POSTFIX_LISTENERS.smtp.proxy.port}/inet/postscreen_upstream_proxy_protocol = haproxy$`, "m"));
 });
 
 test("the same checks fail on a broken config (negative control)", () => {
@@ -86,7 +86,7 @@ test("the same checks fail on a broken config (negative control)", () => {
 
 /** EHLO on the submission port from inside the pod's network namespace; returns the reply. */
 function ehlo(pod: Pod): string {
-  const script = `exec 3<>/dev/tcp/127.0.0.1/${POSTFIX_PORTS.submission}; read -t 5 -r l <&3; echo "$l"
+  const script = `exec 3<>/dev/tcp/127.0.0.1/${POSTFIX_LISTENERS.submission.port}; read -t 5 -r l <&3; echo "$l"
 printf 'EHLO probe.example.test\\r\\n' >&3; sleep 0.5; timeout 1 cat <&3; printf 'QUIT\\r\\n' >&3`;
   return pod.inNetns(["bash", "-c", script]).stdout;
 }

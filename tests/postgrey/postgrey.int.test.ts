@@ -2,8 +2,8 @@
 // connect them: a new triplet gets 450, its retry after the delay is accepted, whitelisted recipients pass at once.
 import * as fs from "fs";
 import * as path from "path";
-import { POSTFIX_DEFAULTS, POSTFIX_PORTS, renderPostfix } from "../../components/postfix/config";
-import { POSTGREY_DEFAULTS, POSTGREY_PORT, PostgreySettings, postgreyArgs, renderPostgrey } from "../../components/postgrey/config";
+import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
+import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS, PostgreySettings, postgreyArgs, renderPostgrey } from "../../components/postgrey/config";
 import { Pod, buildImage, selfSignedCert, tempDir, writeConfigMapVolume } from "../kit/images";
 
 jest.setTimeout(180_000);
@@ -19,7 +19,7 @@ let postfix: Pod;
 /** One SMTP transaction up to RCPT on port 25 (python smtplib inside the pods' network); returns the RCPT reply. */
 function rcpt(from: string, to: string): string {
     const py = `import smtplib, sys
-s = smtplib.SMTP("127.0.0.1", ${POSTFIX_PORTS.smtp}, timeout=30)
+s = smtplib.SMTP("127.0.0.1", ${POSTFIX_LISTENERS.smtp.port}, timeout=30)
 s.ehlo("client.example.net")
 code, msg = s.mail(sys.argv[1])
 if code == 250:
@@ -59,7 +59,7 @@ beforeAll(async () => {
         postmaster: "postmaster@example.test",
         dnsbls: [],
         milters: [],
-        policyService: `inet:127.0.0.1:${POSTGREY_PORT}`,
+        policyService: `inet:127.0.0.1:${POSTGREY_LISTENERS.policy.port}`,
         // No couchmail, OpenDKIM or DNS here: static recipients, and no sender-domain lookups that would defer on their own.
         mainCfOverrides: {
             virtual_mailbox_domains: "example.test",

@@ -2,8 +2,8 @@
 // only, the delay and whitelists come from stack config, the database is on a volume, only Postfix may connect.
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
 import { ProgramRun, runProgram } from "../kit/program";
-import { POSTFIX_DEFAULTS, POSTFIX_PORTS, renderPostfix } from "../../components/postfix/config";
-import { POSTGREY_DEFAULTS, POSTGREY_PORT, postgreyArgs, renderPostgrey } from "../../components/postgrey/config";
+import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
+import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS, postgreyArgs, renderPostgrey } from "../../components/postgrey/config";
 
 type Obj = { kind: string; metadata: { name: string }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -38,15 +38,15 @@ describe("MailStack with greylisting (default)", () => {
 
     it("Postfix asks the postgrey Service, on port 25's smtpd only, after refusing relaying", () => {
         const service = get(run, "Service", "postgrey");
-        expect(service.spec.ports).toEqual([{ name: "policy", port: POSTGREY_PORT, targetPort: "policy", protocol: "TCP" }]);
+        expect(service.spec.ports).toEqual([{ name: "policy", port: POSTGREY_LISTENERS.policy.port, targetPort: "policy", protocol: "TCP" }]);
         const { "main.cf": mainCf, "master.cf": masterCf } = get(run, "ConfigMap", "postfix-config").data!;
-        const policy = `check_policy_service inet:${service.metadata.name}:${POSTGREY_PORT}`;
+        const policy = `check_policy_service inet:${service.metadata.name}:${POSTGREY_LISTENERS.policy.port}`;
         const restrictions = recipientRestrictions(mainCf, masterCf);
         // postscreen hands port 25 (and the PROXY twin) to these pass services.
         expect(restrictions.smtpd).toContain(policy);
         expect(restrictions["smtpd-proxy"]).toContain(policy);
         expect(restrictions.smtpd.indexOf("reject_unauth_destination")).toBeLessThan(restrictions.smtpd.indexOf(policy));
-        for (const port of [POSTFIX_PORTS.submission, POSTFIX_PORTS.submissions, POSTFIX_PORTS.submissionProxy, POSTFIX_PORTS.submissionsProxy]) {
+        for (const port of [POSTFIX_LISTENERS.submission.port, POSTFIX_LISTENERS.submissions.port, POSTFIX_LISTENERS.submission.proxy.port, POSTFIX_LISTENERS.submissions.proxy.port]) {
             expect({ port, restrictions: restrictions[String(port)] }).toEqual({ port, restrictions: expect.not.stringContaining("check_policy_service") });
         }
         // The content-filter hook stays unused: scanning happens at LMTP delivery, per recipient.
@@ -56,7 +56,7 @@ describe("MailStack with greylisting (default)", () => {
     it("runs postgrey with the configured delay and whitelists, its database on a volume, reachable from Postfix only", () => {
         const sts = get(run, "StatefulSet", "postgrey");
         const c = sts.spec.template.spec.containers[0];
-        expect(c.args).toEqual(expect.arrayContaining([`--inet=0.0.0.0:${POSTGREY_PORT}`, "--delay=120", `--dbdir=${POSTGREY_DEFAULTS.dataDir}/db`]));
+        expect(c.args).toEqual(expect.arrayContaining([`--inet=0.0.0.0:${POSTGREY_LISTENERS.policy.port}`, "--delay=120", `--dbdir=${POSTGREY_DEFAULTS.dataDir}/db`]));
         expect(c.volumeMounts).toContainEqual({ name: "data", mountPath: POSTGREY_DEFAULTS.dataDir });
         expect(sts.spec.volumeClaimTemplates[0].metadata.name).toBe("data");
         expect(sts.spec.template.spec.securityContext.fsGroup).toBe(5002);
@@ -66,7 +66,7 @@ describe("MailStack with greylisting (default)", () => {
         expect(files["whitelist_recipients.local"]).toMatch(/^postmaster@$/m);
         const policy = get(run, "NetworkPolicy", "postgrey");
         expect(policy.spec.ingress).toEqual([{
-            ports: [{ port: POSTGREY_PORT, protocol: "TCP" }],
+            ports: [{ port: POSTGREY_LISTENERS.policy.port, protocol: "TCP" }],
             from: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["postfix"] }] } }],
         }]);
     });
@@ -87,7 +87,7 @@ describe("renderers", () => {
     });
 
     it("Postfix: the policy service never reaches the submission ports", () => {
-        const files = renderPostfix({ ...POSTFIX_DEFAULTS, hostname: "mail.example.com", ownDomains: ["example.com"], postmaster: "postmaster@example.com", policyService: `inet:postgrey:${POSTGREY_PORT}`, proxyProtocol: true });
+        const files = renderPostfix({ ...POSTFIX_DEFAULTS, hostname: "mail.example.com", ownDomains: ["example.com"], postmaster: "postmaster@example.com", policyService: `inet:postgrey:${POSTGREY_LISTENERS.policy.port}`, proxyProtocol: true });
         const r = recipientRestrictions(files["main.cf"], files["master.cf"]);
         expect(Object.entries(r).filter(([, v]) => v.includes("check_policy_service")).map(([k]) => k).sort()).toEqual(["smtpd", "smtpd-proxy"]);
     });

@@ -4,8 +4,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { ChildProcess, spawn, spawnSync } from "child_process";
-import { DOVECOT_DEFAULTS, DOVECOT_PORTS, DOVECOT_SPAM_PROGRAMS, renderDovecot } from "../../components/dovecot/config";
-import { SPAMASSASSIN_DEFAULTS, SPAMD_PORT, SpamAssassinSettings, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
+import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DOVECOT_SPAM_PROGRAMS, renderDovecot } from "../../components/dovecot/config";
+import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, SpamAssassinSettings, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
 import { Pod, buildImage, selfSignedCert, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
 
 jest.setTimeout(300_000);
@@ -62,7 +62,7 @@ function lmtp(to: string[], subject: string, body: string): string {
     const py = `import smtplib, sys, json
 to = json.loads(sys.argv[1])
 msg = "From: sender@example.net\\r\\nTo: %s\\r\\nSubject: %s\\r\\nDate: Mon, 16 Nov 2026 10:00:00 +0000\\r\\nMessage-ID: <%s@example.net>\\r\\n\\r\\n%s\\r\\n" % (", ".join(to), sys.argv[2], sys.argv[2].replace(" ", "-"), sys.argv[3])
-s = smtplib.LMTP("127.0.0.1", ${DOVECOT_PORTS.lmtp})
+s = smtplib.LMTP("127.0.0.1", ${DOVECOT_LISTENERS.lmtp.port})
 s.ehlo_or_helo_if_needed = lambda: s.docmd("LHLO", "test.example")
 refused = s.sendmail("sender@example.net", to, msg)
 print(json.dumps(refused))
@@ -77,7 +77,7 @@ s.quit()`;
 function imap(user: string, script: string): unknown {
     const py = `import imaplib, ssl, sys, json
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-m = imaplib.IMAP4_SSL("127.0.0.1", ${DOVECOT_PORTS.imaps}, ssl_context=ctx)
+m = imaplib.IMAP4_SSL("127.0.0.1", ${DOVECOT_LISTENERS.imaps.port}, ssl_context=ctx)
 m.login(sys.argv[1], "${PASSWORD}")
 def uids(box, subject):
     m.select(box)
@@ -146,7 +146,7 @@ async function train(): Promise<string> {
         network: spamd,
         user: "5000:5000",
         mounts: [{ host: path.join(dir, "mail"), ctr: DOVECOT_DEFAULTS.mailRoot, ro: false }],
-        env: { SPAMD_HOST: "127.0.0.1", SPAMD_PORT: String(SPAMD_PORT) },
+        env: { SPAMD_HOST: "127.0.0.1", SPAMD_PORT: String(SPAMD_LISTENERS.spamd.port) },
     });
     try {
         const code = await job.exitCode(120_000);
@@ -187,7 +187,7 @@ beforeAll(async () => {
         ...DOVECOT_DEFAULTS,
         hostname: HOST,
         spamToJunk: true,
-        spamScan: { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "127.0.0.1", spamdPort: SPAMD_PORT, timeoutSeconds: 30 },
+        spamScan: { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "127.0.0.1", spamdPort: SPAMD_LISTENERS.spamd.port, timeoutSeconds: 30 },
         imapsieveTraining: { pipeBinDir: DOVECOT_SPAM_PROGRAMS.pipeBinDir },
     }));
     writeConfigMapVolume(path.join(dir, "tls"), selfSignedCert(HOST), 0o600);
@@ -277,7 +277,7 @@ test("under load: concurrent deliveries are all scored; spamd's memory stays bou
 failed = []
 def one(i):
     try:
-        s = smtplib.LMTP("127.0.0.1", ${DOVECOT_PORTS.lmtp})
+        s = smtplib.LMTP("127.0.0.1", ${DOVECOT_LISTENERS.lmtp.port})
         s.ehlo_or_helo_if_needed = lambda: s.docmd("LHLO", "test.example")
         s.sendmail("sender@example.net", ["alice@example.test", "bob@example.test"], "Subject: load %d\\r\\nMessage-ID: <load%d@example.net>\\r\\n\\r\\n%s\\r\\n" % (i, i, "word%d " % i * 400))
         s.quit()

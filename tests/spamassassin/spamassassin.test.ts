@@ -5,7 +5,7 @@ import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schem
 import { ProgramRun, runProgram } from "../kit/program";
 import { loadConfig } from "../../components/config/load";
 import { DOVECOT_DEFAULTS, renderDovecot } from "../../components/dovecot/config";
-import { SPAMASSASSIN_DEFAULTS, SPAMD_PORT, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
+import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
 
 type Obj = { kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -30,14 +30,14 @@ describe("MailStack with spam filtering (default)", () => {
         const sts = get(run, "StatefulSet", "spamassassin");
         const c = sts.spec.template.spec.containers[0];
         expect(c.args).toEqual(expect.arrayContaining([
-            `--listen=0.0.0.0:${SPAMD_PORT}`, "--allowed-ips=127.0.0.1,10.244.0.0/16", "--allow-tell", "--max-children=3",
+            `--listen=0.0.0.0:${SPAMD_LISTENERS.spamd.port}`, "--allowed-ips=127.0.0.1,10.244.0.0/16", "--allow-tell", "--max-children=3",
             `--virtual-config-dir=${SPAMASSASSIN_DEFAULTS.dataDir}/users/%u`,
         ]));
         expect(c.volumeMounts).toContainEqual({ name: "data", mountPath: SPAMASSASSIN_DEFAULTS.dataDir });
         expect(sts.spec.volumeClaimTemplates[0].metadata.name).toBe("data");
         expect(c.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 5001, readOnlyRootFilesystem: true });
         expect(c.resources.limits.memory).toBe("384Mi");
-        expect(c.readinessProbe.exec.command).toEqual(["spamc", "-d", "127.0.0.1", "-p", String(SPAMD_PORT), "-K"]);
+        expect(c.readinessProbe.exec.command).toEqual(["spamc", "-d", "127.0.0.1", "-p", String(SPAMD_LISTENERS.spamd.port), "-K"]);
         const cf = get(run, "ConfigMap", "spamassassin-config").data!["mail.cf"];
         expect(cf).toMatch(/^required_score 6\.5$/m);
         expect(cf).toMatch(/^trusted_networks 10\.244\.0\.0\/16$/m);
@@ -46,9 +46,9 @@ describe("MailStack with spam filtering (default)", () => {
 
     it("points Dovecot's scan and learn programs at the spamd Service, with the spam step before the user's scripts", () => {
         const service = get(run, "Service", "spamassassin");
-        expect(service.spec.ports).toEqual([{ name: "spamd", port: SPAMD_PORT, targetPort: "spamd", protocol: "TCP" }]);
+        expect(service.spec.ports).toEqual([{ name: "spamd", port: SPAMD_LISTENERS.spamd.port, targetPort: "spamd", protocol: "TCP" }]);
         const files = get(run, "ConfigMap", "dovecot-config").data!;
-        expect(files["spamc.conf"]).toContain(`-d ${service.metadata.name}\n-p ${SPAMD_PORT}\n`);
+        expect(files["spamc.conf"]).toContain(`-d ${service.metadata.name}\n-p ${SPAMD_LISTENERS.spamd.port}\n`);
         const conf = files["dovecot.conf"];
         // spam.sieve, then couchmail's script (the dict one), then the user's own.
         const order = ["sieve_script spam ", "driver = dict", "sieve_script personal"].map((s) => conf.indexOf(s));
@@ -62,7 +62,7 @@ describe("MailStack with spam filtering (default)", () => {
         const policy = get(run, "NetworkPolicy", "spamassassin");
         expect(policy.spec.podSelector.matchLabels["app.kubernetes.io/name"]).toBe("spamassassin");
         expect(policy.spec.ingress).toEqual([{
-            ports: [{ port: SPAMD_PORT, protocol: "TCP" }],
+            ports: [{ port: SPAMD_LISTENERS.spamd.port, protocol: "TCP" }],
             from: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["dovecot", "spam-train"] }] } }],
         }]);
         const job = get(run, "CronJob", "spam-train");
@@ -80,7 +80,7 @@ describe("MailStack with spam filtering (default)", () => {
         const dovecotMailMount = dovecot.spec.template.spec.containers[0].volumeMounts.find((m: { name: string }) => m.name === "mail").mountPath;
         const c = pod.containers[0];
         expect(c.volumeMounts).toEqual([{ name: "mail", mountPath: dovecotMailMount }]);
-        expect(c.env).toEqual(expect.arrayContaining([{ name: "MAIL_ROOT", value: dovecotMailMount }, { name: "SPAMD_HOST", value: "spamassassin" }, { name: "SPAMD_PORT", value: String(SPAMD_PORT) }]));
+        expect(c.env).toEqual(expect.arrayContaining([{ name: "MAIL_ROOT", value: dovecotMailMount }, { name: "SPAMD_HOST", value: "spamassassin" }, { name: "SPAMD_PORT", value: String(SPAMD_LISTENERS.spamd.port) }]));
         expect(c.securityContext).toMatchObject({ runAsUser: 5000, runAsNonRoot: true });
         const term = pod.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0];
         expect(term.topologyKey).toBe("kubernetes.io/hostname");
@@ -127,7 +127,7 @@ describe("renderers", () => {
     });
 
     it("Dovecot: scanning without filing tags only; filing without scanning files on an existing flag", () => {
-        const scan = { filterBinDir: "/f", spamdHost: "spamassassin", spamdPort: SPAMD_PORT, timeoutSeconds: 30 };
+        const scan = { filterBinDir: "/f", spamdHost: "spamassassin", spamdPort: SPAMD_LISTENERS.spamd.port, timeoutSeconds: 30 };
         const onlyScan = renderDovecot({ ...DOVECOT_DEFAULTS, hostname: "mail.example.com", spamScan: scan })["spam.sieve"];
         expect(onlyScan).toContain('filter "spam-scan";');
         expect(onlyScan).not.toContain("fileinto");

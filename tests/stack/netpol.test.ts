@@ -3,12 +3,12 @@
 import { selects } from "../kit/cluster/objects";
 import { kubernetesObjects, unwrapSecrets } from "../kit/k8s-schema";
 import { runProgram } from "../kit/program";
-import { COUCHDB_PORT } from "../../components/couchdb";
-import { DOVECOT_PORTS } from "../../components/dovecot/config";
-import { OPENDKIM_PORTS } from "../../components/opendkim/config";
-import { POSTFIX_PORTS } from "../../components/postfix/config";
-import { POSTGREY_PORT } from "../../components/postgrey/config";
-import { SPAMD_PORT } from "../../components/spamassassin/config";
+import { COUCHDB_LISTENERS } from "../../components/couchdb";
+import { DOVECOT_LISTENERS } from "../../components/dovecot/config";
+import { OPENDKIM_LISTENERS } from "../../components/opendkim/config";
+import { POSTFIX_LISTENERS } from "../../components/postfix/config";
+import { POSTGREY_LISTENERS } from "../../components/postgrey/config";
+import { SPAMD_LISTENERS } from "../../components/spamassassin/config";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- NetworkPolicy objects as declared */
 type Labels = Record<string, string>;
@@ -76,23 +76,23 @@ describe.each([
 
     it("allows every path the mail system needs", () => {
         const needed: [string, Endpoint, Endpoint, number][] = [
-            ["internet → postfix:25", internet, postfix, POSTFIX_PORTS.smtp],
-            ["internet → postfix:587", internet, postfix, POSTFIX_PORTS.submission],
-            ["internet → dovecot:993", internet, dovecot, DOVECOT_PORTS.imaps],
-            ["postfix → dovecot LMTP", postfix, dovecot, DOVECOT_PORTS.lmtp],
-            ["postfix → dovecot SASL", postfix, dovecot, DOVECOT_PORTS.authSasl],
-            ["postfix → opendkim", postfix, opendkim, OPENDKIM_PORTS.milter],
-            ["postfix → postgrey", postfix, postgrey, POSTGREY_PORT],
-            ["postfix's couchmail → couchdb", postfix, couchdb, COUCHDB_PORT],
-            ["dovecot's couchmail → couchdb", dovecot, couchdb, COUCHDB_PORT],
-            ["dovecot → spamd", dovecot, spamd, SPAMD_PORT],
-            ["spam-train → spamd", train, spamd, SPAMD_PORT],
+            ["internet → postfix:25", internet, postfix, POSTFIX_LISTENERS.smtp.port],
+            ["internet → postfix:587", internet, postfix, POSTFIX_LISTENERS.submission.port],
+            ["internet → dovecot:993", internet, dovecot, DOVECOT_LISTENERS.imaps.port],
+            ["postfix → dovecot LMTP", postfix, dovecot, DOVECOT_LISTENERS.lmtp.port],
+            ["postfix → dovecot SASL", postfix, dovecot, DOVECOT_LISTENERS.authSasl.port],
+            ["postfix → opendkim", postfix, opendkim, OPENDKIM_LISTENERS.milter.port],
+            ["postfix → postgrey", postfix, postgrey, POSTGREY_LISTENERS.policy.port],
+            ["postfix's couchmail → couchdb", postfix, couchdb, COUCHDB_LISTENERS.http.port],
+            ["dovecot's couchmail → couchdb", dovecot, couchdb, COUCHDB_LISTENERS.http.port],
+            ["dovecot → spamd", dovecot, spamd, SPAMD_LISTENERS.spamd.port],
+            ["spam-train → spamd", train, spamd, SPAMD_LISTENERS.spamd.port],
             ["postfix → another MX:25", postfix, internet, 25],
             ["postfix → smarthost:587", postfix, internet, 587],
         ];
         const edgeSource = edgeMode === "ingress-nginx" ? ingressNginx : loadBalancer;
         if (provider === "digitalocean" || edgeMode === "ingress-nginx") {
-            needed.push(["edge → postfix PROXY 25", edgeSource, postfix, POSTFIX_PORTS.smtpProxy], ["edge → dovecot PROXY 993", edgeSource, dovecot, DOVECOT_PORTS.imapsProxy]);
+            needed.push(["edge → postfix PROXY 25", edgeSource, postfix, POSTFIX_LISTENERS.smtp.proxy.port], ["edge → dovecot PROXY 993", edgeSource, dovecot, DOVECOT_LISTENERS.imaps.proxy.port]);
         }
         for (const [what, from, to, port] of needed) expect({ what, allowed: connects(policies, from, to, port) }).toEqual({ what, allowed: true });
         // Every pod resolves names.
@@ -101,21 +101,21 @@ describe.each([
 
     it("refuses everyone else at the listeners without credentials, and limits what each pod may reach", () => {
         const forbidden: [string, Endpoint, Endpoint, number][] = [
-            ["another pod → couchdb", intruder, couchdb, COUCHDB_PORT],
-            ["another namespace → couchdb", otherNamespace, couchdb, COUCHDB_PORT],
-            ["another pod → dovecot LMTP", intruder, dovecot, DOVECOT_PORTS.lmtp],
-            ["another pod → dovecot SASL", intruder, dovecot, DOVECOT_PORTS.authSasl],
-            ["another pod → opendkim", intruder, opendkim, OPENDKIM_PORTS.milter],
-            ["another pod → spamd", intruder, spamd, SPAMD_PORT],
-            ["another pod → postgrey", intruder, postgrey, POSTGREY_PORT],
-            ["another pod → postfix PROXY port", intruder, postfix, POSTFIX_PORTS.smtpProxy],
-            ["another namespace → dovecot PROXY port", otherNamespace, dovecot, DOVECOT_PORTS.imapsProxy],
-            ["internet → couchdb", internet, couchdb, COUCHDB_PORT],
-            ["dovecot → opendkim", dovecot, opendkim, OPENDKIM_PORTS.milter],
+            ["another pod → couchdb", intruder, couchdb, COUCHDB_LISTENERS.http.port],
+            ["another namespace → couchdb", otherNamespace, couchdb, COUCHDB_LISTENERS.http.port],
+            ["another pod → dovecot LMTP", intruder, dovecot, DOVECOT_LISTENERS.lmtp.port],
+            ["another pod → dovecot SASL", intruder, dovecot, DOVECOT_LISTENERS.authSasl.port],
+            ["another pod → opendkim", intruder, opendkim, OPENDKIM_LISTENERS.milter.port],
+            ["another pod → spamd", intruder, spamd, SPAMD_LISTENERS.spamd.port],
+            ["another pod → postgrey", intruder, postgrey, POSTGREY_LISTENERS.policy.port],
+            ["another pod → postfix PROXY port", intruder, postfix, POSTFIX_LISTENERS.smtp.proxy.port],
+            ["another namespace → dovecot PROXY port", otherNamespace, dovecot, DOVECOT_LISTENERS.imaps.proxy.port],
+            ["internet → couchdb", internet, couchdb, COUCHDB_LISTENERS.http.port],
+            ["dovecot → opendkim", dovecot, opendkim, OPENDKIM_LISTENERS.milter.port],
             ["couchdb → the internet", couchdb, internet, 443],
             ["spamd → the internet", spamd, internet, 80],
             ["dovecot → another MX:25", dovecot, internet, 25],
-            ["an unlisted pod → couchdb", intruder, couchdb, COUCHDB_PORT],
+            ["an unlisted pod → couchdb", intruder, couchdb, COUCHDB_LISTENERS.http.port],
             ["an unlisted pod → the internet", intruder, internet, 443],
             ["anyone → an unlisted pod", internet, intruder, 8080],
         ];

@@ -6,9 +6,9 @@ import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schem
 import { RecordedResource } from "../kit/mocks";
 import { ProgramRun, runProgram } from "../kit/program";
 import { COUCHMAIL } from "../../components/couchmail";
-import { DOVECOT_PORTS } from "../../components/dovecot/config";
-import { OPENDKIM_PORTS } from "../../components/opendkim/config";
-import { POSTFIX_PORTS } from "../../components/postfix/config";
+import { DOVECOT_LISTENERS } from "../../components/dovecot/config";
+import { OPENDKIM_LISTENERS } from "../../components/opendkim/config";
+import { POSTFIX_LISTENERS } from "../../components/postfix/config";
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Container = { name: string; env?: { name: string; value?: string }[]; ports?: { name: string; containerPort: number }[]; readinessProbe?: unknown; livenessProbe?: unknown; resources?: { requests?: Record<string, string>; limits?: Record<string, string> } };
@@ -93,17 +93,17 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
         const proxy = target === "digitalocean";
         const postfix = find(run, "StatefulSet", "postfix");
         expect(servicePorts("postfix")).toEqual({
-            smtp: POSTFIX_PORTS.smtp, submission: POSTFIX_PORTS.submission, submissions: POSTFIX_PORTS.submissions,
-            ...(proxy ? { "smtp-proxy": POSTFIX_PORTS.smtpProxy, "subm-proxy": POSTFIX_PORTS.submissionProxy, "subms-proxy": POSTFIX_PORTS.submissionsProxy } : {}),
+            smtp: POSTFIX_LISTENERS.smtp.port, submission: POSTFIX_LISTENERS.submission.port, submissions: POSTFIX_LISTENERS.submissions.port,
+            ...(proxy ? { "smtp-proxy": POSTFIX_LISTENERS.smtp.proxy.port, "subm-proxy": POSTFIX_LISTENERS.submission.proxy.port, "subms-proxy": POSTFIX_LISTENERS.submissions.proxy.port } : {}),
         });
         expect(containerPorts(postfix, "postfix")).toEqual(servicePorts("postfix"));
         const dovecot = find(run, "StatefulSet", "dovecot");
         expect(servicePorts("dovecot")).toEqual({
-            imap: DOVECOT_PORTS.imap, imaps: DOVECOT_PORTS.imaps, lmtp: DOVECOT_PORTS.lmtp, sieve: DOVECOT_PORTS.sieve, auth: DOVECOT_PORTS.authSasl,
-            ...(proxy ? { "imap-proxy": DOVECOT_PORTS.imapProxy, "imaps-proxy": DOVECOT_PORTS.imapsProxy, "sieve-proxy": DOVECOT_PORTS.sieveProxy } : {}),
+            imap: DOVECOT_LISTENERS.imap.port, imaps: DOVECOT_LISTENERS.imaps.port, lmtp: DOVECOT_LISTENERS.lmtp.port, sieve: DOVECOT_LISTENERS.sieve.port, auth: DOVECOT_LISTENERS.authSasl.port,
+            ...(proxy ? { "imap-proxy": DOVECOT_LISTENERS.imap.proxy.port, "imaps-proxy": DOVECOT_LISTENERS.imaps.proxy.port, "sieve-proxy": DOVECOT_LISTENERS.sieve.proxy.port } : {}),
         });
         expect(containerPorts(dovecot, "dovecot")).toEqual(servicePorts("dovecot"));
-        expect(servicePorts("opendkim")).toEqual({ milter: OPENDKIM_PORTS.milter });
+        expect(servicePorts("opendkim")).toEqual({ milter: OPENDKIM_LISTENERS.milter.port });
 
         const mainCf = find(run, "ConfigMap", "postfix-config").data!["main.cf"];
         const masterCf = find(run, "ConfigMap", "postfix-config").data!["master.cf"];
