@@ -56,10 +56,17 @@ describe("deploy order (engine model on the loopback node)", () => {
         }
     });
 
-    test("each workload's registration completed only after its pod was Ready (Postfix's StatefulSet included)", () => {
+    test("each workload's registration completed only after its pod was Ready (Postfix's StatefulSet included), each Job's after it completed", () => {
         const workloads = programWorkloads();
         assert.ok(workloads.some((w) => w.kind === "StatefulSet" && w.name === "postfix"), "the program has a postfix StatefulSet");
+        const jobs = Cluster.load().jobs();
         for (const w of workloads) {
+            if (w.kind === "Job") {
+                const completed = at("ready", w.kind, w.name);
+                const completion = jobs[w.name]?.completionTime;
+                assert.ok(completion && completed && completion <= completed, `Job ${w.name}: completed at ${completion}, registration completed at ${completed}`);
+                continue;
+            }
             const podReady = podEvent("podReady", w.name);
             const completed = at("ready", w.kind, w.name);
             assert.ok(podReady && completed, `${w.kind} ${w.name}: pod Ready at ${podReady}, registration completed at ${completed}`);

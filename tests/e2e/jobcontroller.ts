@@ -26,6 +26,8 @@ export interface JobCondition {
 export interface JobStatus {
     /** ms since the epoch: set when the controller starts the Job (.status.startTime). */
     startTime: number;
+    /** ms since the epoch: when it completed (.status.completionTime, set with the Complete condition only). */
+    completionTime?: number;
     active: number;
     succeeded: number;
     failed: number;
@@ -73,6 +75,7 @@ export function afterPod(spec: JobSpec, status: JobStatus, outcome: "Succeeded" 
     const next = { ...status, active: 0, conditions: [...status.conditions] };
     if (outcome === "Succeeded") {
         next.succeeded++;
+        next.completionTime = Date.now();
         next.conditions.push({ type: "Complete", status: "True" });
         return next;
     }
