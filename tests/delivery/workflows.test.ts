@@ -150,6 +150,13 @@ describe("the committed workflows", () => {
         expect([...used].filter((u) => !VERIFIED_ACTIONS.includes(u))).toEqual([]);
     });
 
+    it("test: runs the README's test command (as root in the container, so without sudo)", () => {
+        const readme = fs.readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
+        const command = /\| run the whole test suite \| `([^`]+)` \|/.exec(readme)![1];
+        const runs = yaml("test").jobs.test.steps.map((s: { run?: string }) => s.run).filter(Boolean).join(" && ");
+        expect(runs).toBe(command.replace(/sudo /g, ""));
+    });
+
     it("deploy: staging, then prod behind its Environment, each with its own concurrency group, from the images run's digests", () => {
         const w = yaml("deploy");
         expect(w.on.workflow_run).toEqual({ workflows: ["images"], types: ["completed"], branches: ["main"] });
