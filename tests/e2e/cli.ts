@@ -288,7 +288,7 @@ async function run(): Promise<number> {
         }, 1000);
         const ts = Date.now();
         code = await new Promise<number>((resolve) => {
-            const files = ["deploy.e2e.ts", "mail.e2e.ts", "runtime.e2e.ts", "netpol.e2e.ts", "defects.e2e.ts"]
+            const files = ["deploy.e2e.ts", "firstrun.e2e.ts", "jobs.e2e.ts", "mail.e2e.ts", "runtime.e2e.ts", "netpol.e2e.ts", "defects.e2e.ts", "doctor.e2e.ts"]
                 .map((f) => path.join(__dirname, f)).filter((f) => fs.existsSync(f));
             const suite = spawn(process.execPath, [require.resolve("tsx/cli"), "--test", "--test-concurrency=1", ...files], { stdio: "inherit" });
             suite.on("exit", (c) => resolve(c ?? 1));

@@ -8,6 +8,8 @@
   accepts as a .eml file.
 
 usage: outside.py SMTP_IP DNS_IP ZONE_FILE MAIL_DIR
+       outside.py dns IP PORT ZONE_FILE    the DNS server alone (the doctor's suite serves a deliberately broken
+                                           copy of the zone with it, next to the real one)
 """
 import os
 import socket
@@ -24,7 +26,12 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 
-ip, dns_ip, zone_file, mail_dir = sys.argv[1:5]
+if sys.argv[1] == "dns":
+    dns_ip, dns_port, zone_file = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    ip = mail_dir = None
+else:
+    ip, dns_ip, zone_file, mail_dir = sys.argv[1:5]
+    dns_port = 53
 zone = dns.zone.from_file(zone_file, origin=".", relativize=False, check_origin=False)
 
 
@@ -111,11 +118,14 @@ class UdpServer(socketserver.ThreadingMixIn, socketserver.UDPServer):
     daemon_threads = True
 
 
-os.makedirs(mail_dir, exist_ok=True)
-servers = [UdpServer((dns_ip, 53), Udp), Server((dns_ip, 53), Tcp), Server((ip, 25), Smtp)]
+servers = [UdpServer((dns_ip, dns_port), Udp), Server((dns_ip, dns_port), Tcp)]
+if mail_dir:
+    os.makedirs(mail_dir, exist_ok=True)
+    servers.append(Server((ip, 25), Smtp))
 for s in servers:
     threading.Thread(target=s.serve_forever, daemon=True).start()
-print("outside: DNS on %s:53 (%d names), SMTP sink on %s:25 -> %s" % (dns_ip, len(zone.nodes), ip, mail_dir), flush=True)
+sink = ", SMTP sink on %s:25 -> %s" % (ip, mail_dir) if mail_dir else ""
+print("outside: DNS on %s:%d (%d names)%s" % (dns_ip, dns_port, len(zone.nodes), sink), flush=True)
 try:
     while True:
         time.sleep(3600)

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { spf } from "mailauth";
 import { Expected } from "./expect";
 import { CheckResult, fail, pass, skip, warn } from "./report";
@@ -66,9 +67,29 @@ export async function checkDkim(expected: Expected, resolver: DoctorResolver, do
   if (!keys.length) return fail(check, `no p= tag in "${got.records[0].slice(0, 60)}…"`, fix);
   if (keys.length > 1) return fail(check, `${keys.length} DKIM records at one name: receivers pick one at random`, fix);
   if (keys[0] !== wantKey) {
-    return fail(check, `the key in DNS (p=${keys[0].slice(0, 12)}…) is not the key in use (p=${wantKey.slice(0, 12)}…): signatures fail`, fix);
+    return fail(check, `the key in DNS (${fingerprint(keys[0])}) is not the key in use (${fingerprint(wantKey)}): signatures fail`, fix);
   }
-  return pass(check, `key in DNS = key in use (p=${wantKey.slice(0, 12)}…)`);
+  return pass(check, `key in DNS = key in use (${fingerprint(wantKey)})`);
+}
+
+/** A short, distinct name for a public key: every RSA-2048 key's base64 starts with the same characters. */
+function fingerprint(base64Key: string): string {
+  return `sha256:${createHash("sha256").update(Buffer.from(base64Key, "base64")).digest("hex").slice(0, 16)}`;
+}
+
+/**
+ * Report addresses outside the policy's domain receive reports only if their domain agrees (RFC 7489 §7.1): a TXT
+ * `v=DMARC1` at `<policy domain>._report._dmarc.<report domain>`. The domains of those that have not agreed.
+ */
+async function unauthorizedReportDomains(resolver: DoctorResolver, domain: string, rua: string): Promise<string[]> {
+  const external = [...new Set(rua.split(",").map((uri) => /^mailto:[^@]+@([^!]+)/i.exec(uri)?.[1].toLowerCase()).filter((d): d is string => !!d))]
+    .filter((d) => d !== domain && !d.endsWith(`.${domain}`) && !domain.endsWith(`.${d}`));
+  const missing: string[] = [];
+  for (const d of external) {
+    const got = await resolver.txt(`${domain}._report._dmarc.${d}`);
+    if (got.kind !== "records" || !got.records.some((t) => /^v=DMARC1\s*(;|$)/i.test(t))) missing.push(d);
+  }
+  return missing;
 }
 
 const DMARC_POLICIES = ["none", "quarantine", "reject"];
@@ -86,6 +107,11 @@ export async function checkDmarc(expected: Expected, resolver: DoctorResolver, d
   if (!DMARC_POLICIES.includes(tags.p ?? "")) return fail(check, `p=${tags.p ?? "(missing)"}; allowed: ${DMARC_POLICIES.join(", ")}`, fix);
   if (tags.p === "none") return warn(check, `"${records[0]}": p=none only monitors`, fix);
   if (!tags.rua) return warn(check, `"${records[0]}": no rua=, so nobody receives the aggregate reports`, fix);
+  const unauthorized = await unauthorizedReportDomains(resolver, domain, tags.rua);
+  if (unauthorized.length) {
+    return warn(check, `rua=${tags.rua}: ${unauthorized.join(", ")} has not agreed to receive ${domain}'s reports, so receivers send none (RFC 7489 §7.1)`,
+      unauthorized.map((d) => `publish ${zoneLine(`${domain}._report._dmarc.${d}`, "TXT", "v=DMARC1")}`).join(" and "));
+  }
   if (want && normalise(want) !== normalise(records[0])) return warn(check, `"${records[0]}" differs from the expected "${want}"`, fix);
   return pass(check, `"${records[0]}"`);
 }
