@@ -63,6 +63,7 @@ build_one() {
 build_base
 [ "$1" = base ] && exit 0
 if [ "$1" = all ]; then
-  set -- $(cd "$repo/images" && for d in */Dockerfile; do printf '%s ' "${d%/Dockerfile}"; done)
+  set --
+  for d in "$repo"/images/*/Dockerfile; do d=${d%/Dockerfile}; set -- "$@" "${d##*/}"; done
 fi
 for name in "$@"; do build_one "$name"; done

@@ -1,4 +1,30 @@
-# Shared by the mail images' entrypoints (sourced, bash). Config comes from Kubernetes volumes:
+# shellcheck shell=bash
+# Shared by the mail images' entrypoints (sourced, bash).
+#
+# The contract with the entrypoint that sources this file:
+#   set before sourcing  SVC=NAME          required: names the config folders below and /run/mail/$SVC
+#                        EXTRA_WATCH="D…"  optional: more folders whose change means validate + reload (TLS, keys)
+#   must define          mc_validate DIR   checks the candidate generation DIR (a copy whose files still name the live
+#                                          paths under $LIVE); prints why and returns non-zero to refuse it. Called by
+#                                          mc_initial (a refusal exits 1: the pod crash-loops with the reason in its
+#                                          log) and by the watcher after every change (a refusal keeps the running
+#                                          config).
+#                        mc_reload         makes the running daemon ($daemon) read $LIVE again. Called by the watcher
+#                                          once a new generation is live; a failure is logged, nothing is rolled back.
+#   may define           mc_prepare DIR    adds files to a candidate generation before it is validated (e.g. key copies
+#                                          owned by the daemon's user); non-zero drops the candidate. Called by
+#                                          mc_assemble, at the first start and on every change.
+#                        mc_merge T SRC    merges the override SRC into the default T of the same name (default:
+#                                          mc_append, the override appended). Called by mc_assemble per such file.
+#                        mc_stop           ends the daemon on SIGTERM (default: SIGTERM to $daemon). Called once, from
+#                                          mc_supervise's trap.
+#                        MC_ALSO_STOP      space-separated PIDs of helpers to end when the daemon is gone.
+#   then calls           mc_initial        assemble, validate and activate the first generation (exits on failure);
+#                        mc_supervise NAME CMD…  runs CMD in the background as $daemon beside the watcher, until it exits.
+# Define the hooks after sourcing (this file defines the default mc_stop); mc_prepare and mc_merge are looked up when
+# called. Also for the entrypoint: mc_log, mc_files, mc_append, $LIVE (the live generation), $RUN_DIR.
+#
+# Config comes from Kubernetes volumes:
 #   /etc/mail/defaults/$SVC   ConfigMap rendered by the program
 #   /etc/mail/overrides/$SVC  optional user ConfigMap: a file named like a default is merged into it
 #                             (appended: later settings win in dovecot.conf and opendkim.conf, table
@@ -111,6 +137,8 @@ mc_supervise() {
   trap 'stopping=1; mc_log "SIGTERM: stopping $name"; kill "$watcher" 2>/dev/null; mc_stop' TERM INT
   # `wait` returns early when a trapped signal arrives; keep waiting for the daemon to finish.
   while kill -0 "$daemon" 2>/dev/null; do wait "$daemon"; rc=$?; done
+  # MC_ALSO_STOP is a list of PIDs: split on purpose.
+  # shellcheck disable=SC2086
   kill "$watcher" ${MC_ALSO_STOP:-} 2>/dev/null
   if [ "$stopping" = 1 ]; then mc_log "$name stopped"; exit 0; fi
   mc_log "$name exited unexpectedly ($rc)"

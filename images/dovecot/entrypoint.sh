@@ -5,6 +5,7 @@ set -uo pipefail
 SVC=dovecot
 EXTRA_WATCH=${EXTRA_WATCH-/etc/mail/tls}
 MAIL_ROOT=${MAIL_ROOT:-/var/mail}
+# shellcheck source=images/common/mailconf.sh
 . /usr/local/lib/mail/mailconf.sh
 
 # doveconf fails on unknown or misplaced settings; shipped sieve scripts must compile.

@@ -5,6 +5,7 @@ set -uo pipefail
 SVC=opendkim
 KEYS_SRC=${KEYS_SRC:-/etc/mail/dkim}
 EXTRA_WATCH=${EXTRA_WATCH-$KEYS_SRC}
+# shellcheck source=images/common/mailconf.sh
 . /usr/local/lib/mail/mailconf.sh
 
 # Keys from the Secret, copied so that RequireSafeKeys holds (owner opendkim, mode 0400).

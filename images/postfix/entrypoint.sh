@@ -4,6 +4,7 @@
 set -uo pipefail
 SVC=postfix
 EXTRA_WATCH=${EXTRA_WATCH-/etc/mail/tls}
+# shellcheck source=images/common/mailconf.sh
 . /usr/local/lib/mail/mailconf.sh
 
 # Postfix reports problems on a terminal or through its log; capture both, fail on any warning.
@@ -37,5 +38,7 @@ mc_merge() {
 mc_initial
 
 # Postfix stops through its own command, so the queue is flushed to disk and children finish cleanly.
+# (Called from mc_supervise's SIGTERM trap, which shellcheck cannot see.)
+# shellcheck disable=SC2317
 mc_stop() { postfix stop; }
 mc_supervise Postfix postfix start-fg

@@ -4,6 +4,7 @@
 set -uo pipefail
 SVC=postgrey
 EXTRA_WATCH=${EXTRA_WATCH-}
+# shellcheck source=images/common/mailconf.sh
 . /usr/local/lib/mail/mailconf.sh
 
 # One entry per line; postgrey would silently misread an entry with spaces.

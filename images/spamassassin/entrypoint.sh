@@ -4,6 +4,7 @@
 set -uo pipefail
 SVC=spamassassin
 EXTRA_WATCH=${EXTRA_WATCH-}
+# shellcheck source=images/common/mailconf.sh
 . /usr/local/lib/mail/mailconf.sh
 
 # Lint the candidate as spamd would read it: the image's site config with this mail.cf in place.
