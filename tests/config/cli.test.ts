@@ -25,7 +25,7 @@ const plaintextSecrets = (program: ProgramConfig) => SECRET_KEYS.filter((k) => (
 
 /** Secrets compared by value: a Pulumi secret Output resolves without an engine. */
 async function plain(value: unknown): Promise<unknown> {
-    if (pulumi.Output.isInstance(value)) return { secret: await new Promise((resolve) => (value as pulumi.Output<unknown>).apply(resolve)) };
+    if (pulumi.Output.isInstance(value)) return { secret: await new Promise((resolve) => value.apply(resolve)) };
     if (Array.isArray(value)) return Promise.all(value.map(plain));
     if (value && typeof value === "object") return Object.fromEntries(await Promise.all(Object.entries(value).map(async ([k, v]) => [k, await plain(v)])));
     return value;

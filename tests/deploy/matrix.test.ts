@@ -19,7 +19,7 @@ fs.writeFileSync(kubeconfigFile, "apiVersion: v1\nkind: Config\ncurrent-context:
 /** The stack config for a profile, as the program reads it (`--secret` values in plain text under mocks). */
 function stackConfig(p: Profile): Record<string, unknown> {
     const values = Object.fromEntries(Object.entries(profileValues(p)).map(([k, v]) =>
-        [k, v && typeof v === "object" && "secret" in v ? (v as { secret: unknown }).secret : v]));
+        [k, v && typeof v === "object" && "secret" in v ? v.secret : v]));
     return {
         ...values,
         ...(p.clusterProvider === "kubeconfig" ? { clusterKubeconfig: kubeconfigFile } : {}),
@@ -46,7 +46,7 @@ function refusal(config: Record<string, unknown>): string | undefined {
  */
 function existingObjects(p: Profile, config: Record<string, unknown>): KubeObject[] {
     if (p.tlsMode !== "secret") return [];
-    const namespace = String(config.mailNamespace ?? "mail");
+    const namespace = typeof config.mailNamespace === "string" ? config.mailNamespace : "mail";
     return [
         { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } },
         { apiVersion: "v1", kind: "Secret", type: "kubernetes.io/tls", metadata: { name: String(config.tlsSecretName), namespace }, data: { "tls.crt": "", "tls.key": "" } },

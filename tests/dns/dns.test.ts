@@ -81,10 +81,10 @@ describe("dnsManage on digitalocean", () => {
 
     it("creates every output record in its DigitalOcean zone, relative to the zone", async () => {
         const records = (await run.resolve(run.outputs.dnsRecords as { name: string; type: string; value: string }[])).value;
-        const created = await Promise.all(run.recorder.ofType("digitalocean:index/dnsRecord:DnsRecord").map(async (r) => {
-            const i = r.inputs as Record<string, unknown>;
+        const created = run.recorder.ofType("digitalocean:index/dnsRecord:DnsRecord").map((r) => {
+            const i = r.inputs;
             return { domain: i.domain, name: i.name, type: i.type, value: i.value, priority: i.priority };
-        }));
+        });
         expect(created).toHaveLength(records.length);
         expect(created).toContainEqual({ domain: "example.com", name: "mail", type: "A", value: FAKE_ADDRESSES.digitaloceanLb, priority: undefined });
         expect(created).toContainEqual({ domain: "example.org", name: "@", type: "MX", value: "mail.example.com.", priority: 10 });

@@ -205,7 +205,7 @@ export function cpuMillis(q: string | number): number {
  * The kubelet's CPU mapping (pkg/kubelet/cm/helpers_linux.go MilliCPUToShares/MilliCPUToQuota): requests become
  * cpu.shares (1024 per core, at least 2), limits a CFS quota over a 100 ms period.
  */
-export function cpuResources(resources: Spec): Spec | undefined {
+export function cpuResources(resources: Spec): Spec {
     const request = resources?.requests?.cpu ?? resources?.limits?.cpu;
     const limit = resources?.limits?.cpu;
     if (request === undefined && limit === undefined) return undefined;

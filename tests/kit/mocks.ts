@@ -40,13 +40,13 @@ export const FAKE_GKE_CHANNELS: Record<string, { default: string; valid: string[
 
 type Invoke = (inputs: Record<string, unknown>) => Record<string, unknown>;
 
-const newest = (list: string[], prefix: unknown) => [...list].reverse().find((v) => v.startsWith(String(prefix ?? ""))) ?? "";
+const newest = (list: string[], prefix: unknown) => [...list].reverse().find((v) => v.startsWith(typeof prefix === "string" ? prefix : "")) ?? "";
 
 /** Answers for the invokes the program uses; an invoke not listed here fails the test, naming its token. */
 const INVOKES: Record<string, Invoke> = {
     "digitalocean:index/getKubernetesVersions:getKubernetesVersions": ({ versionPrefix }) => ({
         latestVersion: newest(FAKE_VERSIONS.digitalocean, versionPrefix),
-        validVersions: FAKE_VERSIONS.digitalocean.filter((v) => v.startsWith(String(versionPrefix ?? ""))),
+        validVersions: FAKE_VERSIONS.digitalocean.filter((v) => v.startsWith(typeof versionPrefix === "string" ? versionPrefix : "")),
         versionPrefix,
     }),
     // GKE's serverConfig: the newest master version is often only in the RAPID channel (Kubernetes Engine API
@@ -134,7 +134,7 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
         case "gcp:container/cluster:Cluster": {
             // GKE refuses (HTTP 400) a cluster in a release channel whose minMasterVersion that channel does not offer.
             const channel = (inputs.releaseChannel as { channel?: string } | undefined)?.channel;
-            const version = String(inputs.minMasterVersion ?? "");
+            const version = typeof inputs.minMasterVersion === "string" ? inputs.minMasterVersion : "";
             if (channel && version && !FAKE_GKE_CHANNELS[channel]?.valid.includes(version)) {
                 throw new Error(`gcp:container/cluster:Cluster ${name}: googleapi: Error 400: Master version "${version}" is not available in release channel ${channel}, badRequest`);
             }
@@ -167,7 +167,7 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
         case "digitalocean:index/reservedIp:ReservedIp":
             return { ipAddress: FAKE_RESERVED_IP, urn: `do:floatingip:${FAKE_RESERVED_IP}` };
         case "gcp:serviceaccount/account:Account":
-            return { email: `${inputs.accountId}@mock-project.iam.gserviceaccount.com`, name: `projects/mock-project/serviceAccounts/${inputs.accountId}` };
+            return { email: `${String(inputs.accountId)}@mock-project.iam.gserviceaccount.com`, name: `projects/mock-project/serviceAccounts/${String(inputs.accountId)}` };
         case "gcp:serviceaccount/key:Key":
             return { privateKey: Buffer.from(JSON.stringify({ type: "service_account", project_id: "mock-project" })).toString("base64") };
         case "tls:index/selfSignedCert:SelfSignedCert":
@@ -287,7 +287,7 @@ export class MockRecorder implements pulumi.runtime.Mocks {
         const service = {
             apiVersion: "v1",
             kind: "Service",
-            metadata: { name: `${inputs.name}-controller`, namespace, annotations: values.controller?.service?.annotations ?? {} },
+            metadata: { name: `${String(inputs.name)}-controller`, namespace, annotations: values.controller?.service?.annotations ?? {} },
             spec: { type: values.controller?.service?.type ?? "LoadBalancer" },
         };
         const type = "kubernetes:core/v1:Service";

@@ -22,7 +22,7 @@ export async function runProgram(config: Record<string, unknown>, opts: { stack?
         opts.onRecorder?.(recorder);
         const outputs = (await import("../../index")) as Record<string, unknown>;
         // A program error raised in an apply (as a real preview reports it) rejects the outputs that depend on it.
-        await Promise.all(Object.values(outputs).map((o) => mocks.resolve(o as pulumiType.Input<unknown>)));
+        await Promise.all(Object.values(outputs).map((o) => mocks.resolve(o)));
         await waitUntilQuiet(recorder);
         run = { recorder, outputs, resolve: mocks.resolve };
     });

@@ -111,7 +111,7 @@ export function loadProject(text: string, file = "Pulumi.yaml"): Project {
         if ("items" in entry) schemaErrors.push(...itemsSchemaErrors(`${where}/items`, entry.items));
         if ("description" in entry && typeof entry.description !== "string") schemaErrors.push(`${where}/description: expected string, but got ${typeof entry.description}`);
         if ("secret" in entry && typeof entry.secret !== "boolean") schemaErrors.push(`${where}/secret: expected boolean, but got ${typeof entry.secret}`);
-        config[key] = entry as ProjectConfigType;
+        config[key] = entry;
     }
     if (schemaErrors.length > 0) {
         throw new PulumiCliError(`could not validate '${file}': ${schemaErrors.length} errors occurred:\n${schemaErrors.map((e) => `\t* ${e}`).join("\n")}`);
@@ -190,9 +190,10 @@ function readValue(node: unknown, doc: Document): StackValue {
     if (node === null || node === undefined) return { value: "", secure: false, object: false };
     if (isScalar(node)) {
         // A scalar is read as a string: a plain scalar keeps its source text (2 stays "2", 5.0 stays "5.0"); null is "".
-        const scalar = node as Scalar;
-        if (scalar.value === null) return { value: "", secure: false, object: false };
-        const text = scalar.type === Scalar.PLAIN && typeof scalar.source === "string" ? scalar.source : String(scalar.value);
+        if (node.value === null) return { value: "", secure: false, object: false };
+        // Quoted and block scalars hold strings; only an explicit tag (`!!int "2"`) gives a number or boolean here.
+        // eslint-disable-next-line @typescript-eslint/no-base-to-string -- never an object: a collection is not a scalar
+        const text = node.type === Scalar.PLAIN && typeof node.source === "string" ? node.source : String(node.value);
         return { value: text, secure: false, object: false };
     }
     if (isMap(node) || isSeq(node)) {

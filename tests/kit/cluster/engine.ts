@@ -218,7 +218,7 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         this.declared.markRegistered(args.type, args.name);
         if (!args.type.startsWith("kubernetes:")) return this.recordElsewhere(args);
         // Kubernetes objects are recorded and given their live state here: the cluster model is their provider.
-        this.resources.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, parent: "", provider: args.provider ?? "" } as RecordedResource);
+        this.resources.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, parent: "", provider: args.provider ?? "" });
         const label = `${args.type} (${args.name})`;
         const id = args.custom ? `${args.name}-id` : undefined;
         if (args.type === "kubernetes:helm.sh/v4:Chart") {
@@ -247,7 +247,7 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         const cache: Map<string, pulumi.runtime.MockResourceResult> = ((globalThis as Record<string, unknown>).__clusterModelKeys ??= new Map()) as Map<string, pulumi.runtime.MockResourceResult>;
         const key = `${args.type}/${args.name}/${JSON.stringify(args.inputs)}`;
         const cached = args.type === "tls:index/privateKey:PrivateKey" ? cache.get(key) : undefined;
-        this.resources.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, parent: "", provider: args.provider ?? "" } as RecordedResource);
+        this.resources.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, parent: "", provider: args.provider ?? "" });
         try {
             const result = cached ?? this.recorder.newResource(args);
             if (args.type === "tls:index/privateKey:PrivateKey") cache.set(key, result);

@@ -134,9 +134,9 @@ export interface ProfileOptions {
 
 /** The cluster a stack config deploys to (keys as in Pulumi.yaml, without the `mail:` prefix). */
 export function clusterProfile(config: Record<string, unknown>, opts: ProfileOptions = {}): ClusterProfile {
-    const provider = String(config.clusterProvider ?? "kubeconfig");
+    const provider = typeof config.clusterProvider === "string" ? config.clusterProvider : "kubeconfig";
     const count = Number(config.clusterNodeCount ?? 1);
-    const size = String(config.clusterNodeSize ?? "");
+    const size = typeof config.clusterNodeSize === "string" ? config.clusterNodeSize : "";
     switch (provider) {
         case "digitalocean": {
             const slug = size || DEFAULT_NODE_SIZE.digitalocean;
