@@ -40,24 +40,26 @@ async function dictConnection(path: string): Promise<{ ask(line: string): Promis
   };
 }
 
-async function failures(st: Stack, map: string): Promise<number> {
+/** A counter's value with one label, from the stack's /metrics. */
+async function counter(st: Stack, name: string, label: string, value: string): Promise<number> {
   const text = await (await fetch(`${st.httpUrl}/metrics`)).text();
-  const m = new RegExp(`^couchmail_lookup_failures_total\\{map="${map}"\\} (\\d+)$`, "m").exec(text);
+  const m = new RegExp(`^${name}\\{${label}="${value}"\\} (\\d+)$`, "m").exec(text);
   return m ? Number(m[1]) : 0;
 }
+const failures = (st: Stack, map: string) => counter(st, "couchmail_lookup_failures_total", "map", map);
+
+let st: Stack;
+beforeAll(async () => {
+  st = await startStack();
+  await waitFor(() => st.running.cache.loaded);
+});
+afterAll(async () => {
+  jest.restoreAllMocks();
+  await st.stop();
+});
+afterEach(() => jest.restoreAllMocks());
 
 describe("a handler that throws", () => {
-  let st: Stack;
-  beforeAll(async () => {
-    st = await startStack();
-    await waitFor(() => st.running.cache.loaded);
-  });
-  afterAll(async () => {
-    jest.restoreAllMocks();
-    await st.stop();
-  });
-  afterEach(() => jest.restoreAllMocks());
-
   it("socketmap: TEMP, counted, and the same connection answers the next request", async () => {
     const sm = await SocketmapClient.connect(st.socketmapPort);
     jest.spyOn(lookups.socketmapMaps, "domains").mockImplementationOnce(boom);
@@ -88,28 +90,12 @@ describe("a handler that throws", () => {
   });
 });
 
-async function counter(st: Stack, name: string, protocol: string): Promise<number> {
-  const text = await (await fetch(`${st.httpUrl}/metrics`)).text();
-  const m = new RegExp(`^${name}\\{protocol="${protocol}"\\} (\\d+)$`, "m").exec(text);
-  return m ? Number(m[1]) : 0;
-}
-
 /**
  * A bug outside the lookups (here: recording a lookup's metrics throws) is ours, not the client's: every
  * protocol answers a temporary failure, logs it as an internal error and counts it as one — never as the
  * client breaking the protocol — and the process keeps serving.
  */
 describe("a failure outside the lookups", () => {
-  let st: Stack;
-  beforeAll(async () => {
-    st = await startStack();
-    await waitFor(() => st.running.cache.loaded);
-  });
-  afterAll(async () => {
-    jest.restoreAllMocks();
-    await st.stop();
-  });
-  afterEach(() => jest.restoreAllMocks());
   const failOnce = () =>
     jest.spyOn(st.running.metrics, "observe").mockImplementationOnce(() => {
       throw new TypeError("simulated bug outside the lookups");
@@ -121,8 +107,8 @@ describe("a failure outside the lookups", () => {
     failOnce();
     const r = await rawExchange(st.socketmapPort, encodeNetstring("domains example.org"));
     expect(r).toEqual({ data: "19:TEMP internal error,", closedByServer: true });
-    expect(await counter(st, "couchmail_internal_errors_total", "socketmap")).toBe(1);
-    expect(await counter(st, "couchmail_protocol_errors_total", "socketmap")).toBe(0);
+    expect(await counter(st, "couchmail_internal_errors_total", "protocol", "socketmap")).toBe(1);
+    expect(await counter(st, "couchmail_protocol_errors_total", "protocol", "socketmap")).toBe(0);
     expect(loggedInternal("socketmap")).toBe(true);
   });
 
@@ -130,8 +116,8 @@ describe("a failure outside the lookups", () => {
     failOnce();
     const r = await rawExchange(st.dictPath, "H4\t0\t0\t\tsieve\nLpriv/sieve/name/default\tbob@example.org\n");
     expect(r).toEqual({ data: "Finternal error\n", closedByServer: true });
-    expect(await counter(st, "couchmail_internal_errors_total", "dict")).toBe(1);
-    expect(await counter(st, "couchmail_protocol_errors_total", "dict")).toBe(0);
+    expect(await counter(st, "couchmail_internal_errors_total", "protocol", "dict")).toBe(1);
+    expect(await counter(st, "couchmail_protocol_errors_total", "protocol", "dict")).toBe(0);
     expect(loggedInternal("dict")).toBe(true);
     expect(st.log.lines.some((l) => l.includes('"event":"protocol_error"') && l.includes('"protocol":"dict"'))).toBe(false);
   });
@@ -142,7 +128,7 @@ describe("a failure outside the lookups", () => {
     expect(failed.status).toBe(503);
     expect(await failed.json()).toEqual({ error: "internal error" });
     expect((await fetch(`${st.httpUrl}/dovecot/userdb/bob%40example.org`)).status).toBe(200);
-    expect(await counter(st, "couchmail_internal_errors_total", "http")).toBe(1);
+    expect(await counter(st, "couchmail_internal_errors_total", "protocol", "http")).toBe(1);
     expect(loggedInternal("http")).toBe(true);
   });
 });
