@@ -76,11 +76,16 @@ export class Cluster extends NodeNetwork {
             },
             spec: template.spec,
         };
+        return this.runJob(job);
+    }
+
+    /** Creates a Job in the API (kept in objects.json) and has the node's Job controller run it; resolves with its final status. */
+    async runJob(job: KubeObject): Promise<JobStatus> {
         this.upsert(job);
         this.save(JSON.parse(fs.readFileSync(path.join(E2E_DIR, "objects.json"), "utf8")).outputs);
         await this.applyToNode(job);
-        await this.startPod(jobName);
-        return this.jobs()[jobName];
+        await this.startPod(job.metadata.name);
+        return this.jobs()[job.metadata.name];
     }
 
     /** Starts a pod; resolves when it is Ready (a Job's: when the Job finished). */
