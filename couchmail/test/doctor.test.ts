@@ -161,6 +161,11 @@ describe("DNS published vs expected", () => {
     const r = await checkSpf(EXPECTED, resolver(), DOMAIN, [OUTBOUND]);
     expect(r.status).toBe("fail");
     expect(r.detail).toMatch(/does not allow the outbound address: 192\.0\.2\.7: fail/);
+    expect(r.fix).toBe('publish example.test. TXT "v=spf1 mx -all" as the domain\'s only SPF record');
+    // The expected record, with the MX (which its `mx` names) pointing elsewhere: the fix is the MX, not the SPF text.
+    dns.zone[DOMAIN].TXT = ["v=spf1 mx -all"];
+    dns.zone[DOMAIN].MX = [[10, "mx.elsewhere.test"]];
+    expect(await checkSpf(EXPECTED, resolver(), DOMAIN, [OUTBOUND])).toMatchObject({ status: "fail", fix: expect.stringMatching(/^the record is the expected one, but its mechanisms resolve elsewhere: fix the MX\/A records of example\.test/) });
     dns.zone[DOMAIN].TXT = ["v=spf1 mx -all", "v=spf1 a -all"];
     expect(await checkSpf(EXPECTED, resolver(), DOMAIN, [OUTBOUND])).toMatchObject({ status: "fail", detail: expect.stringMatching(/2 SPF records \(RFC 7208 §4\.5: a permerror\)/) });
   });

@@ -48,7 +48,13 @@ export async function checkSpf(expected: Expected, resolver: DoctorResolver, dom
     const r = await spf({ ip, sender: `postmaster@${domain}`, helo: expected.hostname, mta: "couchmail-doctor", resolver: resolver.forMailauth });
     if (r.status.result !== "pass") refused.push(`${ip}: ${r.status.result}${r.status.comment ? ` (${r.status.comment})` : ""}`);
   }
-  if (refused.length) return fail(check, `"${records[0]}" does not allow the outbound address: ${refused.join("; ")}`, fix);
+  if (refused.length) {
+    // The expected record itself refusing means its mechanisms (mx, a) lead elsewhere: the fix is in those records.
+    const cause = want && normalise(want) === normalise(records[0])
+      ? `the record is the expected one, but its mechanisms resolve elsewhere: fix the MX/A records of ${domain}, or give --outbound-address if mail leaves from another address`
+      : fix;
+    return fail(check, `"${records[0]}" does not allow the outbound address: ${refused.join("; ")}`, cause);
+  }
   if (want && normalise(want) !== normalise(records[0])) return warn(check, `"${records[0]}" allows ${outbound.join(", ")} but differs from the expected "${want}"`, fix);
   return pass(check, `"${records[0]}" allows ${outbound.join(", ")}`);
 }
