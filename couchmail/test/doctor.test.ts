@@ -3,10 +3,11 @@
  * mailDnsRecords), SMTP and IMAP endpoints with real TLS, and messages signed and judged by mailauth. Each broken
  * record must be named as a failure; the CLI's exit code is the worst verdict.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import * as net from "node:net";
 import { join } from "node:path";
 import { dkimSign } from "mailauth";
 import { mailDnsRecords } from "../../components/dns/records";
@@ -318,6 +319,30 @@ describe("couchmail doctor (the CLI)", () => {
     expect(out).toMatch(/^WARN +PTR 10\.77\.0\.5 +10\.77\.0\.5 is a private address/m);
     expect(out).toMatch(/^WARN +DNSBL 10\.77\.0\.5/m);
     expect(code).toBe(1);
+  });
+
+  test("a server that accepts and never answers costs each check its timeout, and the CLI still exits", async () => {
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const at = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    try {
+      const args = [require.resolve("tsx/cli"), join(__dirname, "../src/cli.ts"), "doctor", "--expect", join(dir, "outputs.json"), "--resolver", dns.server,
+        "--timeout", "1", ...["smtp", "submission", "submissions", "imaps"].flatMap((n) => ["--endpoint", `${n}=${at}`]), "--outbound-probe", at];
+      const t0 = Date.now();
+      const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, args, { timeout: 60_000 });
+        let text = "";
+        child.stdout.on("data", (c) => (text += c));
+        child.stderr.on("data", (c) => (text += c));
+        child.on("close", (c) => resolve({ code: c, out: text }));
+      });
+      expect(out).toMatch(/^FAIL +SMTP banner \d+ +127\.0\.0\.1:\d+: no answer within 1000 ms/m);
+      expect(out).toMatch(/^FAIL +TLS imaps \d+ +127\.0\.0\.1:\d+: TLS handshake: no answer within 1000 ms/m);
+      expect(code).toBe(2);
+      expect(Date.now() - t0).toBeLessThan(30_000);
+    } finally {
+      silent.close();
+    }
   });
 
   test("every other command starts without loading mailauth (it added ~20 MB and ~0.25 s to each start, the sidecar's exec probes included)", () => {

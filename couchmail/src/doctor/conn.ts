@@ -130,11 +130,14 @@ async function handshake(socket: net.Socket, options: TlsOptions, timeoutMs: num
       rejectUnauthorized: false,
       ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}),
     });
-    secure.once("error", reject);
+    secure.once("error", (e: Error) => {
+      socket.destroy();
+      reject(e);
+    });
     // With rejectUnauthorized false, Node still verifies chain and name (tls.checkServerIdentity against
     // servername) and records the first error's code in authorizationError (node lib/_tls_wrap.js onConnectSecure).
     secure.once("secureConnect", () => {
-      secure.removeListener("error", reject);
+      secure.removeAllListeners("error");
       const code = secure.authorizationError ? String(secure.authorizationError) : undefined;
       resolve({
         secure,

@@ -39,9 +39,12 @@ export async function checkTlsEndpoint(endpoint: TlsEndpoint, tls: TlsOptions, e
   try {
     if (endpoint.kind === "imap-implicit") {
       const { conn, tls: f } = await LineConnection.open(endpoint.target, timeoutMs, tls);
-      const greeting = await conn.readLine();
-      conn.close();
-      if (!/^\* (OK|PREAUTH)/.test(greeting)) throw new Error(`IMAP greeting: ${greeting.slice(0, 80)}`);
+      try {
+        const greeting = await conn.readLine();
+        if (!/^\* (OK|PREAUTH)/.test(greeting)) throw new Error(`IMAP greeting: ${greeting.slice(0, 80)}`);
+      } finally {
+        conn.close();
+      }
       facts = f;
     } else {
       const session = await smtpGreet(endpoint.target, ehloName, timeoutMs, { mode: endpoint.kind === "smtp-starttls" ? "starttls" : "implicit", options: tls });
