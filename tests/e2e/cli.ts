@@ -297,7 +297,7 @@ async function run(): Promise<number> {
         log(`suite ${code === 0 ? "passed" : "FAILED"} in ${((Date.now() - ts) / 1000).toFixed(0)} s`);
         console.log(footprintTable(idle, peak));
     } catch (e) {
-        log(`e2e failed: ${e instanceof Error ? e.stack : e}`);
+        log(`e2e failed: ${e instanceof Error ? e.stack : String(e)}`);
         code = 1;
     } finally {
         await down();
