@@ -24,7 +24,13 @@ export type Zone = Record<string, ZoneNode>;
 const TYPES: Record<number, keyof ZoneNode> = { 1: "A", 15: "MX", 16: "TXT", 12: "PTR" };
 
 function encodeName(name: string): Buffer {
-  return Buffer.concat([...name.split(".").filter(Boolean).map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0])]);
+  return Buffer.concat([
+    ...name
+      .split(".")
+      .filter(Boolean)
+      .map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
+    Buffer.from([0]),
+  ]);
 }
 
 function rdata(type: keyof ZoneNode, value: string | [number, string]): Buffer {
@@ -57,7 +63,7 @@ export function answer(query: Buffer, zone: Zone): Buffer {
   const qtype = query.readUInt16BE(off + 1);
   const node = zone[labels.join(".").toLowerCase()];
   const type = TYPES[qtype];
-  const values = (node && type ? node[type] ?? [] : []) as (string | [number, string])[];
+  const values = (node && type ? (node[type] ?? []) : []) as (string | [number, string])[];
   const header = Buffer.alloc(12);
   header.writeUInt16BE(query.readUInt16BE(0), 0);
   // QR, AA, RD copied; RCODE 3 (NXDOMAIN) for an unknown name.
@@ -137,8 +143,27 @@ export interface Certificate {
 export function selfSigned(names: string[], days = 30): Certificate {
   const dir = mkdtempSync(join(tmpdir(), "doctor-cert-"));
   try {
-    const r = spawnSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", String(days),
-      "-subj", `/CN=${names[0]}`, "-addext", `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`], { encoding: "utf8" });
+    const r = spawnSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+        "-days",
+        String(days),
+        "-subj",
+        `/CN=${names[0]}`,
+        "-addext",
+        `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`,
+      ],
+      { encoding: "utf8" },
+    );
     if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
     return { key: readFileSync(join(dir, "key.pem"), "utf8"), cert: readFileSync(join(dir, "cert.pem"), "utf8") };
   } finally {
@@ -212,10 +237,11 @@ export async function startSmtp(o: FakeSmtpOptions): Promise<FakeSmtp> {
   return {
     port: (server.address() as net.AddressInfo).port,
     commands,
-    close: () => new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
   };
 }
 

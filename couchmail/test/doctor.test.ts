@@ -36,7 +36,15 @@ const OTHER_KEY = dkimKey();
 
 /** The stack outputs as `pulumi stack output --json` prints them (dnsRecords from the program's own function). */
 const OUTPUTS = {
-  dnsRecords: mailDnsRecords({ hostname: HOST, domains: [DOMAIN], dkimSelector: "mail", dkimTxt: { [DOMAIN]: KEY.txt }, postmaster: `postmaster@${DOMAIN}`, addresses: [OUTBOUND], mtaSts: "testing" }),
+  dnsRecords: mailDnsRecords({
+    hostname: HOST,
+    domains: [DOMAIN],
+    dkimSelector: "mail",
+    dkimTxt: { [DOMAIN]: KEY.txt },
+    postmaster: `postmaster@${DOMAIN}`,
+    addresses: [OUTBOUND],
+    mtaSts: "testing",
+  }),
   dkimTxt: { [DOMAIN]: KEY.txt },
   publicAddresses: [OUTBOUND],
   warnings: [],
@@ -93,10 +101,18 @@ const byCheck = (results: CheckResult[], prefix: string) => {
 function options(over: Partial<DoctorOptions> = {}): DoctorOptions {
   const at = (port: number) => ({ host: "127.0.0.1", port });
   return {
-    expected: EXPECTED, resolver: resolver(), timeoutMs: TIMEOUT, ca: cert.cert, outboundAddresses: [],
+    expected: EXPECTED,
+    resolver: resolver(),
+    timeoutMs: TIMEOUT,
+    ca: cert.cert,
+    outboundAddresses: [],
     endpoints: { smtp: at(ports.smtp), submission: at(ports.submission), submissions: at(ports.submissions), imaps: at(ports.imaps) },
-    ehloName: "doctor.invalid", relayProbe: { from: "probe@external.test", to: "someone@external.test" }, outboundProbe: `127.0.0.1:${ports.probe}`,
-    dnsbls: ["zen.spamhaus.org", "bl.spamcop.net"], now: () => new Date(), ...over,
+    ehloName: "doctor.invalid",
+    relayProbe: { from: "probe@external.test", to: "someone@external.test" },
+    outboundProbe: `127.0.0.1:${ports.probe}`,
+    dnsbls: ["zen.spamhaus.org", "bl.spamcop.net"],
+    now: () => new Date(),
+    ...over,
   };
 }
 
@@ -112,7 +128,9 @@ describe("expected state from the stack outputs", () => {
   test("errors name the output and what is expected", () => {
     expect(() => parseExpected("not json")).toThrow(/not JSON \(give the output of `pulumi stack output --json`\)/);
     expect(() => parseExpected("{}")).toThrow(/stack output dnsRecords is missing or not a list/);
-    expect(() => parseExpected(JSON.stringify({ dnsRecords: [{ name: "a", type: "SRV", value: "x" }] }))).toThrow(/dnsRecords\[0\] must have .* a type of MX, TXT, A, AAAA, CNAME/);
+    expect(() => parseExpected(JSON.stringify({ dnsRecords: [{ name: "a", type: "SRV", value: "x" }] }))).toThrow(
+      /dnsRecords\[0\] must have .* a type of MX, TXT, A, AAAA, CNAME/,
+    );
     expect(() => parseExpected(JSON.stringify({ dnsRecords: [] }))).toThrow(/holds no MX record/);
     expect(() => parseExpected(JSON.stringify({ ...OUTPUTS, publicAddresses: "1.2.3.4" }))).toThrow(/publicAddresses must be a list of strings/);
   });
@@ -121,7 +139,12 @@ describe("expected state from the stack outputs", () => {
 describe("DNS published vs expected", () => {
   test("the zone the program asks for passes every DNS line", async () => {
     const r = resolver();
-    for (const result of [await checkMx(EXPECTED, r, DOMAIN), await checkSpf(EXPECTED, r, DOMAIN, [OUTBOUND]), await checkDkim(EXPECTED, r, DOMAIN), await checkDmarc(EXPECTED, r, DOMAIN)]) {
+    for (const result of [
+      await checkMx(EXPECTED, r, DOMAIN),
+      await checkSpf(EXPECTED, r, DOMAIN, [OUTBOUND]),
+      await checkDkim(EXPECTED, r, DOMAIN),
+      await checkDmarc(EXPECTED, r, DOMAIN),
+    ]) {
       expect(result).toMatchObject({ status: "pass" });
     }
   });
@@ -145,11 +168,24 @@ describe("DNS published vs expected", () => {
   });
 
   test("DMARC reports to another domain need that domain's consent (RFC 7489 §7.1), else receivers send none", async () => {
-    const outputs = { dnsRecords: mailDnsRecords({ hostname: HOST, domains: [DOMAIN, "example.org"], dkimSelector: "mail", dkimTxt: { [DOMAIN]: KEY.txt, "example.org": KEY.txt }, postmaster: `postmaster@${DOMAIN}`, addresses: [OUTBOUND], mtaSts: "off" }) };
+    const outputs = {
+      dnsRecords: mailDnsRecords({
+        hostname: HOST,
+        domains: [DOMAIN, "example.org"],
+        dkimSelector: "mail",
+        dkimTxt: { [DOMAIN]: KEY.txt, "example.org": KEY.txt },
+        postmaster: `postmaster@${DOMAIN}`,
+        addresses: [OUTBOUND],
+        mtaSts: "off",
+      }),
+    };
     const expected = parseExpected(JSON.stringify(outputs));
     dns.zone["_dmarc.example.org"] = { TXT: [expected.records.find((r) => r.name === "_dmarc.example.org")!.value] };
     const r = await checkDmarc(expected, resolver(), "example.org");
-    expect(r).toMatchObject({ status: "warn", detail: expect.stringMatching(/example\.test has not agreed to receive example\.org's reports, so receivers send none \(RFC 7489 §7\.1\)/) });
+    expect(r).toMatchObject({
+      status: "warn",
+      detail: expect.stringMatching(/example\.test has not agreed to receive example\.org's reports, so receivers send none \(RFC 7489 §7\.1\)/),
+    });
     expect(r.fix).toBe('publish example.org._report._dmarc.example.test. TXT "v=DMARC1"');
     dns.zone["example.org._report._dmarc.example.test"] = { TXT: ["v=DMARC1"] };
     expect(await checkDmarc(expected, resolver(), "example.org")).toMatchObject({ status: "pass" });
@@ -166,9 +202,15 @@ describe("DNS published vs expected", () => {
     // The expected record, with the MX (which its `mx` names) pointing elsewhere: the fix is the MX, not the SPF text.
     dns.zone[DOMAIN].TXT = ["v=spf1 mx -all"];
     dns.zone[DOMAIN].MX = [[10, "mx.elsewhere.test"]];
-    expect(await checkSpf(EXPECTED, resolver(), DOMAIN, [OUTBOUND])).toMatchObject({ status: "fail", fix: expect.stringMatching(/^the record is the expected one, but its mechanisms resolve elsewhere: fix the MX\/A records of example\.test/) });
+    expect(await checkSpf(EXPECTED, resolver(), DOMAIN, [OUTBOUND])).toMatchObject({
+      status: "fail",
+      fix: expect.stringMatching(/^the record is the expected one, but its mechanisms resolve elsewhere: fix the MX\/A records of example\.test/),
+    });
     dns.zone[DOMAIN].TXT = ["v=spf1 mx -all", "v=spf1 a -all"];
-    expect(await checkSpf(EXPECTED, resolver(), DOMAIN, [OUTBOUND])).toMatchObject({ status: "fail", detail: expect.stringMatching(/2 SPF records \(RFC 7208 §4\.5: a permerror\)/) });
+    expect(await checkSpf(EXPECTED, resolver(), DOMAIN, [OUTBOUND])).toMatchObject({
+      status: "fail",
+      detail: expect.stringMatching(/2 SPF records \(RFC 7208 §4\.5: a permerror\)/),
+    });
   });
 
   test("an MX pointing elsewhere fails and says where mail goes", async () => {
@@ -192,7 +234,10 @@ describe("the host's identity, DNSBLs, relay", () => {
   test("PTR: matching and confirmed passes; missing fails; a private address warns (receivers never see it)", async () => {
     expect(await checkPtr(resolver(), OUTBOUND, HOST)).toMatchObject({ status: "pass" });
     delete dns.zone["7.2.0.192.in-addr.arpa"];
-    expect(await checkPtr(resolver(), OUTBOUND, HOST)).toMatchObject({ status: "fail", fix: expect.stringMatching(/set its reverse DNS \(PTR\) to mail\.example\.test/) });
+    expect(await checkPtr(resolver(), OUTBOUND, HOST)).toMatchObject({
+      status: "fail",
+      fix: expect.stringMatching(/set its reverse DNS \(PTR\) to mail\.example\.test/),
+    });
     expect(await checkPtr(resolver(), "10.77.0.5", HOST)).toMatchObject({ status: "warn", detail: expect.stringMatching(/private address/) });
   });
 
@@ -201,17 +246,28 @@ describe("the host's identity, DNSBLs, relay", () => {
     dns.zone["7.2.0.192.bl.spamcop.net"] = { A: ["127.0.0.2"] };
     expect(await checkDnsbl(resolver(), OUTBOUND, ["bl.spamcop.net"])).toMatchObject({ status: "fail", detail: "listed on bl.spamcop.net (127.0.0.2)" });
     dns.zone["7.2.0.192.zen.spamhaus.org"] = { A: ["127.255.255.254"] };
-    expect(await checkDnsbl(resolver(), OUTBOUND, ["zen.spamhaus.org"])).toMatchObject({ status: "warn", detail: expect.stringMatching(/unknown: zen\.spamhaus\.org refused the query/) });
+    expect(await checkDnsbl(resolver(), OUTBOUND, ["zen.spamhaus.org"])).toMatchObject({
+      status: "warn",
+      detail: expect.stringMatching(/unknown: zen\.spamhaus\.org refused the query/),
+    });
   });
 
   test("open relay: 5xx for a foreign recipient passes, 2xx fails, 4xx is inconclusive; DATA is never sent", async () => {
     const target = { host: "127.0.0.1", port: ports.smtp };
-    expect(await checkOpenRelay(target, "a@external.test", "b@external.test", "doctor.invalid", TIMEOUT)).toMatchObject({ status: "pass", detail: expect.stringMatching(/554 5\.7\.1 Relay access denied/) });
+    expect(await checkOpenRelay(target, "a@external.test", "b@external.test", "doctor.invalid", TIMEOUT)).toMatchObject({
+      status: "pass",
+      detail: expect.stringMatching(/554 5\.7\.1 Relay access denied/),
+    });
     const open = await startSmtp({ name: HOST, rcptReply: "250 2.1.5 Ok" });
     const deferring = await startSmtp({ name: HOST, rcptReply: "450 4.2.0 Greylisted" });
     try {
-      expect(await checkOpenRelay({ host: "127.0.0.1", port: open.port }, "a@external.test", "b@external.test", "doctor.invalid", TIMEOUT)).toMatchObject({ status: "fail", detail: expect.stringMatching(/^ACCEPTED/) });
-      expect(await checkOpenRelay({ host: "127.0.0.1", port: deferring.port }, "a@external.test", "b@external.test", "doctor.invalid", TIMEOUT)).toMatchObject({ status: "warn" });
+      expect(await checkOpenRelay({ host: "127.0.0.1", port: open.port }, "a@external.test", "b@external.test", "doctor.invalid", TIMEOUT)).toMatchObject({
+        status: "fail",
+        detail: expect.stringMatching(/^ACCEPTED/),
+      });
+      expect(await checkOpenRelay({ host: "127.0.0.1", port: deferring.port }, "a@external.test", "b@external.test", "doctor.invalid", TIMEOUT)).toMatchObject({
+        status: "warn",
+      });
       expect(open.commands.some((c) => /^DATA/i.test(c))).toBe(false);
     } finally {
       await open.close();
@@ -226,20 +282,32 @@ describe("TLS certificates", () => {
     expect(byCheck(results, "STARTTLS smtp")).toMatchObject({ status: "pass" });
     const facts = { authorized: true, certificate: new (await import("node:crypto")).X509Certificate(cert.cert), protocol: "TLSv1.3" };
     const validTo = new Date(facts.certificate.validTo);
-    expect(judgeCertificate("TLS x", facts, HOST, new Date(validTo.getTime() + 1000))).toMatchObject({ status: "fail", detail: expect.stringMatching(/^expired on/) });
-    expect(judgeCertificate("TLS x", facts, HOST, new Date(validTo.getTime() - 3 * 86400_000))).toMatchObject({ status: "warn", detail: expect.stringMatching(/expires in 3 days/) });
+    expect(judgeCertificate("TLS x", facts, HOST, new Date(validTo.getTime() + 1000))).toMatchObject({
+      status: "fail",
+      detail: expect.stringMatching(/^expired on/),
+    });
+    expect(judgeCertificate("TLS x", facts, HOST, new Date(validTo.getTime() - 3 * 86400_000))).toMatchObject({
+      status: "warn",
+      detail: expect.stringMatching(/expires in 3 days/),
+    });
   });
 
   test("a certificate nobody trusts fails on every port; one for another name fails with the name error", async () => {
     const untrusted = await runDoctor(options({ ca: undefined }));
     for (const port of ["STARTTLS smtp", "STARTTLS submission", "TLS submissions", "TLS imaps"]) {
-      expect(byCheck(untrusted, port)).toMatchObject({ status: "fail", detail: expect.stringMatching(/^DEPTH_ZERO_SELF_SIGNED_CERT: the certificate is self-signed/) });
+      expect(byCheck(untrusted, port)).toMatchObject({
+        status: "fail",
+        detail: expect.stringMatching(/^DEPTH_ZERO_SELF_SIGNED_CERT: the certificate is self-signed/),
+      });
     }
     const other = selfSigned(["other.example.test"]);
     const imaps = await startImapGreeter(other);
     try {
       const results = await runDoctor(options({ ca: other.cert, endpoints: { ...options().endpoints, imaps: { host: "127.0.0.1", port: imaps.port } } }));
-      expect(byCheck(results, "TLS imaps")).toMatchObject({ status: "fail", detail: expect.stringMatching(/^ERR_TLS_CERT_ALTNAME_INVALID: the certificate does not name mail\.example\.test \(DNS:other\.example\.test\)/) });
+      expect(byCheck(results, "TLS imaps")).toMatchObject({
+        status: "fail",
+        detail: expect.stringMatching(/^ERR_TLS_CERT_ALTNAME_INVALID: the certificate does not name mail\.example\.test \(DNS:other\.example\.test\)/),
+      });
     } finally {
       await imaps.close();
     }
@@ -257,12 +325,25 @@ describe("authentication on arrival (mailauth)", () => {
 
   test("signed with the published key, sent from an SPF-allowed address: DKIM, SPF and DMARC pass", async () => {
     const results = await judgeArrival(await signed(KEY.privateKey), { ip: OUTBOUND, helo: HOST, sender: `alice@${DOMAIN}`, resolver: resolver().forMailauth });
-    expect(results.map((r) => [r.check, r.status])).toEqual([["arrival DKIM", "pass"], ["arrival SPF", "pass"], ["arrival DMARC", "pass"]]);
+    expect(results.map((r) => [r.check, r.status])).toEqual([
+      ["arrival DKIM", "pass"],
+      ["arrival SPF", "pass"],
+      ["arrival DMARC", "pass"],
+    ]);
   });
 
   test("signed with another key and sent from elsewhere: DKIM, SPF and DMARC fail", async () => {
-    const results = await judgeArrival(await signed(OTHER_KEY.privateKey), { ip: "198.51.100.9", helo: HOST, sender: `alice@${DOMAIN}`, resolver: resolver().forMailauth });
-    expect(results.map((r) => [r.check, r.status])).toEqual([["arrival DKIM", "fail"], ["arrival SPF", "fail"], ["arrival DMARC", "fail"]]);
+    const results = await judgeArrival(await signed(OTHER_KEY.privateKey), {
+      ip: "198.51.100.9",
+      helo: HOST,
+      sender: `alice@${DOMAIN}`,
+      resolver: resolver().forMailauth,
+    });
+    expect(results.map((r) => [r.check, r.status])).toEqual([
+      ["arrival DKIM", "fail"],
+      ["arrival SPF", "fail"],
+      ["arrival DMARC", "fail"],
+    ]);
   });
 });
 
@@ -276,10 +357,32 @@ describe("couchmail doctor (the CLI)", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   async function doctor(extra: string[] = []): Promise<{ code: number; out: string }> {
-    const args = ["doctor", "--expect", join(dir, "outputs.json"), "--resolver", dns.server, "--timeout", "3", "--ca", join(dir, "ca.pem"),
-      "--endpoint", `smtp=127.0.0.1:${ports.smtp}`, "--endpoint", `submission=127.0.0.1:${ports.submission}`, "--endpoint", `submissions=127.0.0.1:${ports.submissions}`,
-      "--endpoint", `imaps=127.0.0.1:${ports.imaps}`, "--relay-probe-from", "probe@external.test", "--relay-probe-to", "someone@external.test",
-      "--outbound-probe", `127.0.0.1:${ports.probe}`, ...extra];
+    const args = [
+      "doctor",
+      "--expect",
+      join(dir, "outputs.json"),
+      "--resolver",
+      dns.server,
+      "--timeout",
+      "3",
+      "--ca",
+      join(dir, "ca.pem"),
+      "--endpoint",
+      `smtp=127.0.0.1:${ports.smtp}`,
+      "--endpoint",
+      `submission=127.0.0.1:${ports.submission}`,
+      "--endpoint",
+      `submissions=127.0.0.1:${ports.submissions}`,
+      "--endpoint",
+      `imaps=127.0.0.1:${ports.imaps}`,
+      "--relay-probe-from",
+      "probe@external.test",
+      "--relay-probe-to",
+      "someone@external.test",
+      "--outbound-probe",
+      `127.0.0.1:${ports.probe}`,
+      ...extra,
+    ];
     let out = "";
     const write = jest.spyOn(process.stdout, "write").mockImplementation((c) => ((out += String(c)), true));
     const err = jest.spyOn(process.stderr, "write").mockImplementation((c) => ((out += String(c)), true));
@@ -304,8 +407,12 @@ describe("couchmail doctor (the CLI)", () => {
     delete dns.zone[`_dmarc.${DOMAIN}`];
     dns.zone[DOMAIN] = { MX: [[10, "mx.elsewhere.test"]], TXT: ["v=spf1 ip4:198.51.100.1 -all"] };
     const { code, out } = await doctor();
-    for (const line of [/^FAIL +MX example\.test +.*mail goes to mx\.elsewhere\.test/m, /^FAIL +SPF example\.test +.*does not allow the outbound address/m,
-      /^FAIL +DKIM mail\._domainkey\.example\.test +the key in DNS .* is not the key in use/m, /^FAIL +DMARC _dmarc\.example\.test +no such name/m]) {
+    for (const line of [
+      /^FAIL +MX example\.test +.*mail goes to mx\.elsewhere\.test/m,
+      /^FAIL +SPF example\.test +.*does not allow the outbound address/m,
+      /^FAIL +DKIM mail\._domainkey\.example\.test +the key in DNS .* is not the key in use/m,
+      /^FAIL +DMARC _dmarc\.example\.test +no such name/m,
+    ]) {
       expect(out).toMatch(line);
     }
     expect(out).toMatch(/^ +fix: publish example\.test\. MX 10 mail\.example\.test\./m);
@@ -326,8 +433,20 @@ describe("couchmail doctor (the CLI)", () => {
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
     const at = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
     try {
-      const args = [require.resolve("tsx/cli"), join(__dirname, "../src/cli.ts"), "doctor", "--expect", join(dir, "outputs.json"), "--resolver", dns.server,
-        "--timeout", "1", ...["smtp", "submission", "submissions", "imaps"].flatMap((n) => ["--endpoint", `${n}=${at}`]), "--outbound-probe", at];
+      const args = [
+        require.resolve("tsx/cli"),
+        join(__dirname, "../src/cli.ts"),
+        "doctor",
+        "--expect",
+        join(dir, "outputs.json"),
+        "--resolver",
+        dns.server,
+        "--timeout",
+        "1",
+        ...["smtp", "submission", "submissions", "imaps"].flatMap((n) => ["--endpoint", `${n}=${at}`]),
+        "--outbound-probe",
+        at,
+      ];
       const t0 = Date.now();
       const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve) => {
         const child = spawn(process.execPath, args, { timeout: 60_000 });
@@ -353,7 +472,9 @@ describe("couchmail doctor (the CLI)", () => {
   });
 
   test("usage errors name the flag; --json gives the results as data", async () => {
-    expect((await doctor(["--endpoint", "pop3=1.2.3.4:110"])).out).toMatch(/--endpoint pop3=1\.2\.3\.4:110: give NAME=HOST:PORT with NAME one of smtp, submission, submissions, imaps/);
+    expect((await doctor(["--endpoint", "pop3=1.2.3.4:110"])).out).toMatch(
+      /--endpoint pop3=1\.2\.3\.4:110: give NAME=HOST:PORT with NAME one of smtp, submission, submissions, imaps/,
+    );
     expect((await doctor(["--user", "a@example.test"])).out).toMatch(/--user needs --password-stdin or --password-file/);
     const { out } = await doctor(["--json"]);
     const parsed = JSON.parse(out.trim().split("\n").pop()!);

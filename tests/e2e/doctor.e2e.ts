@@ -19,22 +19,58 @@ const CLI = path.join(REPO, "couchmail/src/cli.ts");
 const BROKEN_DNS = { host: stack.dns.host, port: 5353 };
 const skip = loopbackOnly("the doctor asks the pseudo-internet's DNS server, and the broken zone is served next to it");
 
-interface DoctorRun { code: number; out: string; lines: { status: string; check: string; detail: string }[] }
+interface DoctorRun {
+    code: number;
+    out: string;
+    lines: { status: string; check: string; detail: string }[];
+}
 
 /** The doctor as a user runs it from outside (the client's network namespace), with the round trip's password on stdin. */
 function doctor(dns: { host: string; port: number }, password: string, expectFile: string): DoctorRun {
     const ep = stack.endpoints;
-    const args = ["doctor", "--expect", expectFile, "--resolver", `${dns.host}:${dns.port}`, "--ca", stack.caFile, "--timeout", "10",
-        "--endpoint", `smtp=${ep.smtp.host}:${ep.smtp.port}`, "--endpoint", `submission=${ep.submission.host}:${ep.submission.port}`,
-        "--endpoint", `submissions=${ep.submissions.host}:${ep.submissions.port}`, "--endpoint", `imaps=${ep.imaps.host}:${ep.imaps.port}`,
+    const args = [
+        "doctor",
+        "--expect",
+        expectFile,
+        "--resolver",
+        `${dns.host}:${dns.port}`,
+        "--ca",
+        stack.caFile,
+        "--timeout",
+        "10",
+        "--endpoint",
+        `smtp=${ep.smtp.host}:${ep.smtp.port}`,
+        "--endpoint",
+        `submission=${ep.submission.host}:${ep.submission.port}`,
+        "--endpoint",
+        `submissions=${ep.submissions.host}:${ep.submissions.port}`,
+        "--endpoint",
+        `imaps=${ep.imaps.host}:${ep.imaps.port}`,
         // Mail leaves from the Postfix pod's own address: the loopback node has no NAT.
-        "--outbound-address", stack.endpoints.smtp.host,
-        "--relay-probe-from", "probe@external.test", "--relay-probe-to", "someone@external.test", "--outbound-probe", "mx.external.test",
-        "--user", USER, "--password-stdin", "--arrival-timeout", "60"];
-    const r = spawnSync("nsenter", [`--net=/run/netns/${stack.clientNetns}`, process.execPath, require.resolve("tsx/cli"), CLI, ...args],
-        { encoding: "utf8", input: `${password}\n`, timeout: 180_000 });
+        "--outbound-address",
+        stack.endpoints.smtp.host,
+        "--relay-probe-from",
+        "probe@external.test",
+        "--relay-probe-to",
+        "someone@external.test",
+        "--outbound-probe",
+        "mx.external.test",
+        "--user",
+        USER,
+        "--password-stdin",
+        "--arrival-timeout",
+        "60",
+    ];
+    const r = spawnSync("nsenter", [`--net=/run/netns/${stack.clientNetns}`, process.execPath, require.resolve("tsx/cli"), CLI, ...args], {
+        encoding: "utf8",
+        input: `${password}\n`,
+        timeout: 180_000,
+    });
     const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
-    const lines = out.split("\n").map((l) => /^(PASS|WARN|FAIL|SKIP) {2}(\S+(?: \S+)*?) {2,}(.*)$/.exec(l)).filter((m) => m !== null)
+    const lines = out
+        .split("\n")
+        .map((l) => /^(PASS|WARN|FAIL|SKIP) {2}(\S+(?: \S+)*?) {2,}(.*)$/.exec(l))
+        .filter((m) => m !== null)
         .map((m) => ({ status: m[1], check: m[2], detail: m[3] }));
     return { code: r.status ?? -1, out, lines };
 }
@@ -80,8 +116,19 @@ describe("couchmail doctor against the e2e stack", { skip }, () => {
         selector = records.find((r) => r.name.endsWith("._domainkey.example.test"))!.name.split(".")[0];
         const brokenFile = path.join(E2E_DIR, "outside", "zone-broken");
         fs.writeFileSync(brokenFile, brokenZone(fs.readFileSync(path.join(E2E_DIR, "outside", "zone"), "utf8"), selector));
-        brokenDns = spawn("nsenter", [`--net=/run/netns/${stack.clientNetns}`, "/usr/bin/python3", path.join(__dirname, "outside.py"), "dns", BROKEN_DNS.host,
-            String(BROKEN_DNS.port), brokenFile], { stdio: ["ignore", "pipe", "inherit"] });
+        brokenDns = spawn(
+            "nsenter",
+            [
+                `--net=/run/netns/${stack.clientNetns}`,
+                "/usr/bin/python3",
+                path.join(__dirname, "outside.py"),
+                "dns",
+                BROKEN_DNS.host,
+                String(BROKEN_DNS.port),
+                brokenFile,
+            ],
+            { stdio: ["ignore", "pipe", "inherit"] },
+        );
         await new Promise<void>((resolve, reject) => {
             brokenDns!.stdout!.once("data", () => resolve());
             brokenDns!.once("exit", (c) => reject(new Error(`outside.py dns exited with ${c}`)));
@@ -97,26 +144,51 @@ describe("couchmail doctor against the e2e stack", { skip }, () => {
         assert.ok(!r.out.includes(password), "the password was printed");
         // The e2e stack has MTA-STS off; DMARC report consent has its own (todo) test below.
         const notPassing = r.lines.filter((l) => l.status !== "PASS" && !(l.status === "SKIP" && /^MTA-STS /.test(l.check)) && !isConsentWarning(l));
-        assert.deepEqual(notPassing.map((l) => `${l.status} ${l.check}`).sort(),
-            [`WARN DNSBL ${stack.endpoints.smtp.host}`, `WARN PTR ${stack.endpoints.smtp.host}`], r.out);
-        for (const check of ["round trip", "arrival DKIM", "arrival SPF", "arrival DMARC", "open relay 25", "SMTP banner 25", "STARTTLS smtp 25", "TLS imaps 993"]) {
-            assert.ok(r.lines.some((l) => l.check.startsWith(check.replace(/ \d+$/, "")) && l.status === "PASS"), `${check} did not pass:\n${r.out}`);
+        assert.deepEqual(
+            notPassing.map((l) => `${l.status} ${l.check}`).sort(),
+            [`WARN DNSBL ${stack.endpoints.smtp.host}`, `WARN PTR ${stack.endpoints.smtp.host}`],
+            r.out,
+        );
+        for (const check of [
+            "round trip",
+            "arrival DKIM",
+            "arrival SPF",
+            "arrival DMARC",
+            "open relay 25",
+            "SMTP banner 25",
+            "STARTTLS smtp 25",
+            "TLS imaps 993",
+        ]) {
+            assert.ok(
+                r.lines.some((l) => l.check.startsWith(check.replace(/ \d+$/, "")) && l.status === "PASS"),
+                `${check} did not pass:\n${r.out}`,
+            );
         }
         assert.equal(r.code, 1, r.out);
     });
 
-    test("DMARC reports of every domain can reach the postmaster: the postmaster's domain consents (RFC 7489 §7.1)", {
-        todo: "components/dns/records.ts publishes no `<domain>._report._dmarc.<postmaster's domain> TXT v=DMARC1` for domains other than the postmaster's",
-    }, () => {
-        assert.ok(healthy, "the healthy run did not happen");
-        assert.deepEqual(healthy.lines.filter(isConsentWarning).map((l) => `${l.check}: ${l.detail}`), []);
-    });
+    test(
+        "DMARC reports of every domain can reach the postmaster: the postmaster's domain consents (RFC 7489 §7.1)",
+        {
+            todo: "components/dns/records.ts publishes no `<domain>._report._dmarc.<postmaster's domain> TXT v=DMARC1` for domains other than the postmaster's",
+        },
+        () => {
+            assert.ok(healthy, "the healthy run did not happen");
+            assert.deepEqual(
+                healthy.lines.filter(isConsentWarning).map((l) => `${l.check}: ${l.detail}`),
+                [],
+            );
+        },
+    );
 
     test("broken zone: wrong DKIM key, no DMARC, SPF without the outbound address, MX elsewhere — each a FAIL; exit 2", () => {
         const r = doctor(BROKEN_DNS, password, expectFile);
         fs.writeFileSync(path.join(E2E_DIR, "logs", "doctor-broken.txt"), r.out);
         const failed = (prefix: string, detail: RegExp) =>
-            assert.ok(r.lines.some((l) => l.status === "FAIL" && l.check.startsWith(prefix) && detail.test(l.detail)), `no FAIL ${prefix} ~ ${detail}:\n${r.out}`);
+            assert.ok(
+                r.lines.some((l) => l.status === "FAIL" && l.check.startsWith(prefix) && detail.test(l.detail)),
+                `no FAIL ${prefix} ~ ${detail}:\n${r.out}`,
+            );
         failed("DKIM ", /the key in DNS .* is not the key in use/);
         failed("DMARC _dmarc.example.test", /no such name/);
         failed("SPF example.test", /does not allow the outbound address/);
@@ -127,7 +199,10 @@ describe("couchmail doctor against the e2e stack", { skip }, () => {
         failed("arrival DMARC", /none|fail/);
         // The unbroken domain's records still pass: the failures are named, not a blanket verdict.
         for (const check of ["MX example.test", `DKIM ${selector}._domainkey.example.org`, "TLS-RPT _smtp._tls.example.org"]) {
-            assert.ok(r.lines.some((l) => l.check === check && l.status === "PASS"), `${check} should still pass:\n${r.out}`);
+            assert.ok(
+                r.lines.some((l) => l.check === check && l.status === "PASS"),
+                `${check} should still pass:\n${r.out}`,
+            );
         }
         assert.equal(r.code, 2, r.out);
     });

@@ -102,7 +102,8 @@ export function addDoctorCommand(program: Command, json: () => boolean): void {
         outboundProbe: f.outboundProbe,
         relay: f.relay ? wrap(() => parseTarget(f.relay!, 587, "--relay")) : undefined,
         dnsbls: f.dnsbl ?? DEFAULT_DNSBLS,
-        roundTrip: f.user && password !== undefined ? { user: f.user, password: password.replace(/\r?\n$/, ""), arrivalMs: f.arrivalTimeout * 1000 } : undefined,
+        roundTrip:
+          f.user && password !== undefined ? { user: f.user, password: password.replace(/\r?\n$/, ""), arrivalMs: f.arrivalTimeout * 1000 } : undefined,
         now: () => new Date(),
       });
       const code = exitCode(results);

@@ -30,16 +30,24 @@ export class LineConnection {
   private waiter?: () => void;
   private closed?: Error;
 
-  private constructor(private socket: net.Socket, private readonly timeoutMs: number) {
+  private constructor(
+    private socket: net.Socket,
+    private readonly timeoutMs: number,
+  ) {
     this.listen(socket);
   }
 
   static async open(target: Target, timeoutMs: number, implicitTls?: TlsOptions): Promise<{ conn: LineConnection; tls?: TlsFacts }> {
     const socket = net.connect({ host: target.host, port: target.port });
-    await withDeadline(new Promise<void>((resolve, reject) => {
-      socket.once("connect", resolve);
-      socket.once("error", reject);
-    }), timeoutMs, `connect to ${target.host}:${target.port}`, () => socket.destroy());
+    await withDeadline(
+      new Promise<void>((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+      }),
+      timeoutMs,
+      `connect to ${target.host}:${target.port}`,
+      () => socket.destroy(),
+    );
     socket.removeAllListeners("error");
     if (!implicitTls) return { conn: new LineConnection(socket, timeoutMs) };
     const { secure, facts } = await handshake(socket, implicitTls, timeoutMs);
@@ -123,33 +131,38 @@ const TLS_ERRORS: Record<string, (name: string) => string> = {
 };
 
 async function handshake(socket: net.Socket, options: TlsOptions, timeoutMs: number): Promise<{ secure: tls.TLSSocket; facts: TlsFacts }> {
-  return withDeadline(new Promise((resolve, reject) => {
-    const secure = tls.connect({
-      socket,
-      servername: options.servername,
-      rejectUnauthorized: false,
-      ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}),
-    });
-    secure.once("error", (e: Error) => {
-      socket.destroy();
-      reject(e);
-    });
-    // With rejectUnauthorized false, Node still verifies chain and name (tls.checkServerIdentity against
-    // servername) and records the first error's code in authorizationError (node lib/_tls_wrap.js onConnectSecure).
-    secure.once("secureConnect", () => {
-      secure.removeAllListeners("error");
-      const code = secure.authorizationError ? String(secure.authorizationError) : undefined;
-      resolve({
-        secure,
-        facts: {
-          authorized: secure.authorized,
-          authorizationError: code && `${code}${TLS_ERRORS[code] ? `: ${TLS_ERRORS[code](options.servername)}` : ""}`,
-          certificate: secure.getPeerX509Certificate(),
-          protocol: secure.getProtocol(),
-        },
+  return withDeadline(
+    new Promise((resolve, reject) => {
+      const secure = tls.connect({
+        socket,
+        servername: options.servername,
+        rejectUnauthorized: false,
+        ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}),
       });
-    });
-  }), timeoutMs, "TLS handshake", () => socket.destroy());
+      secure.once("error", (e: Error) => {
+        socket.destroy();
+        reject(e);
+      });
+      // With rejectUnauthorized false, Node still verifies chain and name (tls.checkServerIdentity against
+      // servername) and records the first error's code in authorizationError (node lib/_tls_wrap.js onConnectSecure).
+      secure.once("secureConnect", () => {
+        secure.removeAllListeners("error");
+        const code = secure.authorizationError ? String(secure.authorizationError) : undefined;
+        resolve({
+          secure,
+          facts: {
+            authorized: secure.authorized,
+            authorizationError: code && `${code}${TLS_ERRORS[code] ? `: ${TLS_ERRORS[code](options.servername)}` : ""}`,
+            certificate: secure.getPeerX509Certificate(),
+            protocol: secure.getProtocol(),
+          },
+        });
+      });
+    }),
+    timeoutMs,
+    "TLS handshake",
+    () => socket.destroy(),
+  );
 }
 
 async function withDeadline<T>(promise: Promise<T>, ms: number, what: string, onTimeout?: () => void): Promise<T> {

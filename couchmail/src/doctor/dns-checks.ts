@@ -14,7 +14,12 @@ export function parseTags(text: string): Record<string, string> {
   return tags;
 }
 
-const normalise = (txt: string) => txt.replace(/\s*;\s*/g, ";").replace(/;$/, "").trim().toLowerCase();
+const normalise = (txt: string) =>
+  txt
+    .replace(/\s*;\s*/g, ";")
+    .replace(/;$/, "")
+    .trim()
+    .toLowerCase();
 const expectedValues = (expected: Expected, name: string, type: string) =>
   expected.records.filter((r) => r.name === name && r.type === type).map((r) => r.value);
 const zoneLine = (name: string, type: string, value: string) => `${name}. ${type} ${type === "TXT" ? JSON.stringify(value) : value}`;
@@ -28,7 +33,8 @@ export async function checkMx(expected: Expected, resolver: DoctorResolver, doma
   const published = got.records.map((r) => `${r.priority} ${r.exchange.toLowerCase().replace(/\.$/, "")}`).sort();
   const hostsWanted = want.map((v) => v.split(/\s+/)[1].toLowerCase());
   const stray = got.records.filter((r) => !hostsWanted.includes(r.exchange.toLowerCase().replace(/\.$/, "")));
-  if (stray.length) return fail(check, `published ${published.join(", ")}: mail goes to ${stray.map((r) => r.exchange).join(", ")}, not ${hostsWanted.join(", ")}`, fix);
+  if (stray.length)
+    return fail(check, `published ${published.join(", ")}: mail goes to ${stray.map((r) => r.exchange).join(", ")}, not ${hostsWanted.join(", ")}`, fix);
   if (published.join() !== [...want].sort().join()) return warn(check, `published ${published.join(", ")}; expected ${want.join(", ")}`, fix);
   return pass(check, published.join(", "));
 }
@@ -42,7 +48,8 @@ export async function checkSpf(expected: Expected, resolver: DoctorResolver, dom
   const records = got.kind === "records" ? got.records.filter((t) => /^v=spf1(\s|$)/i.test(t)) : [];
   if (!records.length) return fail(check, "no SPF record (receivers see SPF none; DMARC then rests on DKIM alone)", fix);
   if (records.length > 1) return fail(check, `${records.length} SPF records (RFC 7208 §4.5: a permerror): ${records.join(" | ")}`, fix);
-  if (!outbound.length) return warn(check, `published "${records[0]}"; no outbound address known to evaluate it`, "give --outbound-address IP (the address mail leaves from)");
+  if (!outbound.length)
+    return warn(check, `published "${records[0]}"; no outbound address known to evaluate it`, "give --outbound-address IP (the address mail leaves from)");
   const refused: string[] = [];
   for (const ip of outbound) {
     const r = await spf({ ip, sender: `postmaster@${domain}`, helo: expected.hostname, mta: "couchmail-doctor", resolver: resolver.forMailauth });
@@ -50,19 +57,22 @@ export async function checkSpf(expected: Expected, resolver: DoctorResolver, dom
   }
   if (refused.length) {
     // The expected record itself refusing means its mechanisms (mx, a) lead elsewhere: the fix is in those records.
-    const cause = want && normalise(want) === normalise(records[0])
-      ? `the record is the expected one, but its mechanisms resolve elsewhere: fix the MX/A records of ${domain}, or give --outbound-address if mail leaves from another address`
-      : fix;
+    const cause =
+      want && normalise(want) === normalise(records[0])
+        ? `the record is the expected one, but its mechanisms resolve elsewhere: fix the MX/A records of ${domain}, or give --outbound-address if mail leaves from another address`
+        : fix;
     return fail(check, `"${records[0]}" does not allow the outbound address: ${refused.join("; ")}`, cause);
   }
-  if (want && normalise(want) !== normalise(records[0])) return warn(check, `"${records[0]}" allows ${outbound.join(", ")} but differs from the expected "${want}"`, fix);
+  if (want && normalise(want) !== normalise(records[0]))
+    return warn(check, `"${records[0]}" allows ${outbound.join(", ")} but differs from the expected "${want}"`, fix);
   return pass(check, `"${records[0]}" allows ${outbound.join(", ")}`);
 }
 
 export async function checkDkim(expected: Expected, resolver: DoctorResolver, domain: string): Promise<CheckResult> {
   const selector = expected.dkimSelector[domain];
   const inUse = expected.dkimTxt[domain];
-  if (!selector || !inUse) return fail(`DKIM ${domain}`, "the stack outputs name no DKIM key for this domain", "give the whole `pulumi stack output --json` (dnsRecords and dkimTxt)");
+  if (!selector || !inUse)
+    return fail(`DKIM ${domain}`, "the stack outputs name no DKIM key for this domain", "give the whole `pulumi stack output --json` (dnsRecords and dkimTxt)");
   const name = `${selector}._domainkey.${domain}`;
   const check = `DKIM ${name}`;
   const fix = `publish ${name}. TXT with the stack's dkimTxt value for ${domain} (the key OpenDKIM signs with)`;
@@ -88,8 +98,14 @@ function fingerprint(base64Key: string): string {
  * `v=DMARC1` at `<policy domain>._report._dmarc.<report domain>`. The domains of those that have not agreed.
  */
 async function unauthorizedReportDomains(resolver: DoctorResolver, domain: string, rua: string): Promise<string[]> {
-  const external = [...new Set(rua.split(",").map((uri) => /^mailto:[^@]+@([^!]+)/i.exec(uri)?.[1].toLowerCase()).filter((d): d is string => !!d))]
-    .filter((d) => d !== domain && !d.endsWith(`.${domain}`) && !domain.endsWith(`.${d}`));
+  const external = [
+    ...new Set(
+      rua
+        .split(",")
+        .map((uri) => /^mailto:[^@]+@([^!]+)/i.exec(uri)?.[1].toLowerCase())
+        .filter((d): d is string => !!d),
+    ),
+  ].filter((d) => d !== domain && !d.endsWith(`.${domain}`) && !domain.endsWith(`.${d}`));
   const missing: string[] = [];
   for (const d of external) {
     const got = await resolver.txt(`${domain}._report._dmarc.${d}`);
@@ -107,7 +123,12 @@ export async function checkDmarc(expected: Expected, resolver: DoctorResolver, d
   const fix = want ? `publish ${zoneLine(name, "TXT", want)}` : `publish ${name}. TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@${domain}"`;
   const got = await resolver.txt(name);
   const records = got.kind === "records" ? got.records.filter((t) => /^v=DMARC1\s*(;|$)/i.test(t)) : [];
-  if (!records.length) return fail(check, `${got.kind === "records" ? "no v=DMARC1 record" : describeEmpty(got)}: big receivers (Gmail, Yahoo) require DMARC from bulk senders and distrust mail without it`, fix);
+  if (!records.length)
+    return fail(
+      check,
+      `${got.kind === "records" ? "no v=DMARC1 record" : describeEmpty(got)}: big receivers (Gmail, Yahoo) require DMARC from bulk senders and distrust mail without it`,
+      fix,
+    );
   if (records.length > 1) return fail(check, `${records.length} DMARC records (RFC 7489 §6.6.3: none applies)`, fix);
   const tags = parseTags(records[0]);
   if (!DMARC_POLICIES.includes(tags.p ?? "")) return fail(check, `p=${tags.p ?? "(missing)"}; allowed: ${DMARC_POLICIES.join(", ")}`, fix);
@@ -115,8 +136,11 @@ export async function checkDmarc(expected: Expected, resolver: DoctorResolver, d
   if (!tags.rua) return warn(check, `"${records[0]}": no rua=, so nobody receives the aggregate reports`, fix);
   const unauthorized = await unauthorizedReportDomains(resolver, domain, tags.rua);
   if (unauthorized.length) {
-    return warn(check, `rua=${tags.rua}: ${unauthorized.join(", ")} has not agreed to receive ${domain}'s reports, so receivers send none (RFC 7489 §7.1)`,
-      unauthorized.map((d) => `publish ${zoneLine(`${domain}._report._dmarc.${d}`, "TXT", "v=DMARC1")}`).join(" and "));
+    return warn(
+      check,
+      `rua=${tags.rua}: ${unauthorized.join(", ")} has not agreed to receive ${domain}'s reports, so receivers send none (RFC 7489 §7.1)`,
+      unauthorized.map((d) => `publish ${zoneLine(`${domain}._report._dmarc.${d}`, "TXT", "v=DMARC1")}`).join(" and "),
+    );
   }
   if (want && normalise(want) !== normalise(records[0])) return warn(check, `"${records[0]}" differs from the expected "${want}"`, fix);
   return pass(check, `"${records[0]}"`);
@@ -141,7 +165,9 @@ export async function checkHostAddress(expected: Expected, resolver: DoctorResol
   const want = expectedValues(expected, expected.hostname, "A");
   const wanted = want.length ? want : expected.publicAddresses.filter((a) => !a.includes(":"));
   const got = await resolver.a(expected.hostname);
-  const fix = wanted.length ? `publish ${wanted.map((a) => zoneLine(expected.hostname, "A", a)).join(" and ")}` : `publish an A record for ${expected.hostname} with the mail edge's public address`;
+  const fix = wanted.length
+    ? `publish ${wanted.map((a) => zoneLine(expected.hostname, "A", a)).join(" and ")}`
+    : `publish an A record for ${expected.hostname} with the mail edge's public address`;
   if (got.kind !== "records" || !got.records.length) return { result: fail(check, describeEmpty(got), fix), addresses: [] };
   const published = [...got.records].sort();
   if (wanted.length && published.join() !== [...wanted].sort().join()) {

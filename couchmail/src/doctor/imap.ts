@@ -13,7 +13,10 @@ export interface ImapResponse {
 export class ImapClient {
   private tag = 0;
 
-  private constructor(private readonly conn: LineConnection, readonly tls: TlsFacts | undefined) {}
+  private constructor(
+    private readonly conn: LineConnection,
+    readonly tls: TlsFacts | undefined,
+  ) {}
 
   static async open(target: Target, tls: TlsOptions, timeoutMs: number): Promise<ImapClient> {
     const { conn, tls: facts } = await LineConnection.open(target, timeoutMs, tls);
@@ -67,7 +70,17 @@ export class ImapClient {
   async searchSubject(mailbox: string, text: string): Promise<number[]> {
     await this.run(`SELECT ${quote(mailbox)}`);
     const r = await this.run(`UID SEARCH HEADER Subject ${quote(text)}`);
-    return r.untagged.map((b) => b.toString("latin1")).filter((l) => /^\* SEARCH/i.test(l)).flatMap((l) => l.replace(/^\* SEARCH/i, "").trim().split(/\s+/)).filter(Boolean).map(Number);
+    return r.untagged
+      .map((b) => b.toString("latin1"))
+      .filter((l) => /^\* SEARCH/i.test(l))
+      .flatMap((l) =>
+        l
+          .replace(/^\* SEARCH/i, "")
+          .trim()
+          .split(/\s+/),
+      )
+      .filter(Boolean)
+      .map(Number);
   }
 
   async fetchMessage(uid: number): Promise<Buffer> {

@@ -8,7 +8,6 @@ import { DoctorResolver } from "./resolver";
 import { PORTS, PortName, parseTarget } from "./targets";
 import { TlsEndpoint, checkBannerName, checkDnsbl, checkOpenRelay, checkOutbound, checkPtr, checkTlsEndpoint } from "./smtp-checks";
 
-
 export interface DoctorOptions {
   expected: Expected;
   resolver: DoctorResolver;
@@ -59,7 +58,12 @@ export async function runDoctor(o: DoctorOptions): Promise<CheckResult[]> {
   const smtp = target("smtp");
   results.push(smtp ? await checkBannerName(smtp, e.hostname, o.ehloName, o.timeoutMs) : unreachable("SMTP banner 25"));
   const tls: TlsOptions = { servername: e.hostname, ca: o.ca };
-  const tlsPorts: [PortName, TlsEndpoint["kind"]][] = [["smtp", "smtp-starttls"], ["submission", "smtp-starttls"], ["submissions", "smtp-implicit"], ["imaps", "imap-implicit"]];
+  const tlsPorts: [PortName, TlsEndpoint["kind"]][] = [
+    ["smtp", "smtp-starttls"],
+    ["submission", "smtp-starttls"],
+    ["submissions", "smtp-implicit"],
+    ["imaps", "imap-implicit"],
+  ];
   for (const [name, kind] of tlsPorts) {
     const t = target(name);
     results.push(t ? await checkTlsEndpoint({ name, target: t, kind }, tls, o.ehloName, o.timeoutMs, o.now()) : unreachable(`TLS ${name}`));
@@ -76,10 +80,21 @@ export async function runDoctor(o: DoctorOptions): Promise<CheckResult[]> {
     if (!submission || !imaps) results.push(unreachable("round trip"));
     else if (!outbound.length) results.push(fail("round trip", "no outbound address to judge SPF for", "give --outbound-address"));
     else {
-      results.push(...await roundTrip({
-        user: o.roundTrip.user, password: o.roundTrip.password, submission, imaps, tls, ehloName: o.ehloName, outboundAddress: outbound[0],
-        hostname: e.hostname, resolver, timeoutMs: o.timeoutMs, arrivalMs: o.roundTrip.arrivalMs,
-      }));
+      results.push(
+        ...(await roundTrip({
+          user: o.roundTrip.user,
+          password: o.roundTrip.password,
+          submission,
+          imaps,
+          tls,
+          ehloName: o.ehloName,
+          outboundAddress: outbound[0],
+          hostname: e.hostname,
+          resolver,
+          timeoutMs: o.timeoutMs,
+          arrivalMs: o.roundTrip.arrivalMs,
+        })),
+      );
     }
   }
   return results;

@@ -18,10 +18,16 @@ export function judgeCertificate(check: string, facts: TlsFacts, hostname: strin
   const validTo = new Date(cert.validTo);
   const days = Math.floor((validTo.getTime() - now.getTime()) / DAY_MS);
   const names = cert.subjectAltName ?? cert.subject;
-  if (validTo <= now) return fail(check, `expired on ${validTo.toISOString().slice(0, 10)} (${names})`, "renew it: check the certificate issuer (cert-manager) and its logs");
+  if (validTo <= now)
+    return fail(check, `expired on ${validTo.toISOString().slice(0, 10)} (${names})`, "renew it: check the certificate issuer (cert-manager) and its logs");
   if (new Date(cert.validFrom) > now) return fail(check, `not valid before ${new Date(cert.validFrom).toISOString()}`, fix);
   if (!facts.authorized) return fail(check, `${facts.authorizationError ?? "not trusted"} (${names})`, fix);
-  if (days < CERT_WARN_DAYS) return warn(check, `expires in ${days} days (${validTo.toISOString().slice(0, 10)}); renewal should have happened by now`, "check the certificate issuer (cert-manager) and its logs");
+  if (days < CERT_WARN_DAYS)
+    return warn(
+      check,
+      `expires in ${days} days (${validTo.toISOString().slice(0, 10)}); renewal should have happened by now`,
+      "check the certificate issuer (cert-manager) and its logs",
+    );
   return pass(check, `${facts.protocol}, trusted, ${names}, expires in ${days} days`);
 }
 
@@ -47,12 +53,19 @@ export async function checkTlsEndpoint(endpoint: TlsEndpoint, tls: TlsOptions, e
       }
       facts = f;
     } else {
-      const session = await smtpGreet(endpoint.target, ehloName, timeoutMs, { mode: endpoint.kind === "smtp-starttls" ? "starttls" : "implicit", options: tls });
+      const session = await smtpGreet(endpoint.target, ehloName, timeoutMs, {
+        mode: endpoint.kind === "smtp-starttls" ? "starttls" : "implicit",
+        options: tls,
+      });
       await quit(session.conn);
       facts = session.tls;
     }
   } catch (e) {
-    return fail(check, `${endpoint.target.host}:${endpoint.target.port}: ${(e as Error).message}`, `check that ${endpoint.name} is reachable from the internet and offers ${mode}`);
+    return fail(
+      check,
+      `${endpoint.target.host}:${endpoint.target.port}: ${(e as Error).message}`,
+      `check that ${endpoint.name} is reachable from the internet and offers ${mode}`,
+    );
   }
   return judgeCertificate(check, facts!, tls.servername, now);
 }
@@ -69,7 +82,11 @@ export async function checkBannerName(target: Target, hostname: string, ehloName
     if (bannerName !== hostname || ehloHost !== hostname) return fail(check, `banner says "${bannerName}", EHLO says "${ehloHost}"; expected ${hostname}`, fix);
     return pass(check, `banner and EHLO name ${hostname}`);
   } catch (e) {
-    return fail(check, `${target.host}:${target.port}: ${(e as Error).message}`, `make port 25 of ${hostname} reachable from the internet (edge Service / firewall)`);
+    return fail(
+      check,
+      `${target.host}:${target.port}: ${(e as Error).message}`,
+      `make port 25 of ${hostname} reachable from the internet (edge Service / firewall)`,
+    );
   }
 }
 
@@ -90,7 +107,11 @@ export async function checkOpenRelay(target: Target, from: string, to: string, e
       await command(conn, "RSET").catch(() => undefined);
       if (rcpt.code >= 500) return pass(check, `refused <${from}> → <${to}>: ${rcpt.text}`);
       if (rcpt.code >= 400) return warn(check, `deferred <${from}> → <${to}>: ${rcpt.text}; inconclusive`, "run the doctor again later");
-      return fail(check, `ACCEPTED <${from}> → <${to}> without authentication: ${rcpt.text}`, "keep reject_unauth_destination in Postfix's smtpd_relay_restrictions and remove the network from mynetworks");
+      return fail(
+        check,
+        `ACCEPTED <${from}> → <${to}> without authentication: ${rcpt.text}`,
+        "keep reject_unauth_destination in Postfix's smtpd_relay_restrictions and remove the network from mynetworks",
+      );
     } finally {
       await quit(conn);
     }
@@ -103,7 +124,15 @@ export async function checkOpenRelay(target: Target, from: string, to: string, e
 export function isPrivateAddress(ip: string): boolean {
   if (isIP(ip) === 4) {
     const [a, b] = ip.split(".").map(Number);
-    return a === 10 || a === 127 || a === 0 || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254);
+    return (
+      a === 10 ||
+      a === 127 ||
+      a === 0 ||
+      (a === 172 && b >= 16 && b < 32) ||
+      (a === 192 && b === 168) ||
+      (a === 100 && b >= 64 && b < 128) ||
+      (a === 169 && b === 254)
+    );
   }
   return /^(::1?$|fe[89ab]|f[cd])/i.test(ip);
 }
@@ -116,11 +145,13 @@ export async function checkPtr(resolver: DoctorResolver, address: string, hostna
   if (isPrivateAddress(address)) return warn(check, `${address} is a private address: receivers see another one, whose PTR this cannot check`, PRIVATE_FIX);
   const fix = `ask the owner of ${address} (your cloud provider) to set its reverse DNS (PTR) to ${hostname}`;
   const got = await resolver.ptr(address);
-  if (got.kind !== "records" || !got.records.length) return fail(check, `${describeEmpty(got)}: many receivers refuse mail from addresses without reverse DNS`, fix);
+  if (got.kind !== "records" || !got.records.length)
+    return fail(check, `${describeEmpty(got)}: many receivers refuse mail from addresses without reverse DNS`, fix);
   const names = got.records.map((n) => n.toLowerCase().replace(/\.$/, ""));
   if (!names.includes(hostname)) return fail(check, `names ${names.join(", ")}, not ${hostname} (our HELO name)`, fix);
   const forward = await resolver.a(hostname);
-  if (forward.kind !== "records" || !forward.records.includes(address)) return warn(check, `${hostname} does not resolve back to ${address}`, `publish ${hostname}. A ${address}`);
+  if (forward.kind !== "records" || !forward.records.includes(address))
+    return warn(check, `${hostname} does not resolve back to ${address}`, `publish ${hostname}. A ${address}`);
   return pass(check, `${hostname}, and back`);
 }
 
@@ -140,11 +171,22 @@ export async function checkDnsbl(resolver: DoctorResolver, address: string, zone
     const got = await resolver.a(`${reversed}.${zone}`);
     if (got.kind === "nxdomain" || got.kind === "nodata") continue;
     if (got.kind === "error") unknown.push(`${zone} (${got.message})`);
-    else if (got.records.every((r) => r.startsWith("127.255.255."))) unknown.push(`${zone} refused the query (${got.records.join(", ")}: e.g. asked through a public resolver)`);
+    else if (got.records.every((r) => r.startsWith("127.255.255.")))
+      unknown.push(`${zone} refused the query (${got.records.join(", ")}: e.g. asked through a public resolver)`);
     else listed.push(`${zone} (${got.records.join(", ")})`);
   }
-  if (listed.length) return fail(check, `listed on ${listed.join(", ")}`, "find the cause (an open relay, a compromised account), fix it, then request delisting at each list's removal page");
-  if (unknown.length) return warn(check, `not listed on ${zones.length - unknown.length} of ${zones.length}; unknown: ${unknown.join("; ")}`, "run the doctor with --resolver pointing at your own recursive resolver");
+  if (listed.length)
+    return fail(
+      check,
+      `listed on ${listed.join(", ")}`,
+      "find the cause (an open relay, a compromised account), fix it, then request delisting at each list's removal page",
+    );
+  if (unknown.length)
+    return warn(
+      check,
+      `not listed on ${zones.length - unknown.length} of ${zones.length}; unknown: ${unknown.join("; ")}`,
+      "run the doctor with --resolver pointing at your own recursive resolver",
+    );
   return pass(check, `not listed on ${zones.join(", ")}`);
 }
 
@@ -164,6 +206,10 @@ export async function checkOutbound(stackWarnings: string[], probe: Target | und
     await quit(conn);
     return pass(check, `${what}: ${banner.text.slice(0, 60)}`);
   } catch (e) {
-    return fail(check, `${what}: ${(e as Error).message}`, relay ? "check relayHost and relayPort" : "ask your provider to open outbound port 25, or configure relayHost (a smarthost)");
+    return fail(
+      check,
+      `${what}: ${(e as Error).message}`,
+      relay ? "check relayHost and relayPort" : "ask your provider to open outbound port 25, or configure relayHost (a smarthost)",
+    );
   }
 }

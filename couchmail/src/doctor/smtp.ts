@@ -36,7 +36,12 @@ export interface SmtpGreeting {
  * Connects, reads the banner and says EHLO; with `startTls` upgrades and says EHLO again (RFC 3207 §4.2), with
  * `implicitTls` (port 465) the TLS comes first. Throws with what the server said when a step is refused.
  */
-export async function smtpGreet(target: Target, ehloName: string, timeoutMs: number, tls?: { mode: "starttls" | "implicit"; options: TlsOptions }): Promise<SmtpGreeting> {
+export async function smtpGreet(
+  target: Target,
+  ehloName: string,
+  timeoutMs: number,
+  tls?: { mode: "starttls" | "implicit"; options: TlsOptions },
+): Promise<SmtpGreeting> {
   const { conn, tls: implicit } = await LineConnection.open(target, timeoutMs, tls?.mode === "implicit" ? tls.options : undefined);
   try {
     const banner = await readReply(conn);
