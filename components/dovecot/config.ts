@@ -64,22 +64,19 @@ export interface DovecotSettings {
   settingsOverrides: Record<string, string>;
 }
 
-export const DOVECOT_DEFAULTS: Omit<DovecotSettings, "hostname"> = {
-  luaFile: "/etc/mail/couchmail/auth.lua",
-  couchmailUrl: "http://127.0.0.1:10102",
-  dictSocket: "/run/couchmail/dict.sock",
+/** What the stack plan sets from the stack config or from where couchmail and spamd listen. */
+export type DovecotWiring = "hostname" | "luaFile" | "couchmailUrl" | "dictSocket" | "junkAutoexpunge" | "maxUserIpConnections"
+  | "proxyProtocol" | "haproxyTrustedNetworks" | "spamToJunk" | "spamScan" | "imapsieveTraining";
+
+/** Dovecot's own choices, the same in every stack; Pulumi.yaml holds the defaults of everything configurable. */
+export const DOVECOT_DEFAULTS: Omit<DovecotSettings, DovecotWiring> = {
   dictName: "couchmail",
   // The name `couchmail sieve put` stores a script under when none is given (couchmail/src/cli.ts DEFAULT_SIEVE).
   sieveScriptName: "default",
   tls: { certFile: "/etc/mail/tls/tls.crt", keyFile: "/etc/mail/tls/tls.key" },
   mailRoot: "/var/mail",
   mailDriver: "maildir",
-  junkAutoexpunge: "30d",
-  maxUserIpConnections: 50,
   authCache: { size: "10M", ttl: "1h", negativeTtl: "1m" },
-  proxyProtocol: false,
-  haproxyTrustedNetworks: [],
-  spamToJunk: false,
   settingsOverrides: {},
 };
 

@@ -7,8 +7,7 @@ export interface DovecotArgs {
     namespace: pulumi.Input<string>;
     image: string;
     imagePullPolicy: string;
-    /** couchmail endpoints (Lua file, URL, dict socket) are filled in from the sidecar's fixed locations. */
-    settings: Omit<DovecotSettings, "luaFile" | "couchmailUrl" | "dictSocket">;
+    settings: DovecotSettings;
     couchmail: Couchmail;
     tlsSecretName: pulumi.Input<string>;
     mailSize: string;
@@ -53,12 +52,7 @@ export class Dovecot extends pulumi.ComponentResource {
     constructor(name: string, args: DovecotArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Dovecot", name, {}, opts);
         const { labels } = appLabels("dovecot", "imap");
-        this.settings = {
-            ...args.settings,
-            luaFile: `${COUCHMAIL.luaMountDir}/${COUCHMAIL.luaFile}`,
-            couchmailUrl: `http://127.0.0.1:${COUCHMAIL.httpPort}`,
-            dictSocket: COUCHMAIL.dictSocket,
-        };
+        this.settings = args.settings;
         const files = renderDovecot(this.settings);
         const { configMap } = renderedConfigMap(name, { app: "dovecot", namespace: args.namespace, labels, files }, { parent: this });
         const config = configVolumes("dovecot", configMap, args.overrideConfigMap);

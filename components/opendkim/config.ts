@@ -25,8 +25,7 @@ export interface OpenDkimSettings {
   internalHosts: string[];
 }
 
-export const OPENDKIM_DEFAULTS: Omit<OpenDkimSettings, "domains" | "authservId"> = {
-  selector: "mail",
+export const OPENDKIM_DEFAULTS: Omit<OpenDkimSettings, "domains" | "authservId" | "selector"> = {
   internalHosts: [],
 };
 

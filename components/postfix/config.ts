@@ -95,26 +95,21 @@ export interface PostfixSettings {
   mainCfOverrides: Record<string, string>;
 }
 
-/** Defaults for a stack where Dovecot, couchmail and OpenDKIM are Services in the same namespace. */
-export const POSTFIX_DEFAULTS: Omit<PostfixSettings, "hostname" | "ownDomains" | "postmaster"> = {
-  socketmap: "inet:couchmail:10101",
-  // Return-code filters keep resolver "refused" answers (127.255.255.x) from counting as listings.
-  dnsbls: ["zen.spamhaus.org=127.0.0.[2..11]*3", "bl.spamcop.net=127.0.0.2*2", "list.dnswl.org=127.0.[0..255].[1..3]*-2"],
+/** What the stack plan sets from the stack config or from where the other services listen. */
+export type PostfixWiring = "hostname" | "ownDomains" | "postmaster" | "socketmap" | "dnsbls" | "saslEndpoint" | "lmtpEndpoint" | "milters"
+  | "policyService" | "relay" | "proxyProtocol" | "messageSizeLimit" | "mainCfOverrides";
+
+/** Postfix's own choices, the same in every stack; Pulumi.yaml holds the defaults of everything configurable. */
+export const POSTFIX_DEFAULTS: Omit<PostfixSettings, PostfixWiring> = {
   dnsblThreshold: 3,
-  saslEndpoint: "inet:dovecot:12345",
-  lmtpEndpoint: "inet:dovecot:24",
-  milters: ["inet:opendkim:8891"],
   milterDefaultAction: "tempfail",
   spf: true,
   // Dovecot's lmtp_user_concurrency_limit (10): more would only earn "451 Too many concurrent deliveries".
   lmtpConcurrency: 10,
   tls: { certFile: "/etc/mail/tls/tls.crt", keyFile: "/etc/mail/tls/tls.key" },
   trustedNetworks: [],
-  proxyProtocol: false,
-  messageSizeLimit: 26214400,
   queueDirectory: "/var/spool/postfix",
   dataDirectory: "/var/lib/postfix",
-  mainCfOverrides: {},
 };
 
 const PARAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;

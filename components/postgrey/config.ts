@@ -15,10 +15,7 @@ export interface PostgreySettings {
     dataDir: string;
 }
 
-export const POSTGREY_DEFAULTS: PostgreySettings = {
-    delaySeconds: 300,
-    whitelistClients: [],
-    whitelistRecipients: [],
+export const POSTGREY_DEFAULTS: Pick<PostgreySettings, "dataDir"> = {
     dataDir: "/var/lib/postgrey",
 };
 

@@ -19,10 +19,7 @@ export interface SpamAssassinSettings {
     dataDir: string;
 }
 
-export const SPAMASSASSIN_DEFAULTS: SpamAssassinSettings = {
-    requiredScore: 5,
-    clusterNetworks: ["10.0.0.0/8"],
-    maxChildren: 2,
+export const SPAMASSASSIN_DEFAULTS: Pick<SpamAssassinSettings, "dataDir"> = {
     dataDir: "/var/lib/spamd",
 };
 

@@ -4,7 +4,6 @@ import * as pulumi from "@pulumi/pulumi";
 import { loadConfig } from "../../components/config/load";
 import type { StackConfig } from "../../components/config/types";
 import { ConfigReader, declaredKeys, SECRET_KEYS } from "../../components/config/reader";
-import { POSTFIX_DEFAULTS } from "../../components/postfix/config";
 import { configKeysTable, DOCS_BEGIN, DOCS_END } from "../../components/config/docs";
 
 const valid = { mailHostname: "mail.example.com", mailDomains: ["example.com", "example.org"] };
@@ -96,10 +95,6 @@ describe("declared keys", () => {
         }
         expect([...read].sort()).toEqual(Object.keys(declared).sort());
         expect([...readAsSecret].sort()).toEqual([...SECRET_KEYS].sort());
-    });
-
-    it("the default DNSBL list is the one the Postfix renderer is built around", () => {
-        expect(declared.postfixDnsbls.default).toEqual(POSTFIX_DEFAULTS.dnsbls);
     });
 
     it("every declared key has a type, a description, and a default that matches the type", () => {

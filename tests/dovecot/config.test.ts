@@ -1,8 +1,9 @@
 import fc from "fast-check";
-import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DOVECOT_SPECIAL_FOLDERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
+import { DOVECOT_LISTENERS, DOVECOT_SPECIAL_FOLDERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
 import { dovecotTmpSize } from "../../components/dovecot";
+import { dovecotTestSettings } from "../kit/settings";
 
-const base: DovecotSettings = { ...DOVECOT_DEFAULTS, hostname: "mail.example.test" };
+const base: DovecotSettings = { ...dovecotTestSettings, hostname: "mail.example.test" };
 const conf = (s: Partial<DovecotSettings> = {}) => renderDovecot({ ...base, ...s })["dovecot.conf"];
 
 /** The body of the first `head {` block (nested blocks included), or undefined. */

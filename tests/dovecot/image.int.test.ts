@@ -3,12 +3,13 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
+import { DOVECOT_LISTENERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
 import { Pod, buildImage, selfSignedCert, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
+import { dovecotTestSettings } from "../kit/settings";
 
 jest.setTimeout(120_000);
 
-const settings: DovecotSettings = { ...DOVECOT_DEFAULTS, hostname: "mail.example.test" };
+const settings: DovecotSettings = { ...dovecotTestSettings, hostname: "mail.example.test" };
 const withHooks: DovecotSettings = {
   ...settings,
   spamToJunk: true,

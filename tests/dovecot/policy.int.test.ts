@@ -6,19 +6,20 @@ import { ChildProcess, execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { pathToFileURL } from "url";
-import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
+import { DOVECOT_LISTENERS, DovecotSettings, renderDovecot } from "../../components/dovecot/config";
 import { COUCHMAIL } from "../../components/couchmail";
 import { Stack, startStack, waitFor } from "../../couchmail/test/harness";
 import { AuthPolicy, POLICY_REFUSAL } from "../../couchmail/src/policy";
 import { Pod, buildImage, selfSignedCert, tempDir, writeConfigMapVolume } from "../kit/images";
 import type { LoginAttempt, LoginPlan, LoginResult } from "./netns-tools";
+import { dovecotTestSettings } from "../kit/settings";
 
 jest.setTimeout(600_000);
 
 const TOOLS = path.join(__dirname, "netns-tools.ts");
 const TSX = pathToFileURL(require.resolve("tsx")).href;
 const SERVER = "10.250.9.254";
-const settings: DovecotSettings = { ...DOVECOT_DEFAULTS, hostname: "mail.example.test" };
+const settings: DovecotSettings = { ...dovecotTestSettings, hostname: "mail.example.test" };
 // Dovecot alone, as before the policy existed: the same rendering with the policy URL emptied.
 const withoutPolicy: DovecotSettings = { ...settings, settingsOverrides: { auth_policy_server_url: "" } };
 const ATTACKER = "10.250.9.2";

@@ -3,9 +3,10 @@
 import * as fs from "fs";
 import * as path from "path";
 import { ChildProcess, execFileSync, spawn } from "child_process";
-import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, renderDovecot } from "../../components/dovecot/config";
-import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
+import { DOVECOT_LISTENERS, renderDovecot } from "../../components/dovecot/config";
+import { POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
 import { Pod, buildImage, selfSignedCert, tempDir, writeConfigMapVolume } from "../kit/images";
+import { dovecotTestSettings, postfixTestSettings } from "../kit/settings";
 
 jest.setTimeout(180_000);
 
@@ -119,7 +120,7 @@ describe("Postfix", () => {
     beforeAll(async () => {
         const cfg = path.join(dir, "postfix");
         writeConfigMapVolume(cfg, renderPostfix({
-            ...POSTFIX_DEFAULTS,
+            ...postfixTestSettings,
             hostname: HOST,
             ownDomains: ["example.test"],
             postmaster: "postmaster@example.test",
@@ -193,7 +194,7 @@ describe("Dovecot", () => {
     let pod: Pod;
     beforeAll(async () => {
         const cfg = path.join(dir, "dovecot");
-        writeConfigMapVolume(cfg, renderDovecot({ ...DOVECOT_DEFAULTS, hostname: HOST, proxyProtocol: true, haproxyTrustedNetworks: TRUSTED }));
+        writeConfigMapVolume(cfg, renderDovecot({ ...dovecotTestSettings, hostname: HOST, proxyProtocol: true, haproxyTrustedNetworks: TRUSTED }));
         const lua = path.join(dir, "lua");
         fs.mkdirSync(lua);
         // Logins are not under test: an auth script that knows nobody.
@@ -202,7 +203,7 @@ describe("Dovecot", () => {
             mounts: [
                 { host: cfg, ctr: "/etc/mail/defaults/dovecot" },
                 { host: tlsDir, ctr: "/etc/mail/tls" },
-                { host: lua, ctr: path.dirname(DOVECOT_DEFAULTS.luaFile) },
+                { host: lua, ctr: path.dirname(dovecotTestSettings.luaFile) },
             ],
             env: { WATCH_INTERVAL: "1" },
         });

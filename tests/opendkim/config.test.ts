@@ -1,6 +1,7 @@
-import { OPENDKIM_DEFAULTS, OPENDKIM_KEY_DIR, OPENDKIM_LISTENERS, OpenDkimSettings, dkimKeyFileName, renderOpenDkim } from "../../components/opendkim/config";
+import { OPENDKIM_KEY_DIR, OPENDKIM_LISTENERS, OpenDkimSettings, dkimKeyFileName, renderOpenDkim } from "../../components/opendkim/config";
+import { opendkimTestSettings } from "../kit/settings";
 
-const base: OpenDkimSettings = { ...OPENDKIM_DEFAULTS, domains: ["example.test", "example.org"], authservId: "mail.example.test" };
+const base: OpenDkimSettings = { ...opendkimTestSettings, domains: ["example.test", "example.org"], authservId: "mail.example.test" };
 const conf = (files: Record<string, string>) =>
   new Map(files["opendkim.conf"].split("\n").filter((l) => l && !l.startsWith("#")).map((l) => [l.split(" ")[0], l.slice(l.indexOf(" ") + 1)]));
 

@@ -3,13 +3,14 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { OPENDKIM_DEFAULTS, OPENDKIM_LIVE_DIR, OPENDKIM_LISTENERS, OpenDkimSettings, dkimKeyFileName, renderOpenDkim } from "../../components/opendkim/config";
+import { OPENDKIM_LIVE_DIR, OPENDKIM_LISTENERS, OpenDkimSettings, dkimKeyFileName, renderOpenDkim } from "../../components/opendkim/config";
 import { Pod, buildImage, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
+import { opendkimTestSettings } from "../kit/settings";
 
 jest.setTimeout(120_000);
 
 const settings: OpenDkimSettings = {
-  ...OPENDKIM_DEFAULTS,
+  ...opendkimTestSettings,
   domains: ["example.test"],
   authservId: "mail.example.test",
   internalHosts: ["10.244.0.0/16"],

@@ -1,8 +1,9 @@
 import fc from "fast-check";
-import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
+import { POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
 import { contentHash } from "../../components/render";
+import { postfixTestSettings } from "../kit/settings";
 
-const base: PostfixSettings = { ...POSTFIX_DEFAULTS, hostname: "mail.example.test", ownDomains: ["example.test", "example.org"], postmaster: "postmaster@example.test" };
+const base: PostfixSettings = { ...postfixTestSettings, hostname: "mail.example.test", ownDomains: ["example.test", "example.org"], postmaster: "postmaster@example.test" };
 
 /** main.cf as Postfix reads it: last definition wins. */
 function parseMain(text: string): Map<string, string> {

@@ -2,12 +2,13 @@
 // then runs the entrypoint like a pod and drives its config watcher through a ConfigMap swap.
 import * as fs from "fs";
 import * as path from "path";
-import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
+import { POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "../../components/postfix/config";
 import { Pod, RunResult, buildImage, selfSignedCert, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
+import { postfixTestSettings } from "../kit/settings";
 
 jest.setTimeout(120_000);
 
-const settings: PostfixSettings = { ...POSTFIX_DEFAULTS, hostname: "mail.example.test", ownDomains: ["example.test"], postmaster: "postmaster@example.test" };
+const settings: PostfixSettings = { ...postfixTestSettings, hostname: "mail.example.test", ownDomains: ["example.test"], postmaster: "postmaster@example.test" };
 let image: string;
 let dir: string;
 

@@ -2,15 +2,16 @@
 // connect them: a new triplet gets 450, its retry after the delay is accepted, whitelisted recipients pass at once.
 import * as fs from "fs";
 import * as path from "path";
-import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
-import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS, PostgreySettings, postgreyArgs, renderPostgrey } from "../../components/postgrey/config";
+import { POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
+import { POSTGREY_LISTENERS, PostgreySettings, postgreyArgs, renderPostgrey } from "../../components/postgrey/config";
 import { Pod, buildImage, selfSignedCert, tempDir, writeConfigMapVolume } from "../kit/images";
+import { postfixTestSettings, postgreyTestSettings } from "../kit/settings";
 
 jest.setTimeout(180_000);
 
 const HOST = "mail.example.test";
 const DELAY = 4;
-const settings: PostgreySettings = { ...POSTGREY_DEFAULTS, delaySeconds: DELAY, whitelistRecipients: ["postmaster@example.test"] };
+const settings: PostgreySettings = { ...postgreyTestSettings, delaySeconds: DELAY, whitelistRecipients: ["postmaster@example.test"] };
 
 let dir: string;
 let postgrey: Pod;
@@ -53,7 +54,7 @@ beforeAll(async () => {
 
     const pcfg = path.join(dir, "postfix");
     writeConfigMapVolume(pcfg, renderPostfix({
-        ...POSTFIX_DEFAULTS,
+        ...postfixTestSettings,
         hostname: HOST,
         ownDomains: ["example.test"],
         postmaster: "postmaster@example.test",

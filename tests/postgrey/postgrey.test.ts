@@ -2,8 +2,9 @@
 // only, the delay and whitelists come from stack config, the database is on a volume, only Postfix may connect.
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
 import { ProgramRun, runProgram } from "../kit/program";
-import { POSTFIX_DEFAULTS, POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
+import { POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
 import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS, postgreyArgs, renderPostgrey } from "../../components/postgrey/config";
+import { postfixTestSettings, postgreyTestSettings } from "../kit/settings";
 
 type Obj = { kind: string; metadata: { name: string }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -82,12 +83,12 @@ describe("MailStack with greylistEnabled false", () => {
 
 describe("renderers", () => {
     it("postgrey: validates delay and entries, naming the field", () => {
-        expect(() => postgreyArgs({ ...POSTGREY_DEFAULTS, delaySeconds: 0 })).toThrow(/delaySeconds/);
-        expect(() => renderPostgrey({ ...POSTGREY_DEFAULTS, whitelistClients: ["two words"] })).toThrow(/whitelistClients\[0\]/);
+        expect(() => postgreyArgs({ ...postgreyTestSettings, delaySeconds: 0 })).toThrow(/delaySeconds/);
+        expect(() => renderPostgrey({ ...postgreyTestSettings, whitelistClients: ["two words"] })).toThrow(/whitelistClients\[0\]/);
     });
 
     it("Postfix: the policy service never reaches the submission ports", () => {
-        const files = renderPostfix({ ...POSTFIX_DEFAULTS, hostname: "mail.example.com", ownDomains: ["example.com"], postmaster: "postmaster@example.com", policyService: `inet:postgrey:${POSTGREY_LISTENERS.policy.port}`, proxyProtocol: true });
+        const files = renderPostfix({ ...postfixTestSettings, hostname: "mail.example.com", ownDomains: ["example.com"], postmaster: "postmaster@example.com", policyService: `inet:postgrey:${POSTGREY_LISTENERS.policy.port}`, proxyProtocol: true });
         const r = recipientRestrictions(files["main.cf"], files["master.cf"]);
         expect(Object.entries(r).filter(([, v]) => v.includes("check_policy_service")).map(([k]) => k).sort()).toEqual(["smtpd", "smtpd-proxy"]);
     });

@@ -5,15 +5,16 @@ import * as fs from "fs";
 import * as path from "path";
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DOVECOT_SPAM_PROGRAMS, renderDovecot } from "../../components/dovecot/config";
-import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, SpamAssassinSettings, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
+import { SPAMD_LISTENERS, SpamAssassinSettings, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
 import { Pod, buildImage, selfSignedCert, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
+import { dovecotTestSettings, spamassassinTestSettings } from "../kit/settings";
 
 jest.setTimeout(300_000);
 
 const HOST = "mail.example.test";
 const PASSWORD = "secret";
 const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
-const settings: SpamAssassinSettings = { ...SPAMASSASSIN_DEFAULTS, clusterNetworks: ["10.0.0.0/8"] };
+const settings: SpamAssassinSettings = { ...spamassassinTestSettings, clusterNetworks: ["10.0.0.0/8"] };
 // Stand-in for couchmail's Lua script: two users with one password.
 const AUTH_LUA = `local users = { ["alice@example.test"] = true, ["bob@example.test"] = true }
 function script_init(args) return 0 end
@@ -184,7 +185,7 @@ beforeAll(async () => {
 
     dictStub = spawn(process.execPath, ["-e", DICT_STUB, path.join(dir, "couchmail", "dict.sock")], { stdio: "inherit" });
     writeConfigMapVolume(path.join(dir, "dovecot"), renderDovecot({
-        ...DOVECOT_DEFAULTS,
+        ...dovecotTestSettings,
         hostname: HOST,
         spamToJunk: true,
         spamScan: { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "127.0.0.1", spamdPort: SPAMD_LISTENERS.spamd.port, timeoutSeconds: 30 },
@@ -198,9 +199,9 @@ beforeAll(async () => {
         mounts: [
             { host: path.join(dir, "dovecot"), ctr: "/etc/mail/defaults/dovecot" },
             { host: path.join(dir, "tls"), ctr: "/etc/mail/tls" },
-            { host: path.join(dir, "lua"), ctr: path.dirname(DOVECOT_DEFAULTS.luaFile) },
+            { host: path.join(dir, "lua"), ctr: path.dirname(dovecotTestSettings.luaFile) },
             { host: path.join(dir, "mail"), ctr: DOVECOT_DEFAULTS.mailRoot, ro: false },
-            { host: path.join(dir, "couchmail"), ctr: path.dirname(DOVECOT_DEFAULTS.dictSocket), ro: false },
+            { host: path.join(dir, "couchmail"), ctr: path.dirname(dovecotTestSettings.dictSocket), ro: false },
         ],
     });
     await dovecot.waitForLog(/starting up for imap, lmtp, sieve/, 60_000);

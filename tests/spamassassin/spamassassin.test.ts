@@ -4,8 +4,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
 import { ProgramRun, runProgram } from "../kit/program";
 import { loadConfig } from "../../components/config/load";
-import { DOVECOT_DEFAULTS, renderDovecot } from "../../components/dovecot/config";
+import { renderDovecot } from "../../components/dovecot/config";
 import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
+import { dovecotTestSettings, spamassassinTestSettings } from "../kit/settings";
 
 type Obj = { kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -120,20 +121,20 @@ describe("spam config keys", () => {
 
 describe("renderers", () => {
     it("spamd: validates settings, naming the field", () => {
-        expect(() => renderSpamAssassin({ ...SPAMASSASSIN_DEFAULTS, requiredScore: 0 })).toThrow(/requiredScore/);
-        expect(() => spamdArgs({ ...SPAMASSASSIN_DEFAULTS, maxChildren: 0 })).toThrow(/maxChildren/);
-        expect(() => spamdArgs({ ...SPAMASSASSIN_DEFAULTS, clusterNetworks: [] })).toThrow(/clusterNetworks/);
-        expect(() => spamdArgs({ ...SPAMASSASSIN_DEFAULTS, clusterNetworks: ["any"] })).toThrow(/clusterNetworks\[0\]/);
+        expect(() => renderSpamAssassin({ ...spamassassinTestSettings, requiredScore: 0 })).toThrow(/requiredScore/);
+        expect(() => spamdArgs({ ...spamassassinTestSettings, maxChildren: 0 })).toThrow(/maxChildren/);
+        expect(() => spamdArgs({ ...spamassassinTestSettings, clusterNetworks: [] })).toThrow(/clusterNetworks/);
+        expect(() => spamdArgs({ ...spamassassinTestSettings, clusterNetworks: ["any"] })).toThrow(/clusterNetworks\[0\]/);
     });
 
     it("Dovecot: scanning without filing tags only; filing without scanning files on an existing flag", () => {
         const scan = { filterBinDir: "/f", spamdHost: "spamassassin", spamdPort: SPAMD_LISTENERS.spamd.port, timeoutSeconds: 30 };
-        const onlyScan = renderDovecot({ ...DOVECOT_DEFAULTS, hostname: "mail.example.com", spamScan: scan })["spam.sieve"];
+        const onlyScan = renderDovecot({ ...dovecotTestSettings, hostname: "mail.example.com", spamScan: scan })["spam.sieve"];
         expect(onlyScan).toContain('filter "spam-scan";');
         expect(onlyScan).not.toContain("fileinto");
-        const onlyFile = renderDovecot({ ...DOVECOT_DEFAULTS, hostname: "mail.example.com", spamToJunk: true });
+        const onlyFile = renderDovecot({ ...dovecotTestSettings, hostname: "mail.example.com", spamToJunk: true });
         expect(onlyFile["spam.sieve"]).not.toContain("filter");
         expect(onlyFile["spamc.conf"]).toBeUndefined();
-        expect(() => renderDovecot({ ...DOVECOT_DEFAULTS, hostname: "mail.example.com", spamScan: { ...scan, timeoutSeconds: 1 } })).toThrow(/spamScan\.timeoutSeconds/);
+        expect(() => renderDovecot({ ...dovecotTestSettings, hostname: "mail.example.com", spamScan: { ...scan, timeoutSeconds: 1 } })).toThrow(/spamScan\.timeoutSeconds/);
     });
 });
