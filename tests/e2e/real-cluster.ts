@@ -10,9 +10,10 @@ import { parse } from "yaml";
 import { externalEndpoints, nodeAddress, RealCluster, tlsCertificate, workloadTargets } from "./kubectl";
 import { E2E_DIR, REPO } from "./layout";
 
-/** Suites that apply to a real cluster, and why the others do not. */
-export const REAL_CLUSTER_SUITES = ["mail.e2e.ts"];
+/** Suites that apply to a real cluster (in the loopback runner's order; they skip their loopback-only tests), and why the others do not. */
+export const REAL_CLUSTER_SUITES = ["firstrun.e2e.ts", "jobs.e2e.ts", "mail.e2e.ts"];
 export const LOOPBACK_ONLY_SUITES: Record<string, string> = {
+    "doctor.e2e.ts": "the doctor asks the pseudo-internet's DNS server for the zone (stack.json's dns)",
     "deploy.e2e.ts": "checks the loopback engine model's deploy order (.e2e/deploy-events.json); on a cluster the real engine deployed",
     "runtime.e2e.ts": "inspects containers through the loopback node's runc and cgroups",
     "netpol.e2e.ts": "probes the loopback node's NetworkPolicy firewall with its own test pods",
