@@ -45,18 +45,22 @@ describe("one changed config key (digitalocean stack)", () => {
         ["imagesTag", { imagesTag: "v2" }, {
             updated: ["kubernetes:apps/v1:Deployment::mail-opendkim-deployment", "kubernetes:apps/v1:StatefulSet::mail-dovecot-statefulset",
                 "kubernetes:apps/v1:StatefulSet::mail-postfix-statefulset", "kubernetes:apps/v1:StatefulSet::mail-postgrey-statefulset",
-                "kubernetes:apps/v1:StatefulSet::mail-spamassassin-statefulset", "kubernetes:batch/v1:CronJob::mail-spamassassin-train"],
+                "kubernetes:apps/v1:StatefulSet::mail-spamassassin-statefulset", "kubernetes:batch/v1:CronJob::mail-spamassassin-train",
+                // The datastore sync runs the couchmail image, and its Job's name follows that image.
+                "kubernetes:batch/v1:Job::mail-couchmail-sync"],
         }],
         ["a domain added", { mailDomains: ["example.com", "example.org"] }, {
             created: ["tls:index/privateKey:PrivateKey::mail-dkim-example.org"],
-            updated: ["kubernetes:core/v1:ConfigMap::opendkim-config", "kubernetes:core/v1:ConfigMap::postfix-config", "kubernetes:core/v1:Secret::mail-dkim-secret"],
+            // The sync Job creates the new domain in the datastore.
+            updated: ["kubernetes:batch/v1:Job::mail-couchmail-sync", "kubernetes:core/v1:ConfigMap::mail-opendkim-config", "kubernetes:core/v1:ConfigMap::mail-postfix-config",
+                "kubernetes:core/v1:Secret::mail-dkim-secret"],
         }],
         ["spamEnabled off", { spamEnabled: false }, {
             deleted: ["kubernetes:apps/v1:StatefulSet::mail-spamassassin-statefulset", "kubernetes:batch/v1:CronJob::mail-spamassassin-train",
-                "kubernetes:core/v1:ConfigMap::spamassassin-config", "kubernetes:core/v1:PersistentVolumeClaimPatch::mail-spamassassin-data-size",
-                "kubernetes:core/v1:Service::mail-spamassassin-service", "kubernetes:networking.k8s.io/v1:NetworkPolicy::spam-train",
-                "kubernetes:networking.k8s.io/v1:NetworkPolicy::spamassassin", "mail:index:SpamAssassin::mail-spamassassin"],
-            updated: ["kubernetes:core/v1:ConfigMap::dovecot-config", "kubernetes:networking.k8s.io/v1:NetworkPolicy::dovecot"],
+                "kubernetes:core/v1:ConfigMap::mail-spamassassin-config", "kubernetes:core/v1:PersistentVolumeClaimPatch::mail-spamassassin-data-size",
+                "kubernetes:core/v1:Service::mail-spamassassin-service", "kubernetes:networking.k8s.io/v1:NetworkPolicy::mail-spamassassin-network-policy",
+                "kubernetes:networking.k8s.io/v1:NetworkPolicy::mail-spamassassin-train-network-policy", "mail:index:SpamAssassin::mail-spamassassin"],
+            updated: ["kubernetes:core/v1:ConfigMap::mail-dovecot-config", "kubernetes:networking.k8s.io/v1:NetworkPolicy::mail-dovecot-network-policy"],
         }],
         ["storageQueueSize", { storageQueueSize: "5Gi" }, {
             updated: ["kubernetes:core/v1:PersistentVolumeClaimPatch::mail-postfix-queue-size"],
