@@ -49,7 +49,7 @@ export class DigitalOceanCluster extends pulumi.ComponentResource implements Mai
         // creation (pulumi-digitalocean #312): every `pulumi up` after that week would fail. The cluster accepts any
         // DigitalOcean API token (its kubeConfigs[].token "is the DigitalOcean API access token used by clients"), so
         // the provider gets the token this run was started with, and people get a kubeconfig that asks doctl.
-        const access = cluster.kubeConfigs.apply((configs) => ({ server: configs[0].host!, caData: configs[0].clusterCaCertificate! }));
+        const access = cluster.kubeConfigs.apply((configs) => ({ server: configs[0].host, caData: configs[0].clusterCaCertificate }));
         const token = digitaloceanApiToken(new pulumi.Config("digitalocean").getSecret("token"), process.env);
         this.kubeconfig = pulumi.secret(pulumi.all([cluster.name, cluster.id, access]).apply(([clusterName, id, { server, caData }]) =>
             doksKubeconfig({ clusterName, server, caData, user: { exec: doctlExec(id) } })));
