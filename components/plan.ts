@@ -1,9 +1,11 @@
 // The whole stack's decisions as pure data: every service's settings and wiring, the edge, the TLS choice and the
 // warnings, from the stack config alone. MailStack only instantiates what this returns, so how ports, endpoints and
 // network rules fit together is tested here without an engine.
+import { BACKUP_APPS } from "./backup/config";
 import type { ClusterProvider, StackConfig } from "./config/types";
 import { COUCHDB_LISTENERS } from "./couchdb";
 import { COUCHMAIL } from "./couchmail";
+import { SYNC_APP, SyncPlan } from "./couchmail/sync";
 import { MailDnsArgs } from "./dns/records";
 import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DOVECOT_SPAM_PROGRAMS, DovecotSettings, VMAIL_UID } from "./dovecot/config";
 import { EdgePlan, edgePlan } from "./edge/plan";
@@ -15,7 +17,7 @@ import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS, PostgreySettings } from "./postg
 import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, SpamAssassinSettings } from "./spamassassin/config";
 import type { AcmeTlsArgs } from "./tls/acme";
 
-export type MailStackArgs = Pick<StackConfig, "mail" | "images" | "storage" | "services" | "edge" | "tls" | "dns" | "relay"> & {
+export type MailStackArgs = Pick<StackConfig, "mail" | "images" | "storage" | "services" | "edge" | "tls" | "dns" | "relay" | "backup"> & {
     /** Only the kind of cluster: the edge, DNS and DNS-01 depend on the cloud's load balancers and DNS. */
     clusterProvider: ClusterProvider;
 };
@@ -48,8 +50,11 @@ export interface StackPlan {
     tls: TlsPlan;
     /** Empty: the cluster's default class. */
     storageClassName?: string;
-    couchdb: { image: string; storageSize: string; database: string };
+    /** `extraClients`: workloads besides couchmail's pods that reach CouchDB (the sync Job, the backup's jobs). */
+    couchdb: { image: string; storageSize: string; database: string; extraClients: string[] };
     couchmail: ImageRef & { database: string; mailHome: string; staleAfterSeconds: number };
+    /** What the deploy's sync Job makes the datastore hold, and where it may connect. */
+    couchmailSync: SyncPlan & { egress: TrafficRule };
     dkim: { domains: string[]; selector: string };
     opendkim: ImageRef & { settings: OpenDkimSettings };
     dovecot: ImageRef & {
@@ -66,6 +71,13 @@ export interface StackPlan {
         training: { schedule: string; mailRoot: string; mailUid: number };
     };
     postgrey?: ImageRef & { settings: PostgreySettings; storageSize: string };
+    /** The nightly backup and the restore (their password and credentials stay in the stack config, as secrets). */
+    backup?: ImageRef & {
+        schedule: string;
+        repository: string;
+        mail: { root: string; driver: DovecotSettings["mailDriver"]; uid: number; size: string };
+        couchdb: { database: string; port: number; app: string };
+    };
     postfix: ImageRef & { settings: PostfixSettings; queueSize: string; hostPorts: boolean; egress: TrafficRule[] };
     /** The DNS records' inputs, less what is known only after deploy (DKIM keys, public addresses). */
     dns: Omit<MailDnsArgs, "dkimTxt" | "addresses">;
@@ -114,8 +126,12 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             : [{ cidrs: edge.proxyTrustedNetworks }],
         tls: tlsPlan(args),
         storageClassName: storage.className || undefined,
-        couchdb: { image: services.couchdb.image, storageSize: storage.couchdbSize, database: services.couchdb.database },
+        couchdb: {
+            image: services.couchdb.image, storageSize: storage.couchdbSize, database: services.couchdb.database,
+            extraClients: [SYNC_APP, ...(args.backup ? Object.values(BACKUP_APPS) : [])],
+        },
         couchmail: { ...image("couchmail"), database: services.couchdb.database, mailHome: mailRoot, staleAfterSeconds: COUCHMAIL_STALE_AFTER_SECONDS },
+        couchmailSync: { domains: mail.domains, postmaster: mail.postmaster, egress: toCouchDb },
         dkim: { domains: mail.domains, selector: services.dkim.selector },
         opendkim: {
             ...image("opendkim"),
@@ -150,6 +166,13 @@ export function stackPlan(args: MailStackArgs): StackPlan {
                 whitelistRecipients: services.greylist.whitelistRecipients,
             },
             storageSize: "1Gi",
+        } : undefined,
+        backup: args.backup ? {
+            ...image("backup"),
+            schedule: args.backup.schedule,
+            repository: args.backup.repository,
+            mail: { root: mailRoot, driver: dovecotSettings.mailDriver, uid: VMAIL_UID, size: storage.mailSize },
+            couchdb: { database: services.couchdb.database, port: COUCHDB_LISTENERS.http.port, app: "couchdb" },
         } : undefined,
         postfix: {
             ...image("postfix"),

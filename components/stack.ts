@@ -1,7 +1,9 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { Backup } from "./backup";
 import { CouchDb } from "./couchdb";
 import { Couchmail } from "./couchmail";
+import { firstUserCommand } from "./couchmail/sync";
 import { DkimKeys } from "./dkim";
 import { ManagedDns } from "./dns/manage";
 import { DnsRecord, mailDnsRecords, mtaStsPolicy, zoneSnippet } from "./dns/records";
@@ -94,16 +96,28 @@ export class MailStack extends pulumi.ComponentResource {
                     return new AcmeTls(`${name}-tls`, { namespace: ns, hostnames: [args.mail.hostname], ...tls }, child).secretName;
             }
         })();
-        const couchdb = new CouchDb(`${name}-couchdb`, { namespace: ns, storageClassName, extraClients: [], ...plan.couchdb }, child);
+        const couchdb = new CouchDb(`${name}-couchdb`, { namespace: ns, storageClassName, ...plan.couchdb }, child);
         const couchmail = new Couchmail(`${name}-couchmail`, {
             namespace: ns, couchdbUrl: couchdb.url, couchdbSecretName: couchdb.adminSecretName, ...plan.couchmail,
         }, child);
+        // The configured domains, role addresses and postmaster mailbox, in place before `pulumi up` ends.
+        const { egress: toCouchDb, ...sync } = plan.couchmailSync;
+        couchmail.syncJob(sync, toCouchDb);
 
         const dkim = new DkimKeys(`${name}-dkim`, { namespace: ns, ...plan.dkim }, child);
         const opendkim = new OpenDkim(`${name}-opendkim`, { namespace: ns, keysSecretName: dkim.secretName, ...plan.opendkim }, child);
         const dovecot = new Dovecot(`${name}-dovecot`, {
             namespace: ns, couchmail, tlsSecretName, storageClassName, proxySources, ...plan.dovecot,
         }, child);
+        if (plan.backup && args.backup) {
+            new Backup(`${name}-backup`, {
+                namespace: ns, storageClassName, ...plan.backup,
+                password: args.backup.password,
+                credentials: args.backup.credentials,
+                mail: { ...plan.backup.mail, claimName: dovecot.mailClaimName, podSelector: dovecot.podSelector },
+                couchdb: { ...plan.backup.couchdb, url: couchdb.url, adminSecretName: couchdb.adminSecretName },
+            }, child);
+        }
         if (plan.spamassassin) {
             const spam = plan.spamassassin;
             new SpamAssassin(`${name}-spamassassin`, {
@@ -144,7 +158,7 @@ export class MailStack extends pulumi.ComponentResource {
             managesieve: svc(dovecot.serviceName, DOVECOT_LISTENERS.sieve.port),
             couchdb: couchdb.url,
         };
-        this.addFirstUser = pulumi.interpolate`kubectl -n ${ns} exec -it statefulset/dovecot -c couchmail -- couchmail user add postmaster@${args.mail.domains[0]}`;
+        this.addFirstUser = ns.apply((namespace) => firstUserCommand(namespace, sync));
         this.registerOutputs({
             namespace: this.namespace, dnsRecords: this.dnsRecords, dnsZoneSnippet: this.dnsZoneSnippet,
             endpoints: this.endpoints, addFirstUser: this.addFirstUser, publicAddresses: this.publicAddresses,

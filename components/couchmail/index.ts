@@ -2,7 +2,8 @@ import * as fs from "fs";
 import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, restrictedContainer } from "../kube";
+import { appLabels, BUDGET, networkPolicy, restrictedContainer, TrafficRule } from "../kube";
+import { SyncPlan, syncJob } from "./sync";
 
 /** Where couchmail listens inside a pod. HTTP and socketmap are loopback-only: they hand out password hashes. */
 export const COUCHMAIL = {
@@ -53,16 +54,48 @@ export interface SidecarOptions {
 export class Couchmail extends pulumi.ComponentResource {
     readonly luaConfigMapName: pulumi.Output<string>;
     private readonly args: CouchmailArgs;
+    private readonly name: string;
 
     constructor(name: string, args: CouchmailArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Couchmail", name, {}, opts);
         this.args = args;
-        const lua = new k8s.core.v1.ConfigMap(`${name}-lua`, {
-            metadata: { name: "couchmail-lua", namespace: args.namespace, labels: appLabels("couchmail", "lookup").labels },
-            data: { [COUCHMAIL.luaFile]: fs.readFileSync(COUCHMAIL_LUA_SOURCE, "utf8") },
-        }, { parent: this });
+        this.name = name;
+        const lua = new k8s.core.v1.ConfigMap(
+            `${name}-lua`,
+            {
+                metadata: { name: "couchmail-lua", namespace: args.namespace, labels: appLabels("couchmail", "lookup").labels },
+                data: { [COUCHMAIL.luaFile]: fs.readFileSync(COUCHMAIL_LUA_SOURCE, "utf8") },
+            },
+            { parent: this },
+        );
         this.luaConfigMapName = lua.metadata.name;
         this.registerOutputs({ luaConfigMapName: this.luaConfigMapName });
+    }
+
+    /**
+     * The Job that makes the datastore match the config (sync.ts), and its NetworkPolicy: no ingress, egress to
+     * CouchDB only (and DNS). It starts once the CouchDB URL resolves, i.e. once CouchDB's Service has a Ready pod.
+     */
+    syncJob(sync: SyncPlan, toCouchDb: TrafficRule): k8s.batch.v1.Job {
+        const a = this.args;
+        const opts = { parent: this };
+        const { job, labels, selector } = syncJob(
+            `${this.name}-sync`,
+            {
+                namespace: a.namespace,
+                image: a.image,
+                imagePullPolicy: a.imagePullPolicy,
+                couchdbUrl: a.couchdbUrl,
+                couchdbSecretName: a.couchdbSecretName,
+                database: a.database,
+                credentialsDir: COUCHMAIL.credentialsDir,
+                uid: COUCHMAIL.uid,
+                sync,
+            },
+            opts,
+        );
+        networkPolicy(`${this.name}-sync-network-policy`, { namespace: a.namespace, labels, selector, ingress: [], egress: [toCouchDb] }, opts);
+        return job;
     }
 
     /** The sidecar container and the volumes it needs, for a pod that asks couchmail. */
@@ -114,7 +147,17 @@ export class Couchmail extends pulumi.ComponentResource {
         const volumes: k8s.types.input.core.v1.Volume[] = [
             { name: "couchmail-run", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
             { name: "couchmail-tmp", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
-            { name: "couchdb-credentials", secret: { secretName: a.couchdbSecretName, defaultMode: 0o444, items: [{ key: "username", path: "username" }, { key: "password", path: "password" }] } },
+            {
+                name: "couchdb-credentials",
+                secret: {
+                    secretName: a.couchdbSecretName,
+                    defaultMode: 0o444,
+                    items: [
+                        { key: "username", path: "username" },
+                        { key: "password", path: "password" },
+                    ],
+                },
+            },
         ];
         return { container, volumes };
     }
