@@ -15,9 +15,10 @@ export function appLabels(app: string, component: string): { labels: Labels; sel
     };
 }
 
-/** `<registry>/<service>:<tag>` for the images built from images/<service>. */
+/** `<registry>/<service>:<tag>` for the images built from images/<service>, or `<registry>/<service>@<digest>` when pinned. */
 export function ourImage(images: ImagesConfig, service: string): string {
-    return `${images.registry}/${service}:${images.tag}`;
+    const digest = images.digests[service];
+    return digest ? `${images.registry}/${service}@${digest}` : `${images.registry}/${service}:${images.tag}`;
 }
 
 /**

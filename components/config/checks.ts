@@ -65,6 +65,9 @@ export function cidr(value: string): string | undefined {
 export const dnsbl = pattern(/^[a-z0-9.-]+\.[a-z]{2,}(=[0-9.[\];]+)?(\*-?\d+)?$/, "expected domain[=filter][*weight], e.g. zen.spamhaus.org*3");
 
 /** An image pinned by version (`name:1.2.3`, a registry path allowed), never `latest` or a bare name. */
+/** An OCI content digest as registries report it (`sha256:` and 64 lowercase hex digits). */
+export const imageDigest = pattern(/^sha256:[0-9a-f]{64}$/, "expected sha256: and 64 lowercase hex digits, as the images workflow records them");
+
 export const pinnedImage = pattern(/^[^\s:@]+(:\d+)?(\/[^\s:@]+)*:\d[\w.-]*$/, "expected an image pinned by version, e.g. couchdb:3.5.0");
 
 export function absPath(value: string): string | undefined {

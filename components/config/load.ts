@@ -1,6 +1,8 @@
 // Reads the stack's configuration (the keys Pulumi.yaml declares) into the typed StackConfig, once, up front.
+import * as fs from "fs";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { cidr, ConfigError, dnsbl, dnsLabel, email, fqdn, pattern, pinnedImage } from "./checks";
+import { cidr, ConfigError, dnsbl, dnsLabel, email, fqdn, imageDigest, pattern, pinnedImage } from "./checks";
 import { ConfigReader } from "./reader";
 import {
     CLUSTER_PROVIDERS, ClusterConfig, DEFAULT_NODE_SIZE, DnsConfig, EDGE_MODES, EdgeConfig, ImagesConfig, MailConfig, RelayConfig,
@@ -65,10 +67,21 @@ function readMail(r: ConfigReader): MailConfig {
     };
 }
 
+/** Our images: the folders of images/ with a Dockerfile (what images/build.sh and the images workflow build). */
+export function ourImageNames(imagesDir = path.join(__dirname, "..", "..", "images")): string[] {
+    return fs.readdirSync(imagesDir).filter((d) => fs.existsSync(path.join(imagesDir, d, "Dockerfile"))).sort();
+}
+
 function readImages(r: ConfigReader): ImagesConfig {
+    const digests = r.stringMap("imagesDigests", imageDigest);
+    const known = ourImageNames();
+    for (const name of Object.keys(digests)) {
+        if (!known.includes(name)) throw new ConfigError(`mail:imagesDigests.${name} is not one of our images: expected one of ${known.join(", ")}`);
+    }
     return {
         registry: r.string("imagesRegistry", REGISTRY),
         tag: r.string("imagesTag", IMAGE_TAG),
+        digests,
         pullPolicy: r.oneOf("imagesPullPolicy", ["Always", "IfNotPresent", "Never"] as const),
     };
 }

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
 import { ConfigError, Rule } from "./checks";
 
-type DeclaredType = "string" | "integer" | "boolean" | "array";
+type DeclaredType = "string" | "integer" | "boolean" | "array" | "object";
 
 export interface DeclaredKey {
     type: DeclaredType;
@@ -83,6 +83,21 @@ export class ConfigReader {
         }
         if (list.length < minItems) throw new ConfigError(`${PROJECT}:${key} needs at least ${minItems} item(s)`);
         return list.map((item: string, i: number) => this.checked(`${key}[${i}]`, item, check));
+    }
+
+    /** A map of strings (`pulumi config set --path 'key.name' value`), each value checked as `key.name`. */
+    stringMap(key: string, check?: Rule): Record<string, string> {
+        const value = this.raw(key, "object") ?? "{}";
+        let map: unknown;
+        try {
+            map = JSON.parse(value);
+        } catch {
+            map = undefined;
+        }
+        if (typeof map !== "object" || map === null || Array.isArray(map) || Object.values(map).some((v) => typeof v !== "string")) {
+            throw new ConfigError(`${PROJECT}:${key} = ${value} is not allowed: expected a map of strings, e.g. set with --path '${key}.name'`);
+        }
+        return Object.fromEntries(Object.entries(map as Record<string, string>).map(([name, v]) => [name, this.checked(`${key}.${name}`, v, check)]));
     }
 
     /**

@@ -48,6 +48,8 @@ export interface MailConfig {
 export interface ImagesConfig {
     registry: string;
     tag: string;
+    /** Image name → `sha256:…`: those images are referenced by digest instead of by tag. */
+    digests: Readonly<Record<string, string>>;
     pullPolicy: "Always" | "IfNotPresent" | "Never";
 }
 

@@ -24,7 +24,7 @@ describe("stack config", () => {
         const config = load(valid);
         expect(config.cluster).toEqual({ provider: "kubeconfig", kubeconfigPath: "", context: "" });
         expect(config.mail).toEqual({ namespace: "mail", hostname: "mail.example.com", domains: ["example.com", "example.org"], postmaster: "postmaster@example.com" });
-        expect(config.images).toEqual({ registry: "mail", tag: "dev", pullPolicy: "IfNotPresent" });
+        expect(config.images).toEqual({ registry: "mail", tag: "dev", digests: {}, pullPolicy: "IfNotPresent" });
     });
 
     it("picks the provider's default node size", () => {
@@ -100,7 +100,7 @@ describe("declared keys", () => {
     it("every declared key has a type, a description, and a default that matches the type", () => {
         for (const [key, d] of Object.entries(declared)) {
             expect({ key, description: typeof d.description }).toEqual({ key, description: "string" });
-            expect(["string", "integer", "boolean", "array"]).toContain(d.type);
+            expect(["string", "integer", "boolean", "array", "object"]).toContain(d.type);
             if (d.default !== undefined) {
                 const actual = Array.isArray(d.default) ? "array" : Number.isInteger(d.default) ? "integer" : typeof d.default;
                 expect({ key, type: actual }).toEqual({ key, type: d.type });
