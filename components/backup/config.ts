@@ -3,6 +3,9 @@
 import type { DovecotSettings } from "../dovecot/config";
 import { RenderedFiles, invalid } from "../render";
 
+/** `app.kubernetes.io/name` of the backup's and the restore's pods (CouchDB admits them). */
+export const BACKUP_APPS = { backup: "mail-backup", restore: "mail-restore" } as const;
+
 /** Nightly, before the spam training (03:30) so the two jobs on Dovecot's node do not overlap. */
 export const DEFAULT_BACKUP_SCHEDULE = "0 2 * * *";
 
@@ -59,9 +62,21 @@ export type RepositoryLocation =
 
 const HTTPS_BACKENDS = ["b2", "azure", "gs", "swift"];
 
+const REPOSITORY_ALLOWED = "a restic repository: /absolute/path (a volume), s3:https://host/bucket[/path], s3:host/bucket, rest:http(s)://host[:port]/path, sftp://user@host[:port]//path, b2:bucket:path, azure:container:/path, gs:bucket:/path or swift:container:/path";
+
+/** The config reader's rule for `backupRepository`: undefined when repositoryLocation accepts it, else what is allowed. */
+export function repositoryProblem(repository: string): string | undefined {
+    try {
+        repositoryLocation(repository);
+        return undefined;
+    } catch {
+        return `expected ${REPOSITORY_ALLOWED}`;
+    }
+}
+
 export function repositoryLocation(repository: string): RepositoryLocation {
     const field = "backupRepository";
-    const allowed = "a restic repository: /absolute/path (a volume), s3:https://host/bucket[/path], s3:host/bucket, rest:http(s)://host[:port]/path, sftp://user@host[:port]//path, b2:bucket:path, azure:container:/path, gs:bucket:/path or swift:container:/path";
+    const allowed = REPOSITORY_ALLOWED;
     if (typeof repository !== "string" || repository === "") return invalid(field, allowed, repository);
     if (repository.startsWith("/")) {
         if (repository.split("/").includes("..")) return invalid(field, allowed, repository);

@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels, Labels, networkPolicy, renderedConfigMap, restrictedContainer, TrafficRule } from "../kube";
-import { BACKUP_KEEP, BACKUP_PATHS, renderBackupDovecot, repositoryLocation } from "./config";
+import { BACKUP_APPS, BACKUP_KEEP, BACKUP_PATHS, renderBackupDovecot, repositoryLocation } from "./config";
 
 export interface BackupArgs {
     namespace: pulumi.Input<string>;
@@ -41,8 +41,6 @@ export const BACKUP_RESOURCES = { requests: { cpu: "20m", memory: "64Mi" }, limi
  * that has Dovecot's ReadWriteOnce mail volume (pod affinity), and may reach only CouchDB and the repository.
  */
 export class Backup extends pulumi.ComponentResource {
-    /** `app.kubernetes.io/name` of the jobs' pods: CouchDB must admit them. */
-    static readonly apps = ["mail-backup", "mail-restore"];
     readonly cronJobName: pulumi.Output<string>;
     readonly restoreCronJobName: pulumi.Output<string>;
 
@@ -50,8 +48,8 @@ export class Backup extends pulumi.ComponentResource {
         super("mail:index:Backup", name, {}, opts);
         const child = { parent: this };
         const location = repositoryLocation(args.repository);
-        const backup = appLabels("mail-backup", "backup");
-        const restore = appLabels("mail-restore", "restore");
+        const backup = appLabels(BACKUP_APPS.backup, "backup");
+        const restore = appLabels(BACKUP_APPS.restore, "restore");
 
         const repositorySecret = new k8s.core.v1.Secret(`${name}-repository`, {
             metadata: { name: "backup-repository", namespace: args.namespace, labels: backup.labels },
@@ -61,8 +59,8 @@ export class Backup extends pulumi.ComponentResource {
                 RESTIC_PASSWORD: password,
             })),
         }, child);
-        const { configMap } = renderedConfigMap("backup-config", {
-            namespace: args.namespace, labels: backup.labels, files: renderBackupDovecot({ mailRoot: args.mail.root, mailDriver: args.mail.driver }),
+        const { configMap } = renderedConfigMap(name, {
+            app: "backup", namespace: args.namespace, labels: backup.labels, files: renderBackupDovecot({ mailRoot: args.mail.root, mailDriver: args.mail.driver }),
         }, child);
         const localRepository = location.kind === "local" && new k8s.core.v1.PersistentVolumeClaim(`${name}-local-repository`, {
             metadata: { name: "backup-repository", namespace: args.namespace, labels: backup.labels },
@@ -74,7 +72,7 @@ export class Backup extends pulumi.ComponentResource {
             ...(location.kind === "remote" ? [{ ports: location.ports }] : []),
         ];
         for (const job of [backup, restore]) {
-            networkPolicy(job.selector["app.kubernetes.io/name"], { namespace: args.namespace, labels: job.labels, selector: job.selector, ingress: [], egress }, child);
+            networkPolicy(`${name}-${job.selector["app.kubernetes.io/name"]}-network-policy`, { namespace: args.namespace, labels: job.labels, selector: job.selector, ingress: [], egress }, child);
         }
 
         const fromAdmin = (key: string) => ({ secretKeyRef: { name: args.couchdb.adminSecretName, key } });

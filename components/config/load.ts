@@ -2,10 +2,11 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { parseBackupCredentials, repositoryProblem } from "../backup/config";
 import { cidr, ConfigError, dnsbl, dnsLabel, email, fqdn, imageDigest, pattern, pinnedImage } from "./checks";
 import { ConfigReader } from "./reader";
 import {
-    CLUSTER_PROVIDERS, ClusterConfig, DEFAULT_NODE_SIZE, DnsConfig, EDGE_MODES, EdgeConfig, ImagesConfig, MailConfig, RelayConfig,
+    BackupConfig, CLUSTER_PROVIDERS, ClusterConfig, DEFAULT_NODE_SIZE, DnsConfig, EDGE_MODES, EdgeConfig, ImagesConfig, MailConfig, RelayConfig,
     ServicesConfig, StackConfig, StorageConfig, TlsConfig,
 } from "./types";
 
@@ -207,6 +208,21 @@ function readRelay(r: ConfigReader): RelayConfig | undefined {
     return { host, port, username, password };
 }
 
+const CRON_SCHEDULE = pattern(/^(\S+\s+){4}\S+$/, 'expected a cron schedule of five fields such as "0 2 * * *"');
+
+function readBackup(r: ConfigReader): BackupConfig | undefined {
+    const repository = r.string("backupRepository", (v) => (v === "" ? undefined : repositoryProblem(v)));
+    const schedule = r.string("backupSchedule", CRON_SCHEDULE);
+    const password = r.secret("backupPassword");
+    const credentials = r.parsedSecret("backupCredentials", parseBackupCredentials);
+    if (repository === "") {
+        if (password || credentials) throw new ConfigError("mail:backupRepository is required when backupPassword or backupCredentials is set");
+        return undefined;
+    }
+    if (!password) throw new ConfigError(`mail:backupRepository = "${repository}" needs mail:backupPassword, the repository's encryption password (set it with --secret and keep a copy outside the cluster)`);
+    return { repository, schedule, password, credentials: credentials ?? pulumi.output<Record<string, string>>({}) };
+}
+
 /** Reads and validates the whole stack configuration once; the result is deeply frozen. */
 export function loadConfig(reader = new ConfigReader()): StackConfig {
     const cluster = readCluster(reader);
@@ -223,6 +239,7 @@ export function loadConfig(reader = new ConfigReader()): StackConfig {
         dns,
         tls: readTls(reader, cluster, edge, dns, mail),
         relay: readRelay(reader),
+        backup: readBackup(reader),
     });
 }
 

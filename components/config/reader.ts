@@ -27,7 +27,7 @@ export const PROJECT = "mail";
  * plaintext value and then refuses it for a secret key, so a secret key is required in every stack. They default
  * to "" instead, and the docs say to set them with --secret.
  */
-export const SECRET_KEYS: readonly string[] = ["tlsAcmeDigitaloceanToken", "relayPassword"];
+export const SECRET_KEYS: readonly string[] = ["tlsAcmeDigitaloceanToken", "relayPassword", "backupPassword", "backupCredentials"];
 
 /**
  * Reads the project's config keys with the types declared in Pulumi.yaml, applying its defaults (the Pulumi CLI
@@ -111,6 +111,19 @@ export class ConfigReader {
         if (declaration.default !== "" || declaration.secret) throw new Error(`Pulumi.yaml must declare ${key} with default "" and without secret: true`);
         this.readAsSecret.add(key);
         return this.raw(key, "string") === "" ? undefined : this.config.requireSecret(key);
+    }
+
+    /**
+     * A secret whose value must parse (e.g. NAME=value lines): checked when the config is read, so a preview reports
+     * it naming the key; `parse` throws an Error whose message starts with the key and never quotes the value.
+     */
+    parsedSecret<T>(key: string, parse: (value: string) => T): pulumi.Output<pulumi.Unwrap<T>> | undefined {
+        if (!this.secret(key)) return undefined;
+        try {
+            return pulumi.secret(parse(this.raw(key, "string")!));
+        } catch (e) {
+            throw new ConfigError(`${PROJECT}:${(e as Error).message}`);
+        }
     }
 
     private raw(key: string, type: DeclaredType): string | undefined {

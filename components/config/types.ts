@@ -96,6 +96,16 @@ export interface RelayConfig {
     password: Output<string>;
 }
 
+export interface BackupConfig {
+    /** A restic repository (components/backup/config.ts repositoryLocation). */
+    repository: string;
+    /** Cron schedule of the nightly backup. */
+    schedule: string;
+    password: Output<string>;
+    /** restic's backend credentials as environment variables; empty when the backend needs none. */
+    credentials: Output<Record<string, string>>;
+}
+
 export interface StackConfig {
     cluster: ClusterConfig;
     mail: MailConfig;
@@ -107,4 +117,6 @@ export interface StackConfig {
     dns: DnsConfig;
     /** Undefined: direct delivery. */
     relay?: RelayConfig;
+    /** Undefined: no backups (backupRepository empty). */
+    backup?: BackupConfig;
 }

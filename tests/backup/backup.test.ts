@@ -3,7 +3,11 @@
 // repository. The scripts themselves run against real Dovecot in backup.int.test.ts.
 import { BACKUP_PATHS, parseBackupCredentials, renderBackupDovecot, repositoryLocation } from "../../components/backup/config";
 import { DOVECOT_DEFAULTS, renderDovecot } from "../../components/dovecot/config";
+import { dovecotTestSettings } from "../kit/settings";
+import { deployProgram } from "../kit/cluster/deploy";
+import { clusterProfile } from "../kit/cluster/profiles";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
+import { runProgram } from "../kit/program";
 import { checkPod } from "../kit/cluster/psa";
 import type { MockRecorder } from "../kit/mocks";
 
@@ -61,7 +65,7 @@ describe("renderBackupDovecot", () => {
     const layout = ["mail_home", "mail_driver", "mail_path", "dovecot_storage_version", "mail_uid", "mail_gid"];
 
     test.each(["maildir", "sdbox"] as const)("finds mail where the live Dovecot keeps it (%s)", (mailDriver) => {
-        const live = renderDovecot({ ...DOVECOT_DEFAULTS, mailDriver, hostname: "mail.example.com" })["dovecot.conf"];
+        const live = renderDovecot({ ...dovecotTestSettings, mailDriver })["dovecot.conf"];
         const jobs = renderBackupDovecot({ ...DOVECOT_DEFAULTS, mailDriver })["dovecot.conf"];
         expect(settingLines(jobs, layout)).toEqual(settingLines(live, layout));
         expect(jobs).toMatch(/namespace inbox \{\n {2}inbox = yes\n {2}separator = \/\n\}/);
@@ -174,5 +178,47 @@ describe("Backup component", () => {
             expect(spec.volumes).toContainEqual({ name: "repository", persistentVolumeClaim: { claimName: "backup-repository" } });
             expect(get("NetworkPolicy", "mail-backup").spec.egress).toHaveLength(2);
         });
+    });
+});
+
+describe("the program with backups on", () => {
+    const base = { clusterProvider: "digitalocean", "digitalocean:token": "mock-do-token", mailHostname: "mail.example.com", mailDomains: ["example.com"] };
+    const withBackups = { ...base, backupRepository: "s3:https://ams3.digitaloceanspaces.com/bucket/mail", backupPassword: "repo-password", backupCredentials: "AWS_ACCESS_KEY_ID=key\nAWS_SECRET_ACCESS_KEY=secret" };
+
+    test.each([
+        ["a bucket, one node", withBackups],
+        ["a bucket, two nodes", { ...withBackups, clusterNodeCount: 2 }],
+        ["a local repository", { ...withBackups, backupRepository: "/backup-repository", backupCredentials: "" }],
+    ])("%s: deploys under the engine model, and each job's pod would be admitted and scheduled beside Dovecot", async (_, config) => {
+        const result = await deployProgram(config, { profile: clusterProfile(config, {}), quietMs: 20 });
+        expect(result.programErrors).toEqual([]);
+        expect(result.failures).toEqual([]);
+        expect(schemaErrors(result.resources)).toEqual([]);
+        const objects = kubernetesObjects(result.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
+        expect(objects.filter((o) => o.kind === "CronJob").map((o) => o.metadata.name).sort()).toEqual(["mail-backup", "mail-restore", "spam-train"]);
+        // CouchDB admits the jobs.
+        const couchdbPolicy = objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name === "couchdb")!;
+        expect(JSON.stringify(couchdbPolicy.spec.ingress)).toMatch(/"mail-backup","mail-restore"/);
+    });
+
+    test("without backupRepository there is no backup, and CouchDB admits no backup job", async () => {
+        const run = await runProgram(base);
+        const objects = kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
+        expect(objects.filter((o) => o.kind === "CronJob").map((o) => o.metadata.name)).toEqual(["spam-train"]);
+        expect(JSON.stringify(objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name === "couchdb")!.spec.ingress)).not.toMatch(/mail-backup/);
+    });
+
+    test.each([
+        [{ backupRepository: "bucket/mail", backupPassword: "p" }, /^mail:backupRepository = "bucket\/mail" is not allowed: expected a restic repository: /],
+        [{ backupRepository: "b2:bucket:mail" }, /^mail:backupRepository = "b2:bucket:mail" needs mail:backupPassword/],
+        [{ backupPassword: "p" }, /^mail:backupRepository is required when backupPassword or backupCredentials is set/],
+        [{ backupRepository: "b2:bucket:mail", backupPassword: "p", backupSchedule: "nightly" }, /^mail:backupSchedule = "nightly" is not allowed: expected a cron schedule/],
+    ])("%j is refused at preview, naming the key", async (extra, message) => {
+        await expect(runProgram({ ...base, ...extra })).rejects.toThrow(message);
+    });
+
+    test("credentials with an unknown variable fail the preview by line, without the value", async () => {
+        await expect(runProgram({ ...withBackups, backupCredentials: "AWS_ACCESS_KEY_ID=key\nAWS_SECRET=hunter2" }))
+            .rejects.toThrow(/^mail:backupCredentials line 2: expected NAME=value lines with NAME one of .*got "AWS_SECRET"$/);
     });
 });
