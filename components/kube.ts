@@ -101,6 +101,20 @@ export function configVolumes(service: string, defaults: k8s.core.v1.ConfigMap, 
     };
 }
 
+/**
+ * A daemon's rendered config, as its pod sees it: the ConfigMap of the rendered files (see renderedConfigMap) and the
+ * optional user-managed override ConfigMap, with their volumes and mounts for the daemon's container.
+ */
+export function daemonConfig(
+    name: string,
+    args: { app: string; component: string; namespace: pulumi.Input<string>; files: RenderedFiles; overrideConfigMap?: string },
+    opts: pulumi.CustomResourceOptions,
+) {
+    const { labels } = appLabels(args.app, args.component);
+    const { configMap, hash } = renderedConfigMap(name, { app: args.app, namespace: args.namespace, labels, files: args.files }, opts);
+    return { configMap, hash, ...configVolumes(args.app, configMap, args.overrideConfigMap) };
+}
+
 /** A TCP probe on a port, for daemons with no HTTP endpoint. */
 export function tcpProbe(port: number, initialDelaySeconds: number): k8s.types.input.core.v1.Probe {
     return { tcpSocket: { port }, initialDelaySeconds, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 };

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { COUCHMAIL, Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, mailWorkload, Peer, renderedConfigMap, rootDroppingContainer, TrafficRule, tcpProbe } from "../kube";
+import { appLabels, BUDGET, daemonConfig, mailWorkload, Peer, rootDroppingContainer, TrafficRule, tcpProbe } from "../kube";
 import { DOVECOT_LISTENERS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
 
 export interface DovecotArgs {
@@ -51,11 +51,8 @@ export class Dovecot extends pulumi.ComponentResource {
 
     constructor(name: string, args: DovecotArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Dovecot", name, {}, opts);
-        const { labels } = appLabels("dovecot", "imap");
         this.settings = args.settings;
-        const files = renderDovecot(this.settings);
-        const { configMap } = renderedConfigMap(name, { app: "dovecot", namespace: args.namespace, labels, files }, { parent: this });
-        const config = configVolumes("dovecot", configMap, args.overrideConfigMap);
+        const config = daemonConfig(name, { app: "dovecot", component: "imap", namespace: args.namespace, files: renderDovecot(args.settings), overrideConfigMap: args.overrideConfigMap }, { parent: this });
         // Mail processes run as vmail and open the dict socket, so the socket belongs to vmail's group.
         const couchmail = args.couchmail.sidecar({ dovecot: true, socketGroup: VMAIL_UID });
 
@@ -113,7 +110,7 @@ export class Dovecot extends pulumi.ComponentResource {
         }, { parent: this });
 
         this.serviceName = service.metadata.name;
-        this.configMapName = configMap.metadata.name;
+        this.configMapName = config.configMap.metadata.name;
         this.registerOutputs({ serviceName: this.serviceName, configMapName: this.configMapName });
     }
 }

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, mailWorkload, renderedConfigMap, rootDroppingContainer, tcpProbe } from "../kube";
+import { BUDGET, daemonConfig, mailWorkload, rootDroppingContainer, tcpProbe } from "../kube";
 import { OPENDKIM_LISTENERS, OpenDkimSettings, renderOpenDkim } from "./config";
 
 export interface OpenDkimArgs {
@@ -18,10 +18,7 @@ export class OpenDkim extends pulumi.ComponentResource {
 
     constructor(name: string, args: OpenDkimArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:OpenDkim", name, {}, opts);
-        const { labels } = appLabels("opendkim", "milter");
-        const files = renderOpenDkim(args.settings);
-        const { configMap } = renderedConfigMap(name, { app: "opendkim", namespace: args.namespace, labels, files }, { parent: this });
-        const config = configVolumes("opendkim", configMap, args.overrideConfigMap);
+        const config = daemonConfig(name, { app: "opendkim", component: "milter", namespace: args.namespace, files: renderOpenDkim(args.settings), overrideConfigMap: args.overrideConfigMap }, { parent: this });
 
         // Verifying signatures needs DNS only.
         const { service } = mailWorkload(name, {

@@ -2,7 +2,7 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Couchmail } from "../couchmail";
-import { appLabels, BUDGET, configVolumes, execProbe, mailWorkload, Peer, renderedConfigMap, rootDroppingContainer, TrafficRule } from "../kube";
+import { appLabels, BUDGET, daemonConfig, execProbe, mailWorkload, Peer, rootDroppingContainer, TrafficRule } from "../kube";
 import { POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "./config";
 
 export interface PostfixArgs {
@@ -41,10 +41,8 @@ export class Postfix extends pulumi.ComponentResource {
 
     constructor(name: string, args: PostfixArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Postfix", name, {}, opts);
+        const config = daemonConfig(name, { app: "postfix", component: "mta", namespace: args.namespace, files: renderPostfix(args.settings), overrideConfigMap: args.overrideConfigMap }, { parent: this });
         const { labels } = appLabels("postfix", "mta");
-        const files = renderPostfix(args.settings);
-        const { configMap } = renderedConfigMap(name, { app: "postfix", namespace: args.namespace, labels, files }, { parent: this });
-        const config = configVolumes("postfix", configMap, args.overrideConfigMap);
         const couchmail = args.couchmail.sidecar({ socketmap: true });
 
         const relay = args.settings.relay;
@@ -104,7 +102,7 @@ export class Postfix extends pulumi.ComponentResource {
         }, { parent: this });
 
         this.serviceName = service.metadata.name;
-        this.configMapName = configMap.metadata.name;
+        this.configMapName = config.configMap.metadata.name;
         this.registerOutputs({ serviceName: this.serviceName, configMapName: this.configMapName });
     }
 }

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, mailWorkload, renderedConfigMap, restrictedContainer, tcpProbe } from "../kube";
+import { BUDGET, daemonConfig, mailWorkload, restrictedContainer, tcpProbe } from "../kube";
 import { POSTGREY_LISTENERS, PostgreySettings, postgreyArgs, renderPostgrey } from "./config";
 
 /** postgrey's user in the image (owner of its database directory). */
@@ -26,10 +26,7 @@ export class Postgrey extends pulumi.ComponentResource {
 
     constructor(name: string, args: PostgreyArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Postgrey", name, {}, opts);
-        const { labels } = appLabels("postgrey", "greylisting");
-        const files = renderPostgrey(args.settings);
-        const { configMap } = renderedConfigMap(name, { app: "postgrey", namespace: args.namespace, labels, files }, { parent: this });
-        const config = configVolumes("postgrey", configMap, args.overrideConfigMap);
+        const config = daemonConfig(name, { app: "postgrey", component: "greylisting", namespace: args.namespace, files: renderPostgrey(args.settings), overrideConfigMap: args.overrideConfigMap }, { parent: this });
 
         const { service } = mailWorkload(name, {
             namespace: args.namespace, app: "postgrey", component: "greylisting",

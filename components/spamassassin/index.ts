@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, configVolumes, execProbe, Labels, mailWorkload, networkPolicy, renderedConfigMap, restrictedContainer } from "../kube";
+import { appLabels, BUDGET, daemonConfig, execProbe, Labels, mailWorkload, networkPolicy, restrictedContainer } from "../kube";
 import { renderSpamAssassin, SPAMD_LISTENERS, SpamAssassinSettings, spamdArgs } from "./config";
 
 /** spamd's user in the image (owner of the Bayes/preferences volume). */
@@ -44,11 +44,8 @@ export class SpamAssassin extends pulumi.ComponentResource {
 
     constructor(name: string, args: SpamAssassinArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:SpamAssassin", name, {}, opts);
-        const { labels } = appLabels("spamassassin", "spam-filter");
         const train = appLabels("spam-train", "spam-training");
-        const files = renderSpamAssassin(args.settings);
-        const { configMap } = renderedConfigMap(name, { app: "spamassassin", namespace: args.namespace, labels, files }, { parent: this });
-        const config = configVolumes("spamassassin", configMap, args.overrideConfigMap);
+        const config = daemonConfig(name, { app: "spamassassin", component: "spam-filter", namespace: args.namespace, files: renderSpamAssassin(args.settings), overrideConfigMap: args.overrideConfigMap }, { parent: this });
 
         // spamc's PING: the master answers only once the rules are loaded.
         const ping = ["spamc", "-d", "127.0.0.1", "-p", String(SPAMD_LISTENERS.spamd.port), "-K"];
