@@ -239,6 +239,11 @@ export function stackWarnings(args: MailStackArgs, port25Blocked: boolean): stri
     if (args.tls.mode === "selfsigned" && args.clusterProvider !== "kubeconfig") {
         warnings.push("tlsMode selfsigned: mail clients will reject the certificate; use acme or secret for a real deployment");
     }
+    const reportDomain = args.mail.postmaster.slice(args.mail.postmaster.lastIndexOf("@") + 1);
+    const others = args.mail.domains.filter((d) => d !== reportDomain);
+    if (!args.mail.domains.includes(reportDomain) && others.length) {
+        warnings.push(`mailPostmaster ${args.mail.postmaster} is outside the mail domains: publish ${others.map((d) => `${d}._report._dmarc.${reportDomain}`).join(", ")} TXT "v=DMARC1" in ${reportDomain}'s zone, or receivers send no DMARC reports there (RFC 7489 §7.1)`);
+    }
     if (args.dns.mtaSts !== "off") {
         warnings.push("dnsMtaSts: serve the mtaStsPolicy output at https://mta-sts.<domain>/.well-known/mta-sts.txt for every domain, or senders ignore the policy");
     }

@@ -39,7 +39,9 @@ export function mtaStsId(policy: string): string {
 /**
  * The records mail needs: A/AAAA for the mail host, and for each domain MX at our host, SPF allowing only it
  * (`-all`: nobody else sends for these domains), the DKIM key, DMARC starting at `p=quarantine` with reports to
- * the postmaster, TLS-RPT reports to the postmaster, and the MTA-STS policy id when MTA-STS is on.
+ * the postmaster, TLS-RPT reports to the postmaster, and the MTA-STS policy id when MTA-STS is on. When the
+ * postmaster's domain is one of ours, it also consents to receive the other domains' DMARC reports (RFC 7489 §7.1:
+ * a receiver sends reports to an address outside the domain only if `<domain>._report._dmarc.<its domain>` says so).
  */
 export function mailDnsRecords(args: MailDnsArgs): DnsRecord[] {
     const ttl = args.ttl ?? 3600;
@@ -48,6 +50,10 @@ export function mailDnsRecords(args: MailDnsArgs): DnsRecord[] {
         return { name: args.hostname, type: net.isIPv6(ip) ? "AAAA" : "A", value: ip, ttl };
     });
     const stsId = args.mtaSts === "off" ? undefined : mtaStsId(mtaStsPolicy(args.mtaSts, args.hostname));
+    const reportDomain = args.postmaster.slice(args.postmaster.lastIndexOf("@") + 1);
+    const reportConsent = args.domains.includes(reportDomain)
+        ? args.domains.filter((d) => d !== reportDomain).map((d): DnsRecord => ({ name: `${d}._report._dmarc.${reportDomain}`, type: "TXT", value: "v=DMARC1", ttl }))
+        : [];
     return hostRecords.concat(args.domains.flatMap((domain): DnsRecord[] => {
         const dkim = args.dkimTxt[domain];
         if (!dkim) throw new Error(`no DKIM key for ${domain}`);
@@ -59,7 +65,7 @@ export function mailDnsRecords(args: MailDnsArgs): DnsRecord[] {
             { name: `_smtp._tls.${domain}`, type: "TXT", value: `v=TLSRPTv1; rua=mailto:${args.postmaster}`, ttl },
             ...(stsId ? [{ name: `_mta-sts.${domain}`, type: "TXT" as const, value: `v=STSv1; id=${stsId}`, ttl }] : []),
         ];
-    }));
+    }), reportConsent);
 }
 
 /** TXT data as zone-file strings: quoted, escaped, and split into the 255-byte pieces DNS allows. */

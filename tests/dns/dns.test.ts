@@ -43,6 +43,13 @@ describe("DNS record set (pure)", () => {
         expect(get(`_mta-sts.${domain}`, "TXT")).toEqual([`v=STSv1; id=${mtaStsId(mtaStsPolicy("enforce", "mail.example.com"))}`]);
     });
 
+    it("lets the postmaster's domain receive the other domains' DMARC reports (RFC 7489 §7.1), and only those", () => {
+        expect(get("example.org._report._dmarc.example.com", "TXT")).toEqual(["v=DMARC1"]);
+        expect([...zone.keys()].filter((n) => n.includes("._report._dmarc."))).toEqual(["example.org._report._dmarc.example.com"]);
+        const foreign = mailDnsRecords({ ...args, postmaster: "reports@elsewhere.example" });
+        expect(foreign.filter((r) => r.name.includes("._report._dmarc."))).toEqual([]);
+    });
+
     it("splits long TXT data into ≤255-byte strings", () => {
         const line = zoneSnippet(mailDnsRecords(args)).split("\n").find((l) => l.startsWith("mail._domainkey.example.com."))!;
         const strings = [...line.matchAll(/"([^"]*)"/g)].map((m) => m[1]);

@@ -118,6 +118,15 @@ describe("stack plan", () => {
         expect(plan.dns.dkimSelector).toBe("k2");
     });
 
+    it("warns when the postmaster's domain is not ours: other domains' DMARC reports then need its consent record", () => {
+        const ours = planFor({ ...profileValues(profiles[0]), mailDomains: ["example.com", "example.org"] });
+        expect(ours.warnings.filter((w) => w.includes("_report._dmarc"))).toEqual([]);
+        const foreign = planFor({ ...profileValues(profiles[0]), mailDomains: ["example.com", "example.org"], mailPostmaster: "me@elsewhere.example" });
+        expect(foreign.warnings.filter((w) => w.includes("_report._dmarc"))).toEqual([
+            expect.stringContaining("example.com._report._dmarc.elsewhere.example, example.org._report._dmarc.elsewhere.example"),
+        ]);
+    });
+
     it("couchmail's clients reach CouchDB at its listener", () => {
         const plan = planFor(profileValues(profiles[0]));
         expect(plan.postfix.egress).toContainEqual({ ports: [COUCHDB_LISTENERS.http.port], peers: [{ apps: ["couchdb"] }] });
