@@ -6,6 +6,16 @@ import { contentHash, Listener, RenderedFiles } from "./render";
 
 export type Labels = Record<string, string>;
 
+/** What every daemon component takes: where it runs, its image, its rendered settings and the user's overrides. */
+export interface DaemonArgs<Settings> {
+    namespace: pulumi.Input<string>;
+    image: string;
+    imagePullPolicy: string;
+    settings: Settings;
+    /** A ConfigMap the user manages whose files extend the rendered ones. */
+    overrideConfigMap?: string;
+}
+
 /** `app.kubernetes.io/*` labels; the selector uses the stable subset. */
 export function appLabels(app: string, component: string): { labels: Labels; selector: Labels } {
     const selector = { "app.kubernetes.io/name": app, "app.kubernetes.io/instance": "mail" };
@@ -236,6 +246,11 @@ export interface WorkloadArgs {
     };
     /** A StatefulSet's one persistent volume, mounted by the containers under this name; resized in place. */
     claim?: { name: string; size: string; storageClassName?: string };
+    /**
+     * The unprivileged user the first container runs as (the restricted profile), owning the pod's volumes; the
+     * kubelet walks a volume only when its top is not that user's group yet (OnRootMismatch), not on every start.
+     */
+    user?: number;
 }
 
 /** The ports a workload serves: each listener, and its PROXY twin when the edge sends PROXY headers. */
@@ -283,15 +298,20 @@ export function mailWorkload(name: string, args: WorkloadArgs, opts: pulumi.Cust
     networkPolicy(`${name}-network-policy`, { namespace: args.namespace, labels, selector, ingress: ingressRules(ports), egress: args.egress }, opts);
 
     const { containers: [main, ...sidecars], securityContext, annotations, ...pod } = args.pod;
+    const user = args.user;
     const template: k8s.types.input.core.v1.PodTemplateSpec = {
         metadata: { labels, ...(annotations ? { annotations } : {}) },
         spec: {
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             ...pod,
-            securityContext: { ...securityContext, seccompProfile: { type: "RuntimeDefault" } },
+            securityContext: {
+                ...securityContext,
+                ...(user !== undefined ? { fsGroup: user, fsGroupChangePolicy: "OnRootMismatch" } : {}),
+                seccompProfile: { type: "RuntimeDefault" },
+            },
             containers: [
-                { ...main, ports: ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })) },
+                { ...main, ...(user !== undefined ? { securityContext: restrictedContainer(user) } : {}), ports: ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })) },
                 ...sidecars,
             ],
         },

@@ -1,18 +1,13 @@
 import * as pulumi from "@pulumi/pulumi";
 import { COUCHMAIL, Couchmail } from "../couchmail";
-import { appLabels, BUDGET, daemonConfig, mailWorkload, Peer, rootDroppingContainer, TrafficRule, tcpProbe } from "../kube";
+import { appLabels, BUDGET, DaemonArgs, daemonConfig, mailWorkload, Peer, rootDroppingContainer, tcpProbe, TrafficRule } from "../kube";
 import { DOVECOT_LISTENERS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
 
-export interface DovecotArgs {
-    namespace: pulumi.Input<string>;
-    image: string;
-    imagePullPolicy: string;
-    settings: DovecotSettings;
+export interface DovecotArgs extends DaemonArgs<DovecotSettings> {
     couchmail: Couchmail;
     tlsSecretName: pulumi.Input<string>;
     mailSize: string;
     storageClassName?: string;
-    overrideConfigMap?: string;
     /** Bind the plain IMAP/ManageSieve ports on the node too (the hostport edge). */
     hostPorts?: boolean;
     /** Schedule beside pods with these labels (an edge whose load balancer only reaches local pods). */

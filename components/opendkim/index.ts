@@ -1,15 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
-import { BUDGET, daemonConfig, mailWorkload, rootDroppingContainer, tcpProbe } from "../kube";
+import { BUDGET, DaemonArgs, daemonConfig, mailWorkload, rootDroppingContainer, tcpProbe } from "../kube";
 import { OPENDKIM_LISTENERS, OpenDkimSettings, renderOpenDkim } from "./config";
 
-export interface OpenDkimArgs {
-    namespace: pulumi.Input<string>;
-    image: string;
-    imagePullPolicy: string;
-    settings: OpenDkimSettings;
+export interface OpenDkimArgs extends DaemonArgs<OpenDkimSettings> {
     /** Secret holding `<domain>.private` for each domain (DkimKeys). */
     keysSecretName: pulumi.Input<string>;
-    overrideConfigMap?: string;
 }
 
 /** OpenDKIM as Postfix's milter: signs submitted mail for our domains, verifies inbound mail. Stateless. */

@@ -2,21 +2,15 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Couchmail } from "../couchmail";
-import { appLabels, BUDGET, daemonConfig, execProbe, mailWorkload, Peer, rootDroppingContainer, TrafficRule } from "../kube";
+import { appLabels, BUDGET, DaemonArgs, daemonConfig, execProbe, mailWorkload, Peer, rootDroppingContainer, TrafficRule } from "../kube";
 import { POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "./config";
 
-export interface PostfixArgs {
-    namespace: pulumi.Input<string>;
-    image: string;
-    imagePullPolicy: string;
-    settings: PostfixSettings;
+export interface PostfixArgs extends DaemonArgs<PostfixSettings> {
     couchmail: Couchmail;
     /** `kubernetes.io/tls` Secret with the mail host's certificate. */
     tlsSecretName: pulumi.Input<string>;
     queueSize: string;
     storageClassName?: string;
-    /** A ConfigMap the user manages whose files extend the rendered ones (main.cf lines win). */
-    overrideConfigMap?: string;
     /** SASL credentials for settings.relay: a Secret mounted where settings.relay.passwordMapFile points. */
     relayCredentials?: { username: string; password: pulumi.Input<string> };
     /** Bind the plain mail ports on the node too (the hostport edge). */

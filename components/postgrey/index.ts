@@ -1,18 +1,13 @@
 import * as pulumi from "@pulumi/pulumi";
-import { BUDGET, daemonConfig, mailWorkload, restrictedContainer, tcpProbe } from "../kube";
+import { BUDGET, DaemonArgs, daemonConfig, mailWorkload, tcpProbe } from "../kube";
 import { POSTGREY_LISTENERS, PostgreySettings, postgreyArgs, renderPostgrey } from "./config";
 
 /** postgrey's user in the image (owner of its database directory). */
 export const POSTGREY_UID = 5002;
 
-export interface PostgreyArgs {
-    namespace: pulumi.Input<string>;
-    image: string;
-    imagePullPolicy: string;
-    settings: PostgreySettings;
+export interface PostgreyArgs extends DaemonArgs<PostgreySettings> {
     storageSize: string;
     storageClassName?: string;
-    overrideConfigMap?: string;
 }
 
 /**
@@ -33,15 +28,14 @@ export class Postgrey extends pulumi.ComponentResource {
             listeners: Object.values(POSTGREY_LISTENERS),
             egress: [],
             claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
+            user: POSTGREY_UID,
             pod: {
-                securityContext: { fsGroup: POSTGREY_UID, fsGroupChangePolicy: "OnRootMismatch" },
                 containers: [{
                     name: "postgrey",
                     image: args.image,
                     imagePullPolicy: args.imagePullPolicy,
                     args: postgreyArgs(args.settings),
                     resources: BUDGET.postgrey,
-                    securityContext: restrictedContainer(POSTGREY_UID),
                     volumeMounts: [
                         ...config.mounts,
                         { name: "data", mountPath: args.settings.dataDir },

@@ -1,19 +1,14 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, daemonConfig, execProbe, Labels, mailWorkload, networkPolicy, restrictedContainer } from "../kube";
+import { appLabels, BUDGET, DaemonArgs, daemonConfig, execProbe, Labels, mailWorkload, networkPolicy, restrictedContainer } from "../kube";
 import { renderSpamAssassin, SPAMD_LISTENERS, SpamAssassinSettings, spamdArgs } from "./config";
 
 /** spamd's user in the image (owner of the Bayes/preferences volume). */
 export const SPAMD_UID = 5001;
 
-export interface SpamAssassinArgs {
-    namespace: pulumi.Input<string>;
-    image: string;
-    imagePullPolicy: string;
-    settings: SpamAssassinSettings;
+export interface SpamAssassinArgs extends DaemonArgs<SpamAssassinSettings> {
     storageSize: string;
     storageClassName?: string;
-    overrideConfigMap?: string;
     /** The nightly training: cron schedule, and where and how it finds the mail. */
     training: {
         schedule: string;
@@ -55,15 +50,14 @@ export class SpamAssassin extends pulumi.ComponentResource {
             listeners: Object.values(SPAMD_LISTENERS),
             egress: [],
             claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
+            user: SPAMD_UID,
             pod: {
-                securityContext: { fsGroup: SPAMD_UID, fsGroupChangePolicy: "OnRootMismatch" },
                 containers: [{
                     name: "spamd",
                     image: args.image,
                     imagePullPolicy: args.imagePullPolicy,
                     args: spamdArgs(args.settings),
                     resources: BUDGET.spamd,
-                    securityContext: restrictedContainer(SPAMD_UID),
                     volumeMounts: [
                         ...config.mounts,
                         { name: "data", mountPath: args.settings.dataDir },
