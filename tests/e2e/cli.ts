@@ -253,7 +253,7 @@ function pssKb(pid: number): number {
 }
 
 /** Each pod's PSS: the processes in its containers' cgroups (exec'd probes included, as a cluster counts them). */
-function podMemory(cluster: Cluster): Record<string, number> {
+export function podMemory(cluster: Cluster): Record<string, number> {
     const out: Record<string, number> = {};
     for (const name of Object.keys(cluster.status())) {
         // The program's pods only: the suite's own (attacker, probes) are not part of the mail system.
@@ -333,7 +333,10 @@ async function main(): Promise<number> {
     }
 }
 
-main().then((c) => process.exit(c), (e) => {
-    log(e instanceof Error ? e.message : String(e));
-    process.exit(1);
-});
+// The mail benchmark imports podMemory; run as a script, this is the CLI.
+if (require.main === module) {
+    main().then((c) => process.exit(c), (e) => {
+        log(e instanceof Error ? e.message : String(e));
+        process.exit(1);
+    });
+}

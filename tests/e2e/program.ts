@@ -25,10 +25,21 @@ export interface KubeObject {
 }
 
 /**
+ * E2E_STACK_CONFIG: a JSON object of stack config keys laid over the e2e's own (the mail benchmark deploys with
+ * production queue timers, `"postfixMainCf": []`, and with spam scanning on and off).
+ */
+function stackConfigOverrides(value: string | undefined): Record<string, unknown> {
+    if (value === undefined || value === "") return {};
+    const parsed: unknown = JSON.parse(value);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error(`E2E_STACK_CONFIG must be a JSON object of stack config keys, got ${value}`);
+    return parsed as Record<string, unknown>;
+}
+
+/**
  * The e2e stack: an existing-cluster target (a throwaway kubeconfig; nothing talks to it), our host name and two
  * domains, no DNSBLs (the test DNS server answers only our zones), short Postfix retry timers and greylisting delay.
  */
-export function e2eConfig(kubeconfigPath: string): Record<string, unknown> {
+export function e2eConfig(kubeconfigPath: string, overrides = stackConfigOverrides(process.env.E2E_STACK_CONFIG)): Record<string, unknown> {
     return {
         clusterProvider: "kubeconfig",
         clusterKubeconfig: kubeconfigPath,
@@ -38,6 +49,7 @@ export function e2eConfig(kubeconfigPath: string): Record<string, unknown> {
         // Retry deferred mail within seconds instead of minutes, so the suite sees queued mail go out.
         postfixMainCf: ["queue_run_delay = 5s", "minimal_backoff_time = 5s", "maximal_backoff_time = 10s"],
         greylistDelay: GREYLIST_DELAY_SECONDS,
+        ...overrides,
     };
 }
 
