@@ -1,9 +1,6 @@
 // The program deployed like `pulumi up` (engine await order, Pod Security admission, scheduling; no pods run) for
 // every clusterProvider × edgeMode × tlsMode × dnsManage combination the config reader accepts. The reader itself
 // decides which combinations are refused; those are listed as skipped, with its reason.
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError } from "../../components/config/checks";
 import { loadConfig } from "../../components/config/load";
@@ -12,9 +9,9 @@ import { deployProgram } from "../kit/cluster/deploy";
 import type { KubeObject } from "../kit/cluster/objects";
 import { clusterProfile } from "../kit/cluster/profiles";
 import { schemaErrors } from "../kit/k8s-schema";
+import { fakeKubeconfig } from "../kit/program";
 
-const kubeconfigFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
-fs.writeFileSync(kubeconfigFile, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n");
+const kubeconfigFile = fakeKubeconfig();
 
 /** The stack config for a profile, as the program reads it (`--secret` values in plain text under mocks). */
 function stackConfig(p: Profile): Record<string, unknown> {

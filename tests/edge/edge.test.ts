@@ -1,9 +1,6 @@
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
 import { FAKE_ADDRESSES, FAKE_RESERVED_IP } from "../kit/mocks";
-import { ProgramRun, runProgram } from "../kit/program";
+import { clusterTargets, ProgramRun, runProgram } from "../kit/program";
 import { edgeNodeTag } from "../../components/edge/cloud";
 import { INGRESS_NGINX_CHART, ingressNginxTcpServices } from "../../components/edge/ingress-nginx";
 import { EDGE_PORTS, edgePlan } from "../../components/edge/plan";
@@ -12,13 +9,8 @@ type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespa
 type Port = { name: string; containerPort: number; hostPort?: number };
 
 const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com"] };
-const kubeconfigFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
-fs.writeFileSync(kubeconfigFile, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n");
-const TARGETS: Record<string, Record<string, unknown>> = {
-    digitalocean: { clusterProvider: "digitalocean" },
-    gke: { clusterProvider: "gke" },
-    kubeconfig: { clusterProvider: "kubeconfig", clusterKubeconfig: kubeconfigFile },
-};
+const TARGETS = clusterTargets();
+const kubeconfigFile = TARGETS.kubeconfig.clusterKubeconfig;
 
 const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
 const find = (run: ProgramRun, kind: string, name: string) => objects(run).find((o) => o.kind === kind && o.metadata.name === name);

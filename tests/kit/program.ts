@@ -1,3 +1,6 @@
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import type * as pulumiType from "@pulumi/pulumi";
 import type { MockRecorder } from "./mocks";
 
@@ -37,4 +40,20 @@ async function waitUntilQuiet(recorder: MockRecorder): Promise<void> {
         quietRounds = recorder.resources.length === last ? quietRounds + 1 : 0;
         last = recorder.resources.length;
     }
+}
+
+/** A kubeconfig file for `clusterProvider: kubeconfig` stacks (the program reads it; nothing connects to it). */
+export function fakeKubeconfig(): string {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
+    fs.writeFileSync(file, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n");
+    return file;
+}
+
+/** The config that selects each kind of cluster (the existing-cluster one with a fake kubeconfig). */
+export function clusterTargets(): Record<string, Record<string, unknown>> & { kubeconfig: Record<string, unknown> } {
+    return {
+        digitalocean: { clusterProvider: "digitalocean" },
+        gke: { clusterProvider: "gke" },
+        kubeconfig: { clusterProvider: "kubeconfig", clusterKubeconfig: fakeKubeconfig() },
+    };
 }

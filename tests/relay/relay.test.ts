@@ -1,8 +1,6 @@
-import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
-import { ProgramRun, runProgram } from "../kit/program";
+import { fakeKubeconfig, ProgramRun, runProgram } from "../kit/program";
 import { RELAY_PASSWORD_MAP } from "../../components/stack";
 
 type Obj = { kind: string; metadata: { name: string }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -58,9 +56,7 @@ describe("without a relay", () => {
     });
 
     it("does not warn on an existing cluster", async () => {
-        const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
-        fs.writeFileSync(file, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n");
-        const run = await runProgram({ ...mail, clusterProvider: "kubeconfig", clusterKubeconfig: file });
+        const run = await runProgram({ ...mail, clusterProvider: "kubeconfig", clusterKubeconfig: fakeKubeconfig() });
         expect(await warnings(run)).toEqual([]);
     });
 });

@@ -1,10 +1,7 @@
 import * as crypto from "crypto";
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
 import { RecordedResource } from "../kit/mocks";
-import { ProgramRun, runProgram } from "../kit/program";
+import { clusterTargets, ProgramRun, runProgram } from "../kit/program";
 import { COUCHMAIL } from "../../components/couchmail";
 import { DOVECOT_LISTENERS } from "../../components/dovecot/config";
 import { OPENDKIM_LISTENERS } from "../../components/opendkim/config";
@@ -14,14 +11,8 @@ type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespa
 type Container = { name: string; env?: { name: string; value?: string }[]; ports?: { name: string; containerPort: number }[]; readinessProbe?: unknown; livenessProbe?: unknown; resources?: { requests?: Record<string, string>; limits?: Record<string, string> } };
 
 const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com", "example.org"] };
-const kubeconfigFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
-fs.writeFileSync(kubeconfigFile, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n");
 
-const TARGETS: Record<string, Record<string, unknown>> = {
-    digitalocean: { clusterProvider: "digitalocean" },
-    gke: { clusterProvider: "gke" },
-    kubeconfig: { clusterProvider: "kubeconfig", clusterKubeconfig: kubeconfigFile },
-};
+const TARGETS = clusterTargets();
 
 const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
 const find = (run: ProgramRun, kind: string, name: string) => {
