@@ -122,8 +122,6 @@ describe("Postfix", () => {
         writeConfigMapVolume(cfg, renderPostfix({
             ...postfixTestSettings,
             hostname: HOST,
-            ownDomains: ["example.test"],
-            postmaster: "postmaster@example.test",
             // Nothing to reach in this pod: no DNSBLs, no milter.
             dnsbls: [],
             milters: [],

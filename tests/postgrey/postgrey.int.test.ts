@@ -56,8 +56,6 @@ beforeAll(async () => {
     writeConfigMapVolume(pcfg, renderPostfix({
         ...postfixTestSettings,
         hostname: HOST,
-        ownDomains: ["example.test"],
-        postmaster: "postmaster@example.test",
         dnsbls: [],
         milters: [],
         policyService: `inet:127.0.0.1:${POSTGREY_LISTENERS.policy.port}`,
