@@ -387,11 +387,16 @@ function submissionOptions(name: string, implicitTls: boolean): string[] {
 
 function masterCf(s: PostfixSettings): string {
   const inbound = ["-o cleanup_service_name=cleanup-inbound"];
+  // An idle smtpd waits for its next client blocked in flock() outside its event loop (postfix
+  // src/master/single_server.c), keeping its policyd-spf connection: with more port-25 smtpds than policyd-spf
+  // processes, a new session would wait smtpd_policy_service_timeout (100 s) for one. The port-25 smtpds (and their
+  // PROXY twin's) share the policyd-spf processes; further clients wait for a free smtpd before the greeting instead.
+  const inboundSmtpds = String(s.spf ? SPF_PROCESSES / (s.proxyProtocol ? 2 : 1) : "-");
   const out: string[] = [
     "# service type private unpriv chroot wakeup maxproc command + args",
     entry(String(POSTFIX_LISTENERS.smtp.port), "inet", "n", "-", "1", "postscreen"),
     // postscreen hands clients to the "smtpd" pass service below.
-    entry("smtpd", "pass", "-", "-", "-", "smtpd", inbound),
+    entry("smtpd", "pass", "-", "-", inboundSmtpds, "smtpd", inbound),
     entry(String(POSTFIX_LISTENERS.submission.port), "inet", "n", "-", "-", "smtpd", submissionOptions("submission", false)),
     entry(String(POSTFIX_LISTENERS.submissions.port), "inet", "n", "-", "-", "smtpd", submissionOptions("submissions", true)),
   ];
@@ -404,7 +409,7 @@ function masterCf(s: PostfixSettings): string {
         "-o postscreen_access_list=",
         "-o smtpd_service_name=smtpd-proxy",
       ]),
-      entry("smtpd-proxy", "pass", "-", "-", "-", "smtpd", ["-o syslog_name=postfix/smtp-proxy", "-o mynetworks=", ...inbound]),
+      entry("smtpd-proxy", "pass", "-", "-", inboundSmtpds, "smtpd", ["-o syslog_name=postfix/smtp-proxy", "-o mynetworks=", ...inbound]),
       entry(String(POSTFIX_LISTENERS.submission.proxy.port), "inet", "n", "-", "-", "smtpd", [
         ...submissionOptions("submission-proxy", false),
         "-o smtpd_upstream_proxy_protocol=haproxy",
@@ -421,8 +426,7 @@ function masterCf(s: PostfixSettings): string {
     if (name !== "smtpd") out.push(entry(name, type, priv, unpriv, maxproc, command));
   }
   out.push(entry("cleanup-inbound", "unix", "n", "-", "0", "cleanup", ["-o header_checks=$inbound_header_checks"]));
-  // Each policyd-spf is a ~22 MiB Python process: a few at most (BUDGET.postfix counts them), each released soon
-  // after its smtpd's last check (smtpd_policy_service_max_idle) so waiting sessions get one within seconds.
+  // Each policyd-spf is a ~22 MiB Python process: a few at most (BUDGET.postfix counts them), one per port-25 smtpd.
   if (s.spf) out.push(entry(SPF_SERVICE, "unix", "-", "n", String(SPF_PROCESSES), "spawn", ["user=nobody", "argv=/usr/bin/policyd-spf"]));
   return out.join("\n") + "\n";
 }

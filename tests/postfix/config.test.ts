@@ -172,6 +172,20 @@ describe("renderPostfix", () => {
     expect(render({ spf: false }).main.get("smtpd_recipient_restrictions")).not.toMatch(/policyd-spf/);
   });
 
+  test("no more port-25 smtpd processes than policyd-spf processes, with and without the PROXY twin", () => {
+    // An idle smtpd waits for its next client blocked in flock() outside its event loop (postfix
+    // src/master/single_server.c), so smtpd_policy_service_max_idle never closes its policyd-spf connection: once
+    // more smtpds than policyd-spf processes exist, a new session waits smtpd_policy_service_timeout (100 s) for one.
+    for (const proxyProtocol of [false, true]) {
+      const { master } = render({ proxyProtocol });
+      const passServices = [...master.entries()].filter(([key, e]) => key.endsWith("/pass") && e.command === "smtpd");
+      expect(passServices.length).toBe(proxyProtocol ? 2 : 1);
+      const smtpds = passServices.reduce((sum, [, e]) => sum + (e.maxproc === "-" ? 100 : Number(e.maxproc)), 0);
+      expect(smtpds).toBeLessThanOrEqual(Number(master.get("policyd-spf/unix")!.maxproc));
+      expect(passServices.every(([, e]) => Number(e.maxproc) >= 2)).toBe(true);
+    }
+  });
+
   test("delivers to Dovecot no more messages at once than its per-user LMTP limit", () => {
     expect(render().main.get("lmtp_destination_concurrency_limit")).toBe("10");
     expect(() => render({ lmtpConcurrency: 0 })).toThrow(/lmtpConcurrency: expected an integer from 1 to 100, got 0/);
