@@ -211,6 +211,14 @@ async function phase(spam: boolean, tag: string, rows: Row[], peaks: Record<stri
 
 async function main(): Promise<number> {
     if (process.getuid?.() !== 0) throw new Error("the mail benchmark needs root (it runs the e2e stack)");
+    // Interrupted, the stack still goes down: it holds the machine's e2e bridge and state.
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+        process.once(signal, () => {
+            log(`${signal}: taking the stack down`);
+            cli(["down"]);
+            process.exit(130);
+        });
+    }
     const t0 = Date.now();
     const tag = Date.now().toString(36);
     const rows: Row[] = [];

@@ -49,6 +49,12 @@ class SmtpConnection {
         socket.on("data", (chunk: string) => this.receive(chunk));
         socket.on("error", (e) => this.fail(e));
         socket.on("close", () => this.fail(new Error("connection closed")));
+        // A client's longest wait for a reply (RFC 5321 §4.5.3.2: 5 min for most commands): a hung server fails the
+        // message instead of the burst.
+        socket.setTimeout(300_000, () => {
+            this.fail(new Error("no reply within 300 s"));
+            socket.destroy();
+        });
     }
 
     private fail(e: Error): void {
