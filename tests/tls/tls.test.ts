@@ -109,7 +109,7 @@ describe.each([
         const binding = objects(run).find((o) => o.kind === "RoleBinding" && o.subjects?.some((x: { name: string }) => x.name === pod.serviceAccountName))!;
         const role = find(run, "Role", binding.roleRef.name)!;
         expect(role.rules).toEqual([{ apiGroups: ["cert-manager.io"], resources: ["certificates"], verbs: ["create"] }]);
-        const jobResource = run.recorder.resources.find((r) => r.type === "kubernetes:batch/v1:Job")!;
+        const jobResource = run.recorder.resources.find((r) => r.type === "kubernetes:batch/v1:Job" && r.name.endsWith("cert-manager-api-check"))!;
         const issuer = run.recorder.resources.find((r) => r.type === "kubernetes:cert-manager.io/v1:Issuer")!;
         expect(issuer.dependencies).toContain(run.recorder.urnOf(jobResource));
     });
