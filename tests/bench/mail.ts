@@ -5,7 +5,8 @@
 // duplicated, each pod's peak memory against its limit; then the same with spam scanning off. Always ends with
 // `cli.ts down`.
 //   BENCH_MESSAGES (small messages per burst, default 40), BENCH_LARGE (1 MB messages per burst, default 8),
-//   BENCH_SESSIONS (parallel SMTP sessions, default 10), BENCH_PHASES ("on,off": spam scanning on, then off).
+//   BENCH_SESSIONS (parallel SMTP sessions, default 10), BENCH_PHASES ("on,off": spam scanning on, then off),
+//   BENCH_STACK_CONFIG (a JSON object of stack config keys for a tuning experiment, e.g. {"spamMaxChildren":4}).
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -31,6 +32,7 @@ const PHASES = (process.env.BENCH_PHASES ?? "on,off").split(",").map((p) => {
     if (p !== "on" && p !== "off") throw new Error(`BENCH_PHASES lists "on" and/or "off" (spam scanning), got "${p}"`);
     return p === "on";
 });
+const EXPERIMENT = JSON.parse(process.env.BENCH_STACK_CONFIG || "{}") as Record<string, unknown>;
 /** A burst's wait ends when nothing new arrived for this long (production retries a deferral after 300 s or more). */
 const QUIET_MS = 60_000;
 const DOMAIN = "example.test";
@@ -185,7 +187,7 @@ async function phase(spam: boolean, tag: string, rows: Row[], peaks: Record<stri
     log(`spam scanning ${spam ? "on" : "off"}: deploying the e2e stack with production queue timers`);
     // Production timers: the stack's own defaults, not the e2e's 5–10 s retries. The pseudo-internet's address is
     // whitelisted at postgrey (as a known MTA is) so the burst measures delivery, not the greylisting delay.
-    const config = { postfixMainCf: [], spamEnabled: spam, greylistWhitelistClients: [OUTSIDE.ip] };
+    const config = { postfixMainCf: [], spamEnabled: spam, greylistWhitelistClients: [OUTSIDE.ip], ...EXPERIMENT };
     if (cli(["up"], { E2E_STACK_CONFIG: JSON.stringify(config) }) !== 0) throw new Error("e2e up failed");
     const stack = JSON.parse(fs.readFileSync(path.join(E2E_DIR, "stack.json"), "utf8")) as Stack;
     const cluster = Cluster.load();
@@ -236,7 +238,7 @@ async function main(): Promise<number> {
         }
     }
     const uptime = fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-    console.log(`\nMail benchmark (${SMALL} small / ${LARGE} 1 MB messages per burst, ${SESSIONS} sessions; ${os.cpus().length} CPUs, load ${uptime} at the end; ${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    console.log(`\nMail benchmark (${Object.keys(EXPERIMENT).length ? `experiment ${JSON.stringify(EXPERIMENT)}; ` : ""}${SMALL} small / ${LARGE} 1 MB messages per burst, ${SESSIONS} sessions; ${os.cpus().length} CPUs, load ${uptime} at the end; ${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     console.log(burstTable(rows));
     if (PHASES.length > 1) console.log(`\n${ratioTable(rows)}`);
     console.log(`\n${memoryTable(peaks, limits)}`);
