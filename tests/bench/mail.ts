@@ -59,9 +59,13 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): number {
     return r.status ?? 1;
 }
 
+/** The couchmail CLI in the Dovecot pod (kubectl exec); an exec that died without a word (-1: timed out) is retried. */
 function couchmail(cluster: Cluster, args: string[], input?: string): void {
-    const r = cluster.exec("dovecot", "couchmail", ["couchmail", ...args], { input });
-    if (r.code !== 0 && !/already exists/.test(r.stdout + r.stderr)) throw new Error(`couchmail ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+    for (let attempt = 1; ; attempt++) {
+        const r = cluster.exec("dovecot", "couchmail", ["couchmail", ...args], { input, timeoutMs: 60_000 });
+        if (r.code === 0 || /already exists/.test(r.stdout + r.stderr)) return;
+        if (attempt === 3 || r.stdout + r.stderr !== "") throw new Error(`couchmail ${args.join(" ")}: exit ${r.code}: ${r.stdout}${r.stderr}`);
+    }
 }
 
 /** A message with its id in a header; the 1 MB one is text lines, as a large mail's base64 attachment looks. */
