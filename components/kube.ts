@@ -39,7 +39,9 @@ export const BUDGET = {
     // Measured ~120 MiB PSS at peak (e2e), plus up to SPF_PROCESSES policyd-spf at ~22 MiB each.
     postfix: { requests: { cpu: "20m", memory: "96Mi" }, limits: { memory: "256Mi" } },
     dovecot: { requests: { cpu: "20m", memory: "96Mi" }, limits: { memory: "256Mi" } },
-    couchmail: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "128Mi" } },
+    // The server (~60 MiB RSS) plus one admin command exec'd beside it (~59 MiB RSS for the bundled CLI, which carries
+    // the doctor): 128Mi OOM-killed the sidecar during `couchmail user add` on the e2e stack.
+    couchmail: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "192Mi" } },
     couchdb: { requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "384Mi" } },
     opendkim: { requests: { cpu: "10m", memory: "16Mi" }, limits: { memory: "64Mi" } },
     // Measured (tests/spamassassin): ~115 MiB PSS at rest (master + 1 idle child), ~180 MiB with 2 busy children.
