@@ -44,6 +44,10 @@ export interface DovecotSettings {
   /** Junk autoexpunge interval (e.g. "30d"); empty string keeps Junk forever. */
   junkAutoexpunge: string;
   maxUserIpConnections: number;
+  /**
+   * Dovecot's auth cache. An entry past its ttl is still used while the passdb fails (couchmail or CouchDB down), so a
+   * short ttl keeps users logged in through an outage and still makes a changed or disabled password take effect soon.
+   */
   authCache: { size: string; ttl: string; negativeTtl: string };
   /** Also listen on PROXY-protocol ports, accepting headers only from haproxyTrustedNetworks. */
   proxyProtocol: boolean;
@@ -76,7 +80,7 @@ export const DOVECOT_DEFAULTS: Omit<DovecotSettings, DovecotWiring> = {
   tls: { certFile: "/etc/mail/tls/tls.crt", keyFile: "/etc/mail/tls/tls.key" },
   mailRoot: "/var/mail",
   mailDriver: "maildir",
-  authCache: { size: "10M", ttl: "1h", negativeTtl: "1m" },
+  authCache: { size: "10M", ttl: "1m", negativeTtl: "1m" },
   settingsOverrides: {},
 };
 

@@ -72,6 +72,9 @@ describe("renderDovecot", () => {
     expect(section(c, "userdb lua")).toMatch(/lua_file = /);
     expect(c.indexOf("userdb prefetch")).toBeLessThan(c.indexOf("userdb lua"));
     expect(c).toMatch(/^auth_cache_size = 10M$/m);
+    // A changed or disabled password must not keep working for long: entries expire after a minute (and are still
+    // used past that only while the passdb fails).
+    expect(c).toMatch(/^auth_cache_ttl = 1m$/m);
   });
 
   test("password guesses go through couchmail's auth policy: asked before each check, told each result", () => {
