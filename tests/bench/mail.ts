@@ -109,8 +109,9 @@ class MaildirWatcher {
                         } catch {
                             continue; // moved between new/ and cur/ while listed: the next poll sees it
                         }
-                        const id = /^X-Bench-Id: (\S+)/m.exec(head.split(/\r?\n\r?\n/)[0])?.[1];
-                        if (id) this.seen.set(unique, { id, file: unique, seenAt: now, scanSkipped: /^X-Spam-Scan: skipped/m.test(head) });
+                        const header = head.split(/\r?\n\r?\n/)[0];
+                        const id = /^X-Bench-Id: (\S+)/m.exec(header)?.[1];
+                        if (id) this.seen.set(unique, { id, file: unique, seenAt: now, scored: /^X-Spam-Status:/m.test(header) });
                     }
                 }
             }

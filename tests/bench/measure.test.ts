@@ -16,19 +16,19 @@ describe("summarize", () => {
     test("rates from the first transaction's start; latency from acceptance to the first sighting", () => {
         const s = summarize(
             [sent("a", 0, 500), sent("b", 100, 1000), sent("c", 200, 1000, "451 4.3.0 Temporary lookup failure")],
-            [{ id: "a", file: "u/1", seenAt: 1500, scanSkipped: false }, { id: "b", file: "u/2", seenAt: 4000, scanSkipped: true }],
+            [{ id: "a", file: "u/1", seenAt: 1500, scored: true }, { id: "b", file: "u/2", seenAt: 4000, scored: false }],
         );
-        expect(s).toMatchObject({ sent: 3, accepted: 2, refused: { "4xx": 1 }, acceptedPerSecond: 2, delivered: 2, deliveredPerSecond: 0.5, lost: 0, duplicated: 0, scanSkipped: 1 });
+        expect(s).toMatchObject({ sent: 3, accepted: 2, refused: { "4xx": 1 }, acceptedPerSecond: 2, delivered: 2, deliveredPerSecond: 0.5, lost: 0, duplicated: 0, unscored: 1 });
         expect(s.p50).toBe(1);
         expect(s.p95).toBe(3);
     });
 
     test("an accepted message in no mailbox is lost; one in two files is duplicated (a move between new/ and cur/ is not)", () => {
         const s = summarize([sent("a", 0, 10), sent("b", 0, 10), sent("c", 0, 10)], [
-            { id: "a", file: "u/1", seenAt: 20, scanSkipped: false },
-            { id: "a", file: "u/1", seenAt: 30, scanSkipped: false },
-            { id: "b", file: "u/2", seenAt: 20, scanSkipped: false },
-            { id: "b", file: "u/3", seenAt: 25, scanSkipped: false },
+            { id: "a", file: "u/1", seenAt: 20, scored: true },
+            { id: "a", file: "u/1", seenAt: 30, scored: true },
+            { id: "b", file: "u/2", seenAt: 20, scored: true },
+            { id: "b", file: "u/3", seenAt: 25, scored: true },
         ]);
         expect(s).toMatchObject({ lost: 1, duplicated: 1, delivered: 2 });
     });

@@ -9,8 +9,11 @@ export function percentile(values: number[], p: number): number {
     return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
-/** Where a message was found: the Maildir file's unique part (before ":2,") and when the bench first saw it. */
-export interface Delivery { id: string; file: string; seenAt: number; scanSkipped: boolean }
+/**
+ * Where a message was found: the Maildir file's unique part (before ":2,"), when the bench first saw it, and whether
+ * SpamAssassin scored it (an X-Spam-Status header: spamc passes messages over its size limit through unscored).
+ */
+export interface Delivery { id: string; file: string; seenAt: number; scored: boolean }
 
 export interface BurstSummary {
     sent: number;
@@ -26,8 +29,8 @@ export interface BurstSummary {
     lost: number;
     /** Messages found in more than one Maildir file. */
     duplicated: number;
-    /** Delivered with spam-scan's "skipped, spamd unavailable" header. */
-    scanSkipped: number;
+    /** Delivered without SpamAssassin's score (all of them with spam scanning off). */
+    unscored: number;
 }
 
 /**
@@ -66,7 +69,7 @@ export function summarize(sends: SendResult[], deliveries: Delivery[]): BurstSum
         p95: percentile(latencies, 95),
         lost: accepted.length - latencies.length,
         duplicated: [...byId.values()].filter((d) => new Set(d.map((x) => x.file)).size > 1).length,
-        scanSkipped: accepted.filter((s) => byId.get(s.id)?.some((d) => d.scanSkipped)).length,
+        unscored: accepted.filter((s) => byId.get(s.id)?.every((d) => !d.scored)).length,
     };
 }
 
@@ -102,11 +105,11 @@ export interface Row { scenario: string; spam: boolean; summary: BurstSummary; h
 const fixed = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "-");
 
 export function burstTable(rows: Row[]): string {
-    const head = ["scenario", "spam", "sent", "acc msg/s", "e2e msg/s", "p50 s", "p95 s", "smtp 4xx/5xx/fail", "lmtp defer (conc)", "spamc fail", "spamd err", "unscanned", "lost", "dup"];
+    const head = ["scenario", "spam", "sent", "acc msg/s", "e2e msg/s", "p50 s", "p95 s", "smtp 4xx/5xx/fail", "lmtp defer (conc)", "spamc fail", "spamd err", "unscored", "lost", "dup"];
     const body = rows.map(({ scenario, spam, summary: s, hops: h }) => [
         scenario, spam ? "on" : "off", String(s.sent), fixed(s.acceptedPerSecond), fixed(s.deliveredPerSecond), fixed(s.p50, 2), fixed(s.p95, 2),
         `${s.refused["4xx"] ?? 0}/${s.refused["5xx"] ?? 0}/${s.refused.failed ?? 0}`, `${h.lmtpDeferred} (${h.lmtpTooManyConcurrent})`, String(h.spamcFailed),
-        String(h.spamdErrors), String(s.scanSkipped), String(s.lost), String(s.duplicated),
+        String(h.spamdErrors), String(s.unscored), String(s.lost), String(s.duplicated),
     ]);
     return table(head, body);
 }
