@@ -3,7 +3,7 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels, BUDGET, networkPolicy, restrictedContainer, TrafficRule } from "../kube";
-import { SyncPlan, syncJob } from "./sync";
+import { couchdbAccess, SyncPlan, syncJob } from "./sync";
 
 /** Where couchmail listens inside a pod. HTTP and socketmap are loopback-only: they hand out password hashes. */
 export const COUCHMAIL = {
@@ -101,11 +101,9 @@ export class Couchmail extends pulumi.ComponentResource {
     /** The sidecar container and the volumes it needs, for a pod that asks couchmail. */
     sidecar(opts: SidecarOptions): { container: k8s.types.input.core.v1.Container; volumes: k8s.types.input.core.v1.Volume[] } {
         const a = this.args;
+        const access = couchdbAccess({ ...a, credentialsDir: COUCHMAIL.credentialsDir });
         const env: k8s.types.input.core.v1.EnvVar[] = [
-            { name: "COUCHDB_URL", value: a.couchdbUrl },
-            { name: "COUCHDB_USER_FILE", value: `${COUCHMAIL.credentialsDir}/username` },
-            { name: "COUCHDB_PASSWORD_FILE", value: `${COUCHMAIL.credentialsDir}/password` },
-            { name: "COUCHDB_DATABASE", value: a.database },
+            ...access.env,
             { name: "COUCHMAIL_MAIL_HOME", value: a.mailHome },
             { name: "COUCHMAIL_STALE_AFTER", value: String(a.staleAfterSeconds) },
             // Health and metrics are served on the same loopback HTTP listener; probes run inside the pod.
@@ -136,7 +134,7 @@ export class Couchmail extends pulumi.ComponentResource {
             },
             volumeMounts: [
                 { name: "couchmail-run", mountPath: COUCHMAIL.socketDir },
-                { name: "couchdb-credentials", mountPath: COUCHMAIL.credentialsDir, readOnly: true },
+                access.mount,
                 // The root is read-only; the admin CLI (kubectl exec) writes a sieve script there to check it.
                 { name: "couchmail-tmp", mountPath: "/tmp" },
             ],
@@ -147,17 +145,7 @@ export class Couchmail extends pulumi.ComponentResource {
         const volumes: k8s.types.input.core.v1.Volume[] = [
             { name: "couchmail-run", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
             { name: "couchmail-tmp", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
-            {
-                name: "couchdb-credentials",
-                secret: {
-                    secretName: a.couchdbSecretName,
-                    defaultMode: 0o444,
-                    items: [
-                        { key: "username", path: "username" },
-                        { key: "password", path: "password" },
-                    ],
-                },
-            },
+            access.volume,
         ];
         return { container, volumes };
     }

@@ -15,6 +15,31 @@ export interface SyncPlan {
     postmaster: string;
 }
 
+/**
+ * How a couchmail process reaches CouchDB: its URL and database in the environment, the admin's name and password as
+ * files from the Secret (world-readable inside the pod: only couchmail's own user runs there).
+ */
+export function couchdbAccess(args: { couchdbUrl: pulumi.Input<string>; couchdbSecretName: pulumi.Input<string>; database: string; credentialsDir: string }) {
+    const env: k8s.types.input.core.v1.EnvVar[] = [
+        { name: "COUCHDB_URL", value: args.couchdbUrl },
+        { name: "COUCHDB_USER_FILE", value: `${args.credentialsDir}/username` },
+        { name: "COUCHDB_PASSWORD_FILE", value: `${args.credentialsDir}/password` },
+        { name: "COUCHDB_DATABASE", value: args.database },
+    ];
+    const volume: k8s.types.input.core.v1.Volume = {
+        name: "couchdb-credentials",
+        secret: {
+            secretName: args.couchdbSecretName,
+            defaultMode: 0o444,
+            items: [
+                { key: "username", path: "username" },
+                { key: "password", path: "password" },
+            ],
+        },
+    };
+    return { env, volume, mount: { name: volume.name, mountPath: args.credentialsDir, readOnly: true } };
+}
+
 /** `couchmail sync`'s arguments. Never `--delete-unlisted`: a domain dropped from the config is reported, not deleted. */
 export function syncArgs(sync: SyncPlan): string[] {
     return ["sync", "--domains", sync.domains.join(","), "--postmaster", sync.postmaster];
@@ -69,6 +94,7 @@ export interface SyncJobArgs {
  */
 export function syncJob(name: string, args: SyncJobArgs, opts: pulumi.CustomResourceOptions): { job: k8s.batch.v1.Job; labels: Labels; selector: Labels } {
     const { labels, selector } = appLabels(SYNC_APP, "datastore-sync");
+    const access = couchdbAccess(args);
     const job = new k8s.batch.v1.Job(
         name,
         {
@@ -93,30 +119,13 @@ export function syncJob(name: string, args: SyncJobArgs, opts: pulumi.CustomReso
                                 image: args.image,
                                 imagePullPolicy: args.imagePullPolicy,
                                 args: syncArgs(args.sync),
-                                env: [
-                                    { name: "COUCHDB_URL", value: args.couchdbUrl },
-                                    { name: "COUCHDB_USER_FILE", value: `${args.credentialsDir}/username` },
-                                    { name: "COUCHDB_PASSWORD_FILE", value: `${args.credentialsDir}/password` },
-                                    { name: "COUCHDB_DATABASE", value: args.database },
-                                ],
+                                env: access.env,
                                 resources: BUDGET.couchmail,
                                 securityContext: restrictedContainer(args.uid),
-                                volumeMounts: [{ name: "couchdb-credentials", mountPath: args.credentialsDir, readOnly: true }],
+                                volumeMounts: [access.mount],
                             },
                         ],
-                        volumes: [
-                            {
-                                name: "couchdb-credentials",
-                                secret: {
-                                    secretName: args.couchdbSecretName,
-                                    defaultMode: 0o444,
-                                    items: [
-                                        { key: "username", path: "username" },
-                                        { key: "password", path: "password" },
-                                    ],
-                                },
-                            },
-                        ],
+                        volumes: [access.volume],
                     },
                 },
             },

@@ -1,22 +1,15 @@
 // The Job that makes the datastore match the stack's config (couchmail sync): what it runs, how it is secured and
 // reached, when a deploy runs it again, and the addFirstUser command that follows it.
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
 import { firstUserCommand, syncJobName } from "../../components/couchmail/sync";
+import { BUDGET } from "../../components/kube";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
-import { ProgramRun, runProgram } from "../kit/program";
+import { fakeKubeconfig, ProgramRun, runProgram } from "../kit/program";
 
 type Obj = { kind: string; metadata: { name: string; annotations?: Record<string, string> }; spec?: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const kubeconfigFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
-fs.writeFileSync(
-    kubeconfigFile,
-    "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n",
-);
 const base = {
     clusterProvider: "kubeconfig",
-    clusterKubeconfig: kubeconfigFile,
+    clusterKubeconfig: fakeKubeconfig(),
     mailHostname: "mail.example.com",
     mailDomains: ["example.com", "example.org"],
 };
@@ -80,7 +73,7 @@ describe("the couchmail sync Job", () => {
             capabilities: { drop: ["ALL"] },
             seccompProfile: { type: "RuntimeDefault" },
         });
-        expect(pod.containers[0].resources).toEqual({ requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "128Mi" } });
+        expect(pod.containers[0].resources).toEqual(BUDGET.couchmail);
     });
 
     it("may connect to CouchDB only, takes no connections, and CouchDB lets it in", () => {
