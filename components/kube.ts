@@ -89,10 +89,14 @@ export function renderedConfigMap(
     opts: pulumi.CustomResourceOptions,
 ): { configMap: k8s.core.v1.ConfigMap; hash: string } {
     const hash = contentHash(args.files);
-    const configMap = new k8s.core.v1.ConfigMap(`${name}-config`, {
-        metadata: { name: `${args.app}-config`, namespace: args.namespace, labels: args.labels, annotations: { [CONFIG_HASH]: hash } },
-        data: args.files,
-    }, opts);
+    const configMap = new k8s.core.v1.ConfigMap(
+        `${name}-config`,
+        {
+            metadata: { name: `${args.app}-config`, namespace: args.namespace, labels: args.labels, annotations: { [CONFIG_HASH]: hash } },
+            data: args.files,
+        },
+        opts,
+    );
     return { configMap, hash };
 }
 
@@ -151,7 +155,10 @@ export interface TrafficRule {
 
 /** Every pod resolves names: DNS to wherever the cluster's resolver is (kube-dns, or a node-local cache). */
 export const DNS_EGRESS: k8s.types.input.networking.v1.NetworkPolicyEgressRule = {
-    ports: [{ port: 53, protocol: "UDP" }, { port: 53, protocol: "TCP" }],
+    ports: [
+        { port: 53, protocol: "UDP" },
+        { port: 53, protocol: "TCP" },
+    ],
 };
 
 function networkPeer(peer: Peer): k8s.types.input.networking.v1.NetworkPolicyPeer[] {
@@ -180,15 +187,19 @@ export function networkPolicy(
     opts: pulumi.CustomResourceOptions,
 ): k8s.networking.v1.NetworkPolicy {
     const app = args.selector["app.kubernetes.io/name"];
-    return new k8s.networking.v1.NetworkPolicy(name, {
-        metadata: { name: app, namespace: args.namespace, labels: args.labels },
-        spec: {
-            podSelector: { matchLabels: args.selector },
-            policyTypes: ["Ingress", "Egress"],
-            ingress: args.ingress.map((r) => policyRule(r, "from")),
-            egress: [DNS_EGRESS, ...args.egress.map((r) => policyRule(r, "to"))],
+    return new k8s.networking.v1.NetworkPolicy(
+        name,
+        {
+            metadata: { name: app, namespace: args.namespace, labels: args.labels },
+            spec: {
+                podSelector: { matchLabels: args.selector },
+                policyTypes: ["Ingress", "Egress"],
+                ingress: args.ingress.map((r) => policyRule(r, "from")),
+                egress: [DNS_EGRESS, ...args.egress.map((r) => policyRule(r, "to"))],
+            },
         },
-    }, opts);
+        opts,
+    );
 }
 
 /**
@@ -208,16 +219,20 @@ export function resizeClaim(
     args: { namespace: pulumi.Input<string>; labels: Labels; statefulSet: k8s.apps.v1.StatefulSet; statefulSetName: string; claim: string; size: string },
     opts: pulumi.CustomResourceOptions,
 ): k8s.core.v1.PersistentVolumeClaimPatch {
-    return new k8s.core.v1.PersistentVolumeClaimPatch(name, {
-        metadata: {
-            name: `${args.claim}-${args.statefulSetName}-0`,
-            namespace: args.namespace,
-            labels: args.labels,
-            // The StatefulSet controller created the claim and owns its fields; this patch takes over only the size.
-            annotations: { "pulumi.com/patchForce": "true" },
+    return new k8s.core.v1.PersistentVolumeClaimPatch(
+        name,
+        {
+            metadata: {
+                name: `${args.claim}-${args.statefulSetName}-0`,
+                namespace: args.namespace,
+                labels: args.labels,
+                // The StatefulSet controller created the claim and owns its fields; this patch takes over only the size.
+                annotations: { "pulumi.com/patchForce": "true" },
+            },
+            spec: { resources: { requests: { storage: args.size } } },
         },
-        spec: { resources: { requests: { storage: args.size } } },
-    }, { ...opts, dependsOn: [args.statefulSet] });
+        { ...opts, dependsOn: [args.statefulSet] },
+    );
 }
 
 /** A StatefulSet's claim for its one persistent volume (the pod's data survives restarts and rescheduling). */
@@ -285,7 +300,11 @@ function ingressRules(ports: { port: number; peers?: Peer[] }[]): TrafficRule[] 
  * defaults every daemon shares — no service account token, no service-link variables, seccomp RuntimeDefault — and,
  * for a StatefulSet, its claim kept across config changes and resized in place.
  */
-export function mailWorkload(name: string, args: WorkloadArgs, opts: pulumi.CustomResourceOptions): {
+export function mailWorkload(
+    name: string,
+    args: WorkloadArgs,
+    opts: pulumi.CustomResourceOptions,
+): {
     service: k8s.core.v1.Service;
     workload: k8s.apps.v1.StatefulSet | k8s.apps.v1.Deployment;
     labels: Labels;
@@ -293,13 +312,22 @@ export function mailWorkload(name: string, args: WorkloadArgs, opts: pulumi.Cust
 } {
     const { labels, selector } = appLabels(args.app, args.component);
     const ports = servedPorts(args);
-    const service = new k8s.core.v1.Service(`${name}-service`, {
-        metadata: { name: args.app, namespace: args.namespace, labels },
-        spec: { selector, ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })) },
-    }, opts);
+    const service = new k8s.core.v1.Service(
+        `${name}-service`,
+        {
+            metadata: { name: args.app, namespace: args.namespace, labels },
+            spec: { selector, ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })) },
+        },
+        opts,
+    );
     networkPolicy(`${name}-network-policy`, { namespace: args.namespace, labels, selector, ingress: ingressRules(ports), egress: args.egress }, opts);
 
-    const { containers: [main, ...sidecars], securityContext, annotations, ...pod } = args.pod;
+    const {
+        containers: [main, ...sidecars],
+        securityContext,
+        annotations,
+        ...pod
+    } = args.pod;
     const user = args.user;
     const template: k8s.types.input.core.v1.PodTemplateSpec = {
         metadata: { labels, ...(annotations ? { annotations } : {}) },
@@ -313,7 +341,11 @@ export function mailWorkload(name: string, args: WorkloadArgs, opts: pulumi.Cust
                 seccompProfile: { type: "RuntimeDefault" },
             },
             containers: [
-                { ...main, ...(user !== undefined ? { securityContext: restrictedContainer(user) } : {}), ports: ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })) },
+                {
+                    ...main,
+                    ...(user !== undefined ? { securityContext: restrictedContainer(user) } : {}),
+                    ports: ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })),
+                },
                 ...sidecars,
             ],
         },
@@ -321,24 +353,36 @@ export function mailWorkload(name: string, args: WorkloadArgs, opts: pulumi.Cust
     const metadata = { name: args.app, namespace: args.namespace, labels };
     if (args.kind === "Deployment") {
         if (args.claim) throw new Error(`${args.app}: a Deployment has no volume claim template; use a StatefulSet`);
-        const workload = new k8s.apps.v1.Deployment(`${name}-deployment`, { metadata, spec: { replicas: 1, selector: { matchLabels: selector }, template } }, opts);
+        const workload = new k8s.apps.v1.Deployment(
+            `${name}-deployment`,
+            { metadata, spec: { replicas: 1, selector: { matchLabels: selector }, template } },
+            opts,
+        );
         return { service, workload, labels, selector };
     }
     const claim = args.claim;
-    const workload = new k8s.apps.v1.StatefulSet(`${name}-statefulset`, {
-        metadata,
-        spec: {
-            // A plain name, not the Service's output: that output resolves only once the Service has ready endpoints,
-            // which need this StatefulSet's pods — the engine would wait forever.
-            serviceName: args.app,
-            replicas: 1,
-            selector: { matchLabels: selector },
-            template,
-            volumeClaimTemplates: claim ? [persistentClaim(claim.name, labels, claim.size, claim.storageClassName)] : [],
+    const workload = new k8s.apps.v1.StatefulSet(
+        `${name}-statefulset`,
+        {
+            metadata,
+            spec: {
+                // A plain name, not the Service's output: that output resolves only once the Service has ready endpoints,
+                // which need this StatefulSet's pods — the engine would wait forever.
+                serviceName: args.app,
+                replicas: 1,
+                selector: { matchLabels: selector },
+                template,
+                volumeClaimTemplates: claim ? [persistentClaim(claim.name, labels, claim.size, claim.storageClassName)] : [],
+            },
         },
-    }, { ...opts, ...KEEP_CLAIM_TEMPLATES });
+        { ...opts, ...KEEP_CLAIM_TEMPLATES },
+    );
     if (claim) {
-        resizeClaim(`${name}-${claim.name}-size`, { namespace: args.namespace, labels, statefulSet: workload, statefulSetName: args.app, claim: claim.name, size: claim.size }, opts);
+        resizeClaim(
+            `${name}-${claim.name}-size`,
+            { namespace: args.namespace, labels, statefulSet: workload, statefulSetName: args.app, claim: claim.name, size: claim.size },
+            opts,
+        );
     }
     return { service, workload, labels, selector };
 }

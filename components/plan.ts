@@ -39,7 +39,6 @@ export type TlsPlan =
     | { mode: "secret"; secretName: string }
     | { mode: "acme"; email: string; server: "production" | "staging"; solver: AcmeTlsArgs["solver"] };
 
-
 export interface StackPlan {
     namespace: string;
     /** Postfix's and Dovecot's masters start as root, so "baseline"; the hostport edge needs "privileged". */
@@ -121,13 +120,16 @@ export function stackPlan(args: MailStackArgs): StackPlan {
         namespace: mail.namespace,
         podSecurity: plan.hostPorts ? "privileged" : "baseline",
         edge: plan,
-        proxySources: edge.mode === "ingress-nginx"
-            ? [{ namespace: INGRESS_NGINX_NAMESPACE, podLabels: { "app.kubernetes.io/name": "ingress-nginx" } }]
-            : [{ cidrs: edge.proxyTrustedNetworks }],
+        proxySources:
+            edge.mode === "ingress-nginx"
+                ? [{ namespace: INGRESS_NGINX_NAMESPACE, podLabels: { "app.kubernetes.io/name": "ingress-nginx" } }]
+                : [{ cidrs: edge.proxyTrustedNetworks }],
         tls: tlsPlan(args),
         storageClassName: storage.className || undefined,
         couchdb: {
-            image: services.couchdb.image, storageSize: storage.couchdbSize, database: services.couchdb.database,
+            image: services.couchdb.image,
+            storageSize: storage.couchdbSize,
+            database: services.couchdb.database,
             extraClients: [SYNC_APP, ...(args.backup ? Object.values(BACKUP_APPS) : [])],
         },
         couchmail: { ...image("couchmail"), database: services.couchdb.database, mailHome: mailRoot, staleAfterSeconds: COUCHMAIL_STALE_AFTER_SECONDS },
@@ -146,34 +148,40 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             delivery: { messageSizeLimit: services.postfix.messageSizeLimit, concurrency: POSTFIX_DEFAULTS.lmtpConcurrency },
             egress: [toCouchDb, ...(spam ? [to("spamassassin", SPAMD_LISTENERS.spamd.port)] : [])],
         },
-        spamassassin: spam ? {
-            ...image("spamassassin"),
-            settings: {
-                ...SPAMASSASSIN_DEFAULTS,
-                requiredScore: services.spam.requiredScore,
-                maxChildren: services.spam.maxChildren,
-                clusterNetworks: services.spam.clusterNetworks,
-            },
-            storageSize: "1Gi",
-            training: { schedule: services.spam.trainSchedule, mailRoot, mailUid: VMAIL_UID },
-        } : undefined,
-        postgrey: greylist ? {
-            ...image("postgrey"),
-            settings: {
-                ...POSTGREY_DEFAULTS,
-                delaySeconds: services.greylist.delaySeconds,
-                whitelistClients: services.greylist.whitelistClients,
-                whitelistRecipients: services.greylist.whitelistRecipients,
-            },
-            storageSize: "1Gi",
-        } : undefined,
-        backup: args.backup ? {
-            ...image("backup"),
-            schedule: args.backup.schedule,
-            repository: args.backup.repository,
-            mail: { root: mailRoot, driver: dovecotSettings.mailDriver, uid: VMAIL_UID, size: storage.mailSize },
-            couchdb: { database: services.couchdb.database, port: COUCHDB_LISTENERS.http.port, app: "couchdb" },
-        } : undefined,
+        spamassassin: spam
+            ? {
+                  ...image("spamassassin"),
+                  settings: {
+                      ...SPAMASSASSIN_DEFAULTS,
+                      requiredScore: services.spam.requiredScore,
+                      maxChildren: services.spam.maxChildren,
+                      clusterNetworks: services.spam.clusterNetworks,
+                  },
+                  storageSize: "1Gi",
+                  training: { schedule: services.spam.trainSchedule, mailRoot, mailUid: VMAIL_UID },
+              }
+            : undefined,
+        postgrey: greylist
+            ? {
+                  ...image("postgrey"),
+                  settings: {
+                      ...POSTGREY_DEFAULTS,
+                      delaySeconds: services.greylist.delaySeconds,
+                      whitelistClients: services.greylist.whitelistClients,
+                      whitelistRecipients: services.greylist.whitelistRecipients,
+                  },
+                  storageSize: "1Gi",
+              }
+            : undefined,
+        backup: args.backup
+            ? {
+                  ...image("backup"),
+                  schedule: args.backup.schedule,
+                  repository: args.backup.repository,
+                  mail: { root: mailRoot, driver: dovecotSettings.mailDriver, uid: VMAIL_UID, size: storage.mailSize },
+                  couchdb: { database: services.couchdb.database, port: COUCHDB_LISTENERS.http.port, app: "couchdb" },
+              }
+            : undefined,
         postfix: {
             ...image("postfix"),
             queueSize: storage.queueSize,
@@ -204,7 +212,11 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             },
         },
         dns: {
-            hostname: mail.hostname, domains: mail.domains, dkimSelector: services.dkim.selector, postmaster: mail.postmaster, mtaSts: args.dns.mtaSts,
+            hostname: mail.hostname,
+            domains: mail.domains,
+            dkimSelector: services.dkim.selector,
+            postmaster: mail.postmaster,
+            mtaSts: args.dns.mtaSts,
         },
         warnings: stackWarnings(args, plan.port25Blocked),
     };
@@ -219,9 +231,12 @@ function tlsPlan(args: MailStackArgs): TlsPlan {
         case "acme": {
             // The config reader allows acme only with DNS-01 (dnsManage on a cloud) or HTTP-01 through ingress-nginx.
             const provider = args.clusterProvider;
-            const solver: AcmeTlsArgs["solver"] = args.dns.manage && provider === "digitalocean" ? { kind: "digitalocean", token: tls.digitaloceanToken! }
-                : args.dns.manage && provider === "gke" ? { kind: "clouddns" }
-                    : { kind: "http01", ingressClass: INGRESS_CLASS };
+            const solver: AcmeTlsArgs["solver"] =
+                args.dns.manage && provider === "digitalocean"
+                    ? { kind: "digitalocean", token: tls.digitaloceanToken! }
+                    : args.dns.manage && provider === "gke"
+                      ? { kind: "clouddns" }
+                      : { kind: "http01", ingressClass: INGRESS_CLASS };
             return { mode: "acme", email: tls.email, server: tls.server, solver };
         }
     }
@@ -231,10 +246,14 @@ function tlsPlan(args: MailStackArgs): TlsPlan {
 export function stackWarnings(args: MailStackArgs, port25Blocked: boolean): string[] {
     const warnings: string[] = [];
     if (port25Blocked && !args.relay) {
-        warnings.push(`${args.clusterProvider} blocks outbound port 25 (DigitalOcean for new accounts, GCP always): mail to other servers will not leave; set relayHost, relayUsername and relayPassword`);
+        warnings.push(
+            `${args.clusterProvider} blocks outbound port 25 (DigitalOcean for new accounts, GCP always): mail to other servers will not leave; set relayHost, relayUsername and relayPassword`,
+        );
     }
     if (args.edge.mode === "hostport") {
-        warnings.push(`edgeMode hostport: the ${args.mail.namespace} namespace enforces Pod Security "privileged", because "baseline" forbids hostPort; violations of "baseline" are still audited. Prefer edgeMode loadbalancer where its cost is acceptable`);
+        warnings.push(
+            `edgeMode hostport: the ${args.mail.namespace} namespace enforces Pod Security "privileged", because "baseline" forbids hostPort; violations of "baseline" are still audited. Prefer edgeMode loadbalancer where its cost is acceptable`,
+        );
     }
     if (args.tls.mode === "selfsigned" && args.clusterProvider !== "kubeconfig") {
         warnings.push("tlsMode selfsigned: mail clients will reject the certificate; use acme or secret for a real deployment");
@@ -242,10 +261,14 @@ export function stackWarnings(args: MailStackArgs, port25Blocked: boolean): stri
     const reportDomain = args.mail.postmaster.slice(args.mail.postmaster.lastIndexOf("@") + 1);
     const others = args.mail.domains.filter((d) => d !== reportDomain);
     if (!args.mail.domains.includes(reportDomain) && others.length) {
-        warnings.push(`mailPostmaster ${args.mail.postmaster} is outside the mail domains: publish ${others.map((d) => `${d}._report._dmarc.${reportDomain}`).join(", ")} TXT "v=DMARC1" in ${reportDomain}'s zone, or receivers send no DMARC reports there (RFC 7489 §7.1)`);
+        warnings.push(
+            `mailPostmaster ${args.mail.postmaster} is outside the mail domains: publish ${others.map((d) => `${d}._report._dmarc.${reportDomain}`).join(", ")} TXT "v=DMARC1" in ${reportDomain}'s zone, or receivers send no DMARC reports there (RFC 7489 §7.1)`,
+        );
     }
     if (args.dns.mtaSts !== "off") {
-        warnings.push("dnsMtaSts: serve the mtaStsPolicy output at https://mta-sts.<domain>/.well-known/mta-sts.txt for every domain, or senders ignore the policy");
+        warnings.push(
+            "dnsMtaSts: serve the mtaStsPolicy output at https://mta-sts.<domain>/.well-known/mta-sts.txt for every domain, or senders ignore the policy",
+        );
     }
     return warnings;
 }

@@ -55,24 +55,32 @@ export class MailStack extends pulumi.ComponentResource {
         // A patch (server-side apply) rather than a Namespace: it creates the namespace when missing and adopts one the
         // user made first (tlsMode secret needs the certificate's Secret in it before the pods start), and
         // `pulumi destroy` leaves the namespace, and so the mail volumes' claims, in place.
-        const namespace = new k8s.core.v1.NamespacePatch(`${name}-namespace`, {
-            metadata: {
-                name: plan.namespace,
-                labels: {
-                    // "restricted" is reported so what could be tightened stays visible.
-                    "pod-security.kubernetes.io/enforce": plan.podSecurity,
-                    "pod-security.kubernetes.io/audit": "baseline",
-                    "pod-security.kubernetes.io/warn": "restricted",
-                    "app.kubernetes.io/part-of": "mail",
+        const namespace = new k8s.core.v1.NamespacePatch(
+            `${name}-namespace`,
+            {
+                metadata: {
+                    name: plan.namespace,
+                    labels: {
+                        // "restricted" is reported so what could be tightened stays visible.
+                        "pod-security.kubernetes.io/enforce": plan.podSecurity,
+                        "pod-security.kubernetes.io/audit": "baseline",
+                        "pod-security.kubernetes.io/warn": "restricted",
+                        "app.kubernetes.io/part-of": "mail",
+                    },
                 },
             },
-        }, child);
+            child,
+        );
         const ns = namespace.metadata.name;
         // Nothing in the namespace talks or listens unless a workload's own policy says so; every pod may use DNS.
-        new k8s.networking.v1.NetworkPolicy(`${name}-default-deny`, {
-            metadata: { name: "default-deny", namespace: ns, labels: { "app.kubernetes.io/part-of": "mail" } },
-            spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"], egress: [DNS_EGRESS] },
-        }, child);
+        new k8s.networking.v1.NetworkPolicy(
+            `${name}-default-deny`,
+            {
+                metadata: { name: "default-deny", namespace: ns, labels: { "app.kubernetes.io/part-of": "mail" } },
+                spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"], egress: [DNS_EGRESS] },
+            },
+            child,
+        );
 
         const tlsSecretName = (() => {
             const tls = plan.tls;
@@ -84,53 +92,99 @@ export class MailStack extends pulumi.ComponentResource {
                 case "acme":
                     if (tls.solver.kind === "http01") {
                         // cert-manager's HTTP-01 solver pods run in this namespace and answer ingress-nginx on 8089.
-                        new k8s.networking.v1.NetworkPolicy(`${name}-acme-http01-solver`, {
-                            metadata: { name: "acme-http01-solver", namespace: ns, labels: { "app.kubernetes.io/part-of": "mail" } },
-                            spec: {
-                                podSelector: { matchLabels: { "acme.cert-manager.io/http01-solver": "true" } },
-                                policyTypes: ["Ingress"],
-                                ingress: [{ ports: [{ port: 8089, protocol: "TCP" }], from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": INGRESS_NGINX_NAMESPACE } } }] }],
+                        new k8s.networking.v1.NetworkPolicy(
+                            `${name}-acme-http01-solver`,
+                            {
+                                metadata: { name: "acme-http01-solver", namespace: ns, labels: { "app.kubernetes.io/part-of": "mail" } },
+                                spec: {
+                                    podSelector: { matchLabels: { "acme.cert-manager.io/http01-solver": "true" } },
+                                    policyTypes: ["Ingress"],
+                                    ingress: [
+                                        {
+                                            ports: [{ port: 8089, protocol: "TCP" }],
+                                            from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": INGRESS_NGINX_NAMESPACE } } }],
+                                        },
+                                    ],
+                                },
                             },
-                        }, child);
+                            child,
+                        );
                     }
                     return new AcmeTls(`${name}-tls`, { namespace: ns, hostnames: [args.mail.hostname], ...tls }, child).secretName;
             }
         })();
         const couchdb = new CouchDb(`${name}-couchdb`, { namespace: ns, storageClassName, ...plan.couchdb }, child);
-        const couchmail = new Couchmail(`${name}-couchmail`, {
-            namespace: ns, couchdbUrl: couchdb.url, couchdbSecretName: couchdb.adminSecretName, ...plan.couchmail,
-        }, child);
+        const couchmail = new Couchmail(
+            `${name}-couchmail`,
+            {
+                namespace: ns,
+                couchdbUrl: couchdb.url,
+                couchdbSecretName: couchdb.adminSecretName,
+                ...plan.couchmail,
+            },
+            child,
+        );
         // The configured domains, role addresses and postmaster mailbox, in place before `pulumi up` ends.
         const { egress: toCouchDb, ...sync } = plan.couchmailSync;
         couchmail.syncJob(sync, toCouchDb);
 
         const dkim = new DkimKeys(`${name}-dkim`, { namespace: ns, ...plan.dkim }, child);
         const opendkim = new OpenDkim(`${name}-opendkim`, { namespace: ns, keysSecretName: dkim.secretName, ...plan.opendkim }, child);
-        const dovecot = new Dovecot(`${name}-dovecot`, {
-            namespace: ns, couchmail, tlsSecretName, storageClassName, proxySources, ...plan.dovecot,
-        }, child);
+        const dovecot = new Dovecot(
+            `${name}-dovecot`,
+            {
+                namespace: ns,
+                couchmail,
+                tlsSecretName,
+                storageClassName,
+                proxySources,
+                ...plan.dovecot,
+            },
+            child,
+        );
         if (plan.backup && args.backup) {
-            new Backup(`${name}-backup`, {
-                namespace: ns, storageClassName, ...plan.backup,
-                password: args.backup.password,
-                credentials: args.backup.credentials,
-                mail: { ...plan.backup.mail, claimName: dovecot.mailClaimName, podSelector: dovecot.podSelector },
-                couchdb: { ...plan.backup.couchdb, url: couchdb.url, adminSecretName: couchdb.adminSecretName },
-            }, child);
+            new Backup(
+                `${name}-backup`,
+                {
+                    namespace: ns,
+                    storageClassName,
+                    ...plan.backup,
+                    password: args.backup.password,
+                    credentials: args.backup.credentials,
+                    mail: { ...plan.backup.mail, claimName: dovecot.mailClaimName, podSelector: dovecot.podSelector },
+                    couchdb: { ...plan.backup.couchdb, url: couchdb.url, adminSecretName: couchdb.adminSecretName },
+                },
+                child,
+            );
         }
         if (plan.spamassassin) {
             const spam = plan.spamassassin;
-            new SpamAssassin(`${name}-spamassassin`, {
-                namespace: ns, storageClassName, ...spam,
-                training: { ...spam.training, mailClaimName: dovecot.mailClaimName, mailPodSelector: dovecot.podSelector },
-            }, child);
+            new SpamAssassin(
+                `${name}-spamassassin`,
+                {
+                    namespace: ns,
+                    storageClassName,
+                    ...spam,
+                    training: { ...spam.training, mailClaimName: dovecot.mailClaimName, mailPodSelector: dovecot.podSelector },
+                },
+                child,
+            );
         }
         const postgrey = plan.postgrey && new Postgrey(`${name}-postgrey`, { namespace: ns, storageClassName, ...plan.postgrey }, child);
         const relay = args.relay;
-        const postfix = new Postfix(`${name}-postfix`, {
-            namespace: ns, couchmail, tlsSecretName, storageClassName, proxySources, ...plan.postfix,
-            relayCredentials: relay && { username: relay.username, password: relay.password },
-        }, { parent: this, dependsOn: [opendkim, ...(postgrey ? [postgrey] : [])] });
+        const postfix = new Postfix(
+            `${name}-postfix`,
+            {
+                namespace: ns,
+                couchmail,
+                tlsSecretName,
+                storageClassName,
+                proxySources,
+                ...plan.postfix,
+                relayCredentials: relay && { username: relay.username, password: relay.password },
+            },
+            { parent: this, dependsOn: [opendkim, ...(postgrey ? [postgrey] : [])] },
+        );
 
         // Not after Postfix and Dovecot: an HTTP-01 certificate needs the edge before their pods can start.
         const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: args.mail.hostname, plan: plan.edge }, child);
@@ -160,9 +214,14 @@ export class MailStack extends pulumi.ComponentResource {
         };
         this.addFirstUser = ns.apply((namespace) => firstUserCommand(namespace, sync));
         this.registerOutputs({
-            namespace: this.namespace, dnsRecords: this.dnsRecords, dnsZoneSnippet: this.dnsZoneSnippet,
-            endpoints: this.endpoints, addFirstUser: this.addFirstUser, publicAddresses: this.publicAddresses,
-            mtaStsPolicy: this.mtaStsPolicy, warnings: this.warnings,
+            namespace: this.namespace,
+            dnsRecords: this.dnsRecords,
+            dnsZoneSnippet: this.dnsZoneSnippet,
+            endpoints: this.endpoints,
+            addFirstUser: this.addFirstUser,
+            publicAddresses: this.publicAddresses,
+            mtaStsPolicy: this.mtaStsPolicy,
+            warnings: this.warnings,
         });
     }
 }

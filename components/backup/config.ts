@@ -56,13 +56,12 @@ export function renderBackupDovecot(s: Pick<DovecotSettings, "mailRoot" | "mailD
  * restic's repository locations (https://restic.readthedocs.io/en/latest/030_preparing_a_new_repo.html) and the TCP
  * port the job must reach for each: a local path needs none (a volume), the cloud backends speak HTTPS.
  */
-export type RepositoryLocation =
-    | { kind: "local"; path: string }
-    | { kind: "remote"; scheme: string; ports: number[] };
+export type RepositoryLocation = { kind: "local"; path: string } | { kind: "remote"; scheme: string; ports: number[] };
 
 const HTTPS_BACKENDS = ["b2", "azure", "gs", "swift"];
 
-const REPOSITORY_ALLOWED = "a restic repository: /absolute/path (a volume), s3:https://host/bucket[/path], s3:host/bucket, rest:http(s)://host[:port]/path, sftp://user@host[:port]//path, b2:bucket:path, azure:container:/path, gs:bucket:/path or swift:container:/path";
+const REPOSITORY_ALLOWED =
+    "a restic repository: /absolute/path (a volume), s3:https://host/bucket[/path], s3:host/bucket, rest:http(s)://host[:port]/path, sftp://user@host[:port]//path, b2:bucket:path, azure:container:/path, gs:bucket:/path or swift:container:/path";
 
 /** The config reader's rule for `backupRepository`: undefined when repositoryLocation accepts it, else what is allowed. */
 export function repositoryProblem(repository: string): string | undefined {
@@ -118,14 +117,33 @@ export function repositoryLocation(repository: string): RepositoryLocation {
  * (https://restic.readthedocs.io/en/latest/030_preparing_a_new_repo.html, …/075_scripting.html).
  */
 export const RESTIC_CREDENTIAL_VARIABLES = [
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
-    "RESTIC_REST_USERNAME", "RESTIC_REST_PASSWORD",
-    "B2_ACCOUNT_ID", "B2_ACCOUNT_KEY",
-    "AZURE_ACCOUNT_NAME", "AZURE_ACCOUNT_KEY", "AZURE_ACCOUNT_SAS", "AZURE_ENDPOINT_SUFFIX",
-    "GOOGLE_PROJECT_ID", "GOOGLE_ACCESS_TOKEN",
-    "OS_AUTH_URL", "OS_REGION_NAME", "OS_USERNAME", "OS_PASSWORD", "OS_TENANT_ID", "OS_TENANT_NAME",
-    "OS_PROJECT_NAME", "OS_USER_DOMAIN_NAME", "OS_PROJECT_DOMAIN_NAME", "OS_APPLICATION_CREDENTIAL_ID",
-    "OS_APPLICATION_CREDENTIAL_SECRET", "OS_STORAGE_URL", "OS_AUTH_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "RESTIC_REST_USERNAME",
+    "RESTIC_REST_PASSWORD",
+    "B2_ACCOUNT_ID",
+    "B2_ACCOUNT_KEY",
+    "AZURE_ACCOUNT_NAME",
+    "AZURE_ACCOUNT_KEY",
+    "AZURE_ACCOUNT_SAS",
+    "AZURE_ENDPOINT_SUFFIX",
+    "GOOGLE_PROJECT_ID",
+    "GOOGLE_ACCESS_TOKEN",
+    "OS_AUTH_URL",
+    "OS_REGION_NAME",
+    "OS_USERNAME",
+    "OS_PASSWORD",
+    "OS_TENANT_ID",
+    "OS_TENANT_NAME",
+    "OS_PROJECT_NAME",
+    "OS_USER_DOMAIN_NAME",
+    "OS_PROJECT_DOMAIN_NAME",
+    "OS_APPLICATION_CREDENTIAL_ID",
+    "OS_APPLICATION_CREDENTIAL_SECRET",
+    "OS_STORAGE_URL",
+    "OS_AUTH_TOKEN",
 ] as const;
 
 /**

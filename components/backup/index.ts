@@ -51,28 +51,49 @@ export class Backup extends pulumi.ComponentResource {
         const backup = appLabels(BACKUP_APPS.backup, "backup");
         const restore = appLabels(BACKUP_APPS.restore, "restore");
 
-        const repositorySecret = new k8s.core.v1.Secret(`${name}-repository`, {
-            metadata: { name: "backup-repository", namespace: args.namespace, labels: backup.labels },
-            stringData: pulumi.all([args.password, args.credentials]).apply(([password, credentials]) => ({
-                ...credentials,
-                RESTIC_REPOSITORY: args.repository,
-                RESTIC_PASSWORD: password,
-            })),
-        }, child);
-        const { configMap } = renderedConfigMap(name, {
-            app: "backup", namespace: args.namespace, labels: backup.labels, files: renderBackupDovecot({ mailRoot: args.mail.root, mailDriver: args.mail.driver }),
-        }, child);
-        const localRepository = location.kind === "local" && new k8s.core.v1.PersistentVolumeClaim(`${name}-local-repository`, {
-            metadata: { name: "backup-repository", namespace: args.namespace, labels: backup.labels },
-            spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.storageClassName, resources: { requests: { storage: args.mail.size } } },
-        }, { parent: this, retainOnDelete: true });
+        const repositorySecret = new k8s.core.v1.Secret(
+            `${name}-repository`,
+            {
+                metadata: { name: "backup-repository", namespace: args.namespace, labels: backup.labels },
+                stringData: pulumi.all([args.password, args.credentials]).apply(([password, credentials]) => ({
+                    ...credentials,
+                    RESTIC_REPOSITORY: args.repository,
+                    RESTIC_PASSWORD: password,
+                })),
+            },
+            child,
+        );
+        const { configMap } = renderedConfigMap(
+            name,
+            {
+                app: "backup",
+                namespace: args.namespace,
+                labels: backup.labels,
+                files: renderBackupDovecot({ mailRoot: args.mail.root, mailDriver: args.mail.driver }),
+            },
+            child,
+        );
+        const localRepository =
+            location.kind === "local" &&
+            new k8s.core.v1.PersistentVolumeClaim(
+                `${name}-local-repository`,
+                {
+                    metadata: { name: "backup-repository", namespace: args.namespace, labels: backup.labels },
+                    spec: { accessModes: ["ReadWriteOnce"], storageClassName: args.storageClassName, resources: { requests: { storage: args.mail.size } } },
+                },
+                { parent: this, retainOnDelete: true },
+            );
 
         const egress: TrafficRule[] = [
             { ports: [args.couchdb.port], peers: [{ apps: [args.couchdb.app] }] },
             ...(location.kind === "remote" ? [{ ports: location.ports }] : []),
         ];
         for (const job of [backup, restore]) {
-            networkPolicy(`${name}-${job.selector["app.kubernetes.io/name"]}-network-policy`, { namespace: args.namespace, labels: job.labels, selector: job.selector, ingress: [], egress }, child);
+            networkPolicy(
+                `${name}-${job.selector["app.kubernetes.io/name"]}-network-policy`,
+                { namespace: args.namespace, labels: job.labels, selector: job.selector, ingress: [], egress },
+                child,
+            );
         }
 
         const fromAdmin = (key: string) => ({ secretKeyRef: { name: args.couchdb.adminSecretName, key } });
@@ -91,37 +112,41 @@ export class Backup extends pulumi.ComponentResource {
                         securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
                         affinity: {
                             podAffinity: {
-                                requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: args.mail.podSelector }, topologyKey: "kubernetes.io/hostname" }],
+                                requiredDuringSchedulingIgnoredDuringExecution: [
+                                    { labelSelector: { matchLabels: args.mail.podSelector }, topologyKey: "kubernetes.io/hostname" },
+                                ],
                             },
                         },
-                        containers: [{
-                            name: labels["app.kubernetes.io/name"],
-                            image: args.image,
-                            imagePullPolicy: args.imagePullPolicy,
-                            command: [command],
-                            envFrom: [{ secretRef: { name: repositorySecret.metadata.name } }],
-                            env: [
-                                { name: "BACKUP_DOVECOT_CONF", value: `${BACKUP_PATHS.config}/dovecot.conf` },
-                                { name: "MAIL_ROOT", value: args.mail.root },
-                                { name: "MAIL_DRIVER", value: args.mail.driver },
-                                { name: "MAIL_DIR", value: args.mail.driver === "maildir" ? "Maildir" : "mail" },
-                                { name: "COUCHDB_URL", value: args.couchdb.url },
-                                { name: "COUCHDB_DATABASE", value: args.couchdb.database },
-                                { name: "COUCHDB_USER", valueFrom: fromAdmin("username") },
-                                { name: "COUCHDB_PASSWORD", valueFrom: fromAdmin("password") },
-                                { name: "RESTIC_CACHE_DIR", value: BACKUP_PATHS.cache },
-                                ...env,
-                            ],
-                            resources: BACKUP_RESOURCES,
-                            securityContext: restrictedContainer(args.mail.uid),
-                            volumeMounts: [
-                                { name: "mail", mountPath: args.mail.root },
-                                { name: "config", mountPath: BACKUP_PATHS.config, readOnly: true },
-                                { name: "staging", mountPath: "/backup" },
-                                { name: "tmp", mountPath: "/tmp" },
-                                ...(location.kind === "local" ? [{ name: "repository", mountPath: location.path }] : []),
-                            ],
-                        }],
+                        containers: [
+                            {
+                                name: labels["app.kubernetes.io/name"],
+                                image: args.image,
+                                imagePullPolicy: args.imagePullPolicy,
+                                command: [command],
+                                envFrom: [{ secretRef: { name: repositorySecret.metadata.name } }],
+                                env: [
+                                    { name: "BACKUP_DOVECOT_CONF", value: `${BACKUP_PATHS.config}/dovecot.conf` },
+                                    { name: "MAIL_ROOT", value: args.mail.root },
+                                    { name: "MAIL_DRIVER", value: args.mail.driver },
+                                    { name: "MAIL_DIR", value: args.mail.driver === "maildir" ? "Maildir" : "mail" },
+                                    { name: "COUCHDB_URL", value: args.couchdb.url },
+                                    { name: "COUCHDB_DATABASE", value: args.couchdb.database },
+                                    { name: "COUCHDB_USER", valueFrom: fromAdmin("username") },
+                                    { name: "COUCHDB_PASSWORD", valueFrom: fromAdmin("password") },
+                                    { name: "RESTIC_CACHE_DIR", value: BACKUP_PATHS.cache },
+                                    ...env,
+                                ],
+                                resources: BACKUP_RESOURCES,
+                                securityContext: restrictedContainer(args.mail.uid),
+                                volumeMounts: [
+                                    { name: "mail", mountPath: args.mail.root },
+                                    { name: "config", mountPath: BACKUP_PATHS.config, readOnly: true },
+                                    { name: "staging", mountPath: "/backup" },
+                                    { name: "tmp", mountPath: "/tmp" },
+                                    ...(location.kind === "local" ? [{ name: "repository", mountPath: location.path }] : []),
+                                ],
+                            },
+                        ],
                         volumes: [
                             { name: "mail", persistentVolumeClaim: { claimName: args.mail.claimName } },
                             { name: "config", configMap: { name: configMap.metadata.name } },
@@ -136,27 +161,35 @@ export class Backup extends pulumi.ComponentResource {
             },
         });
 
-        const backupJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, {
-            metadata: { name: "mail-backup", namespace: args.namespace, labels: backup.labels },
-            spec: {
-                schedule: args.schedule,
-                concurrencyPolicy: "Forbid",
-                successfulJobsHistoryLimit: 3,
-                failedJobsHistoryLimit: 3,
-                jobTemplate: jobTemplate(backup.labels, "/usr/local/bin/mail-backup", [{ name: "BACKUP_KEEP", value: BACKUP_KEEP }], 1),
+        const backupJob = new k8s.batch.v1.CronJob(
+            `${name}-cronjob`,
+            {
+                metadata: { name: "mail-backup", namespace: args.namespace, labels: backup.labels },
+                spec: {
+                    schedule: args.schedule,
+                    concurrencyPolicy: "Forbid",
+                    successfulJobsHistoryLimit: 3,
+                    failedJobsHistoryLimit: 3,
+                    jobTemplate: jobTemplate(backup.labels, "/usr/local/bin/mail-backup", [{ name: "BACKUP_KEEP", value: BACKUP_KEEP }], 1),
+                },
             },
-        }, child);
+            child,
+        );
         // Never scheduled (suspended): `kubectl create job --from=cronjob/mail-restore` runs it; it restores
         // RESTORE_SNAPSHOT, or the snapshot id given as its argument. No retry: a failed restore is read, then rerun.
-        const restoreJob = new k8s.batch.v1.CronJob(`${name}-restore`, {
-            metadata: { name: "mail-restore", namespace: args.namespace, labels: restore.labels },
-            spec: {
-                schedule: args.schedule,
-                suspend: true,
-                concurrencyPolicy: "Forbid",
-                jobTemplate: jobTemplate(restore.labels, "/usr/local/bin/mail-restore", [{ name: "RESTORE_SNAPSHOT", value: "latest" }], 0),
+        const restoreJob = new k8s.batch.v1.CronJob(
+            `${name}-restore`,
+            {
+                metadata: { name: "mail-restore", namespace: args.namespace, labels: restore.labels },
+                spec: {
+                    schedule: args.schedule,
+                    suspend: true,
+                    concurrencyPolicy: "Forbid",
+                    jobTemplate: jobTemplate(restore.labels, "/usr/local/bin/mail-restore", [{ name: "RESTORE_SNAPSHOT", value: "latest" }], 0),
+                },
             },
-        }, child);
+            child,
+        );
 
         this.cronJobName = backupJob.metadata.name;
         this.restoreCronJobName = restoreJob.metadata.name;

@@ -25,12 +25,20 @@ export class ExistingCluster extends pulumi.ComponentResource implements MailClu
         try {
             text = fs.readFileSync(file, "utf8");
         } catch (e) {
-            throw new ConfigError(`mail:clusterKubeconfig: cannot read kubeconfig ${file} (${(e as NodeJS.ErrnoException).code}); set mail:clusterKubeconfig or KUBECONFIG`);
+            throw new ConfigError(
+                `mail:clusterKubeconfig: cannot read kubeconfig ${file} (${(e as NodeJS.ErrnoException).code}); set mail:clusterKubeconfig or KUBECONFIG`,
+            );
         }
         const context = args.context || currentContext(file, text);
         const contextEntry = contextsOf(text).find((c) => c.name === context);
         if (!contextEntry) {
-            throw new ConfigError(`mail:clusterKubeconfigContext = "${context}" is not a context in ${file}; it has: ${contextsOf(text).map((c) => c.name).join(", ") || "none"}`);
+            throw new ConfigError(
+                `mail:clusterKubeconfigContext = "${context}" is not a context in ${file}; it has: ${
+                    contextsOf(text)
+                        .map((c) => c.name)
+                        .join(", ") || "none"
+                }`,
+            );
         }
 
         this.kubeconfig = pulumi.secret(text);
@@ -47,7 +55,10 @@ function kubeconfigPath(configured: string): string {
     return fromEnv ?? path.join(os.homedir(), ".kube", "config");
 }
 
-interface KubeconfigContext { name: string; context?: { cluster?: string } }
+interface KubeconfigContext {
+    name: string;
+    context?: { cluster?: string };
+}
 
 function contextsOf(text: string): KubeconfigContext[] {
     const doc = parseYaml(text) as { contexts?: KubeconfigContext[] } | null;

@@ -6,8 +6,20 @@ import { parseBackupCredentials, repositoryProblem } from "../backup/config";
 import { cidr, ConfigError, dnsbl, dnsLabel, email, fqdn, imageDigest, pattern, pinnedImage } from "./checks";
 import { ConfigReader } from "./reader";
 import {
-    BackupConfig, CLUSTER_PROVIDERS, ClusterConfig, DEFAULT_NODE_SIZE, DnsConfig, EDGE_MODES, EdgeConfig, ImagesConfig, MailConfig, RelayConfig,
-    ServicesConfig, StackConfig, StorageConfig, TlsConfig,
+    BackupConfig,
+    CLUSTER_PROVIDERS,
+    ClusterConfig,
+    DEFAULT_NODE_SIZE,
+    DnsConfig,
+    EDGE_MODES,
+    EdgeConfig,
+    ImagesConfig,
+    MailConfig,
+    RelayConfig,
+    ServicesConfig,
+    StackConfig,
+    StorageConfig,
+    TlsConfig,
 } from "./types";
 
 const VERSION_PREFIX = pattern(/^(\d+\.\d+(\.\d+)?)?$/, "expected empty (newest) or a version prefix such as 1.34");
@@ -16,7 +28,10 @@ const DO_SIZE = pattern(/^[a-z0-9]+(-[a-z0-9]+)+$/, "expected a DigitalOcean dro
 const GCE_MACHINE = pattern(/^[a-z][a-z0-9]*-[a-z0-9-]+$/, "expected a GCE machine type such as e2-medium");
 const WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "any"] as const;
 const HH_MM = pattern(/^([01]\d|2[0-3]):[0-5]\d$/, "expected a UTC time HH:MM such as 04:00");
-const REGISTRY = pattern(/^[a-z0-9]([a-z0-9._:-]*[a-z0-9])?(\/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$/, "expected an image registry and path such as registry.example.com/me/mail");
+const REGISTRY = pattern(
+    /^[a-z0-9]([a-z0-9._:-]*[a-z0-9])?(\/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$/,
+    "expected an image registry and path such as registry.example.com/me/mail",
+);
 const IMAGE_TAG = pattern(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, "expected an image tag such as 0.1.0");
 
 function gcpZone(value: string): string | undefined {
@@ -70,7 +85,10 @@ function readMail(r: ConfigReader): MailConfig {
 
 /** Our images: the folders of images/ with a Dockerfile (what images/build.sh and the images workflow build). */
 export function ourImageNames(imagesDir = path.join(__dirname, "..", "..", "images")): string[] {
-    return fs.readdirSync(imagesDir).filter((d) => fs.existsSync(path.join(imagesDir, d, "Dockerfile"))).sort();
+    return fs
+        .readdirSync(imagesDir)
+        .filter((d) => fs.existsSync(path.join(imagesDir, d, "Dockerfile")))
+        .sort();
 }
 
 function readImages(r: ConfigReader): ImagesConfig {
@@ -103,13 +121,17 @@ const POSTFIX_PARAMETER = /^([a-z][a-z0-9_]*)\s*=\s*(.*)$/;
 
 function readServices(r: ConfigReader): ServicesConfig {
     const mainCf = Object.fromEntries(
-        r.stringList("postfixMainCf", (v) => (POSTFIX_PARAMETER.test(v) && !/[\r\n]/.test(v) ? undefined : 'expected "parameter = value" on one line'))
+        r
+            .stringList("postfixMainCf", (v) => (POSTFIX_PARAMETER.test(v) && !/[\r\n]/.test(v) ? undefined : 'expected "parameter = value" on one line'))
             .map((line) => POSTFIX_PARAMETER.exec(line)!.slice(1, 3)),
     );
     return {
         couchdb: {
             image: r.string("couchdbImage", pinnedImage),
-            database: r.string("couchdbDatabase", pattern(/^[a-z][a-z0-9_$()+-]*$/, "expected a CouchDB database name: lowercase letter first, then a-z 0-9 _$()+-")),
+            database: r.string(
+                "couchdbDatabase",
+                pattern(/^[a-z][a-z0-9_$()+-]*$/, "expected a CouchDB database name: lowercase letter first, then a-z 0-9 _$()+-"),
+            ),
         },
         dkim: { selector: r.string("dkimSelector", dnsLabel) },
         postfix: {
@@ -139,20 +161,25 @@ function readServices(r: ConfigReader): ServicesConfig {
 
 const GREYLIST_ENTRY = pattern(/^\S+$/, "expected one entry without spaces");
 
-
 function readEdge(r: ConfigReader, cluster: ClusterConfig): EdgeConfig {
     const mode = r.oneOf("edgeMode", EDGE_MODES);
     const edge = { mode, proxyTrustedNetworks: r.stringList("edgeProxyTrustedNetworks", cidr, 1) };
     if (mode === "hostport") {
         // hostport serves from one node behind a reserved address and a firewall, which only DigitalOcean gives.
         if (cluster.provider === "kubeconfig") {
-            throw new ConfigError('mail:edgeMode = "hostport" is not allowed with clusterProvider kubeconfig: it needs a cloud firewall and a reserved address (digitalocean); use loadbalancer (k3s ServiceLB, MetalLB, …) or ingress-nginx');
+            throw new ConfigError(
+                'mail:edgeMode = "hostport" is not allowed with clusterProvider kubeconfig: it needs a cloud firewall and a reserved address (digitalocean); use loadbalancer (k3s ServiceLB, MetalLB, …) or ingress-nginx',
+            );
         }
         if (cluster.provider === "gke") {
-            throw new ConfigError('mail:edgeMode = "hostport" is not allowed with clusterProvider gke: GKE replaces its nodes and their ephemeral public addresses, and a node cannot hold a static address; use loadbalancer');
+            throw new ConfigError(
+                'mail:edgeMode = "hostport" is not allowed with clusterProvider gke: GKE replaces its nodes and their ephemeral public addresses, and a node cannot hold a static address; use loadbalancer',
+            );
         }
         if (cluster.nodeCount > 1) {
-            throw new ConfigError(`mail:edgeMode = "hostport" is not allowed with clusterNodeCount = ${cluster.nodeCount}: it serves from a single node; use loadbalancer, or clusterNodeCount 1`);
+            throw new ConfigError(
+                `mail:edgeMode = "hostport" is not allowed with clusterNodeCount = ${cluster.nodeCount}: it serves from a single node; use loadbalancer, or clusterNodeCount 1`,
+            );
         }
     }
     return edge;
@@ -161,7 +188,9 @@ function readEdge(r: ConfigReader, cluster: ClusterConfig): EdgeConfig {
 function readDns(r: ConfigReader, cluster: ClusterConfig): DnsConfig {
     const manage = r.boolean("dnsManage");
     if (manage && cluster.provider === "kubeconfig") {
-        throw new ConfigError("mail:dnsManage = true is not allowed with clusterProvider kubeconfig: the program manages DigitalOcean DNS (digitalocean) or Cloud DNS (gke) only; publish the dnsZone output yourself");
+        throw new ConfigError(
+            "mail:dnsManage = true is not allowed with clusterProvider kubeconfig: the program manages DigitalOcean DNS (digitalocean) or Cloud DNS (gke) only; publish the dnsZone output yourself",
+        );
     }
     return { manage, mtaSts: r.oneOf("dnsMtaSts", ["off", "testing", "enforce"] as const) };
 }
@@ -172,17 +201,23 @@ function readTls(r: ConfigReader, cluster: ClusterConfig, edge: EdgeConfig, dns:
         case "selfsigned":
             return { mode };
         case "secret": {
-            const secretName = r.string("tlsSecretName", (v) => (v === "" ? "required with tlsMode secret: the name of your kubernetes.io/tls Secret" : dnsLabel(v)));
+            const secretName = r.string("tlsSecretName", (v) =>
+                v === "" ? "required with tlsMode secret: the name of your kubernetes.io/tls Secret" : dnsLabel(v),
+            );
             return { mode, secretName };
         }
         case "acme": {
             // HTTP-01 needs plain HTTP on the mail host; only ingress-nginx serves it (DNS-01 needs no port at all).
             if (!dns.manage && edge.mode !== "ingress-nginx") {
-                throw new ConfigError(`mail:tlsMode = "acme" is not allowed with edgeMode ${edge.mode} and dnsManage false: set dnsManage true (DNS-01), or edgeMode ingress-nginx (HTTP-01), or tlsMode secret`);
+                throw new ConfigError(
+                    `mail:tlsMode = "acme" is not allowed with edgeMode ${edge.mode} and dnsManage false: set dnsManage true (DNS-01), or edgeMode ingress-nginx (HTTP-01), or tlsMode secret`,
+                );
             }
             const token = dns.manage && cluster.provider === "digitalocean" ? r.secret("tlsAcmeDigitaloceanToken") : undefined;
             if (dns.manage && cluster.provider === "digitalocean" && !token) {
-                throw new ConfigError("mail:tlsAcmeDigitaloceanToken is required with tlsMode acme and dnsManage on digitalocean: set it with pulumi config set --secret");
+                throw new ConfigError(
+                    "mail:tlsAcmeDigitaloceanToken is required with tlsMode acme and dnsManage on digitalocean: set it with pulumi config set --secret",
+                );
             }
             return {
                 mode,
@@ -204,7 +239,8 @@ function readRelay(r: ConfigReader): RelayConfig | undefined {
         return undefined;
     }
     if (port !== 587 && port !== 465) throw new ConfigError(`mail:relayPort = "${port}" is not allowed: expected 587 (STARTTLS) or 465 (implicit TLS)`);
-    if (username === "" || !password) throw new ConfigError(`mail:relayHost = "${host}" needs mail:relayUsername and mail:relayPassword (set the password with --secret)`);
+    if (username === "" || !password)
+        throw new ConfigError(`mail:relayHost = "${host}" needs mail:relayUsername and mail:relayPassword (set the password with --secret)`);
     return { host, port, username, password };
 }
 
@@ -219,7 +255,10 @@ function readBackup(r: ConfigReader): BackupConfig | undefined {
         if (password || credentials) throw new ConfigError("mail:backupRepository is required when backupPassword or backupCredentials is set");
         return undefined;
     }
-    if (!password) throw new ConfigError(`mail:backupRepository = "${repository}" needs mail:backupPassword, the repository's encryption password (set it with --secret and keep a copy outside the cluster)`);
+    if (!password)
+        throw new ConfigError(
+            `mail:backupRepository = "${repository}" needs mail:backupPassword, the repository's encryption password (set it with --secret and keep a copy outside the cluster)`,
+        );
     return { repository, schedule, password, credentials: credentials ?? pulumi.output<Record<string, string>>({}) };
 }
 

@@ -14,12 +14,24 @@ export const COUCHDB_INI_NAME = "10-mail.ini";
 export function renderCouchDbIni(): RenderedFiles {
     const ini = [
         // single_node creates the system databases; the database couchmail uses is created by couchmail.
-        "[couchdb]", "single_node = true", "max_dbs_open = 100", "",
+        "[couchdb]",
+        "single_node = true",
+        "max_dbs_open = 100",
+        "",
         // One node: system databases with n=3 would log "only 1 node(s)" warnings forever.
-        "[cluster]", "n = 1", "",
+        "[cluster]",
+        "n = 1",
+        "",
         // Every request needs the admin's password, except the anonymous /_up that kubelet probes send.
-        "[chttpd]", "bind_address = 0.0.0.0", "require_valid_user = true", "require_valid_user_except_for_up = true", "",
-        "[log]", "writer = stderr", "level = warning", "",
+        "[chttpd]",
+        "bind_address = 0.0.0.0",
+        "require_valid_user = true",
+        "require_valid_user_except_for_up = true",
+        "",
+        "[log]",
+        "writer = stderr",
+        "level = warning",
+        "",
     ].join("\n");
     return { [COUCHDB_INI_NAME]: ini };
 }

@@ -39,53 +39,72 @@ export class CouchDb extends pulumi.ComponentResource {
         const password = new random.RandomPassword(`${name}-admin-password`, { length: 32, special: false }, { parent: this });
         const cookie = new random.RandomPassword(`${name}-secret`, { length: 32, special: false }, { parent: this });
 
-        const secret = new k8s.core.v1.Secret(`${name}-admin`, {
-            metadata: { name: "couchdb-admin", namespace: args.namespace, labels },
-            type: "Opaque",
-            stringData: { username: "admin", password: password.result, secret: cookie.result },
-        }, { parent: this });
+        const secret = new k8s.core.v1.Secret(
+            `${name}-admin`,
+            {
+                metadata: { name: "couchdb-admin", namespace: args.namespace, labels },
+                type: "Opaque",
+                stringData: { username: "admin", password: password.result, secret: cookie.result },
+            },
+            { parent: this },
+        );
 
         const files = renderCouchDbIni();
-        const config = new k8s.core.v1.ConfigMap(`${name}-config`, {
-            metadata: { name: "couchdb-config", namespace: args.namespace, labels },
-            data: files,
-        }, { parent: this });
+        const config = new k8s.core.v1.ConfigMap(
+            `${name}-config`,
+            {
+                metadata: { name: "couchdb-config", namespace: args.namespace, labels },
+                data: files,
+            },
+            { parent: this },
+        );
 
         const fromSecret = (key: string) => ({ secretKeyRef: { name: secret.metadata.name, key } });
-        const { service } = mailWorkload(name, {
-            namespace: args.namespace, app: "couchdb", component: "datastore",
-            listeners: [{ ...COUCHDB_LISTENERS.http, clients: [...COUCHDB_LISTENERS.http.clients, ...args.extraClients] }],
-            egress: [],
-            claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
-            pod: {
-                annotations: { [CONFIG_HASH]: contentHash(files) },
-                // OnRootMismatch: the kubelet walks the data volume only when its top is not ours yet, not on every start.
-                securityContext: { fsGroup: COUCHDB_UID, fsGroupChangePolicy: "OnRootMismatch" },
-                containers: [{
-                    name: "couchdb",
-                    image: args.image,
-                    env: [
-                        { name: "COUCHDB_USER", valueFrom: fromSecret("username") },
-                        { name: "COUCHDB_PASSWORD", valueFrom: fromSecret("password") },
-                        { name: "COUCHDB_SECRET", valueFrom: fromSecret("secret") },
-                        // Erlang sizes port tables from the open-files limit; a huge container limit costs RAM.
-                        { name: "ERL_FLAGS", value: "+Q 8192" },
+        const { service } = mailWorkload(
+            name,
+            {
+                namespace: args.namespace,
+                app: "couchdb",
+                component: "datastore",
+                listeners: [{ ...COUCHDB_LISTENERS.http, clients: [...COUCHDB_LISTENERS.http.clients, ...args.extraClients] }],
+                egress: [],
+                claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
+                pod: {
+                    annotations: { [CONFIG_HASH]: contentHash(files) },
+                    // OnRootMismatch: the kubelet walks the data volume only when its top is not ours yet, not on every start.
+                    securityContext: { fsGroup: COUCHDB_UID, fsGroupChangePolicy: "OnRootMismatch" },
+                    containers: [
+                        {
+                            name: "couchdb",
+                            image: args.image,
+                            env: [
+                                { name: "COUCHDB_USER", valueFrom: fromSecret("username") },
+                                { name: "COUCHDB_PASSWORD", valueFrom: fromSecret("password") },
+                                { name: "COUCHDB_SECRET", valueFrom: fromSecret("secret") },
+                                // Erlang sizes port tables from the open-files limit; a huge container limit costs RAM.
+                                { name: "ERL_FLAGS", value: "+Q 8192" },
+                            ],
+                            resources: BUDGET.couchdb,
+                            securityContext: {
+                                runAsUser: COUCHDB_UID,
+                                runAsGroup: COUCHDB_UID,
+                                runAsNonRoot: true,
+                                allowPrivilegeEscalation: false,
+                                capabilities: { drop: ["ALL"] },
+                            },
+                            volumeMounts: [
+                                { name: "data", mountPath: "/opt/couchdb/data" },
+                                { name: "config", mountPath: `/opt/couchdb/etc/local.d/${COUCHDB_INI_NAME}`, subPath: COUCHDB_INI_NAME, readOnly: true },
+                            ],
+                            readinessProbe: { httpGet: { path: "/_up", port: "http" }, periodSeconds: 10, timeoutSeconds: 3 },
+                            livenessProbe: { httpGet: { path: "/_up", port: "http" }, initialDelaySeconds: 30, periodSeconds: 20, timeoutSeconds: 5 },
+                        },
                     ],
-                    resources: BUDGET.couchdb,
-                    securityContext: {
-                        runAsUser: COUCHDB_UID, runAsGroup: COUCHDB_UID, runAsNonRoot: true,
-                        allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] },
-                    },
-                    volumeMounts: [
-                        { name: "data", mountPath: "/opt/couchdb/data" },
-                        { name: "config", mountPath: `/opt/couchdb/etc/local.d/${COUCHDB_INI_NAME}`, subPath: COUCHDB_INI_NAME, readOnly: true },
-                    ],
-                    readinessProbe: { httpGet: { path: "/_up", port: "http" }, periodSeconds: 10, timeoutSeconds: 3 },
-                    livenessProbe: { httpGet: { path: "/_up", port: "http" }, initialDelaySeconds: 30, periodSeconds: 20, timeoutSeconds: 5 },
-                }],
-                volumes: [{ name: "config", configMap: { name: config.metadata.name } }],
+                    volumes: [{ name: "config", configMap: { name: config.metadata.name } }],
+                },
             },
-        }, { parent: this });
+            { parent: this },
+        );
 
         this.url = pulumi.interpolate`http://${service.metadata.name}.${args.namespace}.svc:${COUCHDB_LISTENERS.http.port}`;
         this.adminSecretName = secret.metadata.name;

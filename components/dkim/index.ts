@@ -30,15 +30,18 @@ export class DkimKeys extends pulumi.ComponentResource {
         if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(args.selector)) {
             throw new Error(`DkimKeys selector "${args.selector}" must be a DNS label (lowercase letters, digits, dashes)`);
         }
-        const keys = Object.fromEntries(args.domains.map((domain) => [
-            domain,
-            new tls.PrivateKey(`${name}-${domain}`, { algorithm: "RSA", rsaBits: 2048 }, { parent: this }),
-        ]));
-        const secret = new k8s.core.v1.Secret(`${name}-secret`, {
-            metadata: { name: "dkim-keys", namespace: args.namespace, labels: appLabels("opendkim", "signing").labels },
-            type: "Opaque",
-            stringData: Object.fromEntries(args.domains.map((d) => [dkimKeyFileName(d), keys[d].privateKeyPem])),
-        }, { parent: this, additionalSecretOutputs: ["stringData", "data"] });
+        const keys = Object.fromEntries(
+            args.domains.map((domain) => [domain, new tls.PrivateKey(`${name}-${domain}`, { algorithm: "RSA", rsaBits: 2048 }, { parent: this })]),
+        );
+        const secret = new k8s.core.v1.Secret(
+            `${name}-secret`,
+            {
+                metadata: { name: "dkim-keys", namespace: args.namespace, labels: appLabels("opendkim", "signing").labels },
+                type: "Opaque",
+                stringData: Object.fromEntries(args.domains.map((d) => [dkimKeyFileName(d), keys[d].privateKeyPem])),
+            },
+            { parent: this, additionalSecretOutputs: ["stringData", "data"] },
+        );
 
         this.secretName = secret.metadata.name;
         this.txtValues = Object.fromEntries(args.domains.map((d) => [d, keys[d].publicKeyPem.apply(dkimTxtValue)]));

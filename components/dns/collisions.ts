@@ -61,11 +61,21 @@ export function dnsCollisions(existing: ExistingRecordSet[], planned: DnsRecord[
         for (const value of foreign) {
             if (set.type === "MX") collisions.push({ name: set.name, type: set.type, value, why: `mail for ${set.name} would also go to that host` });
             else if (ours.some((r) => txtTag(r.value) === txtTag(value))) {
-                collisions.push({ name: set.name, type: set.type, value, why: `a second ${txtTag(value)} record at one name makes receivers ignore both (SPF: permerror)` });
+                collisions.push({
+                    name: set.name,
+                    type: set.type,
+                    value,
+                    why: `a second ${txtTag(value)} record at one name makes receivers ignore both (SPF: permerror)`,
+                });
             }
         }
         if (opts.oneSetPerType && foreign.length === set.values.length && !collisions.some((c) => c.name === set.name && c.type === set.type)) {
-            collisions.push({ name: set.name, type: set.type, value: set.values.join(" | "), why: "Cloud DNS holds one record set per name and type and this one was not made by this stack (creating ours fails with 409); adopt it with pulumi import (its other values are kept) or delete it" });
+            collisions.push({
+                name: set.name,
+                type: set.type,
+                value: set.values.join(" | "),
+                why: "Cloud DNS holds one record set per name and type and this one was not made by this stack (creating ours fails with 409); adopt it with pulumi import (its other values are kept) or delete it",
+            });
         }
     }
     return collisions;
@@ -81,5 +91,7 @@ export function keptValues(set: ExistingRecordSet | undefined, planned: DnsRecor
 /** The preview-time refusal naming every collision and the ways out. */
 export function collisionError(provider: string, collisions: DnsCollision[]): ConfigError {
     const list = collisions.map((c) => `${c.name} ${c.type} "${c.value}": ${c.why}`).join("; ");
-    return new ConfigError(`mail:dnsManage = true, but ${provider} already holds records the mail records collide with: ${list}. Remove or merge them by hand (the dnsZone output has our values), or set dnsManage false and publish dnsZone yourself`);
+    return new ConfigError(
+        `mail:dnsManage = true, but ${provider} already holds records the mail records collide with: ${list}. Remove or merge them by hand (the dnsZone output has our values), or set dnsManage false and publish dnsZone yourself`,
+    );
 }

@@ -11,7 +11,10 @@ export function zoneFor(name: string, zones: string[], where: string): string {
         .map((z) => z.replace(/\.$/, ""))
         .filter((z) => name === z || name.endsWith(`.${z}`))
         .sort((a, b) => b.length - a.length)[0];
-    if (!zone) throw new ConfigError(`mail:dnsManage = true, but no ${where} zone holds ${name} (zones: ${zones.join(", ") || "none"}); create the zone or set dnsManage false`);
+    if (!zone)
+        throw new ConfigError(
+            `mail:dnsManage = true, but no ${where} zone holds ${name} (zones: ${zones.join(", ") || "none"}); create the zone or set dnsManage false`,
+        );
     return zone;
 }
 
@@ -49,9 +52,16 @@ export interface ManagedDnsArgs {
 }
 
 /** A DigitalOcean record as DnsRecord's value form: absolute name, MX `<pref> <host>`. */
-export function fromDigitalOcean(zone: string, r: { name: string; type: string; value: string; priority: number }): { name: string; type: string; value: string } {
+export function fromDigitalOcean(
+    zone: string,
+    r: { name: string; type: string; value: string; priority: number },
+): { name: string; type: string; value: string } {
     const name = r.name === "@" ? zone : `${r.name}.${zone}`;
-    return { name, type: r.type, value: r.type === "MX" ? `${r.priority} ${r.value.replace(/\.$/, "")}` : r.type === "CNAME" ? r.value.replace(/\.$/, "") : r.value };
+    return {
+        name,
+        type: r.type,
+        value: r.type === "MX" ? `${r.priority} ${r.value.replace(/\.$/, "")}` : r.type === "CNAME" ? r.value.replace(/\.$/, "") : r.value,
+    };
 }
 
 /** Cloud DNS rrdata in DnsRecord's value form: TXT strings unquoted and joined, names without their dot. */
@@ -89,49 +99,87 @@ export class ManagedDns extends pulumi.ComponentResource {
         if (args.provider === "digitalocean") {
             const zones = digitalocean.getDomainsOutput({}, { parent: this }).domains.apply((ds) => ds.map((d) => d.name));
             const zoneOf = (set: { name: string }) => zones.apply((zs) => zoneFor(set.name, zs, "DigitalOcean DNS"));
-            const existing = pulumi.all(sets.map(zoneOf)).apply((zs) => pulumi.all([...new Set(zs)].map((zone) =>
-                digitalocean.getRecordsOutput({ domain: zone }, { parent: this }).records.apply((rs) => rs.map((r) => fromDigitalOcean(zone, r))))))
+            const existing = pulumi
+                .all(sets.map(zoneOf))
+                .apply((zs) =>
+                    pulumi.all(
+                        [...new Set(zs)].map((zone) =>
+                            digitalocean.getRecordsOutput({ domain: zone }, { parent: this }).records.apply((rs) => rs.map((r) => fromDigitalOcean(zone, r))),
+                        ),
+                    ),
+                )
                 .apply((lists) => groupExisting(lists.flat()))
                 .apply(check("DigitalOcean DNS", false));
             for (const set of sets) {
                 const zone = pulumi.all([zoneOf(set), existing]).apply(([z]) => z);
                 set.values.forEach((_, i) => {
                     const value = valuesOf(set).apply((vs) => vs[i]);
-                    new digitalocean.DnsRecord(`${name}-${set.type.toLowerCase()}-${set.name}-${i}`, {
-                        domain: zone,
-                        name: zone.apply((z) => relativeName(set.name, z)),
-                        type: set.type,
-                        ttl: set.ttl,
-                        // DigitalOcean wants MX targets absolute and the preference on its own.
-                        ...(set.type === "MX"
-                            ? { priority: value.apply((v) => Number(v.split(" ")[0])), value: value.apply((v) => `${v.split(" ")[1]}.`) }
-                            : { value }),
-                    }, { parent: this });
+                    new digitalocean.DnsRecord(
+                        `${name}-${set.type.toLowerCase()}-${set.name}-${i}`,
+                        {
+                            domain: zone,
+                            name: zone.apply((z) => relativeName(set.name, z)),
+                            type: set.type,
+                            ttl: set.ttl,
+                            // DigitalOcean wants MX targets absolute and the preference on its own.
+                            ...(set.type === "MX"
+                                ? { priority: value.apply((v) => Number(v.split(" ")[0])), value: value.apply((v) => `${v.split(" ")[1]}.`) }
+                                : { value }),
+                        },
+                        { parent: this },
+                    );
                 });
             }
         } else {
             const zones = gcp.dns.getManagedZonesOutput({}, { parent: this }).managedZones;
-            const zoneOf = (set: { name: string }) => zones.apply((zs) => {
-                const dnsName = zoneFor(set.name, zs.map((z) => z.dnsName), "Cloud DNS");
-                return zs.find((z) => z.dnsName.replace(/\.$/, "") === dnsName)!.name!;
-            });
-            const existing = pulumi.all(sets.map(zoneOf)).apply((zs) => pulumi.all([...new Set(zs)].map((zone) =>
-                gcp.dns.getRecordSetsOutput({ managedZone: zone }, { parent: this }).rrsets.apply((rrsets) =>
-                    rrsets.flatMap((s) => s.rrdatas.map((d) => ({ name: s.name.replace(/\.$/, ""), type: s.type, value: fromCloudDnsRrdata(s.type, d) })))))))
+            const zoneOf = (set: { name: string }) =>
+                zones.apply((zs) => {
+                    const dnsName = zoneFor(
+                        set.name,
+                        zs.map((z) => z.dnsName),
+                        "Cloud DNS",
+                    );
+                    return zs.find((z) => z.dnsName.replace(/\.$/, "") === dnsName)!.name!;
+                });
+            const existing = pulumi
+                .all(sets.map(zoneOf))
+                .apply((zs) =>
+                    pulumi.all(
+                        [...new Set(zs)].map((zone) =>
+                            gcp.dns
+                                .getRecordSetsOutput({ managedZone: zone }, { parent: this })
+                                .rrsets.apply((rrsets) =>
+                                    rrsets.flatMap((s) =>
+                                        s.rrdatas.map((d) => ({ name: s.name.replace(/\.$/, ""), type: s.type, value: fromCloudDnsRrdata(s.type, d) })),
+                                    ),
+                                ),
+                        ),
+                    ),
+                )
                 .apply((lists) => groupExisting(lists.flat()))
                 .apply(check("Cloud DNS", true));
             for (const set of sets) {
                 const zone = pulumi.all([zoneOf(set), existing]).apply(([z]) => z);
                 // A set holds every value of its name and type: keep the unrelated ones already there (e.g. site
                 // verification TXT at the apex).
-                const kept = existing.apply((ex) => keptValues(ex.find((e) => e.name === set.name && e.type === set.type), args.shape, args.hostname));
-                new gcp.dns.RecordSet(`${name}-${set.type.toLowerCase()}-${set.name}`, {
-                    managedZone: zone,
-                    name: `${set.name}.`,
-                    type: set.type,
-                    ttl: set.ttl,
-                    rrdatas: pulumi.all([valuesOf(set), kept]).apply(([vs, others]) => [...vs, ...others].map((v) => cloudDnsRrdata(set.type, v))),
-                }, { parent: this });
+                const kept = existing.apply((ex) =>
+                    keptValues(
+                        ex.find((e) => e.name === set.name && e.type === set.type),
+                        args.shape,
+                        args.hostname,
+                    ),
+                );
+                new gcp.dns.RecordSet(
+                    `${name}-${set.type.toLowerCase()}-${set.name}`,
+                    {
+                        managedZone: zone,
+                        name: `${set.name}.`,
+                        type: set.type,
+                        ttl: set.ttl,
+                        rrdatas: pulumi.all([valuesOf(set), kept]).apply(([vs, others]) => [...vs, ...others].map((v) => cloudDnsRrdata(set.type, v))),
+                    },
+                    { parent: this },
+                );
             }
         }
         this.registerOutputs({});

@@ -52,20 +52,25 @@ export function mailDnsRecords(args: MailDnsArgs): DnsRecord[] {
     const stsId = args.mtaSts === "off" ? undefined : mtaStsId(mtaStsPolicy(args.mtaSts, args.hostname));
     const reportDomain = args.postmaster.slice(args.postmaster.lastIndexOf("@") + 1);
     const reportConsent = args.domains.includes(reportDomain)
-        ? args.domains.filter((d) => d !== reportDomain).map((d): DnsRecord => ({ name: `${d}._report._dmarc.${reportDomain}`, type: "TXT", value: "v=DMARC1", ttl }))
+        ? args.domains
+              .filter((d) => d !== reportDomain)
+              .map((d): DnsRecord => ({ name: `${d}._report._dmarc.${reportDomain}`, type: "TXT", value: "v=DMARC1", ttl }))
         : [];
-    return hostRecords.concat(args.domains.flatMap((domain): DnsRecord[] => {
-        const dkim = args.dkimTxt[domain];
-        if (!dkim) throw new Error(`no DKIM key for ${domain}`);
-        return [
-            { name: domain, type: "MX", value: `10 ${args.hostname}`, ttl },
-            { name: domain, type: "TXT", value: `v=spf1 mx -all`, ttl },
-            { name: `${args.dkimSelector}._domainkey.${domain}`, type: "TXT", value: dkim, ttl },
-            { name: `_dmarc.${domain}`, type: "TXT", value: `v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:${args.postmaster}`, ttl },
-            { name: `_smtp._tls.${domain}`, type: "TXT", value: `v=TLSRPTv1; rua=mailto:${args.postmaster}`, ttl },
-            ...(stsId ? [{ name: `_mta-sts.${domain}`, type: "TXT" as const, value: `v=STSv1; id=${stsId}`, ttl }] : []),
-        ];
-    }), reportConsent);
+    return hostRecords.concat(
+        args.domains.flatMap((domain): DnsRecord[] => {
+            const dkim = args.dkimTxt[domain];
+            if (!dkim) throw new Error(`no DKIM key for ${domain}`);
+            return [
+                { name: domain, type: "MX", value: `10 ${args.hostname}`, ttl },
+                { name: domain, type: "TXT", value: `v=spf1 mx -all`, ttl },
+                { name: `${args.dkimSelector}._domainkey.${domain}`, type: "TXT", value: dkim, ttl },
+                { name: `_dmarc.${domain}`, type: "TXT", value: `v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:${args.postmaster}`, ttl },
+                { name: `_smtp._tls.${domain}`, type: "TXT", value: `v=TLSRPTv1; rua=mailto:${args.postmaster}`, ttl },
+                ...(stsId ? [{ name: `_mta-sts.${domain}`, type: "TXT" as const, value: `v=STSv1; id=${stsId}`, ttl }] : []),
+            ];
+        }),
+        reportConsent,
+    );
 }
 
 /** TXT data as zone-file strings: quoted, escaped, and split into the 255-byte pieces DNS allows. */
@@ -77,8 +82,12 @@ export function zoneTxt(text: string): string {
 
 /** The records as a zone-file snippet (absolute names), ready to paste into a DNS provider's import. */
 export function zoneSnippet(records: DnsRecord[]): string {
-    return records.map((r) => {
-        const data = r.type === "TXT" ? zoneTxt(r.value) : r.type === "MX" || r.type === "CNAME" ? `${r.value}.` : r.value;
-        return `${r.name}.\t${r.ttl}\tIN\t${r.type}\t${data}`;
-    }).join("\n") + "\n";
+    return (
+        records
+            .map((r) => {
+                const data = r.type === "TXT" ? zoneTxt(r.value) : r.type === "MX" || r.type === "CNAME" ? `${r.value}.` : r.value;
+                return `${r.name}.\t${r.ttl}\tIN\t${r.type}\t${data}`;
+            })
+            .join("\n") + "\n"
+    );
 }

@@ -47,62 +47,85 @@ export class Dovecot extends pulumi.ComponentResource {
     constructor(name: string, args: DovecotArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Dovecot", name, {}, opts);
         this.settings = args.settings;
-        const config = daemonConfig(name, { app: "dovecot", component: "imap", namespace: args.namespace, files: renderDovecot(args.settings), overrideConfigMap: args.overrideConfigMap }, { parent: this });
+        const config = daemonConfig(
+            name,
+            { app: "dovecot", component: "imap", namespace: args.namespace, files: renderDovecot(args.settings), overrideConfigMap: args.overrideConfigMap },
+            { parent: this },
+        );
         // Mail processes run as vmail and open the dict socket, so the socket belongs to vmail's group.
         const couchmail = args.couchmail.sidecar({ dovecot: true, socketGroup: VMAIL_UID });
 
-        const { service } = mailWorkload(name, {
-            namespace: args.namespace, app: "dovecot", component: "imap",
-            listeners: Object.values(DOVECOT_LISTENERS),
-            proxySources: args.settings.proxyProtocol ? args.proxySources : undefined,
-            hostPorts: args.hostPorts,
-            egress: args.egress,
-            claim: { name: "mail", size: args.mailSize, storageClassName: args.storageClassName },
-            pod: {
-                terminationGracePeriodSeconds: 30,
-                // No fsGroup: the kubelet would make every Secret group-readable by it (the TLS key 0440 root:vmail),
-                // and mail processes run as vmail. The entrypoint gives the mail volume's top to vmail instead,
-                // which also spares a recursive chown of every mailbox at each start.
-                affinity: args.colocateWith && {
-                    podAffinity: {
-                        requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: args.colocateWith }, topologyKey: "kubernetes.io/hostname" }],
+        const { service } = mailWorkload(
+            name,
+            {
+                namespace: args.namespace,
+                app: "dovecot",
+                component: "imap",
+                listeners: Object.values(DOVECOT_LISTENERS),
+                proxySources: args.settings.proxyProtocol ? args.proxySources : undefined,
+                hostPorts: args.hostPorts,
+                egress: args.egress,
+                claim: { name: "mail", size: args.mailSize, storageClassName: args.storageClassName },
+                pod: {
+                    terminationGracePeriodSeconds: 30,
+                    // No fsGroup: the kubelet would make every Secret group-readable by it (the TLS key 0440 root:vmail),
+                    // and mail processes run as vmail. The entrypoint gives the mail volume's top to vmail instead,
+                    // which also spares a recursive chown of every mailbox at each start.
+                    affinity: args.colocateWith && {
+                        podAffinity: {
+                            requiredDuringSchedulingIgnoredDuringExecution: [
+                                { labelSelector: { matchLabels: args.colocateWith }, topologyKey: "kubernetes.io/hostname" },
+                            ],
+                        },
                     },
-                },
-                initContainers: [couchmail.container],
-                containers: [{
-                    name: "dovecot",
-                    image: args.image,
-                    imagePullPolicy: args.imagePullPolicy,
-                    resources: BUDGET.dovecot,
-                    // Dovecot's master starts as root, then runs logins as dovenull and mail as vmail.
-                    securityContext: rootDroppingContainer(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]),
-                    volumeMounts: [
-                        ...config.mounts,
-                        { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },
-                        { name: "mail", mountPath: args.settings.mailRoot },
-                        { name: "couchmail-lua", mountPath: COUCHMAIL.luaMountDir, readOnly: true },
-                        { name: "couchmail-run", mountPath: COUCHMAIL.socketDir },
-                        { name: "run", mountPath: "/run/dovecot" },
-                        { name: "run-mail", mountPath: "/run/mail" },
-                        { name: "state", mountPath: "/run/dovecot-state" },
-                        { name: "tmp", mountPath: "/tmp" },
+                    initContainers: [couchmail.container],
+                    containers: [
+                        {
+                            name: "dovecot",
+                            image: args.image,
+                            imagePullPolicy: args.imagePullPolicy,
+                            resources: BUDGET.dovecot,
+                            // Dovecot's master starts as root, then runs logins as dovenull and mail as vmail.
+                            securityContext: rootDroppingContainer([
+                                "CHOWN",
+                                "DAC_OVERRIDE",
+                                "FOWNER",
+                                "SETUID",
+                                "SETGID",
+                                "NET_BIND_SERVICE",
+                                "SYS_CHROOT",
+                                "KILL",
+                            ]),
+                            volumeMounts: [
+                                ...config.mounts,
+                                { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },
+                                { name: "mail", mountPath: args.settings.mailRoot },
+                                { name: "couchmail-lua", mountPath: COUCHMAIL.luaMountDir, readOnly: true },
+                                { name: "couchmail-run", mountPath: COUCHMAIL.socketDir },
+                                { name: "run", mountPath: "/run/dovecot" },
+                                { name: "run-mail", mountPath: "/run/mail" },
+                                { name: "state", mountPath: "/run/dovecot-state" },
+                                { name: "tmp", mountPath: "/tmp" },
+                            ],
+                            startupProbe: { ...tcpProbe(DOVECOT_LISTENERS.lmtp.port, 2), failureThreshold: 30 },
+                            readinessProbe: tcpProbe(DOVECOT_LISTENERS.lmtp.port, 0),
+                            livenessProbe: tcpProbe(DOVECOT_LISTENERS.imap.port, 10),
+                        },
                     ],
-                    startupProbe: { ...tcpProbe(DOVECOT_LISTENERS.lmtp.port, 2), failureThreshold: 30 },
-                    readinessProbe: tcpProbe(DOVECOT_LISTENERS.lmtp.port, 0),
-                    livenessProbe: tcpProbe(DOVECOT_LISTENERS.imap.port, 10),
-                }],
-                volumes: [
-                    ...config.volumes,
-                    ...couchmail.volumes,
-                    { name: "couchmail-lua", configMap: { name: args.couchmail.luaConfigMapName } },
-                    { name: "tls", secret: { secretName: args.tlsSecretName, defaultMode: 0o400 } },
-                    { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
-                    { name: "run-mail", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
-                    { name: "state", emptyDir: {} },
-                    { name: "tmp", emptyDir: { sizeLimit: dovecotTmpSize(args.delivery) } },
-                ],
+                    volumes: [
+                        ...config.volumes,
+                        ...couchmail.volumes,
+                        { name: "couchmail-lua", configMap: { name: args.couchmail.luaConfigMapName } },
+                        { name: "tls", secret: { secretName: args.tlsSecretName, defaultMode: 0o400 } },
+                        { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
+                        { name: "run-mail", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
+                        { name: "state", emptyDir: {} },
+                        { name: "tmp", emptyDir: { sizeLimit: dovecotTmpSize(args.delivery) } },
+                    ],
+                },
             },
-        }, { parent: this });
+            { parent: this },
+        );
 
         this.serviceName = service.metadata.name;
         this.configMapName = config.configMap.metadata.name;

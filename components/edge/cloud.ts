@@ -9,7 +9,11 @@ import type { EdgePlan } from "./plan";
  * nodes, and the hostport edge finds its node. Per project and stack: two stacks in one account must not share it.
  */
 export function edgeNodeTag(): string {
-    return `mail-edge-${pulumi.getProject()}-${pulumi.getStack()}`.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63).replace(/-+$/, "");
+    return `mail-edge-${pulumi.getProject()}-${pulumi.getStack()}`
+        .toLowerCase()
+        .replace(/[^a-z0-9-]/g, "-")
+        .slice(0, 63)
+        .replace(/-+$/, "");
 }
 
 /**
@@ -58,5 +62,7 @@ export function loadBalancerAddresses(
         const lb = digitalocean.getLoadBalancerOutput({ name: loadBalancerName(hostname) }, { parent, dependsOn: [createdBy] });
         return lb.apply((l) => [l.ip, l.ipv6].filter((ip) => !!ip));
     }
-    return service.apply((s) => s.status.loadBalancer.ingress).apply((ingress) => (ingress ?? []).map((i) => i.ip ?? i.hostname).filter((a): a is string => !!a));
+    return service
+        .apply((s) => s.status.loadBalancer.ingress)
+        .apply((ingress) => (ingress ?? []).map((i) => i.ip ?? i.hostname).filter((a): a is string => !!a));
 }

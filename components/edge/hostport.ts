@@ -38,14 +38,19 @@ export class HostPortEdge extends pulumi.ComponentResource {
         if (args.plan.provider !== "digitalocean") throw new Error(`hostport is DigitalOcean-only (edgePlan refuses ${args.plan.provider})`);
         const firewallName = `mail-${args.hostname.replace(/\./g, "-")}`.slice(0, 63).replace(/-+$/, "");
         const tag = edgeNodeTag();
-        new digitalocean.Firewall(`${name}-firewall`, {
-            name: firewallName,
-            tags: [tag],
-            // Adds to the cluster's own firewall (DigitalOcean unions the rules of every firewall on a droplet).
-            inboundRules: hostPortFirewallPorts().map((port) => ({ protocol: "tcp", portRange: String(port), sourceAddresses: ["0.0.0.0/0", "::/0"] })),
-        }, { parent: this });
+        new digitalocean.Firewall(
+            `${name}-firewall`,
+            {
+                name: firewallName,
+                tags: [tag],
+                // Adds to the cluster's own firewall (DigitalOcean unions the rules of every firewall on a droplet).
+                inboundRules: hostPortFirewallPorts().map((port) => ({ protocol: "tcp", portRange: String(port), sourceAddresses: ["0.0.0.0/0", "::/0"] })),
+            },
+            { parent: this },
+        );
         // Read at every run, after the mail workloads (and so the cluster) exist: the node of the moment.
-        const node = digitalocean.getDropletsOutput({ filters: [{ key: "tags", values: [tag] }] }, { parent: this, dependsOn: opts?.dependsOn })
+        const node = digitalocean
+            .getDropletsOutput({ filters: [{ key: "tags", values: [tag] }] }, { parent: this, dependsOn: opts?.dependsOn })
             .droplets.apply((droplets) => edgeNode(droplets, tag));
         const address = new digitalocean.ReservedIp(`${name}-address`, { region: node.region }, { parent: this, ignoreChanges: ["dropletId"] });
         new digitalocean.ReservedIpAssignment(`${name}-address-assignment`, { ipAddress: address.ipAddress, dropletId: node.id }, { parent: this });

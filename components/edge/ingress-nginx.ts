@@ -67,24 +67,38 @@ export class IngressNginxEdge extends pulumi.ComponentResource {
 
     constructor(name: string, args: IngressNginxEdgeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:IngressNginxEdge", name, {}, opts);
-        const namespace = new k8s.core.v1.Namespace(`${name}-namespace`, {
-            metadata: { name: INGRESS_NGINX_NAMESPACE, labels: { ...appLabels("ingress-nginx", "edge").labels, "pod-security.kubernetes.io/enforce": "baseline" } },
-        }, { parent: this });
-        const chart = new k8s.helm.v4.Chart(`${name}-chart`, {
-            name: "ingress-nginx",
-            namespace: namespace.metadata.name,
-            chart: INGRESS_NGINX_CHART.chart,
-            version: INGRESS_NGINX_CHART.version,
-            repositoryOpts: { repo: INGRESS_NGINX_CHART.repo },
-            values: pulumi.output(args.namespace).apply((ns) => ingressNginxValues({ namespace: ns, hostname: args.hostname, plan: args.plan })),
-        }, { parent: this });
+        const namespace = new k8s.core.v1.Namespace(
+            `${name}-namespace`,
+            {
+                metadata: {
+                    name: INGRESS_NGINX_NAMESPACE,
+                    labels: { ...appLabels("ingress-nginx", "edge").labels, "pod-security.kubernetes.io/enforce": "baseline" },
+                },
+            },
+            { parent: this },
+        );
+        const chart = new k8s.helm.v4.Chart(
+            `${name}-chart`,
+            {
+                name: "ingress-nginx",
+                namespace: namespace.metadata.name,
+                chart: INGRESS_NGINX_CHART.chart,
+                version: INGRESS_NGINX_CHART.version,
+                repositoryOpts: { repo: INGRESS_NGINX_CHART.repo },
+                values: pulumi.output(args.namespace).apply((ns) => ingressNginxValues({ namespace: ns, hostname: args.hostname, plan: args.plan })),
+            },
+            { parent: this },
+        );
         // The controller Service from the chart's own resources: a `Service.get` would read the cluster at preview,
         // before the chart exists (reads ignore dependsOn).
         const service = chart.resources.apply((resources) => {
             const services = resources.filter((r): r is k8s.core.v1.Service => k8s.core.v1.Service.isInstance(r));
             return pulumi.all(services.map((s) => s.metadata.name)).apply((names) => {
                 const controller = services[names.indexOf(CONTROLLER_SERVICE)];
-                if (!controller) throw new Error(`the ingress-nginx chart ${INGRESS_NGINX_CHART.version} rendered no Service ${CONTROLLER_SERVICE} (it has: ${names.join(", ") || "none"})`);
+                if (!controller)
+                    throw new Error(
+                        `the ingress-nginx chart ${INGRESS_NGINX_CHART.version} rendered no Service ${CONTROLLER_SERVICE} (it has: ${names.join(", ") || "none"})`,
+                    );
                 return controller;
             });
         });

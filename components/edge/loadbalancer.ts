@@ -22,20 +22,24 @@ export class LoadBalancerEdge extends pulumi.ComponentResource {
     constructor(name: string, args: LoadBalancerEdgeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:LoadBalancerEdge", name, {}, opts);
         const { labels } = appLabels("mail-edge", "edge");
-        const service = new k8s.core.v1.Service(`${name}-service`, {
-            metadata: {
-                name: "mail-edge",
-                namespace: args.namespace,
-                labels,
-                annotations: { ...digitaloceanAnnotations(args.plan, args.hostname), ...loadBalancerAwaitAnnotations(args.plan) },
+        const service = new k8s.core.v1.Service(
+            `${name}-service`,
+            {
+                metadata: {
+                    name: "mail-edge",
+                    namespace: args.namespace,
+                    labels,
+                    annotations: { ...digitaloceanAnnotations(args.plan, args.hostname), ...loadBalancerAwaitAnnotations(args.plan) },
+                },
+                spec: {
+                    type: "LoadBalancer",
+                    externalTrafficPolicy: args.plan.externalTrafficPolicy,
+                    selector: { "app.kubernetes.io/instance": "mail", "app.kubernetes.io/part-of": "mail" },
+                    ports: EDGE_PORTS.map((p) => ({ name: p.name, port: p.public, targetPort: backendOf(args.plan, p).name, protocol: "TCP" })),
+                },
             },
-            spec: {
-                type: "LoadBalancer",
-                externalTrafficPolicy: args.plan.externalTrafficPolicy,
-                selector: { "app.kubernetes.io/instance": "mail", "app.kubernetes.io/part-of": "mail" },
-                ports: EDGE_PORTS.map((p) => ({ name: p.name, port: p.public, targetPort: backendOf(args.plan, p).name, protocol: "TCP" })),
-            },
-        }, { parent: this });
+            { parent: this },
+        );
         this.addresses = loadBalancerAddresses(args.plan, args.hostname, pulumi.output(service), service, this);
         this.registerOutputs({ addresses: this.addresses });
     }

@@ -22,9 +22,11 @@ export interface EdgePort {
 
 /** The public listeners of a daemon, as the edge forwards them. */
 function edgePorts(service: EdgePort["service"], listeners: Record<string, Listener>): EdgePort[] {
-    return Object.values(listeners).flatMap((l) => (l.public !== undefined && l.proxy
-        ? [{ name: l.name, public: l.public, service, plain: l.port, plainName: l.name, proxy: l.proxy.port, proxyName: l.proxy.name }]
-        : []));
+    return Object.values(listeners).flatMap((l) =>
+        l.public !== undefined && l.proxy
+            ? [{ name: l.name, public: l.public, service, plain: l.port, plainName: l.name, proxy: l.proxy.port, proxyName: l.proxy.name }]
+            : [],
+    );
 }
 
 /** The mail ports the world reaches, from the Postfix and Dovecot listener tables. */
@@ -69,13 +71,22 @@ export function edgePlan(mode: EdgeMode, provider: ClusterProvider): EdgePlan {
             };
         case "ingress-nginx":
             // ingress-nginx always re-encodes PROXY towards the backends; only its own front differs per cloud.
-            return { ...base, cloudSendsProxy: digitalocean, backendProxy: true, externalTrafficPolicy: digitalocean ? "Cluster" : "Local", colocate: false, hostPorts: false };
+            return {
+                ...base,
+                cloudSendsProxy: digitalocean,
+                backendProxy: true,
+                externalTrafficPolicy: digitalocean ? "Cluster" : "Local",
+                colocate: false,
+                hostPorts: false,
+            };
         case "hostport":
             if (provider === "kubeconfig") throw new Error("hostport needs a cloud firewall (config.ts rejects kubeconfig)");
             if (provider === "gke") {
                 // A GKE node's public address is ephemeral: node upgrades, repairs and spot preemption replace the VM and
                 // its address (which Google may hand to someone else), and GKE offers no way to pin a static one to a node.
-                throw new ConfigError('mail:edgeMode = "hostport" is not allowed with clusterProvider gke: GKE replaces its nodes and their ephemeral public addresses, and a node cannot hold a static address; use loadbalancer');
+                throw new ConfigError(
+                    'mail:edgeMode = "hostport" is not allowed with clusterProvider gke: GKE replaces its nodes and their ephemeral public addresses, and a node cannot hold a static address; use loadbalancer',
+                );
             }
             return { ...base, cloudSendsProxy: false, backendProxy: false, externalTrafficPolicy: "Cluster", colocate: false, hostPorts: true };
     }

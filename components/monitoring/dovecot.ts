@@ -23,7 +23,10 @@ export const DOVECOT_METRICS: MetricBlock[] = [
         name: "imap_command",
         description: "IMAP commands, by name and result",
         filter: "event=imap_command_finished",
-        groupBy: [{ field: "cmd_name", method: "discrete" }, { field: "tagged_reply_state", method: "discrete" }],
+        groupBy: [
+            { field: "cmd_name", method: "discrete" },
+            { field: "tagged_reply_state", method: "discrete" },
+        ],
     },
     {
         name: "mail_delivery",
@@ -43,16 +46,23 @@ export function dovecotMetricsConf(port: number): string[] {
     return [
         "# OpenMetrics on http://<pod>:" + port + "/metrics, for the scraper only (NetworkPolicy).",
         ...block("service stats", block("inet_listener http", [`port = ${port}`])),
-        ...DOVECOT_METRICS.flatMap((m) => block(`metric ${m.name}`, [
-            `description = ${m.description}`,
-            `filter = ${m.filter}`,
-            ...(m.groupBy ?? []).flatMap((g) => block(`group_by ${g.field}`, typeof g.method === "string"
-                ? block(`method ${g.method}`, [])
-                : block("method exponential", [
-                    `base = ${g.method.exponential.base}`,
-                    `min_magnitude = ${g.method.exponential.minMagnitude}`,
-                    `max_magnitude = ${g.method.exponential.maxMagnitude}`,
-                ]))),
-        ])),
+        ...DOVECOT_METRICS.flatMap((m) =>
+            block(`metric ${m.name}`, [
+                `description = ${m.description}`,
+                `filter = ${m.filter}`,
+                ...(m.groupBy ?? []).flatMap((g) =>
+                    block(
+                        `group_by ${g.field}`,
+                        typeof g.method === "string"
+                            ? block(`method ${g.method}`, [])
+                            : block("method exponential", [
+                                  `base = ${g.method.exponential.base}`,
+                                  `min_magnitude = ${g.method.exponential.minMagnitude}`,
+                                  `max_magnitude = ${g.method.exponential.maxMagnitude}`,
+                              ]),
+                    ),
+                ),
+            ]),
+        ),
     ];
 }

@@ -35,65 +35,96 @@ export class Postfix extends pulumi.ComponentResource {
 
     constructor(name: string, args: PostfixArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Postfix", name, {}, opts);
-        const config = daemonConfig(name, { app: "postfix", component: "mta", namespace: args.namespace, files: renderPostfix(args.settings), overrideConfigMap: args.overrideConfigMap }, { parent: this });
+        const config = daemonConfig(
+            name,
+            { app: "postfix", component: "mta", namespace: args.namespace, files: renderPostfix(args.settings), overrideConfigMap: args.overrideConfigMap },
+            { parent: this },
+        );
         const { labels } = appLabels("postfix", "mta");
         const couchmail = args.couchmail.sidecar({ socketmap: true });
 
         const relay = args.settings.relay;
         if (!relay !== !args.relayCredentials) throw new Error("Postfix: settings.relay and relayCredentials go together");
-        const relaySecret = relay && args.relayCredentials && new k8s.core.v1.Secret(`${name}-relay`, {
-            metadata: { name: "postfix-relay", namespace: args.namespace, labels },
-            // texthash(5): "[host]:port user:password", the key exactly as relayhost names the smarthost.
-            stringData: { [path.posix.basename(relay.passwordMapFile)]: pulumi.interpolate`[${relay.host}]:${relay.port} ${args.relayCredentials.username}:${args.relayCredentials.password}\n` },
-        }, { parent: this, additionalSecretOutputs: ["stringData", "data"] });
+        const relaySecret =
+            relay &&
+            args.relayCredentials &&
+            new k8s.core.v1.Secret(
+                `${name}-relay`,
+                {
+                    metadata: { name: "postfix-relay", namespace: args.namespace, labels },
+                    // texthash(5): "[host]:port user:password", the key exactly as relayhost names the smarthost.
+                    stringData: {
+                        [path.posix.basename(relay.passwordMapFile)]:
+                            pulumi.interpolate`[${relay.host}]:${relay.port} ${args.relayCredentials.username}:${args.relayCredentials.password}\n`,
+                    },
+                },
+                { parent: this, additionalSecretOutputs: ["stringData", "data"] },
+            );
         const relayDir = relay && path.posix.dirname(relay.passwordMapFile);
 
-        const { service } = mailWorkload(name, {
-            namespace: args.namespace, app: "postfix", component: "mta",
-            listeners: Object.values(POSTFIX_LISTENERS),
-            proxySources: args.settings.proxyProtocol ? args.proxySources : undefined,
-            hostPorts: args.hostPorts,
-            egress: [SMTP_OUT, ...args.egress],
-            claim: { name: "queue", size: args.queueSize, storageClassName: args.storageClassName },
-            pod: {
-                // Long enough for `postfix stop` to let running deliveries finish.
-                terminationGracePeriodSeconds: 60,
-                initContainers: [couchmail.container],
-                containers: [{
-                    name: "postfix",
-                    image: args.image,
-                    imagePullPolicy: args.imagePullPolicy,
-                    // A changed relay password reloads Postfix like a renewed certificate does.
-                    env: relayDir ? [{ name: "EXTRA_WATCH", value: `/etc/mail/tls ${relayDir}` }] : [],
-                    resources: BUDGET.postfix,
-                    // Postfix's master starts as root and runs every service as `postfix` in a chroot.
-                    securityContext: rootDroppingContainer(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"]),
-                    volumeMounts: [
-                        ...config.mounts,
-                        { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },
-                        ...(relayDir ? [{ name: "relay", mountPath: relayDir, readOnly: true }] : []),
-                        { name: "queue", mountPath: args.settings.queueDirectory },
-                        { name: "state", mountPath: args.settings.dataDirectory },
-                        { name: "run", mountPath: "/run/mail" },
-                        { name: "tmp", mountPath: "/tmp" },
+        const { service } = mailWorkload(
+            name,
+            {
+                namespace: args.namespace,
+                app: "postfix",
+                component: "mta",
+                listeners: Object.values(POSTFIX_LISTENERS),
+                proxySources: args.settings.proxyProtocol ? args.proxySources : undefined,
+                hostPorts: args.hostPorts,
+                egress: [SMTP_OUT, ...args.egress],
+                claim: { name: "queue", size: args.queueSize, storageClassName: args.storageClassName },
+                pod: {
+                    // Long enough for `postfix stop` to let running deliveries finish.
+                    terminationGracePeriodSeconds: 60,
+                    initContainers: [couchmail.container],
+                    containers: [
+                        {
+                            name: "postfix",
+                            image: args.image,
+                            imagePullPolicy: args.imagePullPolicy,
+                            // A changed relay password reloads Postfix like a renewed certificate does.
+                            env: relayDir ? [{ name: "EXTRA_WATCH", value: `/etc/mail/tls ${relayDir}` }] : [],
+                            resources: BUDGET.postfix,
+                            // Postfix's master starts as root and runs every service as `postfix` in a chroot.
+                            securityContext: rootDroppingContainer([
+                                "CHOWN",
+                                "DAC_OVERRIDE",
+                                "FOWNER",
+                                "SETUID",
+                                "SETGID",
+                                "NET_BIND_SERVICE",
+                                "SYS_CHROOT",
+                                "KILL",
+                            ]),
+                            volumeMounts: [
+                                ...config.mounts,
+                                { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },
+                                ...(relayDir ? [{ name: "relay", mountPath: relayDir, readOnly: true }] : []),
+                                { name: "queue", mountPath: args.settings.queueDirectory },
+                                { name: "state", mountPath: args.settings.dataDirectory },
+                                { name: "run", mountPath: "/run/mail" },
+                                { name: "tmp", mountPath: "/tmp" },
+                            ],
+                            // `postfix status` asks the master itself and leaves no connection noise in the log.
+                            startupProbe: { ...execProbe(["postfix", "status"], 2), failureThreshold: 30 },
+                            readinessProbe: execProbe(["postfix", "status"], 10),
+                            livenessProbe: execProbe(["postfix", "status"], 30),
+                        },
                     ],
-                    // `postfix status` asks the master itself and leaves no connection noise in the log.
-                    startupProbe: { ...execProbe(["postfix", "status"], 2), failureThreshold: 30 },
-                    readinessProbe: execProbe(["postfix", "status"], 10),
-                    livenessProbe: execProbe(["postfix", "status"], 30),
-                }],
-                volumes: [
-                    ...config.volumes,
-                    ...couchmail.volumes,
-                    { name: "tls", secret: { secretName: args.tlsSecretName, defaultMode: 0o400 } },
-                    // Postfix opens the map as root before dropping privileges.
-                    ...(relaySecret ? [{ name: "relay", secret: { secretName: relaySecret.metadata.name, defaultMode: 0o400 } }] : []),
-                    { name: "state", emptyDir: {} },
-                    { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
-                    { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
-                ],
+                    volumes: [
+                        ...config.volumes,
+                        ...couchmail.volumes,
+                        { name: "tls", secret: { secretName: args.tlsSecretName, defaultMode: 0o400 } },
+                        // Postfix opens the map as root before dropping privileges.
+                        ...(relaySecret ? [{ name: "relay", secret: { secretName: relaySecret.metadata.name, defaultMode: 0o400 } }] : []),
+                        { name: "state", emptyDir: {} },
+                        { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
+                        { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+                    ],
+                },
             },
-        }, { parent: this });
+            { parent: this },
+        );
 
         this.serviceName = service.metadata.name;
         this.configMapName = config.configMap.metadata.name;

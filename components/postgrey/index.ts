@@ -21,32 +21,46 @@ export class Postgrey extends pulumi.ComponentResource {
 
     constructor(name: string, args: PostgreyArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Postgrey", name, {}, opts);
-        const config = daemonConfig(name, { app: "postgrey", component: "greylisting", namespace: args.namespace, files: renderPostgrey(args.settings), overrideConfigMap: args.overrideConfigMap }, { parent: this });
-
-        const { service } = mailWorkload(name, {
-            namespace: args.namespace, app: "postgrey", component: "greylisting",
-            listeners: Object.values(POSTGREY_LISTENERS),
-            egress: [],
-            claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
-            user: POSTGREY_UID,
-            pod: {
-                containers: [{
-                    name: "postgrey",
-                    image: args.image,
-                    imagePullPolicy: args.imagePullPolicy,
-                    args: postgreyArgs(args.settings),
-                    resources: BUDGET.postgrey,
-                    volumeMounts: [
-                        ...config.mounts,
-                        { name: "data", mountPath: args.settings.dataDir },
-                        { name: "run", mountPath: "/run/mail" },
-                    ],
-                    readinessProbe: tcpProbe(POSTGREY_LISTENERS.policy.port, 2),
-                    livenessProbe: tcpProbe(POSTGREY_LISTENERS.policy.port, 10),
-                }],
-                volumes: [...config.volumes, { name: "run", emptyDir: { medium: "Memory", sizeLimit: "8Mi" } }],
+        const config = daemonConfig(
+            name,
+            {
+                app: "postgrey",
+                component: "greylisting",
+                namespace: args.namespace,
+                files: renderPostgrey(args.settings),
+                overrideConfigMap: args.overrideConfigMap,
             },
-        }, { parent: this });
+            { parent: this },
+        );
+
+        const { service } = mailWorkload(
+            name,
+            {
+                namespace: args.namespace,
+                app: "postgrey",
+                component: "greylisting",
+                listeners: Object.values(POSTGREY_LISTENERS),
+                egress: [],
+                claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
+                user: POSTGREY_UID,
+                pod: {
+                    containers: [
+                        {
+                            name: "postgrey",
+                            image: args.image,
+                            imagePullPolicy: args.imagePullPolicy,
+                            args: postgreyArgs(args.settings),
+                            resources: BUDGET.postgrey,
+                            volumeMounts: [...config.mounts, { name: "data", mountPath: args.settings.dataDir }, { name: "run", mountPath: "/run/mail" }],
+                            readinessProbe: tcpProbe(POSTGREY_LISTENERS.policy.port, 2),
+                            livenessProbe: tcpProbe(POSTGREY_LISTENERS.policy.port, 10),
+                        },
+                    ],
+                    volumes: [...config.volumes, { name: "run", emptyDir: { medium: "Memory", sizeLimit: "8Mi" } }],
+                },
+            },
+            { parent: this },
+        );
 
         this.serviceName = service.metadata.name;
         this.registerOutputs({ serviceName: this.serviceName });

@@ -40,95 +40,128 @@ export class SpamAssassin extends pulumi.ComponentResource {
     constructor(name: string, args: SpamAssassinArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:SpamAssassin", name, {}, opts);
         const train = appLabels("spam-train", "spam-training");
-        const config = daemonConfig(name, { app: "spamassassin", component: "spam-filter", namespace: args.namespace, files: renderSpamAssassin(args.settings), overrideConfigMap: args.overrideConfigMap }, { parent: this });
+        const config = daemonConfig(
+            name,
+            {
+                app: "spamassassin",
+                component: "spam-filter",
+                namespace: args.namespace,
+                files: renderSpamAssassin(args.settings),
+                overrideConfigMap: args.overrideConfigMap,
+            },
+            { parent: this },
+        );
 
         // spamc's PING: the master answers only once the rules are loaded.
         const ping = ["spamc", "-d", "127.0.0.1", "-p", String(SPAMD_LISTENERS.spamd.port), "-K"];
         // Network rules (RBLs, URIBLs) are DNS lookups.
-        const { service } = mailWorkload(name, {
-            namespace: args.namespace, app: "spamassassin", component: "spam-filter",
-            listeners: Object.values(SPAMD_LISTENERS),
-            egress: [],
-            claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
-            user: SPAMD_UID,
-            pod: {
-                containers: [{
-                    name: "spamd",
-                    image: args.image,
-                    imagePullPolicy: args.imagePullPolicy,
-                    args: spamdArgs(args.settings),
-                    resources: BUDGET.spamd,
-                    volumeMounts: [
-                        ...config.mounts,
-                        { name: "data", mountPath: args.settings.dataDir },
-                        { name: "run", mountPath: "/run/mail" },
-                        { name: "tmp", mountPath: "/tmp" },
+        const { service } = mailWorkload(
+            name,
+            {
+                namespace: args.namespace,
+                app: "spamassassin",
+                component: "spam-filter",
+                listeners: Object.values(SPAMD_LISTENERS),
+                egress: [],
+                claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
+                user: SPAMD_UID,
+                pod: {
+                    containers: [
+                        {
+                            name: "spamd",
+                            image: args.image,
+                            imagePullPolicy: args.imagePullPolicy,
+                            args: spamdArgs(args.settings),
+                            resources: BUDGET.spamd,
+                            volumeMounts: [
+                                ...config.mounts,
+                                { name: "data", mountPath: args.settings.dataDir },
+                                { name: "run", mountPath: "/run/mail" },
+                                { name: "tmp", mountPath: "/tmp" },
+                            ],
+                            startupProbe: { ...execProbe(ping, 2), failureThreshold: 60 },
+                            readinessProbe: execProbe(ping, 10),
+                            livenessProbe: execProbe(ping, 30),
+                        },
                     ],
-                    startupProbe: { ...execProbe(ping, 2), failureThreshold: 60 },
-                    readinessProbe: execProbe(ping, 10),
-                    livenessProbe: execProbe(ping, 30),
-                }],
-                volumes: [
-                    ...config.volumes,
-                    { name: "run", emptyDir: { medium: "Memory", sizeLimit: "8Mi" } },
-                    // The config watcher lints candidates in a copy of the site config here.
-                    { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
-                ],
+                    volumes: [
+                        ...config.volumes,
+                        { name: "run", emptyDir: { medium: "Memory", sizeLimit: "8Mi" } },
+                        // The config watcher lints candidates in a copy of the site config here.
+                        { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+                    ],
+                },
             },
-        }, { parent: this });
-        networkPolicy(`${name}-train-network-policy`, {
-            namespace: args.namespace, labels: train.labels, selector: train.selector,
-            ingress: [], egress: [{ ports: [SPAMD_LISTENERS.spamd.port], peers: [{ apps: ["spamassassin"] }] }],
-        }, { parent: this });
+            { parent: this },
+        );
+        networkPolicy(
+            `${name}-train-network-policy`,
+            {
+                namespace: args.namespace,
+                labels: train.labels,
+                selector: train.selector,
+                ingress: [],
+                egress: [{ ports: [SPAMD_LISTENERS.spamd.port], peers: [{ apps: ["spamassassin"] }] }],
+            },
+            { parent: this },
+        );
 
         const t = args.training;
-        new k8s.batch.v1.CronJob(`${name}-train`, {
-            metadata: { name: "spam-train", namespace: args.namespace, labels: train.labels },
-            spec: {
-                schedule: t.schedule,
-                concurrencyPolicy: "Forbid",
-                successfulJobsHistoryLimit: 3,
-                failedJobsHistoryLimit: 3,
-                jobTemplate: {
-                    metadata: { labels: train.labels },
-                    spec: {
-                        backoffLimit: 1,
-                        activeDeadlineSeconds: 3600,
-                        template: {
-                            metadata: { labels: train.labels },
-                            spec: {
-                                restartPolicy: "Never",
-                                automountServiceAccountToken: false,
-                                enableServiceLinks: false,
-                                // No fsGroup: the job runs as the mail's owner, and a recursive chown of the mail volume is costly.
-                                securityContext: { seccompProfile: { type: "RuntimeDefault" } },
-                                affinity: {
-                                    podAffinity: {
-                                        requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: t.mailPodSelector }, topologyKey: "kubernetes.io/hostname" }],
+        new k8s.batch.v1.CronJob(
+            `${name}-train`,
+            {
+                metadata: { name: "spam-train", namespace: args.namespace, labels: train.labels },
+                spec: {
+                    schedule: t.schedule,
+                    concurrencyPolicy: "Forbid",
+                    successfulJobsHistoryLimit: 3,
+                    failedJobsHistoryLimit: 3,
+                    jobTemplate: {
+                        metadata: { labels: train.labels },
+                        spec: {
+                            backoffLimit: 1,
+                            activeDeadlineSeconds: 3600,
+                            template: {
+                                metadata: { labels: train.labels },
+                                spec: {
+                                    restartPolicy: "Never",
+                                    automountServiceAccountToken: false,
+                                    enableServiceLinks: false,
+                                    // No fsGroup: the job runs as the mail's owner, and a recursive chown of the mail volume is costly.
+                                    securityContext: { seccompProfile: { type: "RuntimeDefault" } },
+                                    affinity: {
+                                        podAffinity: {
+                                            requiredDuringSchedulingIgnoredDuringExecution: [
+                                                { labelSelector: { matchLabels: t.mailPodSelector }, topologyKey: "kubernetes.io/hostname" },
+                                            ],
+                                        },
                                     },
-                                },
-                                containers: [{
-                                    name: "spam-train",
-                                    image: args.image,
-                                    imagePullPolicy: args.imagePullPolicy,
-                                    command: ["/usr/local/bin/spam-train"],
-                                    env: [
-                                        { name: "SPAMD_HOST", value: service.metadata.name },
-                                        { name: "SPAMD_PORT", value: String(SPAMD_LISTENERS.spamd.port) },
-                                        { name: "MAIL_ROOT", value: t.mailRoot },
+                                    containers: [
+                                        {
+                                            name: "spam-train",
+                                            image: args.image,
+                                            imagePullPolicy: args.imagePullPolicy,
+                                            command: ["/usr/local/bin/spam-train"],
+                                            env: [
+                                                { name: "SPAMD_HOST", value: service.metadata.name },
+                                                { name: "SPAMD_PORT", value: String(SPAMD_LISTENERS.spamd.port) },
+                                                { name: "MAIL_ROOT", value: t.mailRoot },
+                                            ],
+                                            resources: BUDGET.spamTrain,
+                                            securityContext: restrictedContainer(t.mailUid),
+                                            // Writable only for the per-user .spam-train state files.
+                                            volumeMounts: [{ name: "mail", mountPath: t.mailRoot }],
+                                        },
                                     ],
-                                    resources: BUDGET.spamTrain,
-                                    securityContext: restrictedContainer(t.mailUid),
-                                    // Writable only for the per-user .spam-train state files.
-                                    volumeMounts: [{ name: "mail", mountPath: t.mailRoot }],
-                                }],
-                                volumes: [{ name: "mail", persistentVolumeClaim: { claimName: t.mailClaimName } }],
+                                    volumes: [{ name: "mail", persistentVolumeClaim: { claimName: t.mailClaimName } }],
+                                },
                             },
                         },
                     },
                 },
             },
-        }, { parent: this });
+            { parent: this },
+        );
 
         this.serviceName = service.metadata.name;
         this.registerOutputs({ serviceName: this.serviceName });

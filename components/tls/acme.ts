@@ -31,13 +31,15 @@ export function certManagerValues(args: { gcpServiceAccount?: string } = {}) {
         // Its startupapicheck Job is a Helm hook, which helm.v4.Chart drops (pulumi-kubernetes #3284); the same check
         // runs as an ordinary Job instead (certManagerApiCheck).
         startupapicheck: { enabled: false },
-        ...(args.gcpServiceAccount ? {
-            // GKE Workload Identity: the controller's Kubernetes ServiceAccount acts as the Google one; an Issuer (not
-            // a ClusterIssuer) may use such ambient credentials only with this flag (cert-manager docs, "Ambient
-            // Credentials").
-            serviceAccount: { annotations: { "iam.gke.io/gcp-service-account": args.gcpServiceAccount } },
-            extraArgs: ["--issuer-ambient-credentials"],
-        } : {}),
+        ...(args.gcpServiceAccount
+            ? {
+                  // GKE Workload Identity: the controller's Kubernetes ServiceAccount acts as the Google one; an Issuer (not
+                  // a ClusterIssuer) may use such ambient credentials only with this flag (cert-manager docs, "Ambient
+                  // Credentials").
+                  serviceAccount: { annotations: { "iam.gke.io/gcp-service-account": args.gcpServiceAccount } },
+                  extraArgs: ["--issuer-ambient-credentials"],
+              }
+            : {}),
         prometheus: { enabled: false },
         resources: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "128Mi" } },
         webhook: { resources: { requests: { cpu: "10m", memory: "24Mi" }, limits: { memory: "64Mi" } } },
@@ -90,38 +92,52 @@ export function certManagerApiCheck(name: string, namespace: pulumi.Input<string
     const { labels } = appLabels("cert-manager-startupapicheck", "tls");
     const accountName = "cert-manager-startupapicheck";
     const account = new k8s.core.v1.ServiceAccount(`${name}-account`, { metadata: { name: accountName, namespace, labels } }, opts);
-    const role = new k8s.rbac.v1.Role(`${name}-role`, {
-        metadata: { name: `${accountName}:create-cert`, namespace, labels },
-        rules: [{ apiGroups: ["cert-manager.io"], resources: ["certificates"], verbs: ["create"] }],
-    }, opts);
-    const binding = new k8s.rbac.v1.RoleBinding(`${name}-binding`, {
-        metadata: { name: `${accountName}:create-cert`, namespace, labels },
-        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name },
-        subjects: [{ kind: "ServiceAccount", name: account.metadata.name, namespace }],
-    }, opts);
-    return new k8s.batch.v1.Job(name, {
-        metadata: { name: accountName, namespace, labels },
-        spec: {
-            backoffLimit: 4,
-            template: {
-                metadata: { labels },
-                spec: {
-                    restartPolicy: "OnFailure",
-                    serviceAccountName: account.metadata.name,
-                    enableServiceLinks: false,
-                    securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
-                    containers: [{
-                        name: "startupapicheck",
-                        image: CERT_MANAGER_API_CHECK_IMAGE,
-                        args: ["check", "api", "--wait=5m", "-v"],
-                        env: [{ name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }],
-                        securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, readOnlyRootFilesystem: true },
-                        resources: { requests: { cpu: "10m", memory: "32Mi" }, limits: { memory: "64Mi" } },
-                    }],
+    const role = new k8s.rbac.v1.Role(
+        `${name}-role`,
+        {
+            metadata: { name: `${accountName}:create-cert`, namespace, labels },
+            rules: [{ apiGroups: ["cert-manager.io"], resources: ["certificates"], verbs: ["create"] }],
+        },
+        opts,
+    );
+    const binding = new k8s.rbac.v1.RoleBinding(
+        `${name}-binding`,
+        {
+            metadata: { name: `${accountName}:create-cert`, namespace, labels },
+            roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name },
+            subjects: [{ kind: "ServiceAccount", name: account.metadata.name, namespace }],
+        },
+        opts,
+    );
+    return new k8s.batch.v1.Job(
+        name,
+        {
+            metadata: { name: accountName, namespace, labels },
+            spec: {
+                backoffLimit: 4,
+                template: {
+                    metadata: { labels },
+                    spec: {
+                        restartPolicy: "OnFailure",
+                        serviceAccountName: account.metadata.name,
+                        enableServiceLinks: false,
+                        securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
+                        containers: [
+                            {
+                                name: "startupapicheck",
+                                image: CERT_MANAGER_API_CHECK_IMAGE,
+                                args: ["check", "api", "--wait=5m", "-v"],
+                                env: [{ name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }],
+                                securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, readOnlyRootFilesystem: true },
+                                resources: { requests: { cpu: "10m", memory: "32Mi" }, limits: { memory: "64Mi" } },
+                            },
+                        ],
+                    },
                 },
             },
         },
-    }, { ...opts, dependsOn: [binding] });
+        { ...opts, dependsOn: [binding] },
+    );
 }
 
 export interface AcmeTlsArgs {
@@ -143,9 +159,13 @@ export class AcmeTls extends pulumi.ComponentResource {
     constructor(name: string, args: AcmeTlsArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:AcmeTls", name, {}, opts);
         const { labels } = appLabels("cert-manager", "tls");
-        const namespace = new k8s.core.v1.Namespace(`${name}-cert-manager-namespace`, {
-            metadata: { name: CERT_MANAGER_NAMESPACE, labels: { ...labels, "pod-security.kubernetes.io/enforce": "restricted" } },
-        }, { parent: this });
+        const namespace = new k8s.core.v1.Namespace(
+            `${name}-cert-manager-namespace`,
+            {
+                metadata: { name: CERT_MANAGER_NAMESPACE, labels: { ...labels, "pod-security.kubernetes.io/enforce": "restricted" } },
+            },
+            { parent: this },
+        );
         const secretLabels = appLabels("acme-solver", "tls").labels;
         let solver: pulumi.Output<AcmeSolver>;
         let gcpServiceAccount: pulumi.Output<string> | undefined;
@@ -154,10 +174,14 @@ export class AcmeTls extends pulumi.ComponentResource {
                 solver = pulumi.output(args.solver);
                 break;
             case "digitalocean": {
-                const token = new k8s.core.v1.Secret(`${name}-digitalocean-token`, {
-                    metadata: { name: "acme-digitalocean-token", namespace: args.namespace, labels: secretLabels },
-                    stringData: { "access-token": args.solver.token },
-                }, { parent: this, additionalSecretOutputs: ["stringData", "data"] });
+                const token = new k8s.core.v1.Secret(
+                    `${name}-digitalocean-token`,
+                    {
+                        metadata: { name: "acme-digitalocean-token", namespace: args.namespace, labels: secretLabels },
+                        stringData: { "access-token": args.solver.token },
+                    },
+                    { parent: this, additionalSecretOutputs: ["stringData", "data"] },
+                );
                 solver = token.metadata.name.apply((tokenSecretName) => ({ kind: "digitalocean" as const, tokenSecretName }));
                 break;
             }
@@ -167,51 +191,83 @@ export class AcmeTls extends pulumi.ComponentResource {
                 const project = gcp.organizations.getClientConfigOutput({ parent: this }).project;
                 const zones = gcp.dns.getManagedZonesOutput({}, { parent: this }).managedZones;
                 const hostedZoneName = zones.apply((zs) => {
-                    const dnsName = zoneFor(args.hostnames[0], zs.map((z) => z.dnsName), "Cloud DNS");
+                    const dnsName = zoneFor(
+                        args.hostnames[0],
+                        zs.map((z) => z.dnsName),
+                        "Cloud DNS",
+                    );
                     return zs.find((z) => z.dnsName.replace(/\.$/, "") === dnsName)!.name!;
                 });
-                const account = new gcp.serviceaccount.Account(`${name}-dns01`, {
-                    accountId: `mail-dns01-${pulumi.getStack()}`.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 30).replace(/-+$/, ""),
-                    displayName: "cert-manager DNS-01 for the mail stack",
-                }, { parent: this });
-                new gcp.dns.DnsManagedZoneIamMember(`${name}-dns01-zone`, {
-                    managedZone: hostedZoneName,
-                    role: "roles/dns.admin",
-                    member: pulumi.interpolate`serviceAccount:${account.email}`,
-                }, { parent: this });
-                new gcp.serviceaccount.IAMMember(`${name}-dns01-workload`, {
-                    serviceAccountId: account.name,
-                    role: "roles/iam.workloadIdentityUser",
-                    member: pulumi.interpolate`serviceAccount:${project}.svc.id.goog[${CERT_MANAGER_NAMESPACE}/${CERT_MANAGER_SERVICE_ACCOUNT}]`,
-                }, { parent: this });
+                const account = new gcp.serviceaccount.Account(
+                    `${name}-dns01`,
+                    {
+                        accountId: `mail-dns01-${pulumi.getStack()}`
+                            .toLowerCase()
+                            .replace(/[^a-z0-9-]/g, "-")
+                            .slice(0, 30)
+                            .replace(/-+$/, ""),
+                        displayName: "cert-manager DNS-01 for the mail stack",
+                    },
+                    { parent: this },
+                );
+                new gcp.dns.DnsManagedZoneIamMember(
+                    `${name}-dns01-zone`,
+                    {
+                        managedZone: hostedZoneName,
+                        role: "roles/dns.admin",
+                        member: pulumi.interpolate`serviceAccount:${account.email}`,
+                    },
+                    { parent: this },
+                );
+                new gcp.serviceaccount.IAMMember(
+                    `${name}-dns01-workload`,
+                    {
+                        serviceAccountId: account.name,
+                        role: "roles/iam.workloadIdentityUser",
+                        member: pulumi.interpolate`serviceAccount:${project}.svc.id.goog[${CERT_MANAGER_NAMESPACE}/${CERT_MANAGER_SERVICE_ACCOUNT}]`,
+                    },
+                    { parent: this },
+                );
                 gcpServiceAccount = account.email;
                 solver = pulumi.all([project, hostedZoneName]).apply(([p, zone]) => ({ kind: "clouddns" as const, project: p, hostedZoneName: zone }));
                 break;
             }
         }
 
-        const chart = new k8s.helm.v4.Chart(`${name}-cert-manager`, {
-            name: "cert-manager",
-            namespace: namespace.metadata.name,
-            chart: CERT_MANAGER_CHART.chart,
-            version: CERT_MANAGER_CHART.version,
-            repositoryOpts: { repo: CERT_MANAGER_CHART.repo },
-            values: pulumi.output(gcpServiceAccount).apply((account) => certManagerValues({ gcpServiceAccount: account })),
-        }, { parent: this });
+        const chart = new k8s.helm.v4.Chart(
+            `${name}-cert-manager`,
+            {
+                name: "cert-manager",
+                namespace: namespace.metadata.name,
+                chart: CERT_MANAGER_CHART.chart,
+                version: CERT_MANAGER_CHART.version,
+                repositoryOpts: { repo: CERT_MANAGER_CHART.repo },
+                values: pulumi.output(gcpServiceAccount).apply((account) => certManagerValues({ gcpServiceAccount: account })),
+            },
+            { parent: this },
+        );
         const apiCheck = certManagerApiCheck(`${name}-cert-manager-api-check`, namespace.metadata.name, { parent: this, dependsOn: [chart] });
 
-        const issuer = new k8s.apiextensions.CustomResource(`${name}-issuer`, {
-            apiVersion: "cert-manager.io/v1",
-            kind: "Issuer",
-            metadata: { name: "letsencrypt", namespace: args.namespace, labels: appLabels("letsencrypt", "tls").labels },
-            spec: solver.apply((s) => acmeIssuerSpec({ email: args.email, server: args.server, solver: s })),
-        }, { parent: this, dependsOn: [chart, apiCheck] });
-        const certificate = new k8s.apiextensions.CustomResource(`${name}-certificate`, {
-            apiVersion: "cert-manager.io/v1",
-            kind: "Certificate",
-            metadata: { name: "mail-tls", namespace: args.namespace, labels: appLabels("mail-tls", "tls").labels },
-            spec: certificateSpec({ hostnames: args.hostnames, secretName: "mail-tls", issuerName: "letsencrypt" }),
-        }, { parent: this, dependsOn: [chart, issuer] });
+        const issuer = new k8s.apiextensions.CustomResource(
+            `${name}-issuer`,
+            {
+                apiVersion: "cert-manager.io/v1",
+                kind: "Issuer",
+                metadata: { name: "letsencrypt", namespace: args.namespace, labels: appLabels("letsencrypt", "tls").labels },
+                spec: solver.apply((s) => acmeIssuerSpec({ email: args.email, server: args.server, solver: s })),
+            },
+            { parent: this, dependsOn: [chart, apiCheck] },
+        );
+        const certificate = new k8s.apiextensions.CustomResource(
+            `${name}-certificate`,
+            {
+                apiVersion: "cert-manager.io/v1",
+                kind: "Certificate",
+                metadata: { name: "mail-tls", namespace: args.namespace, labels: appLabels("mail-tls", "tls").labels },
+                spec: certificateSpec({ hostnames: args.hostnames, secretName: "mail-tls", issuerName: "letsencrypt" }),
+            },
+            { parent: this, dependsOn: [chart, issuer] },
+        );
         this.secretName = certificate.metadata.apply(() => "mail-tls");
         this.registerOutputs({ secretName: this.secretName });
     }

@@ -19,21 +19,29 @@ export class SelfSignedTls extends pulumi.ComponentResource {
     constructor(name: string, args: SelfSignedTlsArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:SelfSignedTls", name, {}, opts);
         const key = new tls.PrivateKey(`${name}-key`, { algorithm: "RSA", rsaBits: 2048 }, { parent: this });
-        const cert = new tls.SelfSignedCert(`${name}-cert`, {
-            privateKeyPem: key.privateKeyPem,
-            subject: { commonName: args.hostnames[0] },
-            dnsNames: args.hostnames,
-            validityPeriodHours: args.validityHours ?? 24 * 365,
-            earlyRenewalHours: 24 * 30,
-            allowedUses: ["digital_signature", "key_encipherment", "server_auth"],
-        }, { parent: this });
-        const secret = new k8s.core.v1.Secret(`${name}-secret`, {
-            // Not "mail-tls", the Secret cert-manager writes for tlsMode acme: switching to acme must not end with
-            // Pulumi deleting this Secret after cert-manager took it over (and then issuing again).
-            metadata: { name: SELF_SIGNED_SECRET, namespace: args.namespace, labels: appLabels(SELF_SIGNED_SECRET, "tls").labels },
-            type: "kubernetes.io/tls",
-            stringData: { "tls.crt": cert.certPem, "tls.key": key.privateKeyPem },
-        }, { parent: this, additionalSecretOutputs: ["stringData", "data"] });
+        const cert = new tls.SelfSignedCert(
+            `${name}-cert`,
+            {
+                privateKeyPem: key.privateKeyPem,
+                subject: { commonName: args.hostnames[0] },
+                dnsNames: args.hostnames,
+                validityPeriodHours: args.validityHours ?? 24 * 365,
+                earlyRenewalHours: 24 * 30,
+                allowedUses: ["digital_signature", "key_encipherment", "server_auth"],
+            },
+            { parent: this },
+        );
+        const secret = new k8s.core.v1.Secret(
+            `${name}-secret`,
+            {
+                // Not "mail-tls", the Secret cert-manager writes for tlsMode acme: switching to acme must not end with
+                // Pulumi deleting this Secret after cert-manager took it over (and then issuing again).
+                metadata: { name: SELF_SIGNED_SECRET, namespace: args.namespace, labels: appLabels(SELF_SIGNED_SECRET, "tls").labels },
+                type: "kubernetes.io/tls",
+                stringData: { "tls.crt": cert.certPem, "tls.key": key.privateKeyPem },
+            },
+            { parent: this, additionalSecretOutputs: ["stringData", "data"] },
+        );
         this.secretName = secret.metadata.name;
         this.certificatePem = cert.certPem;
         this.registerOutputs({ secretName: this.secretName, certificatePem: this.certificatePem });

@@ -112,7 +112,13 @@ async function main(): Promise<void> {
   const smPort = await freePort();
   const httpPort = await freePort();
   const couchmail = fork(__filename.replace(/bench\.js$/, "cli.js"), ["serve"], {
-    env: { ...process.env, COUCHDB_URL: couchServer.url, COUCHMAIL_SOCKETMAP_LISTEN: `127.0.0.1:${smPort}`, COUCHMAIL_HTTP_LISTEN: `127.0.0.1:${httpPort}`, COUCHMAIL_LOG_LEVEL: "warn" },
+    env: {
+      ...process.env,
+      COUCHDB_URL: couchServer.url,
+      COUCHMAIL_SOCKETMAP_LISTEN: `127.0.0.1:${smPort}`,
+      COUCHMAIL_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+      COUCHMAIL_LOG_LEVEL: "warn",
+    },
     stdio: "inherit",
   });
   const getPort = await freePort();

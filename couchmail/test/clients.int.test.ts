@@ -23,9 +23,13 @@ function requireBuildah(): void {
 
 function buildImage(): void {
   // Idempotent: with --layers an unchanged Dockerfile rebuilds from cache in about a second.
-  execFileSync("buildah", ["bud", "--isolation", "chroot", "--layers", "--pull=never", "--quiet", "-f", join(HERE, "clients/Dockerfile"), "-t", IMAGE, join(HERE, "clients")], {
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  execFileSync(
+    "buildah",
+    ["bud", "--isolation", "chroot", "--layers", "--pull=never", "--quiet", "-f", join(HERE, "clients/Dockerfile"), "-t", IMAGE, join(HERE, "clients")],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
 }
 
 function bundleCli(outfile: string): void {
@@ -132,7 +136,22 @@ describe("real clients (Postfix 3.10 postmap, Dovecot 2.4.1, Pigeonhole)", () =>
     const downPort = down.socketmapPort;
     child = spawn(
       "buildah",
-      ["run", "--isolation", "chroot", "--env", `COUCHDB_URL=${st.couch.config.url}`, "-v", `${dir}:${dir}`, ctr, "--", "sh", join(dir, "run.sh"), dir, String(smPort), String(downPort)],
+      [
+        "run",
+        "--isolation",
+        "chroot",
+        "--env",
+        `COUCHDB_URL=${st.couch.config.url}`,
+        "-v",
+        `${dir}:${dir}`,
+        ctr,
+        "--",
+        "sh",
+        join(dir, "run.sh"),
+        dir,
+        String(smPort),
+        String(downPort),
+      ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     child.stderr!.on("data", (c) => (stderr += c.toString()));

@@ -22,14 +22,22 @@ async function main(): Promise<void> {
     .plugin(load("pouchdb-replication"));
   const app = load("express")();
   // validate_doc_update is the front's job (with CouchDB's compile rules), not express-pouchdb's.
-  const storage = load("express-pouchdb")(PouchDB.defaults({ adapter: "memory" }), { inMemoryConfig: true, logPath: "/dev/null", overrideMode: { exclude: ["validation"] } });
+  const storage = load("express-pouchdb")(PouchDB.defaults({ adapter: "memory" }), {
+    inMemoryConfig: true,
+    logPath: "/dev/null",
+    overrideMode: { exclude: ["validation"] },
+  });
   app.use("/", storage);
   const innerServer = app.listen(0, "127.0.0.1");
   await new Promise((resolve, reject) => innerServer.once("listening", resolve).once("error", reject));
   const innerUrl = `http://127.0.0.1:${(innerServer.address() as AddressInfo).port}`;
   // The storage's own admin, known only to the front: every forwarded request carries it.
   const password = randomBytes(24).toString("hex");
-  const made = await fetch(`${innerUrl}/_config/admins/substitute`, { method: "PUT", body: JSON.stringify(password), headers: { "content-type": "application/json" } });
+  const made = await fetch(`${innerUrl}/_config/admins/substitute`, {
+    method: "PUT",
+    body: JSON.stringify(password),
+    headers: { "content-type": "application/json" },
+  });
   if (!made.ok) throw new Error(`creating the storage admin: HTTP ${made.status}`);
   const front = createFront({ settings, innerUrl, innerAuth: "Basic " + Buffer.from(`substitute:${password}`).toString("base64") });
   front.on("error", (e) => {

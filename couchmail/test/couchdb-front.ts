@@ -146,7 +146,13 @@ export function userPasswordMatches(doc: Record<string, unknown>, password: stri
     const derived = pbkdf2Sync(password, salt, Number(doc.iterations), doc.derived_key.length / 2, prf).toString("hex");
     return sameText(derived, doc.derived_key);
   }
-  if (typeof doc.password_sha === "string") return sameText(createHash("sha1").update(password + salt).digest("hex"), doc.password_sha);
+  if (typeof doc.password_sha === "string")
+    return sameText(
+      createHash("sha1")
+        .update(password + salt)
+        .digest("hex"),
+      doc.password_sha,
+    );
   return false;
 }
 
@@ -279,7 +285,12 @@ export function createFront(opts: FrontOptions): http.Server {
     return r.json;
   }
 
-  async function forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, transform?: (json: Record<string, unknown>) => unknown): Promise<void> {
+  async function forward(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: Buffer,
+    transform?: (json: Record<string, unknown>) => unknown,
+  ): Promise<void> {
     const r = await inner(req.method ?? "GET", req.url ?? "/", body.length ? body : undefined, undefined, req.headers["content-type"] ?? "application/json");
     const buf = Buffer.from(await r.arrayBuffer());
     if (transform && r.ok && req.method !== "HEAD") return sendJson(res, r.status, transform(JSON.parse(buf.toString("utf8"))));
@@ -329,7 +340,16 @@ export function createFront(opts: FrontOptions): http.Server {
     return out;
   }
 
-  async function writeOne(req: http.IncomingMessage, res: http.ServerResponse, db: string, doc: Doc, u: UserCtx, sec: SecurityObject, path: string, method: string): Promise<void> {
+  async function writeOne(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    db: string,
+    doc: Doc,
+    u: UserCtx,
+    sec: SecurityObject,
+    path: string,
+    method: string,
+  ): Promise<void> {
     const checked = await checkWrites(db, [doc], u, sec);
     if (!Array.isArray(checked)) return sendError(res, checked);
     if (checked[0]) return sendError(res, checked[0]);
@@ -349,7 +369,11 @@ export function createFront(opts: FrontOptions): http.Server {
     if (body.new_edits === false) return sendJson(res, 201, [...refused, ...r.json]);
     // With new_edits the reply has one row per document, in order.
     const fromInner = [...r.json];
-    sendJson(res, 201, docs.map((d, i) => (checked[i] ? { id: d._id, error: checked[i].error, reason: checked[i].reason } : fromInner.shift())));
+    sendJson(
+      res,
+      201,
+      docs.map((d, i) => (checked[i] ? { id: d._id, error: checked[i].error, reason: checked[i].reason } : fromInner.shift())),
+    );
   }
 
   const withOpaqueSeq = (c: Record<string, unknown>) => ({ ...c, seq: opaqueSeq(Number(c.seq)) });
@@ -362,9 +386,16 @@ export function createFront(opts: FrontOptions): http.Server {
     const hbParam = query.get("heartbeat");
     const heartbeat = hbParam === null ? null : hbParam === "true" ? DEFAULT_CHANGES_TIMEOUT_MS : Number(hbParam);
     const timeout = query.get("timeout") === null ? DEFAULT_CHANGES_TIMEOUT_MS : Number(query.get("timeout"));
-    if (heartbeat !== null && !(heartbeat > 0)) return sendError(res, { status: 400, error: "bad_request", reason: "Invalid heartbeat value. Expecting a positive integer value (or `true`)." });
+    if (heartbeat !== null && !(heartbeat > 0))
+      return sendError(res, { status: 400, error: "bad_request", reason: "Invalid heartbeat value. Expecting a positive integer value (or `true`)." });
     if (!(timeout >= 0)) return sendError(res, { status: 400, error: "bad_request", reason: "Invalid timeout value. Expecting a positive integer value." });
-    if (!["normal", "longpoll", "continuous"].includes(feed)) return sendError(res, feed === "eventsource" ? notModelled("feed=eventsource") : { status: 400, error: "bad_request", reason: `Supported feeds are normal, longpoll, continuous and eventsource, got ${feed}` });
+    if (!["normal", "longpoll", "continuous"].includes(feed))
+      return sendError(
+        res,
+        feed === "eventsource"
+          ? notModelled("feed=eventsource")
+          : { status: 400, error: "bad_request", reason: `Supported feeds are normal, longpoll, continuous and eventsource, got ${feed}` },
+      );
     const start = since === "now" ? Number((await innerJson<{ update_seq: number }>("GET", `/${enc(db)}`)).json.update_seq) : since;
     const innerQuery = new URLSearchParams(query);
     for (const k of ["feed", "since", "heartbeat", "timeout"]) innerQuery.delete(k);
@@ -412,7 +443,11 @@ export function createFront(opts: FrontOptions): http.Server {
     try {
       if (feed === "longpoll") {
         const finish = (rows: Record<string, unknown>[], last: number) =>
-          end(rows.map((c) => JSON.stringify(withOpaqueSeq(c))).join(",\n") + (rows.length ? "\n" : "") + `],\n"last_seq":${JSON.stringify(opaqueSeq(last))},"pending":0}\n`);
+          end(
+            rows.map((c) => JSON.stringify(withOpaqueSeq(c))).join(",\n") +
+              (rows.length ? "\n" : "") +
+              `],\n"last_seq":${JSON.stringify(opaqueSeq(last))},"pending":0}\n`,
+          );
         armTimeout(() => finish([], lastSeq));
         const r = await inner("GET", `/${enc(db)}/_changes?${innerQuery.toString()}`, undefined, ac.signal);
         const body = (await r.json()) as { results: Record<string, unknown>[]; last_seq: number };
@@ -459,7 +494,8 @@ export function createFront(opts: FrontOptions): http.Server {
 
     if (first === "_up") return sendJson(res, 200, { status: "ok", seeds: {} });
     if (first === "_session" && segments.length === 1) {
-      if (method === "GET") return sendJson(res, 200, { ok: true, userCtx: u, info: { authentication_handlers: ["default"], ...(u.name ? { authenticated: "default" } : {}) } });
+      if (method === "GET")
+        return sendJson(res, 200, { ok: true, userCtx: u, info: { authentication_handlers: ["default"], ...(u.name ? { authenticated: "default" } : {}) } });
       return sendError(res, notModelled("cookie sessions"));
     }
     if (first === "" || first === "_uuids") return forward(req, res, body);
@@ -500,7 +536,8 @@ export function createFront(opts: FrontOptions): http.Server {
     if (method === "COPY") return sendError(res, notModelled("COPY"));
     if (segments.length > docSegments && method !== "GET" && method !== "HEAD" && second !== "_design") return sendError(res, notModelled("attachment writes"));
     if (!isDocWrite) {
-      if (second === "_design" && method !== "GET" && method !== "HEAD" && !isDbAdmin(u, sec)) return sendError(res, securityError(u, "You are not a db or server admin."));
+      if (second === "_design" && method !== "GET" && method !== "HEAD" && !isDbAdmin(u, sec))
+        return sendError(res, securityError(u, "You are not a db or server admin."));
       return forward(req, res, body);
     }
     const docPath = `/${enc(db)}/${docId.split("/").map(enc).join("/")}`;

@@ -93,6 +93,6 @@ export function runValidation(compiled: Compiled, newDoc: unknown, oldDoc: unkno
     }
     if (thrown && typeof thrown === "object" && "forbidden" in thrown) return { status: 403, error: "forbidden", reason: String(thrown.forbidden) };
     if (thrown && typeof thrown === "object" && "unauthorized" in thrown) return { status: 401, error: "unauthorized", reason: String(thrown.unauthorized) };
-    return { status: 500, error: "unknown_error", reason: typeof e === "string" ? e : JSON.stringify(e) ?? String(e) };
+    return { status: 500, error: "unknown_error", reason: typeof e === "string" ? e : (JSON.stringify(e) ?? String(e)) };
   }
 }

@@ -42,7 +42,15 @@ describe("postfix maps", () => {
   it("a malformed document makes every lookup touching it TEMP, never NOTFOUND", () => {
     const b = new Snapshot();
     b.apply("domain:example.org", false, domain("example.org") as never);
-    expect(b.apply("mailbox:dave@example.org", false, { _id: "mailbox:dave@example.org", type: "mailbox", address: "dave@example.org", password: "{PLAIN}x", enabled: true })).toMatch(/password/);
+    expect(
+      b.apply("mailbox:dave@example.org", false, {
+        _id: "mailbox:dave@example.org",
+        type: "mailbox",
+        address: "dave@example.org",
+        password: "{PLAIN}x",
+        enabled: true,
+      }),
+    ).toMatch(/password/);
     expect(lookupMailbox(b, "dave@example.org").kind).toBe("temp");
     expect(lookupAlias(b, "dave+x@example.org").kind).toBe("temp");
     expect(lookupSender(b, "dave@example.org").kind).toBe("temp");

@@ -37,7 +37,11 @@ describe("document ids are safe by construction", () => {
 });
 
 describe("validate_doc_update", () => {
-  const ok = [domain("example.org"), mailbox("a@example.org", { quota_bytes: 1024, sieve: { default: { script: "keep;", rev: 2 } } }), alias("@example.org", ["a@example.org", "x+y@else.net"])];
+  const ok = [
+    domain("example.org"),
+    mailbox("a@example.org", { quota_bytes: 1024, sieve: { default: { script: "keep;", rev: 2 } } }),
+    alias("@example.org", ["a@example.org", "x+y@else.net"]),
+  ];
   it.each(ok.map((d) => [d._id, d]))("accepts %s", (_id, doc) => {
     expect(invalidReason(doc)).toBeNull();
   });

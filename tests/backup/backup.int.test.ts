@@ -55,29 +55,43 @@ function withDovecot(script: string): RunResult {
     return inJob(`. /usr/local/lib/mail/backup-lib.sh; start_dovecot; ${script}`);
 }
 
-const message = (id: string, subject: string) => `From: sender@example.net\nTo: someone@example.test\nMessage-ID: <${id}>\nSubject: ${subject}\n\nbody of ${id}\n`;
+const message = (id: string, subject: string) =>
+    `From: sender@example.net\nTo: someone@example.test\nMessage-ID: <${id}>\nSubject: ${subject}\n\nbody of ${id}\n`;
 
 /** Every message of every user: user, mailbox, flags, Message-ID, sorted (UIDs may change; these may not). */
 function mailState(users: string[]): string[] {
-    const r = withDovecot(users.map((u) => `doveadm -c "$BACKUP_DOVECOT_CONF" -f tab fetch -u ${u} "mailbox flags hdr.message-id" all | tail -n +2 | sed "s/^/${u}\\t/"`).join("; "));
+    const r = withDovecot(
+        users
+            .map((u) => `doveadm -c "$BACKUP_DOVECOT_CONF" -f tab fetch -u ${u} "mailbox flags hdr.message-id" all | tail -n +2 | sed "s/^/${u}\\t/"`)
+            .join("; "),
+    );
     expect(r.stderr).not.toMatch(/Error|Fatal/);
     // \Recent is per session, not stored.
-    return r.stdout.split("\n").filter(Boolean).map((l) => l.replace(/ ?\\Recent/, "")).sort();
+    return r.stdout
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.replace(/ ?\\Recent/, ""))
+        .sort();
 }
 
 /** One request on its own connection: the test blocks its event loop in buildah runs, so a kept-alive socket may be dead. */
-function couchCall(method: string, urlPath: string, body?: unknown): Promise<{ status: number; json: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- CouchDB answers with JSON of many shapes
+function couchCall(method: string, urlPath: string, body?: unknown): Promise<{ status: number; json: any }> {
     return new Promise((resolve, reject) => {
-        const req = http.request(`${couch.url}/${urlPath}`, {
-            method,
-            agent: false,
-            auth: `${ADMIN.user}:${ADMIN.password}`,
-            headers: { "content-type": "application/json" },
-        }, (res) => {
-            let text = "";
-            res.on("data", (d) => (text += d));
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) }));
-        });
+        const req = http.request(
+            `${couch.url}/${urlPath}`,
+            {
+                method,
+                agent: false,
+                auth: `${ADMIN.user}:${ADMIN.password}`,
+                headers: { "content-type": "application/json" },
+            },
+            (res) => {
+                let text = "";
+                res.on("data", (d) => (text += d));
+                res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) }));
+            },
+        );
         req.on("error", reject);
         req.end(body === undefined ? undefined : JSON.stringify(body));
     });
@@ -108,9 +122,18 @@ beforeEach(async () => {
     await couchCall("DELETE", DB);
     expect((await couchCall("PUT", DB)).status).toBe(201);
     await couchCall("PUT", `${DB}/_security`, { admins: { names: [], roles: ["_admin"] }, members: { names: [], roles: ["_admin"] } });
-    const created = await couchCall("PUT", `${DB}/mailbox:alice@example.test`, { type: "mailbox", address: "alice@example.test", password: "{BLF-CRYPT}$2y$10$x" });
+    const created = await couchCall("PUT", `${DB}/mailbox:alice@example.test`, {
+        type: "mailbox",
+        address: "alice@example.test",
+        password: "{BLF-CRYPT}$2y$10$x",
+    });
     // A second revision: the restore must bring back the current one, with its revision id.
-    await couchCall("PUT", `${DB}/mailbox:alice@example.test`, { _rev: created.json.rev, type: "mailbox", address: "alice@example.test", password: "{BLF-CRYPT}$2y$10$y" });
+    await couchCall("PUT", `${DB}/mailbox:alice@example.test`, {
+        _rev: created.json.rev,
+        type: "mailbox",
+        address: "alice@example.test",
+        password: "{BLF-CRYPT}$2y$10$y",
+    });
     await couchCall("PUT", `${DB}/alias:info@example.test`, { type: "alias", address: "info@example.test", targets: ["alice@example.test"] });
     await couchCall("PUT", `${DB}/_design/mail`, { validate_doc_update: "function(newDoc, oldDoc, userCtx) {}" });
 });
@@ -121,21 +144,23 @@ function seedMail(): void {
     fs.writeFileSync(p("scratch/a3.eml"), message("a3@example.net", "third"));
     fs.writeFileSync(p("scratch/b1.eml"), message("b1@example.net", "archived"));
     const d = `doveadm -c "$BACKUP_DOVECOT_CONF"`;
-    const r = withDovecot([
-        `${d} save -u alice@example.test -m INBOX < /backup/a1.eml`,
-        `${d} save -u alice@example.test -m INBOX < /backup/a2.eml`,
-        `${d} mailbox create -u alice@example.test Archive`,
-        `${d} save -u alice@example.test -m Archive < /backup/a3.eml`,
-        `${d} flags add -u alice@example.test '\\Seen' mailbox INBOX header message-id a1@example.net`,
-        `${d} flags add -u alice@example.test '\\Flagged $Important' mailbox INBOX header message-id a2@example.net`,
-        `${d} mailbox create -u bob@example.org "Old mail"`,
-        `${d} save -u bob@example.org -m "Old mail" < /backup/b1.eml`,
-        `${d} flags add -u bob@example.org '\\Answered \\Seen' mailbox "Old mail" all`,
-        // A ManageSieve script, active.
-        "mkdir -p /var/mail/example.test/alice/sieve && printf 'keep;\\n' > /var/mail/example.test/alice/sieve/mine.sieve",
-        "ln -s sieve/mine.sieve /var/mail/example.test/alice/.dovecot.sieve",
-        "rm /backup/*.eml",
-    ].join(" && "));
+    const r = withDovecot(
+        [
+            `${d} save -u alice@example.test -m INBOX < /backup/a1.eml`,
+            `${d} save -u alice@example.test -m INBOX < /backup/a2.eml`,
+            `${d} mailbox create -u alice@example.test Archive`,
+            `${d} save -u alice@example.test -m Archive < /backup/a3.eml`,
+            `${d} flags add -u alice@example.test '\\Seen' mailbox INBOX header message-id a1@example.net`,
+            `${d} flags add -u alice@example.test '\\Flagged $Important' mailbox INBOX header message-id a2@example.net`,
+            `${d} mailbox create -u bob@example.org "Old mail"`,
+            `${d} save -u bob@example.org -m "Old mail" < /backup/b1.eml`,
+            `${d} flags add -u bob@example.org '\\Answered \\Seen' mailbox "Old mail" all`,
+            // A ManageSieve script, active.
+            "mkdir -p /var/mail/example.test/alice/sieve && printf 'keep;\\n' > /var/mail/example.test/alice/sieve/mine.sieve",
+            "ln -s sieve/mine.sieve /var/mail/example.test/alice/.dovecot.sieve",
+            "rm /backup/*.eml",
+        ].join(" && "),
+    );
     expect(r.stderr).not.toMatch(/Error|Fatal/);
     expect(r.code).toBe(0);
 }
@@ -178,7 +203,9 @@ test("backup, wipe the mail volume and the datastore, restore: the same messages
 test("a backup taken while Dovecot moves and flags the same messages holds each of them exactly once", async () => {
     const count = 150;
     for (let i = 0; i < count; i++) fs.writeFileSync(p(`scratch/m${i}.eml`), message(`m${i}@example.net`, `message ${i}`));
-    const seeded = withDovecot(`doveadm -c "$BACKUP_DOVECOT_CONF" mailbox create -u alice@example.test Archive && for f in /backup/m*.eml; do doveadm -c "$BACKUP_DOVECOT_CONF" save -u alice@example.test -m INBOX < "$f"; done && rm /backup/m*.eml`);
+    const seeded = withDovecot(
+        `doveadm -c "$BACKUP_DOVECOT_CONF" mailbox create -u alice@example.test Archive && for f in /backup/m*.eml; do doveadm -c "$BACKUP_DOVECOT_CONF" save -u alice@example.test -m INBOX < "$f"; done && rm /backup/m*.eml`,
+    );
     expect(seeded.code).toBe(0);
 
     // A second Dovecot (another process tree, as the live pod is) moves everything from one folder to the other and
@@ -192,7 +219,11 @@ test("a backup taken while Dovecot moves and flags the same messages holds each 
       done`;
     const writer = new Pod(image, ["bash", "-c", churn], {
         user: `${VMAIL_UID}:${VMAIL_UID}`,
-        mounts: [{ host: p("mail"), ctr: DOVECOT_DEFAULTS.mailRoot, ro: false }, { host: p("scratch"), ctr: "/backup", ro: false }, { host: p("conf"), ctr: BACKUP_PATHS.config }],
+        mounts: [
+            { host: p("mail"), ctr: DOVECOT_DEFAULTS.mailRoot, ro: false },
+            { host: p("scratch"), ctr: "/backup", ro: false },
+            { host: p("conf"), ctr: BACKUP_PATHS.config },
+        ],
         env: { BACKUP_DOVECOT_CONF: `${BACKUP_PATHS.config}/dovecot.conf` },
     });
     try {

@@ -33,15 +33,21 @@ describe("repositoryLocation", () => {
         expect(repositoryLocation("/backup/repository/")).toEqual({ kind: "local", path: "/backup/repository" });
     });
 
-    test.each(["", "bucket/mail", "s3:", "s3:/bucket", "rest:backup:8000/", "ftp:host:/x", "/backup/../etc", "gs:"])("%j is refused, naming the key and what it accepts", (repository) => {
-        expect(() => repositoryLocation(repository)).toThrow(/^backupRepository: expected a restic repository: \/absolute\/path .*s3:https:\/\/host\/bucket/);
-    });
+    test.each(["", "bucket/mail", "s3:", "s3:/bucket", "rest:backup:8000/", "ftp:host:/x", "/backup/../etc", "gs:"])(
+        "%j is refused, naming the key and what it accepts",
+        (repository) => {
+            expect(() => repositoryLocation(repository)).toThrow(
+                /^backupRepository: expected a restic repository: \/absolute\/path .*s3:https:\/\/host\/bucket/,
+            );
+        },
+    );
 });
 
 describe("parseBackupCredentials", () => {
     test("NAME=value lines of restic's variables; comments and blank lines skipped; '=' allowed in values", () => {
         expect(parseBackupCredentials("# DigitalOcean Spaces\nAWS_ACCESS_KEY_ID=DO00KEY\n\nAWS_SECRET_ACCESS_KEY=abc=def\n")).toEqual({
-            AWS_ACCESS_KEY_ID: "DO00KEY", AWS_SECRET_ACCESS_KEY: "abc=def",
+            AWS_ACCESS_KEY_ID: "DO00KEY",
+            AWS_SECRET_ACCESS_KEY: "abc=def",
         });
         expect(parseBackupCredentials("")).toEqual({});
     });
@@ -83,7 +89,11 @@ describe("renderBackupDovecot", () => {
 describe("Backup component", () => {
     let recorder: MockRecorder;
     const objects = () => kubernetesObjects(recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
-    const get = (kind: string, name: string) => objects().find((o) => o.kind === kind && o.metadata.name === name) ?? (() => { throw new Error(`no ${kind} ${name}`); })();
+    const get = (kind: string, name: string) =>
+        objects().find((o) => o.kind === kind && o.metadata.name === name) ??
+        (() => {
+            throw new Error(`no ${kind} ${name}`);
+        })();
 
     async function deploy(repository: string): Promise<void> {
         await jest.isolateModulesAsync(async () => {
@@ -98,7 +108,14 @@ describe("Backup component", () => {
                 repository,
                 password: "repo-password",
                 credentials: { AWS_ACCESS_KEY_ID: "key", AWS_SECRET_ACCESS_KEY: "secret" },
-                mail: { claimName: "mail-dovecot-0", root: "/var/mail", driver: "maildir", uid: 5000, size: "10Gi", podSelector: { "app.kubernetes.io/name": "dovecot", "app.kubernetes.io/instance": "mail" } },
+                mail: {
+                    claimName: "mail-dovecot-0",
+                    root: "/var/mail",
+                    driver: "maildir",
+                    uid: 5000,
+                    size: "10Gi",
+                    podSelector: { "app.kubernetes.io/name": "dovecot", "app.kubernetes.io/instance": "mail" },
+                },
                 couchdb: { url: "http://couchdb.mail.svc:5984", adminSecretName: "couchdb-admin", database: "mail", port: 5984, app: "couchdb" },
             });
             let last = -1;
@@ -135,18 +152,26 @@ describe("Backup component", () => {
             const spec = pod.spec;
             expect(spec.containers[0].securityContext).toMatchObject({ runAsUser: 5000, runAsGroup: 5000, readOnlyRootFilesystem: true });
             expect(spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution).toEqual([
-                { labelSelector: { matchLabels: { "app.kubernetes.io/name": "dovecot", "app.kubernetes.io/instance": "mail" } }, topologyKey: "kubernetes.io/hostname" },
+                {
+                    labelSelector: { matchLabels: { "app.kubernetes.io/name": "dovecot", "app.kubernetes.io/instance": "mail" } },
+                    topologyKey: "kubernetes.io/hostname",
+                },
             ]);
             expect(spec.volumes).toContainEqual({ name: "mail", persistentVolumeClaim: { claimName: "mail-dovecot-0" } });
             expect(spec.containers[0].volumeMounts).toContainEqual({ name: "config", mountPath: BACKUP_PATHS.config, readOnly: true });
             expect(spec.containers[0].envFrom).toEqual([{ secretRef: { name: "backup-repository" } }]);
-            expect(spec.containers[0].env).toContainEqual({ name: "COUCHDB_PASSWORD", valueFrom: { secretKeyRef: { name: "couchdb-admin", key: "password" } } });
+            expect(spec.containers[0].env).toContainEqual({
+                name: "COUCHDB_PASSWORD",
+                valueFrom: { secretKeyRef: { name: "couchdb-admin", key: "password" } },
+            });
         });
 
         test("the repository, its password and credentials are one Secret, marked secret in the state", () => {
             expect(get("Secret", "backup-repository").stringData).toEqual({
-                RESTIC_REPOSITORY: "s3:https://ams3.digitaloceanspaces.com/bucket/mail", RESTIC_PASSWORD: "repo-password",
-                AWS_ACCESS_KEY_ID: "key", AWS_SECRET_ACCESS_KEY: "secret",
+                RESTIC_REPOSITORY: "s3:https://ams3.digitaloceanspaces.com/bucket/mail",
+                RESTIC_PASSWORD: "repo-password",
+                AWS_ACCESS_KEY_ID: "key",
+                AWS_SECRET_ACCESS_KEY: "secret",
             });
             const raw = recorder.resources.find((r) => r.type === "kubernetes:core/v1:Secret" && r.name === "backup-repository")!;
             // Pulumi's secret wrapper: the inputs were plain strings here, and the provider's Secret still keeps them secret.
@@ -159,7 +184,10 @@ describe("Backup component", () => {
                 expect(policy.spec.podSelector.matchLabels["app.kubernetes.io/name"]).toBe(name);
                 expect(policy.spec.ingress).toEqual([]);
                 expect(policy.spec.egress.slice(1)).toEqual([
-                    { ports: [{ port: 5984, protocol: "TCP" }], to: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["couchdb"] }] } }] },
+                    {
+                        ports: [{ port: 5984, protocol: "TCP" }],
+                        to: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["couchdb"] }] } }],
+                    },
                     { ports: [{ port: 443, protocol: "TCP" }] },
                 ]);
             }
@@ -183,7 +211,12 @@ describe("Backup component", () => {
 
 describe("the program with backups on", () => {
     const base = { clusterProvider: "digitalocean", "digitalocean:token": "mock-do-token", mailHostname: "mail.example.com", mailDomains: ["example.com"] };
-    const withBackups = { ...base, backupRepository: "s3:https://ams3.digitaloceanspaces.com/bucket/mail", backupPassword: "repo-password", backupCredentials: "AWS_ACCESS_KEY_ID=key\nAWS_SECRET_ACCESS_KEY=secret" };
+    const withBackups = {
+        ...base,
+        backupRepository: "s3:https://ams3.digitaloceanspaces.com/bucket/mail",
+        backupPassword: "repo-password",
+        backupCredentials: "AWS_ACCESS_KEY_ID=key\nAWS_SECRET_ACCESS_KEY=secret",
+    };
 
     test.each([
         ["a bucket, one node", withBackups],
@@ -195,7 +228,12 @@ describe("the program with backups on", () => {
         expect(result.failures).toEqual([]);
         expect(schemaErrors(result.resources)).toEqual([]);
         const objects = kubernetesObjects(result.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
-        expect(objects.filter((o) => o.kind === "CronJob").map((o) => o.metadata.name).sort()).toEqual(["mail-backup", "mail-restore", "spam-train"]);
+        expect(
+            objects
+                .filter((o) => o.kind === "CronJob")
+                .map((o) => o.metadata.name)
+                .sort(),
+        ).toEqual(["mail-backup", "mail-restore", "spam-train"]);
         // CouchDB admits the jobs.
         const couchdbPolicy = objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name === "couchdb")!;
         expect(JSON.stringify(couchdbPolicy.spec.ingress)).toMatch(/"mail-backup","mail-restore"/);
@@ -212,13 +250,17 @@ describe("the program with backups on", () => {
         [{ backupRepository: "bucket/mail", backupPassword: "p" }, /^mail:backupRepository = "bucket\/mail" is not allowed: expected a restic repository: /],
         [{ backupRepository: "b2:bucket:mail" }, /^mail:backupRepository = "b2:bucket:mail" needs mail:backupPassword/],
         [{ backupPassword: "p" }, /^mail:backupRepository is required when backupPassword or backupCredentials is set/],
-        [{ backupRepository: "b2:bucket:mail", backupPassword: "p", backupSchedule: "nightly" }, /^mail:backupSchedule = "nightly" is not allowed: expected a cron schedule/],
+        [
+            { backupRepository: "b2:bucket:mail", backupPassword: "p", backupSchedule: "nightly" },
+            /^mail:backupSchedule = "nightly" is not allowed: expected a cron schedule/,
+        ],
     ])("%j is refused at preview, naming the key", async (extra, message) => {
         await expect(runProgram({ ...base, ...extra })).rejects.toThrow(message);
     });
 
     test("credentials with an unknown variable fail the preview by line, without the value", async () => {
-        await expect(runProgram({ ...withBackups, backupCredentials: "AWS_ACCESS_KEY_ID=key\nAWS_SECRET=hunter2" }))
-            .rejects.toThrow(/^mail:backupCredentials line 2: expected NAME=value lines with NAME one of .*got "AWS_SECRET"$/);
+        await expect(runProgram({ ...withBackups, backupCredentials: "AWS_ACCESS_KEY_ID=key\nAWS_SECRET=hunter2" })).rejects.toThrow(
+            /^mail:backupCredentials line 2: expected NAME=value lines with NAME one of .*got "AWS_SECRET"$/,
+        );
     });
 });

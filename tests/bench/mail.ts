@@ -42,7 +42,12 @@ const MAILBOXES = 10;
 
 const log = (m: string) => process.stdout.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
-interface Scenario { name: string; port: "smtp" | "submission" | "submissions"; mailboxes: "one" | "many"; large: boolean }
+interface Scenario {
+    name: string;
+    port: "smtp" | "submission" | "submissions";
+    mailboxes: "one" | "many";
+    large: boolean;
+}
 const SCENARIOS: Scenario[] = [
     { name: "25 one small", port: "smtp", mailboxes: "one", large: false },
     { name: "25 many small", port: "smtp", mailboxes: "many", large: false },
@@ -52,10 +57,18 @@ const SCENARIOS: Scenario[] = [
     { name: "587 many 1MB", port: "submission", mailboxes: "many", large: true },
 ];
 
-interface Stack { hostname: string; caFile: string; endpoints: Record<string, { host: string; port: number }>; clientNetns: string }
+interface Stack {
+    hostname: string;
+    caFile: string;
+    endpoints: Record<string, { host: string; port: number }>;
+    clientNetns: string;
+}
 
 function cli(args: string[], env: NodeJS.ProcessEnv = {}): number {
-    const r = spawnSync(process.execPath, [require.resolve("tsx/cli"), path.join(REPO, "tests/e2e/cli.ts"), ...args], { stdio: "inherit", env: { ...process.env, ...env } });
+    const r = spawnSync(process.execPath, [require.resolve("tsx/cli"), path.join(REPO, "tests/e2e/cli.ts"), ...args], {
+        stdio: "inherit",
+        env: { ...process.env, ...env },
+    });
     return r.status ?? 1;
 }
 
@@ -71,9 +84,21 @@ function couchmail(cluster: Cluster, args: string[], input?: string): void {
 /** A message with its id in a header; the 1 MB one is text lines, as a large mail's base64 attachment looks. */
 function message(id: string, from: string, to: string, large: boolean): string {
     const line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore";
-    const body = large ? Array.from({ length: Math.ceil(2 ** 20 / (line.length + 2)) }, (_, i) => `${i} ${line}`).join("\n") : `Hello,\n\n${line}.\n${line}.\n\n-- \nbench\n`;
-    return [`From: <${from}>`, `To: <${to}>`, `Subject: bench ${id}`, `Date: ${new Date().toUTCString()}`, `Message-ID: <${id}@bench.external.test>`,
-        `X-Bench-Id: ${id}`, "MIME-Version: 1.0", "Content-Type: text/plain; charset=us-ascii", "", body].join("\n");
+    const body = large
+        ? Array.from({ length: Math.ceil(2 ** 20 / (line.length + 2)) }, (_, i) => `${i} ${line}`).join("\n")
+        : `Hello,\n\n${line}.\n${line}.\n\n-- \nbench\n`;
+    return [
+        `From: <${from}>`,
+        `To: <${to}>`,
+        `Subject: bench ${id}`,
+        `Date: ${new Date().toUTCString()}`,
+        `Message-ID: <${id}@bench.external.test>`,
+        `X-Bench-Id: ${id}`,
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+        body,
+    ].join("\n");
 }
 
 function mailRoot(): string {
@@ -86,13 +111,24 @@ function mailRoot(): string {
 /** Every Maildir file of the bench's mailboxes that carries an X-Bench-Id, first sighting kept across polls. */
 class MaildirWatcher {
     private seen = new Map<string, Delivery>();
-    constructor(private root: string, private users: string[]) {}
+    constructor(
+        private root: string,
+        private users: string[],
+    ) {}
 
     poll(): void {
         const now = Date.now();
         for (const user of this.users) {
             const maildir = path.join(this.root, DOMAIN, user, "Maildir");
-            const folders = [maildir, ...(fs.existsSync(maildir) ? fs.readdirSync(maildir).filter((f) => f.startsWith(".")).map((f) => path.join(maildir, f)) : [])];
+            const folders = [
+                maildir,
+                ...(fs.existsSync(maildir)
+                    ? fs
+                          .readdirSync(maildir)
+                          .filter((f) => f.startsWith("."))
+                          .map((f) => path.join(maildir, f))
+                    : []),
+            ];
             for (const folder of folders) {
                 for (const sub of ["new", "cur"]) {
                     const dir = path.join(folder, sub);
@@ -125,11 +161,23 @@ class MaildirWatcher {
 
 function sendBurst(stack: Stack, job: SendJob): Promise<SendResult[]> {
     return new Promise((resolve, reject) => {
-        const p = spawn("nsenter", [`--net=/run/netns/${stack.clientNetns}`, process.execPath, require.resolve("tsx/cli"), path.join(__dirname, "send.ts")], { stdio: ["pipe", "pipe", "inherit"] });
+        const p = spawn("nsenter", [`--net=/run/netns/${stack.clientNetns}`, process.execPath, require.resolve("tsx/cli"), path.join(__dirname, "send.ts")], {
+            stdio: ["pipe", "pipe", "inherit"],
+        });
         let out = "";
         p.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
         p.on("error", reject);
-        p.on("exit", (code) => (code === 0 ? resolve(out.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as SendResult)) : reject(new Error(`send.ts exited ${code}`))));
+        p.on("exit", (code) =>
+            code === 0
+                ? resolve(
+                      out
+                          .trim()
+                          .split("\n")
+                          .filter(Boolean)
+                          .map((l) => JSON.parse(l) as SendResult),
+                  )
+                : reject(new Error(`send.ts exited ${code}`)),
+        );
         p.stdin.end(JSON.stringify(job));
     });
 }
@@ -161,9 +209,15 @@ async function burst(stack: Stack, watcher: MaildirWatcher, users: Record<string
     // Watched while the burst is sent too: a message's latency must not include the sender's own wait.
     const watching = setInterval(() => watcher.poll(), 200);
     const sends = await sendBurst(stack, {
-        host: ep.host, port: ep.port, security: sc.port === "smtp" ? "plain" : sc.port === "submission" ? "starttls" : "implicit",
+        host: ep.host,
+        port: ep.port,
+        security: sc.port === "smtp" ? "plain" : sc.port === "submission" ? "starttls" : "implicit",
         auth: sc.port === "smtp" ? undefined : { user: `${submitter}@${DOMAIN}`, password: users[submitter] },
-        tlsName: stack.hostname, caFile: stack.caFile, from, sessions: sc.port === "smtp" ? SESSIONS : SUBMISSION_SESSIONS, messages,
+        tlsName: stack.hostname,
+        caFile: stack.caFile,
+        from,
+        sessions: sc.port === "smtp" ? SESSIONS : SUBMISSION_SESSIONS,
+        messages,
     }).finally(() => clearInterval(watching));
     const ids = new Set(sends.filter((s) => s.accepted).map((s) => s.id));
     let last = Date.now();
@@ -176,23 +230,43 @@ async function burst(stack: Stack, watcher: MaildirWatcher, users: Record<string
         delivered = now;
     }
     const [postfix, dovecot, spamd] = logs.map((f, i) => readFrom(f, offsets[i]));
-    const row: Row = { scenario: sc.name, spam, summary: summarize(sends, watcher.deliveries(new Set(messages.map((m) => m.id)))), hops: countHopErrors(postfix, dovecot, spamd) };
-    const refusals = sends.filter((s) => !s.accepted).slice(0, 3).map((s) => s.reply.split("\n").pop());
-    log(`${sc.name}, spam ${spam ? "on" : "off"}: ${row.summary.accepted}/${n} accepted, ${row.summary.delivered} delivered, e2e ${row.summary.deliveredPerSecond.toFixed(2)} msg/s, p50 ${row.summary.p50.toFixed(2)} s (load ${os.loadavg()[0].toFixed(2)})${refusals.length ? `; refused e.g. ${refusals.join(" | ")}` : ""}`);
+    const row: Row = {
+        scenario: sc.name,
+        spam,
+        summary: summarize(sends, watcher.deliveries(new Set(messages.map((m) => m.id)))),
+        hops: countHopErrors(postfix, dovecot, spamd),
+    };
+    const refusals = sends
+        .filter((s) => !s.accepted)
+        .slice(0, 3)
+        .map((s) => s.reply.split("\n").pop());
+    log(
+        `${sc.name}, spam ${spam ? "on" : "off"}: ${row.summary.accepted}/${n} accepted, ${row.summary.delivered} delivered, e2e ${row.summary.deliveredPerSecond.toFixed(2)} msg/s, p50 ${row.summary.p50.toFixed(2)} s (load ${os.loadavg()[0].toFixed(2)})${refusals.length ? `; refused e.g. ${refusals.join(" | ")}` : ""}`,
+    );
     return row;
 }
 
 function podLimits(cluster: Cluster, pods: string[]): Record<string, number | undefined> {
     const out: Record<string, number | undefined> = {};
     for (const pod of pods) {
-        const containers = [...(cluster.workload(pod).template.spec.initContainers ?? []).filter((c: { restartPolicy?: string }) => c.restartPolicy === "Always"), ...cluster.workload(pod).template.spec.containers];
+        const containers = [
+            ...(cluster.workload(pod).template.spec.initContainers ?? []).filter((c: { restartPolicy?: string }) => c.restartPolicy === "Always"),
+            ...cluster.workload(pod).template.spec.containers,
+        ];
         out[pod] = containers.every((c: { resources?: { limits?: { memory?: string } } }) => c.resources?.limits?.memory)
-            ? containers.reduce((sum: number, c: { resources: { limits: { memory: string } } }) => sum + quantityBytes(c.resources.limits.memory), 0) : undefined;
+            ? containers.reduce((sum: number, c: { resources: { limits: { memory: string } } }) => sum + quantityBytes(c.resources.limits.memory), 0)
+            : undefined;
     }
     return out;
 }
 
-async function phase(spam: boolean, tag: string, rows: Row[], peaks: Record<string, Record<string, number>>, limits: Record<string, number | undefined>): Promise<void> {
+async function phase(
+    spam: boolean,
+    tag: string,
+    rows: Row[],
+    peaks: Record<string, Record<string, number>>,
+    limits: Record<string, number | undefined>,
+): Promise<void> {
     log(`spam scanning ${spam ? "on" : "off"}: deploying the e2e stack with production queue timers`);
     // Production timers: the stack's own defaults, not the e2e's 5–10 s retries. The pseudo-internet's address is
     // whitelisted at postgrey (as a known MTA is) so the burst measures delivery, not the greylisting delay.
@@ -247,7 +321,9 @@ async function main(): Promise<number> {
         }
     }
     const uptime = fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-    console.log(`\nMail benchmark (${Object.keys(EXPERIMENT).length ? `experiment ${JSON.stringify(EXPERIMENT)}; ` : ""}${SMALL} small / ${LARGE} 1 MB messages per burst, ${SESSIONS}/${SUBMISSION_SESSIONS} sessions on 25/submission; ${os.cpus().length} CPUs, load ${uptime} at the end; ${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    console.log(
+        `\nMail benchmark (${Object.keys(EXPERIMENT).length ? `experiment ${JSON.stringify(EXPERIMENT)}; ` : ""}${SMALL} small / ${LARGE} 1 MB messages per burst, ${SESSIONS}/${SUBMISSION_SESSIONS} sessions on 25/submission; ${os.cpus().length} CPUs, load ${uptime} at the end; ${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+    );
     console.log(burstTable(rows));
     if (PHASES.length > 1) console.log(`\n${ratioTable(rows)}`);
     console.log(`\n${memoryTable(peaks, limits)}`);
@@ -255,7 +331,10 @@ async function main(): Promise<number> {
     return code;
 }
 
-main().then((c) => process.exit(c), (e) => {
-    log(e instanceof Error ? e.message : String(e));
-    process.exit(1);
-});
+main().then(
+    (c) => process.exit(c),
+    (e) => {
+        log(e instanceof Error ? e.message : String(e));
+        process.exit(1);
+    },
+);

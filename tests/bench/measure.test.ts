@@ -1,13 +1,24 @@
 import { countHopErrors, percentile, summarize } from "./measure";
 import type { SendResult } from "./send";
 
-const sent = (id: string, startedAt: number, at: number, reply = "250 2.0.0 Ok: queued as 4Fx"): SendResult => ({ id, startedAt, at, reply, accepted: reply.startsWith("250") });
+const sent = (id: string, startedAt: number, at: number, reply = "250 2.0.0 Ok: queued as 4Fx"): SendResult => ({
+    id,
+    startedAt,
+    at,
+    reply,
+    accepted: reply.startsWith("250"),
+});
 
 describe("percentile", () => {
     test("nearest rank over unsorted values", () => {
         expect(percentile([5, 1, 4, 2, 3], 50)).toBe(3);
         expect(percentile([5, 1, 4, 2, 3], 95)).toBe(5);
-        expect(percentile(Array.from({ length: 100 }, (_, i) => i + 1), 95)).toBe(95);
+        expect(
+            percentile(
+                Array.from({ length: 100 }, (_, i) => i + 1),
+                95,
+            ),
+        ).toBe(95);
         expect(percentile([], 50)).toBeNaN();
     });
 });
@@ -16,20 +27,36 @@ describe("summarize", () => {
     test("rates from the first transaction's start; latency from acceptance to the first sighting", () => {
         const s = summarize(
             [sent("a", 0, 500), sent("b", 100, 1000), sent("c", 200, 1000, "451 4.3.0 Temporary lookup failure")],
-            [{ id: "a", file: "u/1", seenAt: 1500, scored: true }, { id: "b", file: "u/2", seenAt: 4000, scored: false }],
+            [
+                { id: "a", file: "u/1", seenAt: 1500, scored: true },
+                { id: "b", file: "u/2", seenAt: 4000, scored: false },
+            ],
         );
-        expect(s).toMatchObject({ sent: 3, accepted: 2, refused: { "4xx": 1 }, acceptedPerSecond: 2, delivered: 2, deliveredPerSecond: 0.5, lost: 0, duplicated: 0, unscored: 1 });
+        expect(s).toMatchObject({
+            sent: 3,
+            accepted: 2,
+            refused: { "4xx": 1 },
+            acceptedPerSecond: 2,
+            delivered: 2,
+            deliveredPerSecond: 0.5,
+            lost: 0,
+            duplicated: 0,
+            unscored: 1,
+        });
         expect(s.p50).toBe(1);
         expect(s.p95).toBe(3);
     });
 
     test("an accepted message in no mailbox is lost; one in two files is duplicated (a move between new/ and cur/ is not)", () => {
-        const s = summarize([sent("a", 0, 10), sent("b", 0, 10), sent("c", 0, 10)], [
-            { id: "a", file: "u/1", seenAt: 20, scored: true },
-            { id: "a", file: "u/1", seenAt: 30, scored: true },
-            { id: "b", file: "u/2", seenAt: 20, scored: true },
-            { id: "b", file: "u/3", seenAt: 25, scored: true },
-        ]);
+        const s = summarize(
+            [sent("a", 0, 10), sent("b", 0, 10), sent("c", 0, 10)],
+            [
+                { id: "a", file: "u/1", seenAt: 20, scored: true },
+                { id: "a", file: "u/1", seenAt: 30, scored: true },
+                { id: "b", file: "u/2", seenAt: 20, scored: true },
+                { id: "b", file: "u/3", seenAt: 25, scored: true },
+            ],
+        );
         expect(s).toMatchObject({ lost: 1, duplicated: 1, delivered: 2 });
     });
 });
@@ -43,7 +70,8 @@ describe("countHopErrors", () => {
             "Dec 02 04:14:58 mail postfix/lmtp[534]: 953F2520569: to=<eve@example.test>, relay=none, delay=30, delays=0.1/0/30/0, dsn=4.4.1, status=deferred (connect to dovecot[10.77.0.16]:24: Connection refused)",
             "Dec 02 04:14:58 mail postfix/smtp[535]: A53F2520569: to=<x@external.test>, relay=mx.external.test[10.77.0.2]:25, delay=1, dsn=4.0.0, status=deferred (host said: 450 try later)",
         ].join("\n");
-        const dovecot = "Dec 02 04:14:57 lmtp(dave@example.test)<5><x>: Error: spam-scan: dave@example.test: spamc failed (74): connection refused\nlmtp(dave@example.test): Info: saved mail to INBOX";
+        const dovecot =
+            "Dec 02 04:14:57 lmtp(dave@example.test)<5><x>: Error: spam-scan: dave@example.test: spamc failed (74): connection refused\nlmtp(dave@example.test): Info: saved mail to INBOX";
         const spamd = "Wed Dec  2 04:14:57 2026 [12] warn: spamd: connection from ::1 refused\nWed Dec  2 04:14:57 2026 [12] info: spamd: processing message";
         expect(countHopErrors(postfix, dovecot, spamd)).toEqual({ lmtpDeferred: 2, lmtpTooManyConcurrent: 1, spamcFailed: 1, spamdErrors: 1 });
     });

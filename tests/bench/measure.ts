@@ -13,7 +13,12 @@ export function percentile(values: number[], p: number): number {
  * Where a message was found: the Maildir file's unique part (before ":2,"), when the bench first saw it, and whether
  * SpamAssassin scored it (an X-Spam-Status header: spamc passes messages over its size limit through unscored).
  */
-export interface Delivery { id: string; file: string; seenAt: number; scored: boolean }
+export interface Delivery {
+    id: string;
+    file: string;
+    seenAt: number;
+    scored: boolean;
+}
 
 export interface BurstSummary {
     sent: number;
@@ -100,16 +105,47 @@ export function countHopErrors(postfixLog: string, dovecotLog: string, spamdLog:
     };
 }
 
-export interface Row { scenario: string; spam: boolean; summary: BurstSummary; hops: HopErrors }
+export interface Row {
+    scenario: string;
+    spam: boolean;
+    summary: BurstSummary;
+    hops: HopErrors;
+}
 
 const fixed = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "-");
 
 export function burstTable(rows: Row[]): string {
-    const head = ["scenario", "spam", "sent", "acc msg/s", "e2e msg/s", "p50 s", "p95 s", "smtp 4xx/5xx/fail", "lmtp defer (conc)", "spamc fail", "spamd err", "unscored", "lost", "dup"];
+    const head = [
+        "scenario",
+        "spam",
+        "sent",
+        "acc msg/s",
+        "e2e msg/s",
+        "p50 s",
+        "p95 s",
+        "smtp 4xx/5xx/fail",
+        "lmtp defer (conc)",
+        "spamc fail",
+        "spamd err",
+        "unscored",
+        "lost",
+        "dup",
+    ];
     const body = rows.map(({ scenario, spam, summary: s, hops: h }) => [
-        scenario, spam ? "on" : "off", String(s.sent), fixed(s.acceptedPerSecond), fixed(s.deliveredPerSecond), fixed(s.p50, 2), fixed(s.p95, 2),
-        `${s.refused["4xx"] ?? 0}/${s.refused["5xx"] ?? 0}/${s.refused.failed ?? 0}`, `${h.lmtpDeferred} (${h.lmtpTooManyConcurrent})`, String(h.spamcFailed),
-        String(h.spamdErrors), String(s.unscored), String(s.lost), String(s.duplicated),
+        scenario,
+        spam ? "on" : "off",
+        String(s.sent),
+        fixed(s.acceptedPerSecond),
+        fixed(s.deliveredPerSecond),
+        fixed(s.p50, 2),
+        fixed(s.p95, 2),
+        `${s.refused["4xx"] ?? 0}/${s.refused["5xx"] ?? 0}/${s.refused.failed ?? 0}`,
+        `${h.lmtpDeferred} (${h.lmtpTooManyConcurrent})`,
+        String(h.spamcFailed),
+        String(h.spamdErrors),
+        String(s.unscored),
+        String(s.lost),
+        String(s.duplicated),
     ]);
     return table(head, body);
 }

@@ -116,9 +116,10 @@ class SmtpConnection {
 }
 
 async function connect(job: SendJob, ca: string): Promise<SmtpConnection> {
-    const socket = job.security === "implicit"
-        ? tls.connect({ host: job.host, port: job.port, servername: job.tlsName, ca })
-        : net.connect({ host: job.host, port: job.port });
+    const socket =
+        job.security === "implicit"
+            ? tls.connect({ host: job.host, port: job.port, servername: job.tlsName, ca })
+            : net.connect({ host: job.host, port: job.port });
     await new Promise<void>((resolve, reject) => {
         socket.once(job.security === "implicit" ? "secureConnect" : "connect", resolve);
         socket.once("error", reject);
@@ -146,7 +147,11 @@ async function connect(job: SendJob, ca: string): Promise<SmtpConnection> {
 
 /** One transaction; the message's lines are dot-stuffed (RFC 5321 §4.5.2). */
 async function transaction(smtp: SmtpConnection, from: string, m: SendJob["messages"][number]): Promise<Reply> {
-    for (const [line, code] of [[`MAIL FROM:<${from}>`, 250], [`RCPT TO:<${m.to}>`, 250], ["DATA", 354]] as const) {
+    for (const [line, code] of [
+        [`MAIL FROM:<${from}>`, 250],
+        [`RCPT TO:<${m.to}>`, 250],
+        ["DATA", 354],
+    ] as const) {
         const r = await smtp.command(line);
         if (r.code !== code) {
             if (r.code !== 0) await smtp.command("RSET");

@@ -40,15 +40,23 @@ describe("DigitalOcean target", () => {
         const providerConfig = parseYaml(unwrapSecrets(provider.inputs.kubeconfig) as string);
         expect(JSON.stringify(providerConfig)).not.toContain(FAKE_DOKS_SEVEN_DAY_TOKEN);
         expect(providerConfig.users[0].user).toEqual({ token: FAKE_DIGITALOCEAN_TOKEN });
-        expect(providerConfig.clusters[0].cluster).toEqual({ server: "https://mail-cluster.k8s.example", "certificate-authority-data": Buffer.from("mock-doks-ca").toString("base64") });
+        expect(providerConfig.clusters[0].cluster).toEqual({
+            server: "https://mail-cluster.k8s.example",
+            "certificate-authority-data": Buffer.from("mock-doks-ca").toString("base64"),
+        });
         // The exported kubeconfig holds no token at all: doctl fetches one on each use.
         const exported = JSON.parse((await run.resolve(run.outputs.kubeconfig as string)).value);
         expect(JSON.stringify(exported)).not.toContain(FAKE_DOKS_SEVEN_DAY_TOKEN);
-        expect(exported.users[0].user.exec).toMatchObject({ command: "doctl", args: ["kubernetes", "cluster", "kubeconfig", "exec-credential", "--version=v1beta1", "mail-cluster-id"] });
+        expect(exported.users[0].user.exec).toMatchObject({
+            command: "doctl",
+            args: ["kubernetes", "cluster", "kubeconfig", "exec-credential", "--version=v1beta1", "mail-cluster-id"],
+        });
     });
 
     it("names what to set when no DigitalOcean API token is given", () => {
-        expect(() => digitaloceanApiToken(undefined, {})).toThrow("clusterProvider digitalocean needs a DigitalOcean API token: set DIGITALOCEAN_TOKEN, or digitalocean:token with --secret");
+        expect(() => digitaloceanApiToken(undefined, {})).toThrow(
+            "clusterProvider digitalocean needs a DigitalOcean API token: set DIGITALOCEAN_TOKEN, or digitalocean:token with --secret",
+        );
         expect(digitaloceanApiToken(undefined, { DIGITALOCEAN_ACCESS_TOKEN: "t" })).toBeDefined();
     });
 
@@ -94,7 +102,8 @@ describe("GKE target", () => {
         expect(channelVersion(regular, "", "us-central1-a")).toBe("1.33.5-gke.1200");
         expect(channelVersion(regular, "1.34", "us-central1-a")).toBe("1.34.0-gke.300");
         expect(() => channelVersion(regular, "1.35", "us-central1-a")).toThrow(
-            'mail:clusterVersionPrefix = "1.35" matches no version GKE\'s REGULAR channel offers in us-central1-a (default 1.33.5-gke.1200, newest 1.34.0-gke.300)');
+            'mail:clusterVersionPrefix = "1.35" matches no version GKE\'s REGULAR channel offers in us-central1-a (default 1.33.5-gke.1200, newest 1.34.0-gke.300)',
+        );
     });
 
     it("keeps deletion protection on by default", async () => {
@@ -106,12 +115,18 @@ describe("GKE target", () => {
 describe("existing cluster target", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mail-kubeconfig-"));
     const file = path.join(dir, "config");
-    fs.writeFileSync(file, [
-        "apiVersion: v1", "kind: Config", "current-context: kind-mail",
-        "clusters: [{name: kind-mail, cluster: {server: 'https://127.0.0.1:6443'}}, {name: k3d, cluster: {server: 'https://127.0.0.1:6444'}}]",
-        "contexts: [{name: kind-mail, context: {cluster: kind-mail, user: u}}, {name: k3d-dev, context: {cluster: k3d, user: u}}]",
-        "users: [{name: u, user: {}}]", "",
-    ].join("\n"));
+    fs.writeFileSync(
+        file,
+        [
+            "apiVersion: v1",
+            "kind: Config",
+            "current-context: kind-mail",
+            "clusters: [{name: kind-mail, cluster: {server: 'https://127.0.0.1:6443'}}, {name: k3d, cluster: {server: 'https://127.0.0.1:6444'}}]",
+            "contexts: [{name: kind-mail, context: {cluster: kind-mail, user: u}}, {name: k3d-dev, context: {cluster: k3d, user: u}}]",
+            "users: [{name: u, user: {}}]",
+            "",
+        ].join("\n"),
+    );
 
     it("uses the file's current context by default and creates no cloud resources", async () => {
         const run = await runProgram({ ...mail, clusterKubeconfig: file });
@@ -129,12 +144,14 @@ describe("existing cluster target", () => {
     });
 
     it("names the key when the context is not in the file", async () => {
-        await expect(runProgram({ ...mail, clusterKubeconfig: file, clusterKubeconfigContext: "prod" }))
-            .rejects.toThrow('mail:clusterKubeconfigContext = "prod" is not a context in ' + file + "; it has: kind-mail, k3d-dev");
+        await expect(runProgram({ ...mail, clusterKubeconfig: file, clusterKubeconfigContext: "prod" })).rejects.toThrow(
+            'mail:clusterKubeconfigContext = "prod" is not a context in ' + file + "; it has: kind-mail, k3d-dev",
+        );
     });
 
     it("names the key when the file is missing", async () => {
-        await expect(runProgram({ ...mail, clusterKubeconfig: path.join(dir, "missing") }))
-            .rejects.toThrow(/mail:clusterKubeconfig: cannot read kubeconfig .*missing \(ENOENT\)/);
+        await expect(runProgram({ ...mail, clusterKubeconfig: path.join(dir, "missing") })).rejects.toThrow(
+            /mail:clusterKubeconfig: cannot read kubeconfig .*missing \(ENOENT\)/,
+        );
     });
 });

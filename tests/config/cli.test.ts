@@ -11,7 +11,10 @@ import { allProfiles, mockConfig, Profile, profileValues, refusal, stackFile, St
 // program's own reader makes of the config the CLI hands it.
 const ROOT = path.join(__dirname, "..", "..");
 const projectYaml = fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8");
-const committedStacks = fs.readdirSync(ROOT).filter((f) => /^Pulumi\.[^.]+\.yaml$/.test(f)).map((f) => ({ file: f, stackName: f.split(".")[1] }));
+const committedStacks = fs
+    .readdirSync(ROOT)
+    .filter((f) => /^Pulumi\.[^.]+\.yaml$/.test(f))
+    .map((f) => ({ file: f, stackName: f.split(".")[1] }));
 
 const cli = (stackYaml: string, stackName = "test"): ProgramConfig => cliProgramConfig({ projectYaml, stackYaml, stackName });
 
@@ -21,7 +24,8 @@ function readAsProgram(program: ProgramConfig): StackConfig {
 }
 
 /** Secret keys given a plaintext value: the CLI lets them through (Pulumi.yaml cannot mark them secret), so we look. */
-const plaintextSecrets = (program: ProgramConfig) => SECRET_KEYS.filter((k) => (program.config[`mail:${k}`] ?? "") !== "" && !program.secretKeys.includes(`mail:${k}`));
+const plaintextSecrets = (program: ProgramConfig) =>
+    SECRET_KEYS.filter((k) => (program.config[`mail:${k}`] ?? "") !== "" && !program.secretKeys.includes(`mail:${k}`));
 
 /** Secrets compared by value: a Pulumi secret Output resolves without an engine. */
 async function plain(value: unknown): Promise<unknown> {
@@ -61,12 +65,14 @@ describe("the CLI's checks on every profile", () => {
     });
 
     it.each(profiles.filter((p) => refusal(p) === undefined).map((p) => [name(p), p] as const))(
-        "%s: the reader reads the same config from the CLI (defaults applied) as from the test mocks (none applied)", async (_name, profile) => {
+        "%s: the reader reads the same config from the CLI (defaults applied) as from the test mocks (none applied)",
+        async (_name, profile) => {
             const values = profileValues(profile);
             const viaCli = await plain(readAsProgram(cli(stackFile(values))));
             pulumi.runtime.setAllConfig(mockConfig(values));
             expect(viaCli).toEqual(await plain(loadConfig()));
-        });
+        },
+    );
 });
 
 describe("required keys", () => {
@@ -80,7 +86,9 @@ describe("required keys", () => {
         const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
         const required = [...readme.matchAll(/^\| `mail:(\w+)` \|[^|]*\|[^|]*\| Required\./gm)].map((m) => m[1]).sort();
         expect(required).toEqual(["mailDomains", "mailHostname"]);
-        expect(() => cli("config: {}\n", "prod")).toThrow(`validating stack config: Stack 'prod' is missing configuration values ${required.map((k) => `'${k}'`).join(" and ")}`);
+        expect(() => cli("config: {}\n", "prod")).toThrow(
+            `validating stack config: Stack 'prod' is missing configuration values ${required.map((k) => `'${k}'`).join(" and ")}`,
+        );
     });
 });
 
@@ -101,7 +109,15 @@ describe("where the CLI and the reader draw the line", () => {
     });
 
     it("a relay password set with --secret reaches the program as a secret", async () => {
-        const program = cli(stackFile({ mailHostname: "mail.example.com", mailDomains: ["example.com"], relayHost: "smtp.relay.example", relayUsername: "me", relayPassword: { secret: "pw" } }));
+        const program = cli(
+            stackFile({
+                mailHostname: "mail.example.com",
+                mailDomains: ["example.com"],
+                relayHost: "smtp.relay.example",
+                relayUsername: "me",
+                relayPassword: { secret: "pw" },
+            }),
+        );
         expect(program.secretKeys).toEqual(["mail:relayPassword"]);
         expect(plaintextSecrets(program)).toEqual([]);
         const relay = readAsProgram(program).relay!;
@@ -109,7 +125,15 @@ describe("where the CLI and the reader draw the line", () => {
     });
 
     it("the CLI lets a relay password set without --secret through; the committed-file check catches it", () => {
-        const program = cli(stackFile({ mailHostname: "mail.example.com", mailDomains: ["example.com"], relayHost: "smtp.relay.example", relayUsername: "me", relayPassword: "pw" }));
+        const program = cli(
+            stackFile({
+                mailHostname: "mail.example.com",
+                mailDomains: ["example.com"],
+                relayHost: "smtp.relay.example",
+                relayUsername: "me",
+                relayPassword: "pw",
+            }),
+        );
         expect(plaintextSecrets(program)).toEqual(["relayPassword"]);
     });
 });

@@ -23,7 +23,12 @@ describe("stack config", () => {
     it("applies Pulumi.yaml's defaults and derives the rest", () => {
         const config = load(valid);
         expect(config.cluster).toEqual({ provider: "kubeconfig", kubeconfigPath: "", context: "" });
-        expect(config.mail).toEqual({ namespace: "mail", hostname: "mail.example.com", domains: ["example.com", "example.org"], postmaster: "postmaster@example.com" });
+        expect(config.mail).toEqual({
+            namespace: "mail",
+            hostname: "mail.example.com",
+            domains: ["example.com", "example.org"],
+            postmaster: "postmaster@example.com",
+        });
         expect(config.images).toEqual({ registry: "mail", tag: "dev", digests: {}, pullPolicy: "IfNotPresent" });
     });
 
@@ -41,21 +46,39 @@ describe("stack config", () => {
 
     it.each([
         [{ clusterProvider: "aws" }, 'mail:clusterProvider = "aws" is not allowed: expected one of digitalocean, gke, kubeconfig'],
-        [{ clusterProvider: "digitalocean", clusterRegion: "new-york" }, 'mail:clusterRegion = "new-york" is not allowed: expected a DigitalOcean region slug such as nyc3, ams3 or fra1'],
-        [{ clusterProvider: "gke", clusterZone: "us-central1" }, 'mail:clusterZone = "us-central1" is not allowed: that is a region; a zonal cluster needs a zone such as us-central1-a'],
+        [
+            { clusterProvider: "digitalocean", clusterRegion: "new-york" },
+            'mail:clusterRegion = "new-york" is not allowed: expected a DigitalOcean region slug such as nyc3, ams3 or fra1',
+        ],
+        [
+            { clusterProvider: "gke", clusterZone: "us-central1" },
+            'mail:clusterZone = "us-central1" is not allowed: that is a region; a zonal cluster needs a zone such as us-central1-a',
+        ],
         [{ clusterProvider: "gke", clusterZone: "mars" }, 'mail:clusterZone = "mars" is not allowed: expected a GCP zone such as us-central1-a'],
         [{ clusterProvider: "digitalocean", clusterNodeCount: 0 }, 'mail:clusterNodeCount = "0" is not allowed: expected a whole number from 1 to 100'],
         [{ clusterProvider: "gke", clusterNodeCount: "two" }, 'mail:clusterNodeCount = "two" is not allowed: expected a whole number from 1 to 100'],
         [{ clusterProvider: "gke", clusterDeletionProtection: "yes" }, 'mail:clusterDeletionProtection = "yes" is not allowed: expected true or false'],
-        [{ clusterProvider: "digitalocean", clusterVersionPrefix: "latest" }, 'mail:clusterVersionPrefix = "latest" is not allowed: expected empty (newest) or a version prefix such as 1.34'],
-        [{ clusterProvider: "digitalocean", clusterMaintenanceStartTime: "4am" }, 'mail:clusterMaintenanceStartTime = "4am" is not allowed: expected a UTC time HH:MM such as 04:00'],
-        [{ clusterProvider: "digitalocean", clusterName: "Mail_1" }, 'mail:clusterName = "Mail_1" is not allowed: expected lowercase letters, digits and dashes'],
+        [
+            { clusterProvider: "digitalocean", clusterVersionPrefix: "latest" },
+            'mail:clusterVersionPrefix = "latest" is not allowed: expected empty (newest) or a version prefix such as 1.34',
+        ],
+        [
+            { clusterProvider: "digitalocean", clusterMaintenanceStartTime: "4am" },
+            'mail:clusterMaintenanceStartTime = "4am" is not allowed: expected a UTC time HH:MM such as 04:00',
+        ],
+        [
+            { clusterProvider: "digitalocean", clusterName: "Mail_1" },
+            'mail:clusterName = "Mail_1" is not allowed: expected lowercase letters, digits and dashes',
+        ],
         [{ mailHostname: "mail" }, 'mail:mailHostname = "mail" is not allowed: expected a fully qualified lowercase host name such as mail.example.com'],
         [{ mailHostname: "-mail.example.com" }, 'mail:mailHostname = "-mail.example.com" is not allowed: expected a fully qualified'],
         [{ mailDomains: ["example.com", "bad domain"] }, 'mail:mailDomains[1] = "bad domain" is not allowed: expected a fully qualified'],
         [{ mailDomains: ["example.com", "example.com"] }, "mail:mailDomains lists example.com twice"],
         [{ mailDomains: "example.com" }, 'mail:mailDomains = "example.com" is not allowed: expected a list'],
-        [{ mailPostmaster: "postmaster" }, 'mail:mailPostmaster = "postmaster" is not allowed: expected a lowercase email address such as postmaster@example.com'],
+        [
+            { mailPostmaster: "postmaster" },
+            'mail:mailPostmaster = "postmaster" is not allowed: expected a lowercase email address such as postmaster@example.com',
+        ],
         [{ mailPostmaster: "Postmaster@example.com" }, 'mail:mailPostmaster = "Postmaster@example.com" is not allowed: expected a lowercase email address'],
         [{ edgeProxyTrustedNetworks: ["fff:/64"] }, 'mail:edgeProxyTrustedNetworks[0] = "fff:/64" is not allowed: expected a CIDR network'],
         [{ couchdbImage: "couchdb:latest" }, 'mail:couchdbImage = "couchdb:latest" is not allowed: expected an image pinned by version'],

@@ -17,8 +17,9 @@ export type StackValues = Record<string, unknown>;
 
 /** Every clusterProvider × edgeMode × tlsMode × dnsManage combination. */
 export function allProfiles(): Profile[] {
-    return CLUSTER_PROVIDERS.flatMap((clusterProvider) => EDGE_MODES.flatMap((edgeMode) => TLS_MODES.flatMap((tlsMode) =>
-        [false, true].map((dnsManage) => ({ clusterProvider, edgeMode, tlsMode, dnsManage })))));
+    return CLUSTER_PROVIDERS.flatMap((clusterProvider) =>
+        EDGE_MODES.flatMap((edgeMode) => TLS_MODES.flatMap((tlsMode) => [false, true].map((dnsManage) => ({ clusterProvider, edgeMode, tlsMode, dnsManage })))),
+    );
 }
 
 /**
@@ -27,9 +28,11 @@ export function allProfiles(): Profile[] {
  * (ingress-nginx).
  */
 export function refusal(p: Profile): string | undefined {
-    if (p.clusterProvider !== "digitalocean" && p.edgeMode === "hostport") return `mail:edgeMode = "hostport" is not allowed with clusterProvider ${p.clusterProvider}`;
+    if (p.clusterProvider !== "digitalocean" && p.edgeMode === "hostport")
+        return `mail:edgeMode = "hostport" is not allowed with clusterProvider ${p.clusterProvider}`;
     if (p.clusterProvider === "kubeconfig" && p.dnsManage) return "mail:dnsManage = true is not allowed with clusterProvider kubeconfig";
-    if (p.tlsMode === "acme" && !p.dnsManage && p.edgeMode !== "ingress-nginx") return `mail:tlsMode = "acme" is not allowed with edgeMode ${p.edgeMode} and dnsManage false`;
+    if (p.tlsMode === "acme" && !p.dnsManage && p.edgeMode !== "ingress-nginx")
+        return `mail:tlsMode = "acme" is not allowed with edgeMode ${p.edgeMode} and dnsManage false`;
     return undefined;
 }
 
@@ -49,16 +52,20 @@ export function profileValues(p: Profile): StackValues {
 
 /** Pulumi.<stack>.yaml as `pulumi config set [--secret] [--path]` writes it (secrets with Pulumi's test crypter). */
 export function stackFile(values: StackValues): string {
-    const config = Object.fromEntries(Object.entries(values).map(([key, value]) => [`mail:${key}`, isSecret(value) ? { secure: base64Crypter.encrypt(value.secret) } : value]));
+    const config = Object.fromEntries(
+        Object.entries(values).map(([key, value]) => [`mail:${key}`, isSecret(value) ? { secure: base64Crypter.encrypt(value.secret) } : value]),
+    );
     return toYaml({ config });
 }
 
 /** The same values the way the test kit's mocks set them: no defaults applied, lists as JSON, nothing marked secret. */
 export function mockConfig(values: StackValues): Record<string, string> {
-    return Object.fromEntries(Object.entries(values).map(([key, value]) => {
-        const plain = isSecret(value) ? value.secret : value;
-        return [`mail:${key}`, typeof plain === "string" ? plain : JSON.stringify(plain)];
-    }));
+    return Object.fromEntries(
+        Object.entries(values).map(([key, value]) => {
+            const plain = isSecret(value) ? value.secret : value;
+            return [`mail:${key}`, typeof plain === "string" ? plain : JSON.stringify(plain)];
+        }),
+    );
 }
 
 function isSecret(value: unknown): value is { secret: string } {

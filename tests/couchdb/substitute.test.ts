@@ -40,15 +40,22 @@ async function call(couch: TestCouch, method: string, p: string, opts: { headers
 
 describe("CouchDB config the substitute applies", () => {
     it("reads ini files in CouchDB's order: later files override, an empty value deletes, a directory gives its *.ini by name", () => {
-        const dir = iniDir({ "20-b.ini": "[chttpd]\nrequire_valid_user = false\n", "10-a.ini": "[chttpd]\nrequire_valid_user = true ; comment\n[admins]\nroot = pw\n" });
+        const dir = iniDir({
+            "20-b.ini": "[chttpd]\nrequire_valid_user = false\n",
+            "10-a.ini": "[chttpd]\nrequire_valid_user = true ; comment\n[admins]\nroot = pw\n",
+        });
         const last = iniDir({ "x.ini": "[admins]\nroot =\n" });
         expect(settingsFromIni(loadIni([dir]))).toMatchObject({ requireValidUser: false, admins: { root: "pw" } });
         expect(settingsFromIni(loadIni([dir, path.join(last, "x.ini")])).admins).toEqual({});
     });
 
     it("refuses values CouchDB cannot use, naming the key and what is allowed", () => {
-        expect(() => settingsFromIni(loadIni([iniDir({ "a.ini": "[chttpd]\nrequire_valid_user = yes\n" })]))).toThrow("[chttpd] require_valid_user = yes: CouchDB accepts only true or false");
-        expect(() => settingsFromIni(loadIni([iniDir({ "a.ini": "[couchdb]\ndefault_security = open\n" })]))).toThrow(/default_security = open: CouchDB accepts admin_only or everyone/);
+        expect(() => settingsFromIni(loadIni([iniDir({ "a.ini": "[chttpd]\nrequire_valid_user = yes\n" })]))).toThrow(
+            "[chttpd] require_valid_user = yes: CouchDB accepts only true or false",
+        );
+        expect(() => settingsFromIni(loadIni([iniDir({ "a.ini": "[couchdb]\ndefault_security = open\n" })]))).toThrow(
+            /default_security = open: CouchDB accepts admin_only or everyone/,
+        );
     });
 
     // The truth table of apache/couchdb src/chttpd/test/eunit/chttpd_auth_tests.erl.
@@ -81,7 +88,10 @@ describe("the program's rendered CouchDB ini", () => {
         expect(await call(couch, "GET", "/_up")).toMatchObject({ status: 200, json: { status: "ok" } });
         expect(await call(couch, "GET", "/")).toMatchObject({ status: 401, json: { error: "unauthorized", reason: "Authentication required." } });
         expect((await call(couch, "GET", "/mail")).status).toBe(401);
-        expect(await call(couch, "GET", "/_up", { headers: basic("admin", "wrong") })).toMatchObject({ status: 401, json: { reason: "Name or password is incorrect." } });
+        expect(await call(couch, "GET", "/_up", { headers: basic("admin", "wrong") })).toMatchObject({
+            status: 401,
+            json: { reason: "Name or password is incorrect." },
+        });
         expect((await call(couch, "GET", "/_up", { headers: asAdmin })).status).toBe(200);
         expect((await call(couch, "GET", "/_all_dbs", { headers: asAdmin })).status).toBe(200);
     });
@@ -104,15 +114,31 @@ describe("databases, _security and validate_doc_update", () => {
     beforeAll(async () => {
         // Anonymous requests allowed by config, so that _security is what refuses them.
         couch = await startCouch(0, "127.0.0.1", { admins: ADMIN });
-        expect((await call(couch, "PUT", "/_users/org.couchdb.user:bob", { headers: asAdmin, body: { name: "bob", password: "bob-password", roles: [], type: "user" } })).status).toBe(201);
+        expect(
+            (
+                await call(couch, "PUT", "/_users/org.couchdb.user:bob", {
+                    headers: asAdmin,
+                    body: { name: "bob", password: "bob-password", roles: [], type: "user" },
+                })
+            ).status,
+        ).toBe(201);
         expect((await call(couch, "PUT", "/db", { headers: asAdmin })).status).toBe(201);
     });
     afterAll(() => couch.stop());
 
     it("creates databases admin-only (CouchDB 3's default_security): anonymous 401, another user 403, reads and writes alike", async () => {
-        expect((await call(couch, "GET", "/db/_security", { headers: asAdmin })).json).toEqual({ members: { roles: ["_admin"] }, admins: { roles: ["_admin"] } });
-        expect(await call(couch, "GET", "/db")).toMatchObject({ status: 401, json: { error: "unauthorized", reason: "You are not authorized to access this db." } });
-        expect(await call(couch, "GET", "/db", { headers: asBob })).toMatchObject({ status: 403, json: { error: "forbidden", reason: "You are not allowed to access this db." } });
+        expect((await call(couch, "GET", "/db/_security", { headers: asAdmin })).json).toEqual({
+            members: { roles: ["_admin"] },
+            admins: { roles: ["_admin"] },
+        });
+        expect(await call(couch, "GET", "/db")).toMatchObject({
+            status: 401,
+            json: { error: "unauthorized", reason: "You are not authorized to access this db." },
+        });
+        expect(await call(couch, "GET", "/db", { headers: asBob })).toMatchObject({
+            status: 403,
+            json: { error: "forbidden", reason: "You are not allowed to access this db." },
+        });
         expect((await call(couch, "PUT", "/db/x", { headers: asBob, body: { a: 1 } })).status).toBe(403);
         expect((await call(couch, "GET", "/db/_changes", { headers: asBob })).status).toBe(403);
         expect(await call(couch, "PUT", "/db2", { headers: asBob })).toMatchObject({ status: 401, json: { reason: "You are not a server admin." } });
@@ -120,9 +146,14 @@ describe("databases, _security and validate_doc_update", () => {
     });
 
     it("lets members in, but only database admins change _security or design documents", async () => {
-        expect((await call(couch, "PUT", "/db/_security", { headers: asAdmin, body: { members: { names: ["bob"] }, admins: { roles: ["_admin"] } } })).status).toBe(200);
+        expect(
+            (await call(couch, "PUT", "/db/_security", { headers: asAdmin, body: { members: { names: ["bob"] }, admins: { roles: ["_admin"] } } })).status,
+        ).toBe(200);
         expect((await call(couch, "GET", "/db", { headers: asBob })).status).toBe(200);
-        expect(await call(couch, "PUT", "/db/_design/x", { headers: asBob, body: {} })).toMatchObject({ status: 403, json: { reason: "You are not a db or server admin." } });
+        expect(await call(couch, "PUT", "/db/_design/x", { headers: asBob, body: {} })).toMatchObject({
+            status: 403,
+            json: { reason: "You are not a db or server admin." },
+        });
         expect((await call(couch, "PUT", "/db/_security", { headers: asBob, body: {} })).status).toBe(403);
         expect((await call(couch, "PUT", "/db/bobs", { headers: asBob, body: { a: 1 } })).status).toBe(201);
     });
@@ -136,16 +167,26 @@ describe("databases, _security and validate_doc_update", () => {
         expect(bulk).toMatchObject({ status: 500, json: { error: "compilation_error" } });
         // Design documents skip validate_doc_update: the way out is replacing it.
         const rev = (await call(couch, "GET", "/db/_design/named", { headers: asAdmin })).json._rev;
-        const anonymous = "function (newDoc, oldDoc, userCtx, secObj) { if (newDoc.bad) throw({forbidden: 'bad ' + userCtx.name + ' ' + secObj.members.names[0]}); if (newDoc.who) throw({unauthorized: 'who'}); if (newDoc.oops) null.x; }";
+        const anonymous =
+            "function (newDoc, oldDoc, userCtx, secObj) { if (newDoc.bad) throw({forbidden: 'bad ' + userCtx.name + ' ' + secObj.members.names[0]}); if (newDoc.who) throw({unauthorized: 'who'}); if (newDoc.oops) null.x; }";
         expect((await call(couch, "PUT", "/db/_design/named", { headers: asAdmin, body: { _rev: rev, validate_doc_update: anonymous } })).status).toBe(201);
         expect((await call(couch, "PUT", "/db/doc1", { headers: asAdmin, body: { a: 1 } })).status).toBe(201);
     });
 
     it("maps throw({forbidden}) to 403, throw({unauthorized}) to 401 and an error to 500, per document in _bulk_docs", async () => {
-        expect(await call(couch, "PUT", "/db/doc2", { headers: asBob, body: { bad: true } })).toMatchObject({ status: 403, json: { error: "forbidden", reason: "bad bob bob" } });
-        expect(await call(couch, "PUT", "/db/doc2", { headers: asBob, body: { who: true } })).toMatchObject({ status: 401, json: { error: "unauthorized", reason: "who" } });
+        expect(await call(couch, "PUT", "/db/doc2", { headers: asBob, body: { bad: true } })).toMatchObject({
+            status: 403,
+            json: { error: "forbidden", reason: "bad bob bob" },
+        });
+        expect(await call(couch, "PUT", "/db/doc2", { headers: asBob, body: { who: true } })).toMatchObject({
+            status: 401,
+            json: { error: "unauthorized", reason: "who" },
+        });
         expect(await call(couch, "PUT", "/db/doc2", { headers: asBob, body: { oops: true } })).toMatchObject({ status: 500, json: { error: "TypeError" } });
-        const bulk = await call(couch, "POST", "/db/_bulk_docs", { headers: asAdmin, body: { docs: [{ _id: "ok1" }, { _id: "no1", bad: true }, { _id: "ok2" }] } });
+        const bulk = await call(couch, "POST", "/db/_bulk_docs", {
+            headers: asAdmin,
+            body: { docs: [{ _id: "ok1" }, { _id: "no1", bad: true }, { _id: "ok2" }] },
+        });
         expect(bulk.status).toBe(201);
         expect(bulk.json).toEqual([
             { ok: true, id: "ok1", rev: expect.any(String) },
@@ -188,7 +229,10 @@ describe("_changes", () => {
         expect(normal.json.results[0].seq).toBe(normal.json.last_seq);
         expect((await call(couch, "GET", "/feed", { headers: asAdmin })).json.update_seq).toBe(normal.json.last_seq);
         expect((await fetch(`${couch.url}/feed`, { method: "HEAD", headers: asAdmin })).status).toBe(200);
-        expect(await call(couch, "GET", "/feed/_changes?since=1", { headers: asAdmin })).toMatchObject({ status: 400, json: { reason: "Malformed sequence supplied in 'since' parameter." } });
+        expect(await call(couch, "GET", "/feed/_changes?since=1", { headers: asAdmin })).toMatchObject({
+            status: 400,
+            json: { reason: "Malformed sequence supplied in 'since' parameter." },
+        });
         const since = await call(couch, "GET", `/feed/_changes?since=${encodeURIComponent(normal.json.last_seq)}`, { headers: asAdmin });
         expect(since.json).toEqual({ results: [], last_seq: normal.json.last_seq, pending: 0 });
         expect(parseSince(opaqueSeq(12))).toBe(12);

@@ -44,7 +44,9 @@ export async function deploy(config: Record<string, unknown>, previous?: EngineS
                 const recorded = recorder.resources[recorder.resources.length - 1];
                 const key = resourceKey(recorded);
                 const before = previous?.resources.get(key);
-                const same = before !== undefined && isDeepStrictEqual(comparableInputs(before.inputs, before.ignoreChanges), comparableInputs(args.inputs, recorded.ignoreChanges ?? []));
+                const same =
+                    before !== undefined &&
+                    isDeepStrictEqual(comparableInputs(before.inputs, before.ignoreChanges), comparableInputs(args.inputs, recorded.ignoreChanges ?? []));
                 const result = same ? { id: before.id, state: before.outputs } : fresh;
                 state.resources.set(key, { inputs: args.inputs, ignoreChanges: recorded.ignoreChanges ?? [], id: result.id, outputs: result.state });
                 return result;
@@ -58,10 +60,12 @@ export async function deploy(config: Record<string, unknown>, previous?: EngineS
 export function changedResources(before: Deployment, next: Deployment): { created: string[]; deleted: string[]; updated: string[] } {
     const created = [...next.inputs.keys()].filter((k) => !before.inputs.has(k)).sort();
     const deleted = [...before.inputs.keys()].filter((k) => !next.inputs.has(k)).sort();
-    const updated = [...next.inputs.keys()].filter((k) => {
-        const a = before.inputs.get(k);
-        const b = next.inputs.get(k)!;
-        return a !== undefined && !isDeepStrictEqual(comparableInputs(a.inputs, a.ignoreChanges ?? []), comparableInputs(b.inputs, b.ignoreChanges ?? []));
-    }).sort();
+    const updated = [...next.inputs.keys()]
+        .filter((k) => {
+            const a = before.inputs.get(k);
+            const b = next.inputs.get(k)!;
+            return a !== undefined && !isDeepStrictEqual(comparableInputs(a.inputs, a.ignoreChanges ?? []), comparableInputs(b.inputs, b.ignoreChanges ?? []));
+        })
+        .sort();
     return { created, deleted, updated };
 }

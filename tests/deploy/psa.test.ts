@@ -20,7 +20,11 @@ describe("Pod Security Standards: baseline", () => {
         ["privileged", pod({ containers: [{ name: "app", securityContext: { privileged: true } }] }), "privileged"],
         ["NET_ADMIN added", pod({ containers: [{ name: "app", securityContext: { capabilities: { add: ["NET_ADMIN"] } } }] }), "capabilities_baseline"],
         ["a hostPath volume", pod({ volumes: [{ name: "root", hostPath: { path: "/" } }] }), "hostPathVolumes"],
-        ["hostPort 25 (no allow-list in the built-in controller)", pod({ containers: [{ name: "app", ports: [{ containerPort: 25, hostPort: 25 }] }] }), "hostPorts"],
+        [
+            "hostPort 25 (no allow-list in the built-in controller)",
+            pod({ containers: [{ name: "app", ports: [{ containerPort: 25, hostPort: 25 }] }] }),
+            "hostPorts",
+        ],
         ["AppArmor unconfined (annotation)", pod({}, { "container.apparmor.security.beta.kubernetes.io/app": "unconfined" }), "appArmorProfile"],
         ["AppArmor Unconfined (field)", pod({ securityContext: { appArmorProfile: { type: "Unconfined" } } }), "appArmorProfile"],
         ["a custom SELinux type", pod({ securityContext: { seLinuxOptions: { type: "spc_t" } } }), "seLinuxOptions"],
@@ -35,7 +39,14 @@ describe("Pod Security Standards: baseline", () => {
 
     it.each<[string, PodTemplate]>([
         ["hostPort 0", pod({ containers: [{ name: "app", ports: [{ containerPort: 25, hostPort: 0 }] }] })],
-        ["the default capabilities added back", pod({ containers: [{ name: "app", securityContext: { capabilities: { add: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"] } } }] })],
+        [
+            "the default capabilities added back",
+            pod({
+                containers: [
+                    { name: "app", securityContext: { capabilities: { add: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"] } } },
+                ],
+            }),
+        ],
         ["root with privileges dropped", pod({ containers: [{ name: "app", securityContext: { runAsUser: 0, allowPrivilegeEscalation: false } }] })],
         ["AppArmor runtime/default", pod({}, { "container.apparmor.security.beta.kubernetes.io/app": "runtime/default" })],
         ["a safe sysctl", pod({ securityContext: { sysctls: [{ name: "net.ipv4.ip_unprivileged_port_start" }] } })],
@@ -45,8 +56,20 @@ describe("Pod Security Standards: baseline", () => {
     });
 
     it("words hostPort violations as the API server does, naming container and ports", () => {
-        const p = pod({ containers: [{ name: "postfix", ports: [{ containerPort: 25, hostPort: 25 }, { containerPort: 587, hostPort: 587 }] }] });
-        expect(describeViolations("baseline", checkPod("baseline", p))).toBe('violates PodSecurity "baseline:latest": hostPort (container "postfix" uses hostPorts 25, 587)');
+        const p = pod({
+            containers: [
+                {
+                    name: "postfix",
+                    ports: [
+                        { containerPort: 25, hostPort: 25 },
+                        { containerPort: 587, hostPort: 587 },
+                    ],
+                },
+            ],
+        });
+        expect(describeViolations("baseline", checkPod("baseline", p))).toBe(
+            'violates PodSecurity "baseline:latest": hostPort (container "postfix" uses hostPorts 25, 587)',
+        );
     });
 });
 
@@ -79,8 +102,16 @@ describe("Pod Security Standards: restricted", () => {
     });
 
     it("refuses non-core volume types", () => {
-        const p = pod({ containers: [{ name: "app", securityContext: hardened }], volumes: [{ name: "data", nfs: { server: "nfs", path: "/" } }, { name: "cfg", configMap: { name: "c" } }] });
-        expect(checkPod("restricted", p)).toEqual([{ check: "restrictedVolumes", reason: "restricted volume types", detail: 'volume "data" uses restricted volume type "nfs"' }]);
+        const p = pod({
+            containers: [{ name: "app", securityContext: hardened }],
+            volumes: [
+                { name: "data", nfs: { server: "nfs", path: "/" } },
+                { name: "cfg", configMap: { name: "c" } },
+            ],
+        });
+        expect(checkPod("restricted", p)).toEqual([
+            { check: "restrictedVolumes", reason: "restricted volume types", detail: 'volume "data" uses restricted volume type "nfs"' },
+        ]);
     });
 
     it("checks init containers (native sidecars included) like the others", () => {
@@ -92,20 +123,34 @@ describe("Pod Security Standards: restricted", () => {
 describe("namespace policy and admission", () => {
     const ns = (labels: Record<string, string>): KubeObject => ({ apiVersion: "v1", kind: "Namespace", metadata: { name: "mail", labels } });
     const statefulSet = (spec: Partial<PodSpec>): KubeObject => ({
-        apiVersion: "apps/v1", kind: "StatefulSet", metadata: { name: "postfix", namespace: "mail" }, spec: { template: pod(spec) },
+        apiVersion: "apps/v1",
+        kind: "StatefulSet",
+        metadata: { name: "postfix", namespace: "mail" },
+        spec: { template: pod(spec) },
     });
 
     it("reads enforce/warn/audit labels; unlabelled modes are privileged", () => {
-        expect(namespacePolicy(ns({ "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/warn": "restricted" })))
-            .toEqual({ enforce: "baseline", warn: "restricted", audit: "privileged" });
+        expect(namespacePolicy(ns({ "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/warn": "restricted" }))).toEqual({
+            enforce: "baseline",
+            warn: "restricted",
+            audit: "privileged",
+        });
         expect(namespacePolicy(undefined)).toEqual({ enforce: "privileged", warn: "privileged", audit: "privileged" });
         expect(() => namespacePolicy(ns({ "pod-security.kubernetes.io/enforce": "strict" }))).toThrow(/not one of privileged, baseline, restricted/);
     });
 
     it("forbids the pods of a template that breaks enforce, and only warns about warn/audit", () => {
-        const policy = namespacePolicy(ns({ "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted" }));
+        const policy = namespacePolicy(
+            ns({
+                "pod-security.kubernetes.io/enforce": "baseline",
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted",
+            }),
+        );
         const bad = statefulSet({ containers: [{ name: "postfix", ports: [{ containerPort: 25, hostPort: 25 }] }] });
-        expect(admitPods(bad, bad.spec.template, policy).podsForbidden).toBe('violates PodSecurity "baseline:latest": hostPort (container "postfix" uses hostPort 25)');
+        expect(admitPods(bad, bad.spec.template, policy).podsForbidden).toBe(
+            'violates PodSecurity "baseline:latest": hostPort (container "postfix" uses hostPort 25)',
+        );
         const rootButBaseline = statefulSet({});
         const result = admitPods(rootButBaseline, rootButBaseline.spec.template, policy);
         expect(result.podsForbidden).toBeUndefined();

@@ -5,14 +5,23 @@ import type { KubeObject } from "../kit/cluster/objects";
 import { clusterProfile } from "../kit/cluster/profiles";
 
 const deployment = (name: string, affinityTo?: string): KubeObject => ({
-    apiVersion: "apps/v1", kind: "Deployment", metadata: { name, namespace: "default" },
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name, namespace: "default" },
     spec: {
-        replicas: 1, selector: { matchLabels: { app: name } },
+        replicas: 1,
+        selector: { matchLabels: { app: name } },
         template: {
             metadata: { labels: { app: name } },
             spec: {
                 containers: [{ name: "c", image: "x", resources: { requests: { cpu: "10m", memory: "16Mi" } } }],
-                affinity: affinityTo && { podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { app: affinityTo } }, topologyKey: "kubernetes.io/hostname" }] } },
+                affinity: affinityTo && {
+                    podAffinity: {
+                        requiredDuringSchedulingIgnoredDuringExecution: [
+                            { labelSelector: { matchLabels: { app: affinityTo } }, topologyKey: "kubernetes.io/hostname" },
+                        ],
+                    },
+                },
             },
         },
     },

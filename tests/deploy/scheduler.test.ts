@@ -4,9 +4,16 @@ import { GI, MI } from "../kit/cluster/quantity";
 import { ClaimState, PlacedPod, podRequests, schedule, SchedulerView } from "../kit/cluster/scheduler";
 
 const node = (name: string, memoryMi = 1024, labels: Record<string, string> = {}): NodeModel => ({
-    name, labels: { "kubernetes.io/hostname": name, ...labels }, taints: [], allocatable: { cpuMilli: 1000, memory: memoryMi * MI, pods: 110 }, systemPods: [],
+    name,
+    labels: { "kubernetes.io/hostname": name, ...labels },
+    taints: [],
+    allocatable: { cpuMilli: 1000, memory: memoryMi * MI, pods: 110 },
+    systemPods: [],
 });
-const spec = (memory: string, extra: Partial<PodSpec> = {}): PodSpec => ({ containers: [{ name: "c", resources: { requests: { memory, cpu: "10m" } } }], ...extra });
+const spec = (memory: string, extra: Partial<PodSpec> = {}): PodSpec => ({
+    containers: [{ name: "c", resources: { requests: { memory, cpu: "10m" } } }],
+    ...extra,
+});
 const view = (nodes: NodeModel[], placed: PlacedPod[] = [], claims = new Map<string, ClaimState>()): SchedulerView => ({ nodes, placed, claims });
 const toPlace = (name: string, s: PodSpec, labels: Record<string, string> = {}) => ({ namespace: "mail", name, labels, spec: s });
 
@@ -44,51 +51,91 @@ describe("scheduling", () => {
 
     it("honours nodeSelector and taints", () => {
         const tainted = { ...node("n2"), taints: [{ key: "dedicated", value: "db", effect: "NoSchedule" as const }] };
-        expect(schedule(toPlace("a", spec("1Mi", { nodeSelector: { pool: "mail" } })), view([node("n1"), tainted])))
-            .toEqual({ unschedulable: "0/2 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, 2 node(s) didn't match Pod's node affinity/selector." });
+        expect(schedule(toPlace("a", spec("1Mi", { nodeSelector: { pool: "mail" } })), view([node("n1"), tainted]))).toEqual({
+            unschedulable: "0/2 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, 2 node(s) didn't match Pod's node affinity/selector.",
+        });
         const tolerating = spec("1Mi", { tolerations: [{ key: "dedicated", operator: "Equal", value: "db", effect: "NoSchedule" }] });
         expect(schedule(toPlace("a", tolerating), view([tainted]))).toEqual({ node: "n2" });
     });
 
     it("honours required node affinity and the node's pod limit", () => {
-        const zoned = spec("1Mi", { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "zone", operator: "In", values: ["b"] }] }] } } } });
+        const zoned = spec("1Mi", {
+            affinity: {
+                nodeAffinity: {
+                    requiredDuringSchedulingIgnoredDuringExecution: {
+                        nodeSelectorTerms: [{ matchExpressions: [{ key: "zone", operator: "In", values: ["b"] }] }],
+                    },
+                },
+            },
+        });
         expect(schedule(toPlace("a", zoned), view([node("n1", 1024, { zone: "a" }), node("n2", 1024, { zone: "b" })]))).toEqual({ node: "n2" });
-        expect(schedule(toPlace("a", zoned), view([node("n1", 1024, { zone: "a" })]))).toEqual({ unschedulable: "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector." });
+        expect(schedule(toPlace("a", zoned), view([node("n1", 1024, { zone: "a" })]))).toEqual({
+            unschedulable: "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+        });
         const full = { ...node("n1"), allocatable: { ...node("n1").allocatable, pods: 1 } };
-        expect(schedule(toPlace("b", spec("1Mi")), view([full], [{ ...toPlace("a", spec("1Mi")), node: "n1" }]))).toEqual({ unschedulable: "0/1 nodes are available: 1 Too many pods." });
+        expect(schedule(toPlace("b", spec("1Mi")), view([full], [{ ...toPlace("a", spec("1Mi")), node: "n1" }]))).toEqual({
+            unschedulable: "0/1 nodes are available: 1 Too many pods.",
+        });
     });
 
     it("requires pod affinity targets to run (the first pod of a self-selecting group goes anywhere)", () => {
-        const affine = spec("1Mi", { affinity: { podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { app: "dovecot" } }, topologyKey: "kubernetes.io/hostname" }] } } });
-        expect(schedule(toPlace("train", affine), view([node("n1")]))).toEqual({ unschedulable: "0/1 nodes are available: 1 node(s) didn't match pod affinity rules." });
-        expect(schedule(toPlace("train", affine), view([node("n1"), node("n2")], [{ ...toPlace("dovecot-0", spec("1Mi"), { app: "dovecot" }), node: "n2" }]))).toEqual({ node: "n2" });
+        const affine = spec("1Mi", {
+            affinity: {
+                podAffinity: {
+                    requiredDuringSchedulingIgnoredDuringExecution: [
+                        { labelSelector: { matchLabels: { app: "dovecot" } }, topologyKey: "kubernetes.io/hostname" },
+                    ],
+                },
+            },
+        });
+        expect(schedule(toPlace("train", affine), view([node("n1")]))).toEqual({
+            unschedulable: "0/1 nodes are available: 1 node(s) didn't match pod affinity rules.",
+        });
+        expect(
+            schedule(toPlace("train", affine), view([node("n1"), node("n2")], [{ ...toPlace("dovecot-0", spec("1Mi"), { app: "dovecot" }), node: "n2" }])),
+        ).toEqual({ node: "n2" });
         expect(schedule(toPlace("dovecot-0", affine, { app: "dovecot" }), view([node("n1")]))).toEqual({ node: "n1" });
     });
 
     it("keeps anti-affine pods apart, both ways", () => {
-        const anti = spec("1Mi", { affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { app: "x" } }, topologyKey: "kubernetes.io/hostname" }] } } });
+        const anti = spec("1Mi", {
+            affinity: {
+                podAntiAffinity: {
+                    requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { app: "x" } }, topologyKey: "kubernetes.io/hostname" }],
+                },
+            },
+        });
         const placed = [{ ...toPlace("x-0", anti, { app: "x" }), node: "n1" }];
         expect(schedule(toPlace("x-1", anti, { app: "x" }), view([node("n1")], placed))).toEqual({
-            unschedulable: "0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules, 1 node(s) didn't satisfy existing pods anti-affinity rules.",
+            unschedulable:
+                "0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules, 1 node(s) didn't satisfy existing pods anti-affinity rules.",
         });
         expect(schedule(toPlace("x-1", anti, { app: "x" }), view([node("n1"), node("n2")], placed))).toEqual({ node: "n2" });
     });
 
     it("refuses a second pod with the same hostPort on a node", () => {
         const hp = spec("1Mi", { containers: [{ name: "c", ports: [{ containerPort: 25, hostPort: 25 }] }] });
-        expect(schedule(toPlace("b", hp), view([node("n1")], [{ ...toPlace("a", hp), node: "n1" }])))
-            .toEqual({ unschedulable: "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports." });
+        expect(schedule(toPlace("b", hp), view([node("n1")], [{ ...toPlace("a", hp), node: "n1" }]))).toEqual({
+            unschedulable: "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports.",
+        });
     });
 
     it("pins users of a node-local claim to its node, and waits for claims that do not exist or are unbound", () => {
         const mounting = spec("1Mi", { volumes: [{ name: "mail", persistentVolumeClaim: { claimName: "mail-dovecot-0" } }] });
-        const claims = new Map<string, ClaimState>([["mail/mail-dovecot-0", { bound: true, storageClass: { bindingMode: "WaitForFirstConsumer", nodeLocal: true }, node: "n1" }]]);
-        expect(schedule(toPlace("train", mounting), view([node("n1", 0), node("n2")], [], claims)))
-            .toEqual({ unschedulable: "0/2 nodes are available: 1 Insufficient memory, 1 node(s) had volume node affinity conflict." });
+        const claims = new Map<string, ClaimState>([
+            ["mail/mail-dovecot-0", { bound: true, storageClass: { bindingMode: "WaitForFirstConsumer", nodeLocal: true }, node: "n1" }],
+        ]);
+        expect(schedule(toPlace("train", mounting), view([node("n1", 0), node("n2")], [], claims))).toEqual({
+            unschedulable: "0/2 nodes are available: 1 Insufficient memory, 1 node(s) had volume node affinity conflict.",
+        });
         expect(schedule(toPlace("train", mounting), view([node("n1"), node("n2")], [], claims))).toEqual({ node: "n1" });
-        expect(schedule(toPlace("train", mounting), view([node("n1")]))).toEqual({ unschedulable: '0/1 nodes are available: persistentvolumeclaim "mail-dovecot-0" not found.' });
+        expect(schedule(toPlace("train", mounting), view([node("n1")]))).toEqual({
+            unschedulable: '0/1 nodes are available: persistentvolumeclaim "mail-dovecot-0" not found.',
+        });
         const unbound = new Map<string, ClaimState>([["mail/mail-dovecot-0", { bound: false, storageClass: { bindingMode: "Immediate", nodeLocal: false } }]]);
-        expect(schedule(toPlace("train", mounting), view([node("n1")], [], unbound))).toEqual({ unschedulable: "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims." });
+        expect(schedule(toPlace("train", mounting), view([node("n1")], [], unbound))).toEqual({
+            unschedulable: "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+        });
     });
 });
 

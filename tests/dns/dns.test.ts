@@ -6,8 +6,13 @@ import { mailDnsRecords, mtaStsId, mtaStsPolicy, zoneSnippet } from "../../compo
 
 const DKIM = `v=DKIM1; k=rsa; p=${"A".repeat(392)}`;
 const args = {
-    hostname: "mail.example.com", domains: ["example.com", "example.org"], dkimSelector: "mail", postmaster: "postmaster@example.com",
-    dkimTxt: { "example.com": DKIM, "example.org": DKIM }, addresses: ["203.0.113.9", "2001:db8::9"], mtaSts: "enforce" as const,
+    hostname: "mail.example.com",
+    domains: ["example.com", "example.org"],
+    dkimSelector: "mail",
+    postmaster: "postmaster@example.com",
+    dkimTxt: { "example.com": DKIM, "example.org": DKIM },
+    addresses: ["203.0.113.9", "2001:db8::9"],
+    mtaSts: "enforce" as const,
 };
 
 /** A small zone-file reader: name → type → data strings (TXT strings joined as DNS joins them). */
@@ -51,7 +56,9 @@ describe("DNS record set (pure)", () => {
     });
 
     it("splits long TXT data into ≤255-byte strings", () => {
-        const line = zoneSnippet(mailDnsRecords(args)).split("\n").find((l) => l.startsWith("mail._domainkey.example.com."))!;
+        const line = zoneSnippet(mailDnsRecords(args))
+            .split("\n")
+            .find((l) => l.startsWith("mail._domainkey.example.com."))!;
         const strings = [...line.matchAll(/"([^"]*)"/g)].map((m) => m[1]);
         expect(strings.length).toBeGreaterThan(1);
         expect(strings.every((s) => s.length <= 255)).toBe(true);
@@ -109,10 +116,23 @@ describe("dnsManage on gke", () => {
     });
 
     it("creates one Cloud DNS record set per name and type, in the zone that holds it", () => {
-        const sets = run.recorder.ofType("gcp:dns/recordSet:RecordSet").map((r) => r.inputs as { managedZone: string; name: string; type: string; rrdatas: string[] });
-        expect(sets).toContainEqual(expect.objectContaining({ managedZone: "example-com", name: "mail.example.com.", type: "A", rrdatas: [FAKE_ADDRESSES.serviceLb] }));
-        expect(sets).toContainEqual(expect.objectContaining({ managedZone: "example-org", name: "example.org.", type: "MX", rrdatas: ["10 mail.example.com."] }));
-        expect(sets).toContainEqual(expect.objectContaining({ managedZone: "example-org", name: "_dmarc.example.org.", type: "TXT", rrdatas: ['"v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:postmaster@example.com"'] }));
+        const sets = run.recorder
+            .ofType("gcp:dns/recordSet:RecordSet")
+            .map((r) => r.inputs as { managedZone: string; name: string; type: string; rrdatas: string[] });
+        expect(sets).toContainEqual(
+            expect.objectContaining({ managedZone: "example-com", name: "mail.example.com.", type: "A", rrdatas: [FAKE_ADDRESSES.serviceLb] }),
+        );
+        expect(sets).toContainEqual(
+            expect.objectContaining({ managedZone: "example-org", name: "example.org.", type: "MX", rrdatas: ["10 mail.example.com."] }),
+        );
+        expect(sets).toContainEqual(
+            expect.objectContaining({
+                managedZone: "example-org",
+                name: "_dmarc.example.org.",
+                type: "TXT",
+                rrdatas: ['"v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:postmaster@example.com"'],
+            }),
+        );
         const dkim = sets.find((s) => s.name === "mail._domainkey.example.com.")!;
         expect(dkim.rrdatas).toHaveLength(1);
         expect(dkim.rrdatas[0]).toMatch(/^"v=DKIM1; k=rsa; p=[^"]{200,}" "[^"]+"/);
@@ -139,7 +159,8 @@ describe("collisions with records already in the zone (pure)", () => {
             "_smtp._tls.example.com CNAME tlsrpt.example.net",
         ]);
         expect(collisionError("DigitalOcean DNS", dnsCollisions(existing, planned, opts).slice(0, 1)).message).toBe(
-            'mail:dnsManage = true, but DigitalOcean DNS already holds records the mail records collide with: example.com TXT "v=spf1 include:_spf.google.com ~all": a second v=spf1 record at one name makes receivers ignore both (SPF: permerror). Remove or merge them by hand (the dnsZone output has our values), or set dnsManage false and publish dnsZone yourself');
+            'mail:dnsManage = true, but DigitalOcean DNS already holds records the mail records collide with: example.com TXT "v=spf1 include:_spf.google.com ~all": a second v=spf1 record at one name makes receivers ignore both (SPF: permerror). Remove or merge them by hand (the dnsZone output has our values), or set dnsManage false and publish dnsZone yourself',
+        );
     });
 
     it("takes what this program publishes under any config for its own (an earlier run's records)", () => {
@@ -162,7 +183,9 @@ describe("collisions with records already in the zone (pure)", () => {
         const [collision] = dnsCollisions(existing, planned, { ...opts, oneSetPerType: true });
         expect(collision).toMatchObject({ name: "example.com", type: "TXT", value: "google-site-verification=abc" });
         expect(collision.why).toContain("409");
-        expect(keptValues(set("example.com", "TXT", "v=spf1 mx -all", "google-site-verification=abc"), planned, "mail.example.com")).toEqual(["google-site-verification=abc"]);
+        expect(keptValues(set("example.com", "TXT", "v=spf1 mx -all", "google-site-verification=abc"), planned, "mail.example.com")).toEqual([
+            "google-site-verification=abc",
+        ]);
     });
 
     it("does not judge A/AAAA: the edge's address is unknown until it exists", () => {
@@ -171,9 +194,15 @@ describe("collisions with records already in the zone (pure)", () => {
 });
 
 describe("dnsManage reads the zones before writing to them", () => {
-    it.each([["digitalocean", "digitalocean:index/getRecords:getRecords", "domain"], ["gke", "gcp:dns/getRecordSets:getRecordSets", "managedZone"]])("on %s: reads every zone it writes to", async (provider, token, zoneArg) => {
+    it.each([
+        ["digitalocean", "digitalocean:index/getRecords:getRecords", "domain"],
+        ["gke", "gcp:dns/getRecordSets:getRecordSets", "managedZone"],
+    ])("on %s: reads every zone it writes to", async (provider, token, zoneArg) => {
         const run = await runProgram({ ...mail, clusterProvider: provider, dnsManage: true });
-        const zones = run.recorder.invokes.filter((i) => i.token === token).map((i) => i.inputs[zoneArg]).sort();
+        const zones = run.recorder.invokes
+            .filter((i) => i.token === token)
+            .map((i) => i.inputs[zoneArg])
+            .sort();
         expect(zones).toEqual(provider === "gke" ? ["example-com", "example-org"] : ["example.com", "example.org"]);
     });
 });

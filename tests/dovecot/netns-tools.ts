@@ -74,12 +74,14 @@ function login(plan: LoginPlan, a: LoginAttempt, t0: number): Promise<LoginResul
 async function logins(plan: LoginPlan): Promise<void> {
     const t0 = Date.now();
     const until = t0 + (plan.loopMs ?? 0);
-    await Promise.all(plan.attempts.map(async (a) => {
-        do {
-            const r = await login(plan, a, t0);
-            process.stdout.write(JSON.stringify(r) + "\n");
-        } while (Date.now() < until);
-    }));
+    await Promise.all(
+        plan.attempts.map(async (a) => {
+            do {
+                const r = await login(plan, a, t0);
+                process.stdout.write(JSON.stringify(r) + "\n");
+            } while (Date.now() < until);
+        }),
+    );
 }
 
 function forward(port: number, path: string): void {

@@ -53,10 +53,18 @@ function runLogins(attempts: LoginAttempt[], loopMs?: number): Promise<LoginResu
     let err = "";
     child.stdout!.on("data", (c) => (out += c));
     child.stderr!.on("data", (c) => (err += c));
-    return new Promise((resolve, reject) => child.on("exit", (code) => {
-        if (code !== 0) reject(new Error(`login client failed (${code}): ${err}`));
-        else resolve(out.split("\n").filter(Boolean).map((l) => JSON.parse(l) as LoginResult));
-    }));
+    return new Promise((resolve, reject) =>
+        child.on("exit", (code) => {
+            if (code !== 0) reject(new Error(`login client failed (${code}): ${err}`));
+            else
+                resolve(
+                    out
+                        .split("\n")
+                        .filter(Boolean)
+                        .map((l) => JSON.parse(l) as LoginResult),
+                );
+        }),
+    );
 }
 
 const refused = (r: LoginResult) => r.reply.includes(POLICY_REFUSAL);
@@ -100,7 +108,9 @@ beforeAll(async () => {
     st = await startStack({ serve: (d) => ({ http: [{ kind: "unix", path: path.join(d, "http.sock") }] }) });
     await waitFor(() => st.running.cache.loaded, 20_000);
     writeConfigMapVolume(path.join(dir, "tls"), selfSignedCert("mail.example.test"), 0o600);
-    writeConfigMapVolume(path.join(dir, "lua"), { [COUCHMAIL.luaFile]: fs.readFileSync(path.join(__dirname, "../../couchmail/lua/couchmail-auth.lua"), "utf8") });
+    writeConfigMapVolume(path.join(dir, "lua"), {
+        [COUCHMAIL.luaFile]: fs.readFileSync(path.join(__dirname, "../../couchmail/lua/couchmail-auth.lua"), "utf8"),
+    });
     writeConfigMapVolume(path.join(dir, "config"), renderDovecot(withoutPolicy));
     pod = new Pod(image, ["/usr/local/bin/dovecot-entrypoint"], {
         mounts: [
@@ -115,15 +125,17 @@ beforeAll(async () => {
     }
     relay = inPod(["forward", String(COUCHMAIL.httpPort), path.join(st.dir, "http.sock")]);
     let pending = "";
-    await new Promise<void>((resolve) => relay.stdout!.on("data", (c) => {
-        pending += c;
-        const lines = pending.split("\n");
-        pending = lines.pop()!;
-        for (const l of lines) {
-            if (l === "forwarding") resolve();
-            else relayed += JSON.parse(l) as string;
-        }
-    }));
+    await new Promise<void>((resolve) =>
+        relay.stdout!.on("data", (c) => {
+            pending += c;
+            const lines = pending.split("\n");
+            pending = lines.pop()!;
+            for (const l of lines) {
+                if (l === "forwarding") resolve();
+                else relayed += JSON.parse(l) as string;
+            }
+        }),
+    );
     await pod.waitForLog(/config [0-9a-f]{12} active/, 60_000);
 }, 900_000);
 
@@ -152,7 +164,14 @@ describe("with the auth policy as rendered", () => {
         expect(ok.reply).toMatch(/^a OK/);
         const allow = policyBodies("allow").find((b) => b.remote === USER_NEW_ADDRESS);
         const report = policyBodies("report").find((b) => b.remote === USER_NEW_ADDRESS);
-        expect(allow).toEqual({ login: "bob@example.org", remote: USER_NEW_ADDRESS, protocol: "imap", session_id: expect.any(String), fail_type: "", tls: true });
+        expect(allow).toEqual({
+            login: "bob@example.org",
+            remote: USER_NEW_ADDRESS,
+            protocol: "imap",
+            session_id: expect.any(String),
+            fail_type: "",
+            tls: true,
+        });
         expect(report).toEqual({ ...allow, success: true, policy_reject: false });
         expect(relayed).not.toMatch(/pwhash|hashed_password/);
     });
@@ -176,7 +195,9 @@ describe("with the auth policy as rendered", () => {
     test("one address spraying 14 accounts at once: 10 checked, the 11th tarpitted by Dovecot for 10 s, the rest refused", async () => {
         const results = await runLogins(Array.from({ length: 14 }, (_, i) => ({ user: `user${i}@example.org`, password: "Summer2026!", source: SPRAYER })));
         const checked = results.filter(checkedGuess).sort((a, b) => a.ms - b.ms);
-        console.log(`spraying from one address: ${checked.length} checked (slowest answer after ${checked.at(-1)!.ms} ms), ${results.filter(refused).length} refused`);
+        console.log(
+            `spraying from one address: ${checked.length} checked (slowest answer after ${checked.at(-1)!.ms} ms), ${results.filter(refused).length} refused`,
+        );
         expect(checked).toHaveLength(11);
         expect(results.filter(refused)).toHaveLength(3);
         // Dovecot held the tarpitted check on its timer: its answer came at least 10 s after the others began.

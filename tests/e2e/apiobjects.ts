@@ -24,7 +24,8 @@ export class ApiObjects {
 
     /** Stores an object as the API server would: a new one is appended (pod addresses follow that order), a known one replaced. */
     upsert(obj: KubeObject): void {
-        const same = (o: KubeObject) => o.kind === obj.kind && o.metadata.name === obj.metadata.name && (o.metadata.namespace ?? "default") === (obj.metadata.namespace ?? "default");
+        const same = (o: KubeObject) =>
+            o.kind === obj.kind && o.metadata.name === obj.metadata.name && (o.metadata.namespace ?? "default") === (obj.metadata.namespace ?? "default");
         const i = this.objects.findIndex(same);
         if (i >= 0) this.objects[i] = obj;
         else this.objects.push(obj);
@@ -42,14 +43,16 @@ export class ApiObjects {
 
     /** Workloads in the order they were created (a Job is one: its pods run on the node one after another). */
     workloads(): Workload[] {
-        return this.objects.filter((o) => o.kind === "StatefulSet" || o.kind === "Deployment" || o.kind === "Job").map((o) => ({
-            kind: o.kind,
-            name: o.metadata.name,
-            namespace: o.metadata.namespace ?? "default",
-            template: o.spec.template,
-            claims: o.spec.volumeClaimTemplates ?? [],
-            podName: o.kind === "StatefulSet" ? `${o.metadata.name}-0` : `${o.metadata.name}-e2e`,
-        }));
+        return this.objects
+            .filter((o) => o.kind === "StatefulSet" || o.kind === "Deployment" || o.kind === "Job")
+            .map((o) => ({
+                kind: o.kind,
+                name: o.metadata.name,
+                namespace: o.metadata.namespace ?? "default",
+                template: o.spec.template,
+                claims: o.spec.volumeClaimTemplates ?? [],
+                podName: o.kind === "StatefulSet" ? `${o.metadata.name}-0` : `${o.metadata.name}-e2e`,
+            }));
     }
 
     workload(name: string): Workload {
@@ -72,19 +75,21 @@ export class ApiObjects {
      * Service await is what requires it to target pods).
      */
     services(): { name: string; namespace: string; workloads: Workload[]; ports: { name?: string; port: number; target: number; workload: Workload }[] }[] {
-        return this.objects.filter((o) => o.kind === "Service").map((svc) => {
-            const selected = this.workloads().filter((x) => selects({ matchLabels: svc.spec.selector ?? {} }, x.template.metadata?.labels ?? {}));
-            const ports = (svc.spec.ports as Spec[]).flatMap((p) => {
-                const t = p.targetPort ?? p.port;
-                for (const w of selected) {
-                    const declared = [...(w.template.spec.containers ?? []), ...(w.template.spec.initContainers ?? [])].flatMap((c: Spec) => c.ports ?? []);
-                    const cp = declared.find((x: Spec) => (typeof t === "number" ? x.containerPort === t : x.name === t));
-                    if (cp) return [{ name: p.name, port: p.port, target: cp.containerPort as number, workload: w }];
-                }
-                return [];
+        return this.objects
+            .filter((o) => o.kind === "Service")
+            .map((svc) => {
+                const selected = this.workloads().filter((x) => selects({ matchLabels: svc.spec.selector ?? {} }, x.template.metadata?.labels ?? {}));
+                const ports = (svc.spec.ports as Spec[]).flatMap((p) => {
+                    const t = p.targetPort ?? p.port;
+                    for (const w of selected) {
+                        const declared = [...(w.template.spec.containers ?? []), ...(w.template.spec.initContainers ?? [])].flatMap((c: Spec) => c.ports ?? []);
+                        const cp = declared.find((x: Spec) => (typeof t === "number" ? x.containerPort === t : x.name === t));
+                        if (cp) return [{ name: p.name, port: p.port, target: cp.containerPort as number, workload: w }];
+                    }
+                    return [];
+                });
+                return { name: svc.metadata.name, namespace: svc.metadata.namespace ?? "default", workloads: selected, ports };
             });
-            return { name: svc.metadata.name, namespace: svc.metadata.namespace ?? "default", workloads: selected, ports };
-        });
     }
 
     /** `IP svc svc.ns svc.ns.svc svc.ns.svc.cluster.local` for every single-workload Service, plus the pod's own name. */

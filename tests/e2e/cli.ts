@@ -49,8 +49,15 @@ function awaitTimeoutSeconds(value: string | undefined): number {
 /** The pseudo-internet's DNS and SMTP sink (outside.py), serving the zone file as it is now. */
 function startOutside(cluster: Cluster, netns: string, zone: string): void {
     const outsideLog = path.join(E2E_DIR, "logs", `${OUTSIDE.name}.log`);
-    cluster.saveHelper(OUTSIDE.name, startDetached(["/usr/bin/python3", path.join(__dirname, "outside.py"), OUTSIDE.ip, CLUSTER_DNS.ip, zone,
-        path.join(E2E_DIR, "outside", "mail")], outsideLog, netns), outsideLog);
+    cluster.saveHelper(
+        OUTSIDE.name,
+        startDetached(
+            ["/usr/bin/python3", path.join(__dirname, "outside.py"), OUTSIDE.ip, CLUSTER_DNS.ip, zone, path.join(E2E_DIR, "outside", "mail")],
+            outsideLog,
+            netns,
+        ),
+        outsideLog,
+    );
 }
 
 async function stopHelper(cluster: Cluster, name: string): Promise<void> {
@@ -119,9 +126,12 @@ async function up(): Promise<Cluster> {
     const zone = path.join(E2E_DIR, "outside", "zone");
     fs.mkdirSync(path.dirname(zone), { recursive: true });
     const externalZone = [
-        "external.test.\t300\tIN\tMX\t10 mx.external.test.", `mx.external.test.\t300\tIN\tA\t${OUTSIDE.ip}`,
+        "external.test.\t300\tIN\tMX\t10 mx.external.test.",
+        `mx.external.test.\t300\tIN\tA\t${OUTSIDE.ip}`,
         // A sender domain whose SPF authorizes nobody: Postfix's SPF check must refuse its mail.
-        "spf-fail.test.\t300\tIN\tMX\t10 mx.external.test.", 'spf-fail.test.\t300\tIN\tTXT\t"v=spf1 -all"', "",
+        "spf-fail.test.\t300\tIN\tMX\t10 mx.external.test.",
+        'spf-fail.test.\t300\tIN\tTXT\t"v=spf1 -all"',
+        "",
     ];
     fs.writeFileSync(zone, externalZone.join("\n"));
     const { netns: outsideNetns } = cluster.createNetns(OUTSIDE.name, OUTSIDE.ip);
@@ -155,7 +165,12 @@ async function up(): Promise<Cluster> {
     cluster.save(outputs);
     for (const obj of tests.filter((o) => o.kind === "Deployment" && !ON_DEMAND.includes(o.metadata.name))) await cluster.startPod(obj.metadata.name);
     const objects = cluster.objects;
-    log(`deployed ${objects.length} Kubernetes objects: ${cluster.workloads().map((w) => `${w.kind}/${w.name}`).join(", ")}`);
+    log(
+        `deployed ${objects.length} Kubernetes objects: ${cluster
+            .workloads()
+            .map((w) => `${w.kind}/${w.name}`)
+            .join(", ")}`,
+    );
 
     const ep = outputs.endpoints as Record<string, string>;
     const mta = serviceWorkload(cluster, ep.smtp);
@@ -179,7 +194,8 @@ async function up(): Promise<Cluster> {
     }
     const stack = {
         note: `pods run the images built from images/ on the private bridge ${BRIDGE.name} (${BRIDGE.prefix}.0/24); the host reaches them directly`,
-        substitution: "the couchdb pod runs couchmail's CouchDB-protocol test server (express-pouchdb, in memory, saved to its PVC on stop) instead of the CouchDB image",
+        substitution:
+            "the couchdb pod runs couchmail's CouchDB-protocol test server (express-pouchdb, in memory, saved to its PVC on stop) instead of the CouchDB image",
         hostname: MAIL_HOSTNAME,
         domains: DOMAINS,
         externalTestDomain: "external.test",
@@ -237,7 +253,8 @@ async function down(): Promise<void> {
     }
     for (const ns of fs.existsSync("/run/netns") ? fs.readdirSync("/run/netns") : []) if (ours(ns)) sh("ip", ["netns", "del", ns], { allowFail: true });
     sh("ip", ["link", "del", BRIDGE.name], { allowFail: true });
-    for (const d of fs.existsSync("/dev/shm") ? fs.readdirSync("/dev/shm") : []) if (ours(d)) fs.rmSync(path.join("/dev/shm", d), { recursive: true, force: true });
+    for (const d of fs.existsSync("/dev/shm") ? fs.readdirSync("/dev/shm") : [])
+        if (ours(d)) fs.rmSync(path.join("/dev/shm", d), { recursive: true, force: true });
     log("stack down");
 }
 
@@ -270,8 +287,11 @@ function footprintTable(idle: Record<string, number>, peak: Record<string, numbe
     rows.push(["sum", mib(sum(idle)), mib(sum(peak))]);
     const w = [Math.max(...rows.map((r) => r[0].length), 3), 12, 12];
     const line = (r: string[]) => `${r[0].padEnd(w[0])}  ${r[1].padStart(w[1])}  ${r[2].padStart(w[2])}`;
-    return ["Pod memory (PSS, MiB; processes in the pods' cgroups; peak = highest per pod during the suite)",
-        line(["pod", "idle", "peak"]), ...rows.map(line)].join("\n");
+    return [
+        "Pod memory (PSS, MiB; processes in the pods' cgroups; peak = highest per pod during the suite)",
+        line(["pod", "idle", "peak"]),
+        ...rows.map(line),
+    ].join("\n");
 }
 
 async function run(): Promise<number> {
@@ -288,8 +308,18 @@ async function run(): Promise<number> {
         }, 1000);
         const ts = Date.now();
         code = await new Promise<number>((resolve) => {
-            const files = ["deploy.e2e.ts", "firstrun.e2e.ts", "jobs.e2e.ts", "mail.e2e.ts", "runtime.e2e.ts", "netpol.e2e.ts", "defects.e2e.ts", "doctor.e2e.ts"]
-                .map((f) => path.join(__dirname, f)).filter((f) => fs.existsSync(f));
+            const files = [
+                "deploy.e2e.ts",
+                "firstrun.e2e.ts",
+                "jobs.e2e.ts",
+                "mail.e2e.ts",
+                "runtime.e2e.ts",
+                "netpol.e2e.ts",
+                "defects.e2e.ts",
+                "doctor.e2e.ts",
+            ]
+                .map((f) => path.join(__dirname, f))
+                .filter((f) => fs.existsSync(f));
             const suite = spawn(process.execPath, [require.resolve("tsx/cli"), "--test", "--test-concurrency=1", ...files], { stdio: "inherit" });
             suite.on("exit", (c) => resolve(c ?? 1));
         });
@@ -335,8 +365,11 @@ async function main(): Promise<number> {
 
 // The mail benchmark imports podMemory; run as a script, this is the CLI.
 if (require.main === module) {
-    main().then((c) => process.exit(c), (e) => {
-        log(e instanceof Error ? e.message : String(e));
-        process.exit(1);
-    });
+    main().then(
+        (c) => process.exit(c),
+        (e) => {
+            log(e instanceof Error ? e.message : String(e));
+            process.exit(1);
+        },
+    );
 }

@@ -12,7 +12,9 @@ import { NodeNetwork } from "./nodenetwork";
 import type { KubeObject } from "./program";
 import { cgroupPids, RUNC_ROOT } from "./runtime";
 
-interface HelperState { helpers: Record<string, { leader: number; log: string }> }
+interface HelperState {
+    helpers: Record<string, { leader: number; log: string }>;
+}
 
 export class Cluster extends NodeNetwork {
     static load(): Cluster {
@@ -123,8 +125,12 @@ export class Cluster extends NodeNetwork {
         const c = this.status()[pod]?.containers[ctr];
         if (!c?.running) return { code: -1, stdout: "", stderr: `container ${pod}/${ctr} is not running` };
         const env = Object.entries(opts.env ?? {}).flatMap(([k, v]) => ["--env", `${k}=${v}`]);
-        const r = spawnSync("runc", ["--root", RUNC_ROOT, "exec", ...env, c.id, ...argv],
-            { encoding: "utf8", input: opts.input ?? "", timeout: opts.timeoutMs ?? 30_000, killSignal: "SIGKILL" });
+        const r = spawnSync("runc", ["--root", RUNC_ROOT, "exec", ...env, c.id, ...argv], {
+            encoding: "utf8",
+            input: opts.input ?? "",
+            timeout: opts.timeoutMs ?? 30_000,
+            killSignal: "SIGKILL",
+        });
         return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
     }
 
@@ -148,4 +154,3 @@ export class Cluster extends NodeNetwork {
         fs.writeFileSync(path.join(E2E_DIR, "helpers.json"), JSON.stringify(st, null, 2));
     }
 }
-

@@ -11,14 +11,17 @@ import * as path from "path";
 import { startCouch } from "../../couchmail/test/couchdb";
 import { SUBSTITUTE_DIFFERENCES } from "../../couchmail/test/couchdb-front";
 
-interface Dump { [db: string]: { updateSeq: number; docs: Record<string, unknown>[] } }
+interface Dump {
+    [db: string]: { updateSeq: number; docs: Record<string, unknown>[] };
+}
 
 /** CouchDB 3 sequences are opaque ("12-g1AAAA…"); only this substitute's own dump may read the leading count. */
 const seqCount = (seq: unknown): number => parseInt(String(seq), 10);
 
 let auth: string | undefined;
 
-async function call(base: string, method: string, p: string, body?: unknown): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- CouchDB answers with JSON of many shapes
+async function call(base: string, method: string, p: string, body?: unknown): Promise<any> {
     const headers: Record<string, string> = { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) };
     const res = await fetch(`${base}${p}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const json = await res.json();
@@ -35,7 +38,7 @@ async function main(): Promise<void> {
     const password = process.env.COUCHDB_PASSWORD;
     if (!user || !password) throw new Error("COUCHDB_USER and COUCHDB_PASSWORD must be set");
     const ini = (process.env.COUCHDB_INI ?? "").split(":").filter(Boolean);
-    if (!ini.length) throw new Error("COUCHDB_INI must list the ini files rendered for CouchDB (the couchdb-config ConfigMap's mail.ini), \":\"-separated");
+    if (!ini.length) throw new Error('COUCHDB_INI must list the ini files rendered for CouchDB (the couchdb-config ConfigMap\'s mail.ini), ":"-separated');
     console.error(`substitute differences: ${SUBSTITUTE_DIFFERENCES}`);
     const couch = await startCouch(Number(port), host, { ini, admins: { [user]: password } });
     const base = couch.url;

@@ -13,11 +13,14 @@ const FORGED = /550 5\.7\.1 .*Mail from our own domains is accepted only from au
 
 /** One SMTPUTF8 transaction on port 25 from the pseudo-internet, greylisting retried like an MTA. */
 function smtpUtf8(from: string, to: string, subject: string): { offered: boolean; code: number; reply: string } {
-    return retryGreylisted(() => {
-        const r = run("/usr/bin/python3", [CLIENTS, "smtp-utf8", stack.endpoints.smtp.host, String(stack.endpoints.smtp.port), from, to, subject]);
-        assert.equal(r.code, 0, r.out);
-        return JSON.parse(r.out.trim().split("\n").pop()!) as { offered: boolean; code: number; reply: string };
-    }, (r) => r.code === 450);
+    return retryGreylisted(
+        () => {
+            const r = run("/usr/bin/python3", [CLIENTS, "smtp-utf8", stack.endpoints.smtp.host, String(stack.endpoints.smtp.port), from, to, subject]);
+            assert.equal(r.code, 0, r.out);
+            return JSON.parse(r.out.trim().split("\n").pop()!) as { offered: boolean; code: number; reply: string };
+        },
+        (r) => r.code === 450,
+    );
 }
 
 describe("hostile and unusual clients", () => {
@@ -76,7 +79,10 @@ describe("hostile and unusual clients", () => {
     test("mail submitted on 587 carries neither the user's address nor HELO in its Received: header", async () => {
         const file = await submitOutbound(DAVE, uniqueSubject("submission privacy"));
         const text = fs.readFileSync(file, "utf8");
-        const received = text.split(/\r?\n(?![ \t])/).filter((h) => /^Received:/i.test(h)).map((h) => h.replace(/\r?\n[ \t]+/g, " "));
+        const received = text
+            .split(/\r?\n(?![ \t])/)
+            .filter((h) => /^Received:/i.test(h))
+            .map((h) => h.replace(/\r?\n[ \t]+/g, " "));
         const ours = received.filter((h) => h.includes(`by ${stack.hostname} (Postfix)`));
         assert.equal(ours.length, 1, received.join("\n"));
         // Only "by <us> … id … for <recipient>": no "from <HELO> (<name> [<address>])" clause.

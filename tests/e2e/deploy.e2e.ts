@@ -39,7 +39,10 @@ function sourcesOf(spec: Spec): { kind: "ConfigMap" | "Secret"; name: string }[]
     return out;
 }
 
-const programWorkloads = () => Cluster.load().workloads().filter((w) => w.template.metadata?.labels?.["app.kubernetes.io/part-of"] !== "e2e-tests");
+const programWorkloads = () =>
+    Cluster.load()
+        .workloads()
+        .filter((w) => w.template.metadata?.labels?.["app.kubernetes.io/part-of"] !== "e2e-tests");
 
 describe("deploy order (engine model on the loopback node)", () => {
     test("every program workload's pod started only after the ConfigMaps and Secrets it uses were created and completed", () => {
@@ -58,13 +61,19 @@ describe("deploy order (engine model on the loopback node)", () => {
 
     test("each workload's registration completed only after its pod was Ready (Postfix's StatefulSet included), each Job's after it completed", () => {
         const workloads = programWorkloads();
-        assert.ok(workloads.some((w) => w.kind === "StatefulSet" && w.name === "postfix"), "the program has a postfix StatefulSet");
+        assert.ok(
+            workloads.some((w) => w.kind === "StatefulSet" && w.name === "postfix"),
+            "the program has a postfix StatefulSet",
+        );
         const jobs = Cluster.load().jobs();
         for (const w of workloads) {
             if (w.kind === "Job") {
                 const completed = at("ready", w.kind, w.name);
                 const completion = jobs[w.name]?.completionTime;
-                assert.ok(completion && completed && completion <= completed, `Job ${w.name}: completed at ${completion}, registration completed at ${completed}`);
+                assert.ok(
+                    completion && completed && completion <= completed,
+                    `Job ${w.name}: completed at ${completion}, registration completed at ${completed}`,
+                );
                 continue;
             }
             const podReady = podEvent("podReady", w.name);

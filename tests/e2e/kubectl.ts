@@ -6,7 +6,10 @@
 // reached at its InternalIP (status.addresses[], NodeAddress types Hostname/InternalIP/ExternalIP).
 import { spawnSync } from "child_process";
 
-export interface Endpoint { host: string; port: number }
+export interface Endpoint {
+    host: string;
+    port: number;
+}
 
 /** How stack.json describes a real cluster: the suite runs `kubectl exec` against it and connects from this host. */
 export interface RealCluster {
@@ -17,11 +20,27 @@ export interface RealCluster {
     workloads: Record<string, string>;
 }
 
-interface ServicePort { name?: string; port: number; nodePort?: number }
-interface Service { metadata: { name: string; namespace: string }; spec: { type?: string; ports?: ServicePort[]; selector?: Record<string, string> } }
-interface Node { metadata: { name: string }; status?: { addresses?: { type: string; address: string }[] } }
-interface Named { metadata: { name: string } }
-interface Secret { metadata: { name: string }; type?: string; data?: Record<string, string> }
+interface ServicePort {
+    name?: string;
+    port: number;
+    nodePort?: number;
+}
+interface Service {
+    metadata: { name: string; namespace: string };
+    spec: { type?: string; ports?: ServicePort[]; selector?: Record<string, string> };
+}
+interface Node {
+    metadata: { name: string };
+    status?: { addresses?: { type: string; address: string }[] };
+}
+interface Named {
+    metadata: { name: string };
+}
+interface Secret {
+    metadata: { name: string };
+    type?: string;
+    data?: Record<string, string>;
+}
 
 /** The InternalIP of the first node that has one: where NodePorts answer (kind's nodes are reachable from the runner). */
 export function nodeAddress(nodes: { items: Node[] }): string {
@@ -38,7 +57,11 @@ export function nodeAddress(nodes: { items: Node[] }): string {
  * publishes this port number (the edge Service publishes the public ports), the named Service's own first.
  * Endpoints nothing publishes (CouchDB) are listed as unreachable.
  */
-export function externalEndpoints(outputs: Record<string, string>, services: { items: Service[] }, node: string): { endpoints: Record<string, Endpoint>; unreachable: string[] } {
+export function externalEndpoints(
+    outputs: Record<string, string>,
+    services: { items: Service[] },
+    node: string,
+): { endpoints: Record<string, Endpoint>; unreachable: string[] } {
     const endpoints: Record<string, Endpoint> = {};
     const unreachable: string[] = [];
     for (const [name, value] of Object.entries(outputs)) {
@@ -79,6 +102,11 @@ export function execArgs(cluster: RealCluster, pod: string, ctr: string, argv: s
 
 /** `kubectl exec`, returning what the loopback runtime's exec returns (kubectl exits with the command's status). */
 export function kubectlExec(cluster: RealCluster, pod: string, ctr: string, argv: string[], opts: { input?: string; timeoutMs?: number } = {}) {
-    const r = spawnSync("kubectl", execArgs(cluster, pod, ctr, argv), { encoding: "utf8", input: opts.input ?? "", timeout: opts.timeoutMs ?? 30_000, killSignal: "SIGKILL" });
+    const r = spawnSync("kubectl", execArgs(cluster, pod, ctr, argv), {
+        encoding: "utf8",
+        input: opts.input ?? "",
+        timeout: opts.timeoutMs ?? 30_000,
+        killSignal: "SIGKILL",
+    });
     return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
 }

@@ -2,7 +2,6 @@
 // the fixed addresses outside the pods (the pseudo-internet, the cluster DNS).
 import * as path from "path";
 
-
 export const REPO = path.resolve(__dirname, "../..");
 export const E2E_DIR = path.join(REPO, ".e2e");
 export const KUBELET_SOCKET = path.join(E2E_DIR, "kubelet.sock");

@@ -6,7 +6,21 @@ import * as path from "path";
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { GREYLIST_DELAY_SECONDS } from "./program";
-import { addUser, CLIENTS, couchmail, delivered, ensureDomain, greylisted, imap, PASSWORDS, smtpIn, smtpOnce, submit, submitOutbound, uniqueSubject } from "./mailclients";
+import {
+    addUser,
+    CLIENTS,
+    couchmail,
+    delivered,
+    ensureDomain,
+    greylisted,
+    imap,
+    PASSWORDS,
+    smtpIn,
+    smtpOnce,
+    submit,
+    submitOutbound,
+    uniqueSubject,
+} from "./mailclients";
 import { cluster, Endpoint, loopbackOnly, run, sleep, stack, waitFor } from "./suite";
 
 const ep = stack.endpoints;
@@ -92,16 +106,36 @@ describe("mail flows through the program's pods", () => {
 
     test("a user created and removed with the CLI takes effect within a second, without restarts", async () => {
         const carol = "carol@example.test";
-        const probe = () => run("swaks", ["--server", ep.smtp.host, "--port", String(ep.smtp.port), "--ehlo", "mx.external.test",
-            "--from", "sender@external.test", "--to", carol, "--quit-after", "RCPT", "--timeout", "10"]);
+        const probe = () =>
+            run("swaks", [
+                "--server",
+                ep.smtp.host,
+                "--port",
+                String(ep.smtp.port),
+                "--ehlo",
+                "mx.external.test",
+                "--from",
+                "sender@external.test",
+                "--to",
+                carol,
+                "--quit-after",
+                "RCPT",
+                "--timeout",
+                "10",
+            ]);
         assert.match(probe().out, /<\*\* +550/);
         addUser(carol);
         const t0 = Date.now();
         // Known to Postfix: 250, or postgrey's 450 (asked only after reject_unlisted_recipient let carol through).
-        await waitFor("carol accepted", () => {
-            const rcpt = probe().out.split("RCPT TO")[1] ?? "";
-            return /<- +250 .*Ok/.test(rcpt) || greylisted(rcpt);
-        }, 1000, 50);
+        await waitFor(
+            "carol accepted",
+            () => {
+                const rcpt = probe().out.split("RCPT TO")[1] ?? "";
+                return /<- +250 .*Ok/.test(rcpt) || greylisted(rcpt);
+            },
+            1000,
+            50,
+        );
         assert.ok(imap("imap-list", carol, PASSWORDS[carol]).login, "carol cannot log in");
         assert.ok(Date.now() - t0 < 3000);
         couchmail(["user", "rm", carol]);
@@ -109,8 +143,26 @@ describe("mail flows through the program's pods", () => {
     });
 
     test("587 offers AUTH only after STARTTLS; 465 is implicit TLS; a wrong password fails", () => {
-        const plain = run("swaks", ["--server", ep.submission.host, "--port", String(ep.submission.port), "--ehlo", "client.example.net",
-            "--auth", "PLAIN", "--auth-user", ALICE, "--auth-password", PASSWORDS[ALICE], "--from", ALICE, "--to", BOB, "--timeout", "15"]);
+        const plain = run("swaks", [
+            "--server",
+            ep.submission.host,
+            "--port",
+            String(ep.submission.port),
+            "--ehlo",
+            "client.example.net",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            ALICE,
+            "--auth-password",
+            PASSWORDS[ALICE],
+            "--from",
+            ALICE,
+            "--to",
+            BOB,
+            "--timeout",
+            "15",
+        ]);
         assert.notEqual(plain.code, 0);
         assert.match(plain.out, /Host did not advertise authentication/);
         const ok465 = submit("submissions", ALICE, PASSWORDS[ALICE], ALICE, BOB, uniqueSubject("465"));
@@ -125,22 +177,29 @@ describe("mail flows through the program's pods", () => {
         assert.match(r.out, /<~\* +553 5\.7\.1 .*not owned by user/);
     });
 
-    test("outbound mail reaches the external MX with a DKIM signature python3-dkim verifies", { skip: loopbackOnly("the external MX and the DNS it verifies against are the pseudo-internet's") }, async () => {
-        const subject = uniqueSubject("outbound");
-        const file = await submitOutbound(ALICE, subject);
-        const text = fs.readFileSync(file, "utf8");
-        assert.match(text, /^DKIM-Signature: .*d=example\.test/m);
-        const v = run("/usr/bin/python3", [CLIENTS, "dkim-verify", stack.dns.host, file]);
-        assert.deepEqual(JSON.parse(v.out.trim()), { verified: true }, v.out);
-        // And the verifier is not a rubber stamp: a changed body fails.
-        const tampered = path.join(os.tmpdir(), `e2e-tampered-${process.pid}.eml`);
-        fs.writeFileSync(tampered, text.replace(`body of ${subject}`, "changed body"));
-        assert.deepEqual(JSON.parse(run("/usr/bin/python3", [CLIENTS, "dkim-verify", stack.dns.host, tampered]).out.trim()), { verified: false });
-        fs.rmSync(tampered);
-    });
+    test(
+        "outbound mail reaches the external MX with a DKIM signature python3-dkim verifies",
+        { skip: loopbackOnly("the external MX and the DNS it verifies against are the pseudo-internet's") },
+        async () => {
+            const subject = uniqueSubject("outbound");
+            const file = await submitOutbound(ALICE, subject);
+            const text = fs.readFileSync(file, "utf8");
+            assert.match(text, /^DKIM-Signature: .*d=example\.test/m);
+            const v = run("/usr/bin/python3", [CLIENTS, "dkim-verify", stack.dns.host, file]);
+            assert.deepEqual(JSON.parse(v.out.trim()), { verified: true }, v.out);
+            // And the verifier is not a rubber stamp: a changed body fails.
+            const tampered = path.join(os.tmpdir(), `e2e-tampered-${process.pid}.eml`);
+            fs.writeFileSync(tampered, text.replace(`body of ${subject}`, "changed body"));
+            assert.deepEqual(JSON.parse(run("/usr/bin/python3", [CLIENTS, "dkim-verify", stack.dns.host, tampered]).out.trim()), { verified: false });
+            fs.rmSync(tampered);
+        },
+    );
 
     test("the user's CouchDB sieve script files a message into a folder", async () => {
-        couchmail(["sieve", "put", ALICE], 'require ["fileinto", "mailbox"];\nif header :contains "subject" "[couch-filed]" { fileinto :create "CouchFiled"; stop; }\n');
+        couchmail(
+            ["sieve", "put", ALICE],
+            'require ["fileinto", "mailbox"];\nif header :contains "subject" "[couch-filed]" { fileinto :create "CouchFiled"; stop; }\n',
+        );
         const subject = uniqueSubject("[couch-filed]");
         assert.equal(smtpIn(ALICE, subject).code, 0);
         assert.equal((await delivered(ALICE, subject)).folder, "CouchFiled");
@@ -150,7 +209,19 @@ describe("mail flows through the program's pods", () => {
         const script = path.join(os.tmpdir(), `e2e-sieve-${process.pid}.sieve`);
         fs.writeFileSync(script, 'require ["fileinto", "mailbox"];\nif header :contains "subject" "[managesieve]" { fileinto :create "ViaManageSieve"; }\n');
         // sieve-connect checks the certificate's name against --server, an address here: the CA is still pinned.
-        const common = ["--server", ep.managesieve.host, "--port", String(ep.managesieve.port), "--user", ALICE, "--passwordfd", "0", "--tlscafile", stack.caFile, "--notlsverify"];
+        const common = [
+            "--server",
+            ep.managesieve.host,
+            "--port",
+            String(ep.managesieve.port),
+            "--user",
+            ALICE,
+            "--passwordfd",
+            "0",
+            "--tlscafile",
+            stack.caFile,
+            "--notlsverify",
+        ];
         const r = run("sieve-connect", [...common, "--upload", "--localsieve", script, "--remotesieve", "e2e"], PASSWORDS[ALICE] + "\n");
         fs.rmSync(script);
         assert.equal(r.code, 0, r.out);
@@ -162,68 +233,93 @@ describe("mail flows through the program's pods", () => {
         assert.equal((await delivered(ALICE, subject)).folder, "ViaManageSieve");
     });
 
-    test("a changed config mount is hot-reloaded and takes effect (ConfigMap ..data swap)", { skip: loopbackOnly("edits the ConfigMap through the loopback kubelet") }, async () => {
-        const c = cluster();
-        const cm = c.objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "postfix-config")!;
-        const marker = `e2e-reload-${Date.now()}`;
-        assert.doesNotMatch(banner(ep.submission), new RegExp(marker));
-        // Edited in place: the entrypoint refuses a main.cf that sets a parameter twice.
-        const mainCf = cm.data!["main.cf"].replace(/^smtpd_banner = .*$/m, `smtpd_banner = $myhostname ESMTP ${marker}`);
-        assert.notEqual(mainCf, cm.data!["main.cf"]);
-        await c.updateConfigMap("postfix-config", { ...cm.data!, "main.cf": mainCf });
-        const end = Date.now() + 30_000;
-        let seen = "";
-        while (Date.now() < end && !seen.includes(marker)) {
-            seen = banner(ep.submission);
-            if (!seen.includes(marker)) await sleep(500);
-        }
-        assert.match(seen, new RegExp(marker));
-    });
+    test(
+        "a changed config mount is hot-reloaded and takes effect (ConfigMap ..data swap)",
+        { skip: loopbackOnly("edits the ConfigMap through the loopback kubelet") },
+        async () => {
+            const c = cluster();
+            const cm = c.objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "postfix-config")!;
+            const marker = `e2e-reload-${Date.now()}`;
+            assert.doesNotMatch(banner(ep.submission), new RegExp(marker));
+            // Edited in place: the entrypoint refuses a main.cf that sets a parameter twice.
+            const mainCf = cm.data!["main.cf"].replace(/^smtpd_banner = .*$/m, `smtpd_banner = $myhostname ESMTP ${marker}`);
+            assert.notEqual(mainCf, cm.data!["main.cf"]);
+            await c.updateConfigMap("postfix-config", { ...cm.data!, "main.cf": mainCf });
+            const end = Date.now() + 30_000;
+            let seen = "";
+            while (Date.now() < end && !seen.includes(marker)) {
+                seen = banner(ep.submission);
+                if (!seen.includes(marker)) await sleep(500);
+            }
+            assert.match(seen, new RegExp(marker));
+        },
+    );
 
-    test("CouchDB stopped: known users keep receiving (couchmail's cache); a restarted lookup sidecar answers 4xx until CouchDB returns", { skip: loopbackOnly("stops and crashes pods through the loopback kubelet") }, async () => {
-        const c = cluster();
-        await c.stopPod("couchdb");
-        try {
-            const cached = uniqueSubject("couch-down-cached");
-            assert.equal(smtpIn(ALICE, cached).code, 0);
-            assert.equal((await delivered(ALICE, cached)).folder, "INBOX");
-            // A sidecar that crashes is restarted by the kubelet: with CouchDB away it has nothing to answer from.
-            const before = c.status().postfix.containers.couchmail.restartCount;
-            await c.crashContainer("postfix", "couchmail");
-            await waitFor("the kubelet restarting couchmail", () => {
-                const s = c.status().postfix.containers.couchmail;
-                return s.running && s.restartCount > before;
-            }, 20_000);
-            await sleep(3000);
-            const refused = smtpIn(ALICE, uniqueSubject("couch-down"));
-            assert.match(refused.out, /<\*\* +451 4\.3\.0/);
-        } finally {
-            await c.startPod("couchdb");
-        }
-        const back = uniqueSubject("couch-back");
-        // The sender retries, as an MTA does after a 4xx, until the lookup sidecar has reloaded.
-        await waitFor("acceptance after CouchDB returns", () => smtpIn(ALICE, back).code === 0, 60_000, 2000);
-        assert.equal((await delivered(ALICE, back)).folder, "INBOX");
-    });
+    test(
+        "CouchDB stopped: known users keep receiving (couchmail's cache); a restarted lookup sidecar answers 4xx until CouchDB returns",
+        { skip: loopbackOnly("stops and crashes pods through the loopback kubelet") },
+        async () => {
+            const c = cluster();
+            await c.stopPod("couchdb");
+            try {
+                const cached = uniqueSubject("couch-down-cached");
+                assert.equal(smtpIn(ALICE, cached).code, 0);
+                assert.equal((await delivered(ALICE, cached)).folder, "INBOX");
+                // A sidecar that crashes is restarted by the kubelet: with CouchDB away it has nothing to answer from.
+                const before = c.status().postfix.containers.couchmail.restartCount;
+                await c.crashContainer("postfix", "couchmail");
+                await waitFor(
+                    "the kubelet restarting couchmail",
+                    () => {
+                        const s = c.status().postfix.containers.couchmail;
+                        return s.running && s.restartCount > before;
+                    },
+                    20_000,
+                );
+                await sleep(3000);
+                const refused = smtpIn(ALICE, uniqueSubject("couch-down"));
+                assert.match(refused.out, /<\*\* +451 4\.3\.0/);
+            } finally {
+                await c.startPod("couchdb");
+            }
+            const back = uniqueSubject("couch-back");
+            // The sender retries, as an MTA does after a 4xx, until the lookup sidecar has reloaded.
+            await waitFor("acceptance after CouchDB returns", () => smtpIn(ALICE, back).code === 0, 60_000, 2000);
+            assert.equal((await delivered(ALICE, back)).folder, "INBOX");
+        },
+    );
 
-    test("the Postfix pod restarted with mail queued delivers it after the restart", { skip: loopbackOnly("stops and starts pods through the loopback kubelet") }, async () => {
-        const c = cluster();
-        await c.stopPod("dovecot");
-        const subject = uniqueSubject("queued");
-        try {
-            const r = smtpIn(ALICE, subject);
-            assert.equal(r.code, 0, r.out);
-            await c.stopPod("postfix");
-        } finally {
-            await c.startPod("dovecot");
-        }
-        await c.startPod("postfix");
-        assert.equal((await delivered(ALICE, subject, 60_000)).folder, "INBOX");
-    });
+    test(
+        "the Postfix pod restarted with mail queued delivers it after the restart",
+        { skip: loopbackOnly("stops and starts pods through the loopback kubelet") },
+        async () => {
+            const c = cluster();
+            await c.stopPod("dovecot");
+            const subject = uniqueSubject("queued");
+            try {
+                const r = smtpIn(ALICE, subject);
+                assert.equal(r.code, 0, r.out);
+                await c.stopPod("postfix");
+            } finally {
+                await c.startPod("dovecot");
+            }
+            await c.startPod("postfix");
+            assert.equal((await delivered(ALICE, subject, 60_000)).folder, "INBOX");
+        },
+    );
 
     test("curl's IMAP client reads the mailbox too", () => {
-        const r = run("curl", ["-sS", "--ssl-reqd", "--cacert", stack.caFile, "--resolve", `${HOST}:${ep.imap.port}:${ep.imap.host}`,
-            "-u", `${ALICE}:${PASSWORDS[ALICE]}`, `imap://${HOST}:${ep.imap.port}/INBOX?ALL`]);
+        const r = run("curl", [
+            "-sS",
+            "--ssl-reqd",
+            "--cacert",
+            stack.caFile,
+            "--resolve",
+            `${HOST}:${ep.imap.port}:${ep.imap.host}`,
+            "-u",
+            `${ALICE}:${PASSWORDS[ALICE]}`,
+            `imap://${HOST}:${ep.imap.port}/INBOX?ALL`,
+        ]);
         assert.equal(r.code, 0, r.out);
         assert.match(r.out, /^\* SEARCH( \d+)+/m);
     });

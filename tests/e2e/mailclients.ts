@@ -43,8 +43,25 @@ export interface SmtpOptions {
 
 /** One inbound SMTP session on port 25 (postscreen + smtpd) from an external sender. */
 export function smtpOnce(to: string, subject: string, opts: SmtpOptions = {}) {
-    return run("swaks", ["--server", ep.smtp.host, "--port", String(ep.smtp.port), "--ehlo", "mx.external.test", "--from", opts.from ?? "sender@external.test",
-        "--to", to, "--header", `Subject: ${subject}`, ...(opts.headers ?? []).flatMap((h) => ["--header", h]), "--body", opts.body ?? `body of ${subject}`, "--timeout", "30"]);
+    return run("swaks", [
+        "--server",
+        ep.smtp.host,
+        "--port",
+        String(ep.smtp.port),
+        "--ehlo",
+        "mx.external.test",
+        "--from",
+        opts.from ?? "sender@external.test",
+        "--to",
+        to,
+        "--header",
+        `Subject: ${subject}`,
+        ...(opts.headers ?? []).flatMap((h) => ["--header", h]),
+        "--body",
+        opts.body ?? `body of ${subject}`,
+        "--timeout",
+        "30",
+    ]);
 }
 
 /** Postgrey's deferral of a sender/recipient pair it has not seen (or not for long enough). */
@@ -52,7 +69,10 @@ export const greylisted = (out: string) => /<\*\* +450 4\.2\.0 .*Greylisted/.tes
 
 /** Inbound as a sending MTA does it: a greylisting 450 is retried after the delay (the greylisting test checks the 450). */
 export function smtpIn(to: string, subject: string, opts: SmtpOptions = {}) {
-    return retryGreylisted(() => smtpOnce(to, subject, opts), (r) => greylisted(r.out));
+    return retryGreylisted(
+        () => smtpOnce(to, subject, opts),
+        (r) => greylisted(r.out),
+    );
 }
 
 /** An inbound attempt repeated, as a sending MTA would, while it is greylisted (at most 3 more times, after the delay). */
@@ -67,12 +87,44 @@ export function retryGreylisted<T>(attempt: () => T, isGreylisted: (result: T) =
 
 /** Authenticated submission with the certificate checked against the mail host name. */
 export function submit(port: "submission" | "submissions", user: string, password: string, from: string, to: string, subject: string) {
-    return run("swaks", ["--server", ep[port].host, "--port", String(ep[port].port), port === "submission" ? "--tls" : "--tlsc",
-        "--tls-verify", "--tls-ca-path", stack.caFile, "--tls-sni", HOST, "--ehlo", "client.example.net", "--auth", "PLAIN", "--auth-user", user,
-        "--auth-password", password, "--from", from, "--to", to, "--header", `Subject: ${subject}`, "--body", `body of ${subject}`, "--timeout", "30"]);
+    return run("swaks", [
+        "--server",
+        ep[port].host,
+        "--port",
+        String(ep[port].port),
+        port === "submission" ? "--tls" : "--tlsc",
+        "--tls-verify",
+        "--tls-ca-path",
+        stack.caFile,
+        "--tls-sni",
+        HOST,
+        "--ehlo",
+        "client.example.net",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        from,
+        "--to",
+        to,
+        "--header",
+        `Subject: ${subject}`,
+        "--body",
+        `body of ${subject}`,
+        "--timeout",
+        "30",
+    ]);
 }
 
-export function imap(cmd: "imap-find" | "imap-list", user: string, password: string, text?: string): { login: boolean; folder?: string | null; headers?: string; folders?: { name: string; attributes: string[] }[] } {
+export function imap(
+    cmd: "imap-find" | "imap-list",
+    user: string,
+    password: string,
+    text?: string,
+): { login: boolean; folder?: string | null; headers?: string; folders?: { name: string; attributes: string[] }[] } {
     const r = run("/usr/bin/python3", [CLIENTS, cmd, ep.imap.host, String(ep.imap.port), stack.caFile, HOST, user, password, ...(text ? [text] : [])]);
     assert.equal(r.code, 0, r.out);
     return JSON.parse(r.out.trim().split("\n").pop()!);
@@ -87,13 +139,21 @@ export async function submitOutbound(user: string, subject: string): Promise<str
 
 /** The messages at the external MX (the pseudo-internet's sink) whose text contains `text`. */
 export function externalMessages(text: string): string[] {
-    return fs.readdirSync(stack.externalMx.mailDir).filter((f) => f.endsWith(".eml")).map((f) => path.join(stack.externalMx.mailDir, f))
+    return fs
+        .readdirSync(stack.externalMx.mailDir)
+        .filter((f) => f.endsWith(".eml"))
+        .map((f) => path.join(stack.externalMx.mailDir, f))
         .filter((f) => fs.readFileSync(f, "utf8").includes(text));
 }
 
 /** The message (by subject) in the user's mailbox over IMAP; the folder it was filed into. */
 export const delivered = (user: string, subject: string, timeoutMs = 20_000) =>
-    waitFor(`"${subject}" for ${user}`, () => {
-        const r = imap("imap-find", user, PASSWORDS[user], subject);
-        return r.folder ? r : undefined;
-    }, timeoutMs, 500);
+    waitFor(
+        `"${subject}" for ${user}`,
+        () => {
+            const r = imap("imap-find", user, PASSWORDS[user], subject);
+            return r.folder ? r : undefined;
+        },
+        timeoutMs,
+        500,
+    );

@@ -12,9 +12,17 @@ type Spec = any;
 /** Every port of the program's Services in the mail namespace: name, pod IP and target port. */
 function servicePorts(): { service: string; name: string; host: string; port: number }[] {
     const c = cluster();
-    return c.services().filter((s) => s.namespace === "mail").flatMap((s) => s.ports.map((p: Spec) => ({
-        service: s.name, name: p.name ?? String(p.port), host: c.podIp(p.workload.name), port: p.target,
-    })));
+    return c
+        .services()
+        .filter((s) => s.namespace === "mail")
+        .flatMap((s) =>
+            s.ports.map((p: Spec) => ({
+                service: s.name,
+                name: p.name ?? String(p.port),
+                host: c.podIp(p.workload.name),
+                port: p.target,
+            })),
+        );
 }
 
 /** Listeners only other pods of the mail system may use, and the PROXY-protocol-only ports (only the edge may). */
@@ -28,10 +36,16 @@ describe("NetworkPolicies", () => {
         const ip = (w: string) => c.podIp(w);
         const ports = servicePorts();
         const port = (svc: string, name: string) => ports.find((p) => p.service === svc && p.name === name)!.port;
-        need.push(["postfix", "postfix", ip("couchdb"), port("couchdb", "http")], ["postfix", "couchmail", ip("couchdb"), port("couchdb", "http")],
-            ["postfix", "postfix", ip("dovecot"), port("dovecot", "lmtp")], ["postfix", "postfix", ip("dovecot"), port("dovecot", "auth")],
-            ["postfix", "postfix", ip("opendkim"), port("opendkim", "milter")], ["postfix", "postfix", ip("postgrey"), port("postgrey", "policy")],
-            ["dovecot", "couchmail", ip("couchdb"), port("couchdb", "http")], ["dovecot", "dovecot", ip("spamassassin"), port("spamassassin", "spamd")]);
+        need.push(
+            ["postfix", "postfix", ip("couchdb"), port("couchdb", "http")],
+            ["postfix", "couchmail", ip("couchdb"), port("couchdb", "http")],
+            ["postfix", "postfix", ip("dovecot"), port("dovecot", "lmtp")],
+            ["postfix", "postfix", ip("dovecot"), port("dovecot", "auth")],
+            ["postfix", "postfix", ip("opendkim"), port("opendkim", "milter")],
+            ["postfix", "postfix", ip("postgrey"), port("postgrey", "policy")],
+            ["dovecot", "couchmail", ip("couchdb"), port("couchdb", "http")],
+            ["dovecot", "dovecot", ip("spamassassin"), port("spamassassin", "spamd")],
+        );
         const closed = need.map(([pod, ctr, host, p]) => `${pod}/${ctr} → ${host}:${p}: ${connectFrom(pod, ctr, host, p)}`).filter((x) => !x.endsWith("open"));
         assert.deepEqual(closed, []);
     });
@@ -54,11 +68,20 @@ describe("NetworkPolicies", () => {
         const internetMx = { host: OUTSIDE.ip, port: 25 };
         const couch = { host: c.podIp("couchdb"), port: servicePorts().find((p) => p.service === "couchdb")!.port };
         const open: string[] = [];
-        for (const [pod, ctr] of [["opendkim", "opendkim"], ["postgrey", "postgrey"], ["spamassassin", "spamd"], ["dovecot", "dovecot"]]) {
+        for (const [pod, ctr] of [
+            ["opendkim", "opendkim"],
+            ["postgrey", "postgrey"],
+            ["spamassassin", "spamd"],
+            ["dovecot", "dovecot"],
+        ]) {
             const out = connectFrom(pod, ctr, internetMx.host, internetMx.port);
             if (out !== "dropped") open.push(`${pod}/${ctr} → the internet (${internetMx.host}:${internetMx.port}): ${out}`);
         }
-        for (const [pod, ctr] of [["opendkim", "opendkim"], ["postgrey", "postgrey"], ["spamassassin", "spamd"]]) {
+        for (const [pod, ctr] of [
+            ["opendkim", "opendkim"],
+            ["postgrey", "postgrey"],
+            ["spamassassin", "spamd"],
+        ]) {
             const out = connectFrom(pod, ctr, couch.host, couch.port);
             if (out !== "dropped") open.push(`${pod}/${ctr} → CouchDB (${couch.host}:${couch.port}): ${out}`);
         }

@@ -3,13 +3,22 @@ import { selects } from "../kit/cluster/objects";
 import { NetNamespace, NetPod, podFirewall, policyTypes } from "./netpol";
 
 const NODE = "10.77.0.1";
-const pod = (name: string, namespace: string, ip: string, labels: Record<string, string>, ports: NetPod["ports"] = []): NetPod => ({ name, namespace, ip, labels, ports });
+const pod = (name: string, namespace: string, ip: string, labels: Record<string, string>, ports: NetPod["ports"] = []): NetPod => ({
+    name,
+    namespace,
+    ip,
+    labels,
+    ports,
+});
 const couchdb = pod("couchdb-0", "mail", "10.0.0.13", { app: "couchdb" }, [{ name: "http", containerPort: 5984 }]);
 const postfix = pod("postfix-0", "mail", "10.0.0.16", { app: "postfix" });
 const other = pod("x", "elsewhere", "10.0.0.30", { app: "postfix" });
 const dns = pod("kube-dns", "kube-system", "10.0.0.3", { "k8s-app": "kube-dns" }, [{ name: "dns", containerPort: 53, protocol: "UDP" }]);
 const pods = [couchdb, postfix, other, dns];
-const namespaces: NetNamespace[] = [{ name: "mail", labels: {} }, { name: "elsewhere", labels: { team: "x" } }];
+const namespaces: NetNamespace[] = [
+    { name: "mail", labels: {} },
+    { name: "elsewhere", labels: { team: "x" } },
+];
 const policy = (name: string, spec: object, namespace = "mail") => ({ kind: "NetworkPolicy", metadata: { name, namespace }, spec });
 
 describe("NetworkPolicy semantics", () => {
@@ -18,10 +27,20 @@ describe("NetworkPolicy semantics", () => {
         expect(fw).not.toMatch(/DROP/);
     });
     test("ingress: only the named pods of the policy's namespace on the resolved named port; the node always", () => {
-        const fw = podFirewall(couchdb, [policy("p", {
-            podSelector: { matchLabels: { app: "couchdb" } },
-            ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: "app", operator: "In", values: ["postfix"] }] } }], ports: [{ port: "http" }] }],
-        })], pods, namespaces, NODE);
+        const fw = podFirewall(
+            couchdb,
+            [
+                policy("p", {
+                    podSelector: { matchLabels: { app: "couchdb" } },
+                    ingress: [
+                        { from: [{ podSelector: { matchExpressions: [{ key: "app", operator: "In", values: ["postfix"] }] } }], ports: [{ port: "http" }] },
+                    ],
+                }),
+            ],
+            pods,
+            namespaces,
+            NODE,
+        );
         expect(fw).toContain("-A np-ingress -s 10.0.0.16/32 -p tcp --dport 5984 -j ACCEPT");
         expect(fw).not.toContain("10.0.0.30");
         expect(fw).toContain("-A np-ingress -j DROP");
@@ -35,13 +54,21 @@ describe("NetworkPolicy semantics", () => {
         expect(open).toContain("-A np-ingress -s 0.0.0.0/0 -j ACCEPT");
     });
     test("namespaceSelector with podSelector: those pods in those namespaces; ipBlock except carved out", () => {
-        const fw = podFirewall(couchdb, [policy("p", {
-            podSelector: {},
-            ingress: [
-                { from: [{ namespaceSelector: { matchLabels: { team: "x" } }, podSelector: { matchLabels: { app: "postfix" } } }] },
-                { from: [{ ipBlock: { cidr: "192.0.2.0/24", except: ["192.0.2.8/29"] } }], ports: [{ port: 25, endPort: 27 }] },
+        const fw = podFirewall(
+            couchdb,
+            [
+                policy("p", {
+                    podSelector: {},
+                    ingress: [
+                        { from: [{ namespaceSelector: { matchLabels: { team: "x" } }, podSelector: { matchLabels: { app: "postfix" } } }] },
+                        { from: [{ ipBlock: { cidr: "192.0.2.0/24", except: ["192.0.2.8/29"] } }], ports: [{ port: 25, endPort: 27 }] },
+                    ],
+                }),
             ],
-        })], pods, namespaces, NODE);
+            pods,
+            namespaces,
+            NODE,
+        );
         expect(fw).toContain("-A np-ingress -s 10.0.0.30/32 -j ACCEPT");
         expect(fw).not.toContain("10.0.0.16");
         expect(fw).toContain("-A np-ingress -s 192.0.2.0/24 -p tcp --dport 25:27 -j np-except-0");
@@ -50,7 +77,17 @@ describe("NetworkPolicy semantics", () => {
     test("egress: policyTypes defaults add Egress when egress rules exist; DNS to kube-dns by namespace and pod labels", () => {
         const p = policy("p", {
             podSelector: { matchLabels: { app: "postfix" } },
-            egress: [{ to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } }, podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }], ports: [{ port: 53, protocol: "UDP" }] }],
+            egress: [
+                {
+                    to: [
+                        {
+                            namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
+                            podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
+                        },
+                    ],
+                    ports: [{ port: 53, protocol: "UDP" }],
+                },
+            ],
         });
         expect(policyTypes(p)).toEqual(["Ingress", "Egress"]);
         const fw = podFirewall(postfix, [p], pods, namespaces, NODE);

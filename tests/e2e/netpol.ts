@@ -26,7 +26,10 @@ export interface NetPod {
     ports: { name?: string; containerPort: number; protocol?: string }[];
 }
 
-export interface NetNamespace { name: string; labels: Labels }
+export interface NetNamespace {
+    name: string;
+    labels: Labels;
+}
 
 export function policyTypes(policy: Spec): string[] {
     return policy.spec.policyTypes ?? (policy.spec.egress ? ["Ingress", "Egress"] : ["Ingress"]);
@@ -42,10 +45,12 @@ export type Source = { cidr: string; except: string[] };
 
 function peerSources(peer: Spec, policyNs: string, pods: NetPod[], namespaces: NetNamespace[]): Source[] {
     if (peer.ipBlock) return [{ cidr: peer.ipBlock.cidr, except: peer.ipBlock.except ?? [] }];
-    return pods.filter((p) => {
-        const nsOk = peer.namespaceSelector ? selects(peer.namespaceSelector, nsLabels(namespaces, p.namespace)) : p.namespace === policyNs;
-        return nsOk && (peer.podSelector ? selects(peer.podSelector, p.labels) : true);
-    }).map((p) => ({ cidr: `${p.ip}/32`, except: [] }));
+    return pods
+        .filter((p) => {
+            const nsOk = peer.namespaceSelector ? selects(peer.namespaceSelector, nsLabels(namespaces, p.namespace)) : p.namespace === policyNs;
+            return nsOk && (peer.podSelector ? selects(peer.podSelector, p.labels) : true);
+        })
+        .map((p) => ({ cidr: `${p.ip}/32`, except: [] }));
 }
 
 /** A rule's ports on a destination pod: protocol + port range; undefined = every port. */
@@ -67,7 +72,10 @@ function rulePorts(ports: Spec[] | undefined, dest: NetPod | undefined): { proto
     return out;
 }
 
-interface Allow { source: Source; port?: { protocol: string; from: number; to: number } }
+interface Allow {
+    source: Source;
+    port?: { protocol: string; from: number; to: number };
+}
 
 function allows(peers: Source[], ports: { protocol: string; from: number; to: number }[] | undefined): Allow[] {
     return peers.flatMap((source) => (ports === undefined ? [{ source }] : ports.map((port) => ({ source, port }))));
@@ -77,7 +85,11 @@ function allows(peers: Source[], ports: { protocol: string; from: number; to: nu
 function chainRules(chain: string, dir: "-s" | "-d", allowed: Allow[], declare: string[], counter: { n: number }): string[] {
     const out: string[] = [];
     for (const a of allowed) {
-        const match = [dir, a.source.cidr, ...(a.port ? ["-p", a.port.protocol, "--dport", a.port.from === a.port.to ? String(a.port.from) : `${a.port.from}:${a.port.to}`] : [])];
+        const match = [
+            dir,
+            a.source.cidr,
+            ...(a.port ? ["-p", a.port.protocol, "--dport", a.port.from === a.port.to ? String(a.port.from) : `${a.port.from}:${a.port.to}`] : []),
+        ];
         if (!a.source.except.length) {
             out.push(`-A ${chain} ${match.join(" ")} -j ACCEPT`);
             continue;
@@ -101,27 +113,46 @@ export function podFirewall(pod: NetPod, policies: Spec[], pods: NetPod[], names
     const egress = mine.filter((p) => policyTypes(p).includes("Egress"));
     const declare = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"];
     const rules = [
-        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", "-A INPUT -i lo -j ACCEPT", `-A INPUT -s ${nodeIp}/32 -j ACCEPT`,
-        "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", "-A OUTPUT -o lo -j ACCEPT", `-A OUTPUT -d ${nodeIp}/32 -j ACCEPT`,
+        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A INPUT -i lo -j ACCEPT",
+        `-A INPUT -s ${nodeIp}/32 -j ACCEPT`,
+        "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A OUTPUT -o lo -j ACCEPT",
+        `-A OUTPUT -d ${nodeIp}/32 -j ACCEPT`,
     ];
     const counter = { n: 0 };
     const anywhere: Source[] = [{ cidr: "0.0.0.0/0", except: [] }];
     if (ingress.length) {
         declare.push(":np-ingress - [0:0]");
         rules.push("-A INPUT -j np-ingress");
-        const allowed = ingress.flatMap((pol) => (pol.spec.ingress ?? []).flatMap((rule: Spec) => allows(
-            rule.from?.length ? rule.from.flatMap((peer: Spec) => peerSources(peer, pod.namespace, pods, namespaces)) : anywhere,
-            rulePorts(rule.ports, pod))));
+        const allowed = ingress.flatMap((pol) =>
+            (pol.spec.ingress ?? []).flatMap((rule: Spec) =>
+                allows(
+                    rule.from?.length ? rule.from.flatMap((peer: Spec) => peerSources(peer, pod.namespace, pods, namespaces)) : anywhere,
+                    rulePorts(rule.ports, pod),
+                ),
+            ),
+        );
         rules.push(...chainRules("np-ingress", "-s", allowed, declare, counter), "-A np-ingress -j DROP");
     }
     if (egress.length) {
         declare.push(":np-egress - [0:0]");
         rules.push("-A OUTPUT -j np-egress");
-        const allowed = egress.flatMap((pol) => (pol.spec.egress ?? []).flatMap((rule: Spec) => {
-            const dests: Source[] = rule.to?.length ? rule.to.flatMap((peer: Spec) => peerSources(peer, pod.namespace, pods, namespaces)) : anywhere;
-            // Named ports resolve on the destination pod; a CIDR destination admits only numeric ports.
-            return dests.flatMap((d) => allows([d], rulePorts(rule.ports, pods.find((p) => d.cidr === `${p.ip}/32`))));
-        }));
+        const allowed = egress.flatMap((pol) =>
+            (pol.spec.egress ?? []).flatMap((rule: Spec) => {
+                const dests: Source[] = rule.to?.length ? rule.to.flatMap((peer: Spec) => peerSources(peer, pod.namespace, pods, namespaces)) : anywhere;
+                // Named ports resolve on the destination pod; a CIDR destination admits only numeric ports.
+                return dests.flatMap((d) =>
+                    allows(
+                        [d],
+                        rulePorts(
+                            rule.ports,
+                            pods.find((p) => d.cidr === `${p.ip}/32`),
+                        ),
+                    ),
+                );
+            }),
+        );
         rules.push(...chainRules("np-egress", "-d", allowed, declare, counter), "-A np-egress -j DROP");
     }
     return [...declare, ...rules, "COMMIT", ""].join("\n");

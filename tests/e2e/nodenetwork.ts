@@ -42,11 +42,22 @@ export class NodeNetwork extends ApiObjects {
     netPods(): NetPod[] {
         return [
             ...this.workloads().map((w) => ({
-                name: w.podName, namespace: w.namespace, labels: w.template.metadata?.labels ?? {}, ip: this.podIp(w.name),
+                name: w.podName,
+                namespace: w.namespace,
+                labels: w.template.metadata?.labels ?? {},
+                ip: this.podIp(w.name),
                 ports: [...(w.template.spec.initContainers ?? []), ...w.template.spec.containers].flatMap((c: Spec) => c.ports ?? []),
             })),
-            { name: "kube-dns", namespace: CLUSTER_DNS.namespace, labels: CLUSTER_DNS.labels, ip: CLUSTER_DNS.ip,
-                ports: [{ name: "dns", containerPort: 53, protocol: "UDP" }, { name: "dns-tcp", containerPort: 53, protocol: "TCP" }] },
+            {
+                name: "kube-dns",
+                namespace: CLUSTER_DNS.namespace,
+                labels: CLUSTER_DNS.labels,
+                ip: CLUSTER_DNS.ip,
+                ports: [
+                    { name: "dns", containerPort: 53, protocol: "UDP" },
+                    { name: "dns-tcp", containerPort: 53, protocol: "TCP" },
+                ],
+            },
         ];
     }
 

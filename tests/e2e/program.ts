@@ -31,7 +31,8 @@ export interface KubeObject {
 function stackConfigOverrides(value: string | undefined): Record<string, unknown> {
     if (value === undefined || value === "") return {};
     const parsed: unknown = JSON.parse(value);
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error(`E2E_STACK_CONFIG must be a JSON object of stack config keys, got ${value}`);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+        throw new Error(`E2E_STACK_CONFIG must be a JSON object of stack config keys, got ${value}`);
     return parsed as Record<string, unknown>;
 }
 

@@ -41,7 +41,10 @@ export function writeStackJson(context: string, stackName: string, namespace: st
     const node = nodeAddress(kubectl("nodes"));
     const { endpoints, unreachable } = externalEndpoints(outputs, kubectl("services", "-n", namespace), node);
     const cluster: RealCluster = {
-        kind: "kubectl", context, namespace, workloads: workloadTargets(kubectl("statefulsets", "-n", namespace), kubectl("deployments", "-n", namespace)),
+        kind: "kubectl",
+        context,
+        namespace,
+        workloads: workloadTargets(kubectl("statefulsets", "-n", namespace), kubectl("deployments", "-n", namespace)),
     };
     fs.mkdirSync(E2E_DIR, { recursive: true });
     const caFile = path.join(E2E_DIR, "ca.crt");
@@ -79,8 +82,11 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
-    main().then((c) => process.exit(c), (e) => {
-        console.error(e instanceof Error ? e.message : String(e));
-        process.exit(1);
-    });
+    main().then(
+        (c) => process.exit(c),
+        (e) => {
+            console.error(e instanceof Error ? e.message : String(e));
+            process.exit(1);
+        },
+    );
 }

@@ -16,19 +16,59 @@ import { quantityBytes } from "./volumes";
 type Spec = any;
 
 /** The capability bitmask /proc/PID/status shows for a set of capability names (bit = index in capability(7)). */
-const CAP_BITS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
-    "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-    "CHECKPOINT_RESTORE"];
+const CAP_BITS = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
 const capMask = (caps: string[]) => caps.reduce((m, c) => m | (1n << BigInt(CAP_BITS.indexOf(c))), 0n);
 
 function mailContainers(): { pod: string; spec: Spec; podSpec: Spec }[] {
     const c = cluster();
-    return Object.keys(c.status()).filter((p) => c.workload(p).namespace === "mail" && p !== COUCHDB_SUBSTITUTE).flatMap((p) => {
-        const podSpec = c.workload(p).template.spec;
-        return [...(podSpec.initContainers ?? []), ...podSpec.containers].map((spec: Spec) => ({ pod: p, spec, podSpec }));
-    });
+    return Object.keys(c.status())
+        .filter((p) => c.workload(p).namespace === "mail" && p !== COUCHDB_SUBSTITUTE)
+        .flatMap((p) => {
+            const podSpec = c.workload(p).template.spec;
+            return [...(podSpec.initContainers ?? []), ...podSpec.containers].map((spec: Spec) => ({ pod: p, spec, podSpec }));
+        });
 }
 
 describe("the runtime gives each container what its spec says", () => {
@@ -42,14 +82,16 @@ describe("the runtime gives each container what its spec says", () => {
             const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, "m").exec(r.stdout)?.[1].trim();
             const sc = spec.securityContext ?? {};
             const where = `${pod}/${spec.name}`;
-            if (BigInt(`0x${field("CapBnd")}`) !== capMask(effectiveCaps(sc))) failures.push(`${where}: CapBnd ${field("CapBnd")} ≠ ${capMask(effectiveCaps(sc)).toString(16)}`);
+            if (BigInt(`0x${field("CapBnd")}`) !== capMask(effectiveCaps(sc)))
+                failures.push(`${where}: CapBnd ${field("CapBnd")} ≠ ${capMask(effectiveCaps(sc)).toString(16)}`);
             if (field("NoNewPrivs") !== (sc.allowPrivilegeEscalation === false ? "1" : "0")) failures.push(`${where}: NoNewPrivs ${field("NoNewPrivs")}`);
             const seccomp = (sc.seccompProfile ?? podSpec.securityContext?.seccompProfile)?.type === "RuntimeDefault" ? "2" : "0";
             if (field("Seccomp") !== seccomp) failures.push(`${where}: Seccomp mode ${field("Seccomp")}, want ${seccomp}`);
             const fsGroup = podSpec.securityContext?.fsGroup;
             // The runtime's exec joins the container's PID namespace: its PID 1 is the container's own entrypoint.
             if (!/^PPid:\s+0$/m.test(r.stdout)) failures.push(`${where}: PID 1 has a parent inside the container`);
-            if (fsGroup !== undefined && !(field("Groups") ?? "").split(/\s+/).includes(String(fsGroup))) failures.push(`${where}: fsGroup ${fsGroup} not in Groups "${field("Groups")}"`);
+            if (fsGroup !== undefined && !(field("Groups") ?? "").split(/\s+/).includes(String(fsGroup)))
+                failures.push(`${where}: fsGroup ${fsGroup} not in Groups "${field("Groups")}"`);
             const limit = spec.resources?.limits?.memory;
             if (limit && !r.stdout.trim().endsWith(String(quantityBytes(limit)))) failures.push(`${where}: memory limit is not ${limit}`);
         }
@@ -92,8 +134,23 @@ describe("Secrets in the pods", () => {
         assert.equal(c.exec("dovecot", "couchmail", ["couchmail", "user", "add", user, "--password-stdin"], { input: `${password}\n` }).code, 0);
         const imap = stack.endpoints.imap;
         // A user's own IMAP process is what an attacker with a password controls: it must not get at the TLS key.
-        const session = spawn("nsenter", [`--net=/run/netns/${stack.clientNetns}`, "/usr/bin/python3", path.join(__dirname, "clients.py"), "imap-hold",
-            imap.host, String(imap.port), stack.caFile, stack.hostname, user, password, "10"], { stdio: ["ignore", "pipe", "inherit"] });
+        const session = spawn(
+            "nsenter",
+            [
+                `--net=/run/netns/${stack.clientNetns}`,
+                "/usr/bin/python3",
+                path.join(__dirname, "clients.py"),
+                "imap-hold",
+                imap.host,
+                String(imap.port),
+                stack.caFile,
+                stack.hostname,
+                user,
+                password,
+                "10",
+            ],
+            { stdio: ["ignore", "pipe", "inherit"] },
+        );
         try {
             await new Promise<void>((resolve, reject) => {
                 session.stdout.once("data", (d) => (/"login": true/.test(String(d)) ? resolve() : reject(new Error(`IMAP login: ${d}`))));
@@ -107,14 +164,18 @@ describe("Secrets in the pods", () => {
                 const containers = [...(w.template.spec.initContainers ?? []), ...w.template.spec.containers];
                 for (const v of secretVolumes) {
                     // The processes of the containers that mount the volume (others do not see it).
-                    const procs = containers.filter((ct: Spec) => (ct.volumeMounts ?? []).some((m: Spec) => m.name === v.name))
+                    const procs = containers
+                        .filter((ct: Spec) => (ct.volumeMounts ?? []).some((m: Spec) => m.name === v.name))
                         .flatMap((ct: Spec) => cgroupPids(c.status()[name].containers[ct.name]?.cgroup ?? "/none"))
-                        .map((pid: number) => ({ pid, ...credentials(pid)! })).filter((p: { comm?: string; uid: number }) => p.comm && p.uid !== 0);
+                        .map((pid: number) => ({ pid, ...credentials(pid)! }))
+                        .filter((p: { comm?: string; uid: number }) => p.comm && p.uid !== 0);
                     const dir = c.volumePath(w, v.name);
                     for (const file of fs.readdirSync(dir).filter((f) => !f.startsWith("..") && /(key|private)$/i.test(f))) {
                         const st = fs.statSync(path.join(dir, file));
                         for (const p of procs.filter((x) => canRead(st, x))) {
-                            readable.push(`${w.podName}: volume ${v.name}, ${file} (${(st.mode & 0o777).toString(8)} ${st.uid}:${st.gid}) readable by ${p.comm} (pid ${p.pid}, uid ${p.uid}, gid ${p.gid}, groups ${p.groups.join(",") || "-"})`);
+                            readable.push(
+                                `${w.podName}: volume ${v.name}, ${file} (${(st.mode & 0o777).toString(8)} ${st.uid}:${st.gid}) readable by ${p.comm} (pid ${p.pid}, uid ${p.uid}, gid ${p.gid}, groups ${p.groups.join(",") || "-"})`,
+                            );
                         }
                     }
                 }
@@ -132,18 +193,28 @@ describe("the kubelet keeps containers running", () => {
         const c = cluster();
         await c.startPod("memhog");
         try {
-            const first = await waitFor("the first OOM kill and restart", () => {
-                const s = c.status().memhog?.containers.hog;
-                return s?.lastState?.reason === "OOMKilled" && s.restartCount >= 1 && s.running ? s : undefined;
-            }, 20_000, 100);
+            const first = await waitFor(
+                "the first OOM kill and restart",
+                () => {
+                    const s = c.status().memhog?.containers.hog;
+                    return s?.lastState?.reason === "OOMKilled" && s.restartCount >= 1 && s.running ? s : undefined;
+                },
+                20_000,
+                100,
+            );
             // The first restart is immediate; after the second exit the kubelet waits out a 10 s back-off.
             assert.ok(first.startedAt! - first.lastState!.finishedAt < 3000, JSON.stringify(first));
             const waiting = await waitFor("the crash-loop back-off", () => c.status().memhog?.containers.hog.waiting, 20_000, 100);
             assert.match(waiting.message, /^back-off 10s restarting failed container=hog pod=memhog-e2e$/);
-            const second = await waitFor("the second restart", () => {
-                const s = c.status().memhog?.containers.hog;
-                return s && s.restartCount >= 2 && s.running ? s : undefined;
-            }, 20_000, 100);
+            const second = await waitFor(
+                "the second restart",
+                () => {
+                    const s = c.status().memhog?.containers.hog;
+                    return s && s.restartCount >= 2 && s.running ? s : undefined;
+                },
+                20_000,
+                100,
+            );
             assert.equal(second.lastState!.reason, "OOMKilled");
             assert.ok(second.startedAt! - second.lastState!.finishedAt >= 10_000, JSON.stringify(second));
         } finally {
@@ -156,10 +227,15 @@ describe("the kubelet keeps containers running", () => {
         await c.startPod("liveness");
         try {
             assert.equal(c.exec("liveness", "app", ["rm", "/tmp/healthy"]).code, 0);
-            const s = await waitFor("the liveness restart", () => {
-                const st = cluster().status().liveness?.containers.app;
-                return st && st.restartCount === 1 && st.running ? st : undefined;
-            }, 15_000, 100);
+            const s = await waitFor(
+                "the liveness restart",
+                () => {
+                    const st = cluster().status().liveness?.containers.app;
+                    return st && st.restartCount === 1 && st.running ? st : undefined;
+                },
+                15_000,
+                100,
+            );
             // sleep as PID 1 ignores SIGTERM: the kubelet killed it after the 2 s grace period.
             assert.equal(s.lastState!.exitCode, 137);
             await waitFor("the restarted container's health file", () => cluster().exec("liveness", "app", ["test", "-e", "/tmp/healthy"]).code === 0, 5000);
@@ -182,7 +258,10 @@ describe("the kubelet keeps containers running", () => {
     test("runAsNonRoot: an image that runs as root is refused with the kubelet's message", async () => {
         const c = cluster();
         try {
-            await assert.rejects(c.startPod("rootimage"), /CreateContainerConfigError: container has runAsNonRoot and image will run as root \(pod: "rootimage-e2e", container: app\)/);
+            await assert.rejects(
+                c.startPod("rootimage"),
+                /CreateContainerConfigError: container has runAsNonRoot and image will run as root \(pod: "rootimage-e2e", container: app\)/,
+            );
         } finally {
             await c.stopPod("rootimage");
         }

@@ -3,7 +3,17 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { cpuResources, DEFAULT_CAPS, effectiveCaps, ImageConfig, ociSpec, processUser, runAsNonRootError, seccompRuntimeDefault, SECCOMP_PROFILE_FILE } from "./runtime";
+import {
+    cpuResources,
+    DEFAULT_CAPS,
+    effectiveCaps,
+    ImageConfig,
+    ociSpec,
+    processUser,
+    runAsNonRootError,
+    seccompRuntimeDefault,
+    SECCOMP_PROFILE_FILE,
+} from "./runtime";
 import { quantityBytes, setVolumeOwnership } from "./volumes";
 
 const image: ImageConfig = { user: "", entrypoint: ["/entry"], cmd: ["serve"], env: ["PATH=/usr/bin", "A=image"], workingDir: "" };
@@ -36,7 +46,11 @@ describe("capabilities (containerd's default set, ALL first, then add, then drop
 describe("process user", () => {
     const fsRoot = rootfs("root:x:0:0::/root:/bin/sh\nvmail:x:5000:5000::/var/mail:/bin/false\n", "root:x:0:\nvmail:x:5000:\nmail:x:8:vmail\n");
     test("runAsUser takes its primary group from the image's passwd, groups listing it, supplementalGroups and fsGroup", () => {
-        expect(processUser({ fsGroup: 7000, supplementalGroups: [42] }, { runAsUser: 5000 }, image, fsRoot)).toEqual({ uid: 5000, gid: 5000, additionalGids: [8, 42, 7000] });
+        expect(processUser({ fsGroup: 7000, supplementalGroups: [42] }, { runAsUser: 5000 }, image, fsRoot)).toEqual({
+            uid: 5000,
+            gid: 5000,
+            additionalGids: [8, 42, 7000],
+        });
         expect(processUser({ fsGroup: 5000 }, { runAsUser: 5000 }, image, fsRoot).additionalGids).toEqual([8, 5000]);
     });
     test("a uid the image does not know gets group 0 unless runAsGroup", () => {
@@ -50,10 +64,14 @@ describe("process user", () => {
 
 describe("runAsNonRoot (the kubelet's verifyRunAsNonRoot)", () => {
     test("an image that runs as root is refused with the kubelet's message", () => {
-        expect(runAsNonRootError({ runAsNonRoot: true }, {}, image, "p-0", "c")).toBe('container has runAsNonRoot and image will run as root (pod: "p-0", container: c)');
+        expect(runAsNonRootError({ runAsNonRoot: true }, {}, image, "p-0", "c")).toBe(
+            'container has runAsNonRoot and image will run as root (pod: "p-0", container: c)',
+        );
     });
     test("a named image user cannot be verified", () => {
-        expect(runAsNonRootError({}, { runAsNonRoot: true }, { ...image, user: "app" }, "p-0", "c")).toMatch(/image has non-numeric user \(app\), cannot verify user is non-root/);
+        expect(runAsNonRootError({}, { runAsNonRoot: true }, { ...image, user: "app" }, "p-0", "c")).toMatch(
+            /image has non-numeric user \(app\), cannot verify user is non-root/,
+        );
     });
     test("runAsUser 0 breaks the policy; a numeric non-root user passes", () => {
         expect(runAsNonRootError({}, { runAsNonRoot: true, runAsUser: 0 }, image, "p-0", "c")).toMatch(/runAsUser breaks non-root policy/);
@@ -84,16 +102,35 @@ describe("seccomp RuntimeDefault", () => {
 describe("OCI spec of a container", () => {
     const fsRoot = rootfs("root:x:0:0::/root:/bin/sh\n", "root:x:0:\n");
     const base = {
-        podName: "p-0", image, rootfs: fsRoot, env: [["A", "pod"], ["HOSTNAME", "p-0"]] as [string, string][], mounts: [],
-        netns: "/run/netns/n", ipcns: "/proc/1/ns/ipc", utsns: "/proc/1/ns/uts", shm: "/dev/shm/x", cgroupsPath: "/mail-e2e/p/c", seccompProfile: profile,
+        podName: "p-0",
+        image,
+        rootfs: fsRoot,
+        env: [
+            ["A", "pod"],
+            ["HOSTNAME", "p-0"],
+        ] as [string, string][],
+        mounts: [],
+        netns: "/run/netns/n",
+        ipcns: "/proc/1/ns/ipc",
+        utsns: "/proc/1/ns/uts",
+        shm: "/dev/shm/x",
+        cgroupsPath: "/mail-e2e/p/c",
+        seccompProfile: profile,
     };
     test("restricted container: read-only root, no_new_privs, exact caps, seccomp, memory limit, own PID namespace, pod's network", () => {
         const spec = ociSpec({
             ...base,
             podSpec: { securityContext: { fsGroup: 5000, seccompProfile: { type: "RuntimeDefault" } } },
             container: {
-                name: "c", args: ["run"], resources: { limits: { memory: "64Mi" } },
-                securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, runAsUser: 10101, capabilities: { drop: ["ALL"], add: ["NET_BIND_SERVICE"] } },
+                name: "c",
+                args: ["run"],
+                resources: { limits: { memory: "64Mi" } },
+                securityContext: {
+                    readOnlyRootFilesystem: true,
+                    allowPrivilegeEscalation: false,
+                    runAsUser: 10101,
+                    capabilities: { drop: ["ALL"], add: ["NET_BIND_SERVICE"] },
+                },
             },
         });
         expect(spec.root.readonly).toBe(true);

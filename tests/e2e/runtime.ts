@@ -23,13 +23,65 @@ export const CGROUP_PARENT = "mail-e2e";
 export const SECCOMP_PROFILE_FILE = "/usr/share/containers/seccomp.json";
 
 /** containerd's default capability set for a container (pkg/oci/spec.go). */
-export const DEFAULT_CAPS = ["CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
-    "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"];
-export const ALL_CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
-    "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-    "CHECKPOINT_RESTORE"];
+export const DEFAULT_CAPS = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+export const ALL_CAPS = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
 
 /** The capability set of a container: containerd's default, "ALL" in add/drop first, then added, then dropped. */
 export function effectiveCaps(sc: Spec): string[] {
@@ -68,14 +120,22 @@ export function containerArgv(c: Spec, image: ImageConfig): string[] {
     return argv;
 }
 
-interface PasswdEntry { name: string; uid: number; gid: number }
+interface PasswdEntry {
+    name: string;
+    uid: number;
+    gid: number;
+}
 
 function readPasswd(rootfs: string): PasswdEntry[] {
     try {
-        return fs.readFileSync(path.join(rootfs, "etc/passwd"), "utf8").split("\n").filter(Boolean).map((l) => {
-            const f = l.split(":");
-            return { name: f[0], uid: Number(f[2]), gid: Number(f[3]) };
-        });
+        return fs
+            .readFileSync(path.join(rootfs, "etc/passwd"), "utf8")
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => {
+                const f = l.split(":");
+                return { name: f[0], uid: Number(f[2]), gid: Number(f[3]) };
+            });
     } catch {
         return [];
     }
@@ -83,16 +143,24 @@ function readPasswd(rootfs: string): PasswdEntry[] {
 
 function readGroups(rootfs: string): { name: string; gid: number; members: string[] }[] {
     try {
-        return fs.readFileSync(path.join(rootfs, "etc/group"), "utf8").split("\n").filter(Boolean).map((l) => {
-            const f = l.split(":");
-            return { name: f[0], gid: Number(f[2]), members: (f[3] ?? "").split(",").filter(Boolean) };
-        });
+        return fs
+            .readFileSync(path.join(rootfs, "etc/group"), "utf8")
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => {
+                const f = l.split(":");
+                return { name: f[0], gid: Number(f[2]), members: (f[3] ?? "").split(",").filter(Boolean) };
+            });
     } catch {
         return [];
     }
 }
 
-export interface ProcessUser { uid: number; gid: number; additionalGids: number[] }
+export interface ProcessUser {
+    uid: number;
+    gid: number;
+    additionalGids: number[];
+}
 
 /**
  * The container's user: runAsUser/runAsGroup override the image's USER; a uid alone takes its primary group from
@@ -115,7 +183,7 @@ export function processUser(podSc: Spec, sc: Spec, image: ImageConfig, rootfs: s
         if (!/^\d+$/.test(u) && !entry) throw new Error(`image user ${u} is not in the image's /etc/passwd`);
         uid = /^\d+$/.test(u) ? Number(u) : entry!.uid;
         gid = entry?.gid ?? 0;
-        if (g !== undefined) gid = /^\d+$/.test(g) ? Number(g) : groups.find((x) => x.name === g)?.gid ?? 0;
+        if (g !== undefined) gid = /^\d+$/.test(g) ? Number(g) : (groups.find((x) => x.name === g)?.gid ?? 0);
     }
     if (runAsGroup !== undefined) gid = runAsGroup;
     const name = passwd.find((p) => p.uid === uid)?.name;
@@ -146,10 +214,26 @@ const ARCH = { amd64: "SCMP_ARCH_X86_64" };
  * RuntimeDefault allows them only with the capability (keyctl never), which is what a cluster's pods get.
  */
 const CONTAINERD_GATES: Record<string, string | undefined> = {
-    mount: "SYS_ADMIN", umount: "SYS_ADMIN", umount2: "SYS_ADMIN", unshare: "SYS_ADMIN", setns: "SYS_ADMIN", name_to_handle_at: "SYS_ADMIN",
-    fsconfig: "SYS_ADMIN", fsmount: "SYS_ADMIN", fsopen: "SYS_ADMIN", fspick: "SYS_ADMIN", mount_setattr: "SYS_ADMIN", move_mount: "SYS_ADMIN",
-    open_tree: "SYS_ADMIN", clone: "SYS_ADMIN", clone3: "SYS_ADMIN", process_vm_readv: "SYS_PTRACE", process_vm_writev: "SYS_PTRACE",
-    reboot: "SYS_BOOT", syslog: "SYSLOG", keyctl: undefined,
+    mount: "SYS_ADMIN",
+    umount: "SYS_ADMIN",
+    umount2: "SYS_ADMIN",
+    unshare: "SYS_ADMIN",
+    setns: "SYS_ADMIN",
+    name_to_handle_at: "SYS_ADMIN",
+    fsconfig: "SYS_ADMIN",
+    fsmount: "SYS_ADMIN",
+    fsopen: "SYS_ADMIN",
+    fspick: "SYS_ADMIN",
+    mount_setattr: "SYS_ADMIN",
+    move_mount: "SYS_ADMIN",
+    open_tree: "SYS_ADMIN",
+    clone: "SYS_ADMIN",
+    clone3: "SYS_ADMIN",
+    process_vm_readv: "SYS_PTRACE",
+    process_vm_writev: "SYS_PTRACE",
+    reboot: "SYS_BOOT",
+    syslog: "SYSLOG",
+    keyctl: undefined,
 };
 /** CLONE_NEWNS|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWCGROUP: without CAP_SYS_ADMIN clone may not set them. */
 const CLONE_NAMESPACE_FLAGS = 0x7e020000;
@@ -163,7 +247,11 @@ const ENOSYS = 38;
  */
 export function seccompRuntimeDefault(profile: Spec, caps: string[]): Spec {
     const capSet = new Set(caps.map((c) => `CAP_${c}`));
-    const denied = new Set(Object.entries(CONTAINERD_GATES).filter(([, cap]) => !cap || !capSet.has(`CAP_${cap}`)).map(([name]) => name));
+    const denied = new Set(
+        Object.entries(CONTAINERD_GATES)
+            .filter(([, cap]) => !cap || !capSet.has(`CAP_${cap}`))
+            .map(([name]) => name),
+    );
     const syscalls = [];
     for (const s of profile.syscalls) {
         const inc = s.includes ?? {};
@@ -182,7 +270,11 @@ export function seccompRuntimeDefault(profile: Spec, caps: string[]): Spec {
         });
     }
     if (denied.has("clone")) {
-        syscalls.push({ names: ["clone"], action: "SCMP_ACT_ALLOW", args: [{ index: 0, value: CLONE_NAMESPACE_FLAGS, valueTwo: 0, op: "SCMP_CMP_MASKED_EQ" }] });
+        syscalls.push({
+            names: ["clone"],
+            action: "SCMP_ACT_ALLOW",
+            args: [{ index: 0, value: CLONE_NAMESPACE_FLAGS, valueTwo: 0, op: "SCMP_CMP_MASKED_EQ" }],
+        });
         syscalls.push({ names: ["clone3"], action: "SCMP_ACT_ERRNO", errnoRet: ENOSYS });
     }
     const arch = profile.archMap.find((a: Spec) => a.architecture === ARCH.amd64);
@@ -215,7 +307,11 @@ export function cpuResources(resources: Spec): Spec {
     };
 }
 
-export interface Mount { source: string; destination: string; readOnly: boolean }
+export interface Mount {
+    source: string;
+    destination: string;
+    readOnly: boolean;
+}
 
 export interface ContainerSpecInput {
     podName: string;
@@ -247,7 +343,8 @@ export function ociSpec(input: ContainerSpecInput): Spec {
     for (const e of image.env) env.set(e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1));
     for (const [k, v] of input.env) env.set(k, v);
     const seccomp = sc.seccompProfile ?? podSc.seccompProfile;
-    if (seccomp && !["RuntimeDefault", "Unconfined"].includes(seccomp.type)) throw new Error(`container ${c.name}: seccompProfile ${seccomp.type} is not supported by the e2e runtime`);
+    if (seccomp && !["RuntimeDefault", "Unconfined"].includes(seccomp.type))
+        throw new Error(`container ${c.name}: seccompProfile ${seccomp.type} is not supported by the e2e runtime`);
     const memoryLimit = c.resources?.limits?.memory;
     const readOnlyRoot = sc.readOnlyRootFilesystem === true;
     const ro = (o: string[]) => (readOnlyRoot ? [...o, "ro"] : o);
@@ -271,7 +368,12 @@ export function ociSpec(input: ContainerSpecInput): Spec {
             { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
             { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] },
             { destination: "/dev/shm", type: "bind", source: input.shm, options: ["rbind", "rprivate", "nosuid", "nodev", "noexec"] },
-            ...input.mounts.map((m) => ({ destination: m.destination, type: "bind", source: m.source, options: ["rbind", "rprivate", m.readOnly ? "ro" : "rw"] })),
+            ...input.mounts.map((m) => ({
+                destination: m.destination,
+                type: "bind",
+                source: m.source,
+                options: ["rbind", "rprivate", m.readOnly ? "ro" : "rw"],
+            })),
         ].map((m) => (["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"].includes(m.destination) ? { ...m, options: ro(m.options) } : m)),
         linux: {
             namespaces: [
@@ -288,8 +390,19 @@ export function ociSpec(input: ContainerSpecInput): Spec {
                 ...(cpuResources(c.resources) ? { cpu: cpuResources(c.resources) } : {}),
             },
             ...(seccomp?.type === "RuntimeDefault" ? { seccomp: seccompRuntimeDefault(input.seccompProfile, effectiveCaps(sc)) } : {}),
-            maskedPaths: ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
+            maskedPaths: [
+                "/proc/acpi",
+                "/proc/asound",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/proc/scsi",
+                "/sys/firmware",
+                "/sys/devices/virtual/powercap",
+            ],
             readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
     };
@@ -328,7 +441,11 @@ export function oomKilled(cgroupsPath: string): boolean {
 /** PIDs in a container's cgroup (its processes, exec'd ones included). */
 export function cgroupPids(cgroupsPath: string): number[] {
     try {
-        return fs.readFileSync(path.join(memoryCgroup(cgroupsPath), "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
+        return fs
+            .readFileSync(path.join(memoryCgroup(cgroupsPath), "cgroup.procs"), "utf8")
+            .split("\n")
+            .filter(Boolean)
+            .map(Number);
     } catch {
         return [];
     }

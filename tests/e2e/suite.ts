@@ -8,10 +8,19 @@ import { Cluster } from "./cluster";
 import { kubectlExec, RealCluster } from "./kubectl";
 import { E2E_DIR } from "./layout";
 
-export interface Endpoint { host: string; port: number }
+export interface Endpoint {
+    host: string;
+    port: number;
+}
 export const stack = JSON.parse(fs.readFileSync(path.join(E2E_DIR, "stack.json"), "utf8")) as {
-    hostname: string; caFile: string; endpoints: Record<string, Endpoint>; dns: Endpoint; externalMx: Endpoint & { mailDir: string }; clientNetns: string;
-    pods: Record<string, string>; cluster?: RealCluster;
+    hostname: string;
+    caFile: string;
+    endpoints: Record<string, Endpoint>;
+    dns: Endpoint;
+    externalMx: Endpoint & { mailDir: string };
+    clientNetns: string;
+    pods: Record<string, string>;
+    cluster?: RealCluster;
 };
 /** The suite runs against a real cluster (real-cluster.ts wrote stack.json), not the loopback runner. */
 export const realCluster = stack.cluster?.kind === "kubectl";

@@ -13,8 +13,13 @@ export const OTHER_NAMESPACE = "e2e-elsewhere";
 export const ON_DEMAND = ["memhog", "liveness", "rootimage", "evictee"];
 
 const restricted = {
-    allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, readOnlyRootFilesystem: true, runAsNonRoot: true,
-    runAsUser: 65534, runAsGroup: 65534, seccompProfile: { type: "RuntimeDefault" },
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ["ALL"] },
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    runAsUser: 65534,
+    runAsGroup: 65534,
+    seccompProfile: { type: "RuntimeDefault" },
 };
 
 function deployment(name: string, namespace: string, containers: object[], extra: object = {}): KubeObject {
@@ -27,15 +32,25 @@ function deployment(name: string, namespace: string, containers: object[], extra
             selector: { matchLabels: labels },
             template: {
                 metadata: { labels },
-                spec: { automountServiceAccountToken: false, terminationGracePeriodSeconds: 2, containers, volumes: [{ name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "4Mi" } }], ...extra },
+                spec: {
+                    automountServiceAccountToken: false,
+                    terminationGracePeriodSeconds: 2,
+                    containers,
+                    volumes: [{ name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "4Mi" } }],
+                    ...extra,
+                },
             },
         },
     };
 }
 
 const sleeper = (name: string) => ({
-    name, image: PROBE_IMAGE, command: ["sleep", "infinity"], securityContext: restricted,
-    resources: { limits: { memory: "32Mi" }, requests: { cpu: "5m", memory: "8Mi" } }, volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+    name,
+    image: PROBE_IMAGE,
+    command: ["sleep", "infinity"],
+    securityContext: restricted,
+    resources: { limits: { memory: "32Mi" }, requests: { cpu: "5m", memory: "8Mi" } },
+    volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
 });
 
 export function testObjects(): KubeObject[] {
@@ -44,23 +59,49 @@ export function testObjects(): KubeObject[] {
         deployment("attacker", "mail", [sleeper("probe")]),
         deployment("outsider", OTHER_NAMESPACE, [sleeper("probe")]),
         // Allocates 64 MiB under a 32 MiB limit: the kernel's OOM killer ends it, the kubelet restarts it with back-off.
-        deployment("memhog", OTHER_NAMESPACE, [{
-            // The size comes from argv: perl would fold a constant expression at compile time, before the sleep.
-            ...sleeper("hog"), command: ["perl", "-e", "sleep 1; my $x = 'x' x ($ARGV[0] * 1024 * 1024); sleep 600", "64"],
-        }]),
+        deployment("memhog", OTHER_NAMESPACE, [
+            {
+                // The size comes from argv: perl would fold a constant expression at compile time, before the sleep.
+                ...sleeper("hog"),
+                command: ["perl", "-e", "sleep 1; my $x = 'x' x ($ARGV[0] * 1024 * 1024); sleep 600", "64"],
+            },
+        ]),
         // Healthy while /tmp/healthy exists (the emptyDir outlives a container restart; the command recreates it).
-        deployment("liveness", OTHER_NAMESPACE, [{
-            ...sleeper("app"), command: ["sh", "-c", "touch /tmp/healthy && exec sleep infinity"],
-            livenessProbe: { exec: { command: ["test", "-e", "/tmp/healthy"] }, periodSeconds: 1, failureThreshold: 2, timeoutSeconds: 2 },
-        }]),
+        deployment("liveness", OTHER_NAMESPACE, [
+            {
+                ...sleeper("app"),
+                command: ["sh", "-c", "touch /tmp/healthy && exec sleep infinity"],
+                livenessProbe: { exec: { command: ["test", "-e", "/tmp/healthy"] }, periodSeconds: 1, failureThreshold: 2, timeoutSeconds: 2 },
+            },
+        ]),
         // Writes 2 MiB into a 1 MiB (disk) emptyDir: the eviction manager evicts the pod.
-        deployment("evictee", OTHER_NAMESPACE, [{
-            ...sleeper("app"), command: ["sh", "-c", "head -c 2097152 /dev/zero > /scratch/fill && exec sleep infinity"],
-            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, { name: "scratch", mountPath: "/scratch" }],
-        }], { volumes: [{ name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "4Mi" } }, { name: "scratch", emptyDir: { sizeLimit: "1Mi" } }] }),
+        deployment(
+            "evictee",
+            OTHER_NAMESPACE,
+            [
+                {
+                    ...sleeper("app"),
+                    command: ["sh", "-c", "head -c 2097152 /dev/zero > /scratch/fill && exec sleep infinity"],
+                    volumeMounts: [
+                        { name: "tmp", mountPath: "/tmp" },
+                        { name: "scratch", mountPath: "/scratch" },
+                    ],
+                },
+            ],
+            {
+                volumes: [
+                    { name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "4Mi" } },
+                    { name: "scratch", emptyDir: { sizeLimit: "1Mi" } },
+                ],
+            },
+        ),
         // runAsNonRoot without runAsUser, on an image without USER (root): the kubelet refuses to create it.
-        deployment("rootimage", OTHER_NAMESPACE, [{
-            ...sleeper("app"), image: "mail/postfix:dev", securityContext: { ...restricted, runAsUser: undefined, runAsGroup: undefined },
-        }]),
+        deployment("rootimage", OTHER_NAMESPACE, [
+            {
+                ...sleeper("app"),
+                image: "mail/postfix:dev",
+                securityContext: { ...restricted, runAsUser: undefined, runAsGroup: undefined },
+            },
+        ]),
     ];
 }

@@ -99,7 +99,10 @@ export function quantityBytes(q: string | number): number {
 }
 
 function mountedAt(dir: string): boolean {
-    return fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === dir);
+    return fs
+        .readFileSync("/proc/self/mountinfo", "utf8")
+        .split("\n")
+        .some((l) => l.split(" ")[4] === dir);
 }
 
 /**

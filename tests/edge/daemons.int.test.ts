@@ -25,7 +25,11 @@ function fingerprint(pem: string): string {
 
 /** The certificate a port serves, as seen by a TLS client inside the pod's network (STARTTLS where given). */
 function servedFingerprint(pod: Pod, port: number, starttls?: "smtp" | "imap"): string {
-    const r = pod.inNetns(["bash", "-c", `openssl s_client -connect 127.0.0.1:${port} -servername ${HOST} ${starttls ? `-starttls ${starttls}` : ""} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`]);
+    const r = pod.inNetns([
+        "bash",
+        "-c",
+        `openssl s_client -connect 127.0.0.1:${port} -servername ${HOST} ${starttls ? `-starttls ${starttls}` : ""} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`,
+    ]);
     return r.stdout.trim().split("=")[1] ?? `none (${r.stderr.trim()})`;
 }
 
@@ -35,7 +39,11 @@ function servedFingerprint(pod: Pod, port: number, starttls?: "smtp" | "imap"): 
  */
 /** Whether a TLS 1.2 handshake offering only `ciphers` succeeds on a port (STARTTLS where given), from inside the pod. */
 function negotiates(pod: Pod, port: number, ciphers: string, starttls?: "smtp" | "imap"): boolean {
-    const r = pod.inNetns(["bash", "-c", `openssl s_client -connect 127.0.0.1:${port} -tls1_2 -cipher '${ciphers}' ${starttls ? `-starttls ${starttls}` : ""} </dev/null 2>&1`]);
+    const r = pod.inNetns([
+        "bash",
+        "-c",
+        `openssl s_client -connect 127.0.0.1:${port} -tls1_2 -cipher '${ciphers}' ${starttls ? `-starttls ${starttls}` : ""} </dev/null 2>&1`,
+    ]);
     return /^\s*Cipher\s*:\s*[A-Z0-9-]+$/m.test(r.stdout) && !/Cipher\s*:\s*0000/.test(r.stdout);
 }
 
@@ -71,7 +79,12 @@ async function expectCertificateSwapServed(pod: Pod, tlsDir: string, plain: { po
     expect(pod.appPid()).toBe(master);
 }
 
-function talk(pod: Pod, port: number, steps: ({ send: string } | { expect: string })[], opts: { from?: string; timeoutMs?: number } = {}): { said: string; closed: boolean } {
+function talk(
+    pod: Pod,
+    port: number,
+    steps: ({ send: string } | { expect: string })[],
+    opts: { from?: string; timeoutMs?: number } = {},
+): { said: string; closed: boolean } {
     const script = `
 const net = require("net");
 const [port, from, timeoutMs, steps] = JSON.parse(process.argv[1]);
@@ -119,19 +132,25 @@ describe("Postfix", () => {
     let fakeAuth: ChildProcess | undefined;
     beforeAll(async () => {
         const cfg = path.join(dir, "postfix");
-        writeConfigMapVolume(cfg, renderPostfix({
-            ...postfixTestSettings,
-            hostname: HOST,
-            // Nothing to reach in this pod: no DNSBLs, no milter.
-            dnsbls: [],
-            milters: [],
-            saslEndpoint: `inet:127.0.0.1:${FAKE_AUTH_PORT}`,
-            proxyProtocol: true,
-            // Policing by client address: this one address is refused, wherever its connection arrives.
-            mainCfOverrides: { smtpd_client_restrictions: "check_client_access inline:{ { 198.51.100.66 = REJECT banned by address } }" },
-        }));
+        writeConfigMapVolume(
+            cfg,
+            renderPostfix({
+                ...postfixTestSettings,
+                hostname: HOST,
+                // Nothing to reach in this pod: no DNSBLs, no milter.
+                dnsbls: [],
+                milters: [],
+                saslEndpoint: `inet:127.0.0.1:${FAKE_AUTH_PORT}`,
+                proxyProtocol: true,
+                // Policing by client address: this one address is refused, wherever its connection arrives.
+                mainCfOverrides: { smtpd_client_restrictions: "check_client_access inline:{ { 198.51.100.66 = REJECT banned by address } }" },
+            }),
+        );
         pod = new Pod(buildImage("postfix"), ["/usr/local/bin/postfix-entrypoint"], {
-            mounts: [{ host: cfg, ctr: "/etc/mail/defaults/postfix" }, { host: tlsDir, ctr: "/etc/mail/tls" }],
+            mounts: [
+                { host: cfg, ctr: "/etc/mail/defaults/postfix" },
+                { host: tlsDir, ctr: "/etc/mail/tls" },
+            ],
             env: { WATCH_INTERVAL: "1" },
         });
         fakeAuth = spawn("nsenter", [`--net=/run/netns/${pod.netns}`, process.execPath, "-e", FAKE_AUTH], { stdio: "ignore" });
@@ -154,9 +173,14 @@ describe("Postfix", () => {
 
     const smtp = (proxy?: string) => [
         ...(proxy ? [{ send: proxy }] : []),
-        { expect: "^220 " }, { send: "EHLO client.example\r\n" }, { expect: "^250 " },
-        { send: "MAIL FROM:<a@example.net>\r\n" }, { expect: "^250 " },
-        { send: "RCPT TO:<b@example.test>\r\n" }, { expect: "^[45]\\d\\d " }, { send: "QUIT\r\n" },
+        { expect: "^220 " },
+        { send: "EHLO client.example\r\n" },
+        { expect: "^250 " },
+        { send: "MAIL FROM:<a@example.net>\r\n" },
+        { expect: "^250 " },
+        { send: "RCPT TO:<b@example.test>\r\n" },
+        { expect: "^[45]\\d\\d " },
+        { send: "QUIT\r\n" },
     ];
 
     it("takes the client address from a PROXY v1 header on the PROXY-only port: logged and policed by it", async () => {
@@ -196,7 +220,10 @@ describe("Dovecot", () => {
         const lua = path.join(dir, "lua");
         fs.mkdirSync(lua);
         // Logins are not under test: an auth script that knows nobody.
-        fs.writeFileSync(path.join(lua, "auth.lua"), "function auth_passdb_lookup(req) return dovecot.auth.PASSDB_RESULT_USER_UNKNOWN, '' end\nfunction auth_userdb_lookup(req) return dovecot.auth.USERDB_RESULT_USER_UNKNOWN, '' end\n");
+        fs.writeFileSync(
+            path.join(lua, "auth.lua"),
+            "function auth_passdb_lookup(req) return dovecot.auth.PASSDB_RESULT_USER_UNKNOWN, '' end\nfunction auth_userdb_lookup(req) return dovecot.auth.USERDB_RESULT_USER_UNKNOWN, '' end\n",
+        );
         pod = new Pod(buildImage("dovecot"), ["/usr/local/bin/dovecot-entrypoint"], {
             mounts: [
                 { host: cfg, ctr: "/etc/mail/defaults/dovecot" },
@@ -223,18 +250,26 @@ describe("Dovecot", () => {
 
     it("takes the client address from a PROXY v1 header sent by a trusted source", async () => {
         const mark = pod.logs.length;
-        const r = talk(pod, DOVECOT_LISTENERS.imap.proxy.port, [
-            { send: `PROXY TCP4 198.51.100.66 ${TRUSTED_SOURCE} 40001 143\r\n` }, { expect: "^\\* OK" }, { send: "a LOGOUT\r\n" }, { expect: "^a OK" },
-        ], { from: TRUSTED_SOURCE });
+        const r = talk(
+            pod,
+            DOVECOT_LISTENERS.imap.proxy.port,
+            [{ send: `PROXY TCP4 198.51.100.66 ${TRUSTED_SOURCE} 40001 143\r\n` }, { expect: "^\\* OK" }, { send: "a LOGOUT\r\n" }, { expect: "^a OK" }],
+            { from: TRUSTED_SOURCE },
+        );
         expect(r.said).toMatch(/^\* OK/m);
         await pod.waitForLog(/imap-login: .*rip=198\.51\.100\.66/, 10_000, mark);
     });
 
     it("refuses a PROXY header from an untrusted source, and a connection without one", () => {
-        const untrusted = talk(pod, DOVECOT_LISTENERS.imap.proxy.port, [{ send: "PROXY TCP4 198.51.100.66 127.0.0.1 40001 143\r\n" }, { expect: "^\\* OK" }], { timeoutMs: 10_000 });
+        const untrusted = talk(pod, DOVECOT_LISTENERS.imap.proxy.port, [{ send: "PROXY TCP4 198.51.100.66 127.0.0.1 40001 143\r\n" }, { expect: "^\\* OK" }], {
+            timeoutMs: 10_000,
+        });
         expect(untrusted.said).not.toMatch(/^\* OK/m);
         expect(untrusted.closed).toBe(true);
-        const plain = talk(pod, DOVECOT_LISTENERS.imap.proxy.port, [{ send: "a CAPABILITY\r\n" }, { expect: "^\\* OK" }], { from: TRUSTED_SOURCE, timeoutMs: 10_000 });
+        const plain = talk(pod, DOVECOT_LISTENERS.imap.proxy.port, [{ send: "a CAPABILITY\r\n" }, { expect: "^\\* OK" }], {
+            from: TRUSTED_SOURCE,
+            timeoutMs: 10_000,
+        });
         expect(plain.said).not.toMatch(/^\* OK/m);
         expect(plain.closed).toBe(true);
     });

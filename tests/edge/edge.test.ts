@@ -5,7 +5,14 @@ import { edgeNodeTag } from "../../components/edge/cloud";
 import { INGRESS_NGINX_CHART, ingressNginxTcpServices } from "../../components/edge/ingress-nginx";
 import { EDGE_PORTS, edgePlan } from "../../components/edge/plan";
 
-type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+/* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes objects as the program declares them */
+type Obj = {
+    apiVersion: string;
+    kind: string;
+    metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+    spec?: any;
+    data?: Record<string, string>;
+};
 type Port = { name: string; containerPort: number; hostPort?: number };
 
 const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com"] };
@@ -14,13 +21,18 @@ const kubeconfigFile = TARGETS.kubeconfig.clusterKubeconfig;
 
 const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
 const find = (run: ProgramRun, kind: string, name: string) => objects(run).find((o) => o.kind === kind && o.metadata.name === name);
-const containerPorts = (run: ProgramRun, workload: string): Port[] => find(run, "StatefulSet", workload)!.spec.template.spec.containers.find((c: { name: string }) => c.name === workload).ports;
+const containerPorts = (run: ProgramRun, workload: string): Port[] =>
+    find(run, "StatefulSet", workload)!.spec.template.spec.containers.find((c: { name: string }) => c.name === workload).ports;
 const config = (run: ProgramRun, name: string, file: string) => find(run, "ConfigMap", name)!.data![file];
 const DO_PROXY = "service.beta.kubernetes.io/do-loadbalancer-enable-proxy-protocol";
 
 /** Every container port a named targetPort can resolve to, across the mail workloads. */
 function resolveTarget(run: ProgramRun, name: string): { workload: string; port: number }[] {
-    return ["postfix", "dovecot"].flatMap((w) => containerPorts(run, w).filter((p) => p.name === name).map((p) => ({ workload: w, port: p.containerPort })));
+    return ["postfix", "dovecot"].flatMap((w) =>
+        containerPorts(run, w)
+            .filter((p) => p.name === name)
+            .map((p) => ({ workload: w, port: p.containerPort })),
+    );
 }
 
 /** Checks that Postfix/Dovecot listen on a backend port, with PROXY exactly when expected. */
@@ -39,8 +51,12 @@ function expectListener(run: ProgramRun, workload: string, port: number, proxy: 
 }
 
 const ALLOWED: [string, string][] = [
-    ["loadbalancer", "digitalocean"], ["loadbalancer", "gke"], ["loadbalancer", "kubeconfig"],
-    ["ingress-nginx", "digitalocean"], ["ingress-nginx", "gke"], ["ingress-nginx", "kubeconfig"],
+    ["loadbalancer", "digitalocean"],
+    ["loadbalancer", "gke"],
+    ["loadbalancer", "kubeconfig"],
+    ["ingress-nginx", "digitalocean"],
+    ["ingress-nginx", "gke"],
+    ["ingress-nginx", "kubeconfig"],
     ["hostport", "digitalocean"],
 ];
 
@@ -115,12 +131,16 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
     if (mode === "ingress-nginx") {
         it("installs the pinned chart with tcp-services to the PROXY-only ports", () => {
             const chart = run.recorder.one("kubernetes:helm.sh/v4:Chart");
-            const inputs = unwrapSecrets(chart.inputs) as { chart: string; version: string; namespace: string; values: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+            const inputs = unwrapSecrets(chart.inputs) as { chart: string; version: string; namespace: string; values: any };
             expect([inputs.chart, inputs.version, inputs.namespace]).toEqual(["ingress-nginx", "4.15.1", "ingress-nginx"]);
             const suffix = target === "digitalocean" ? ":PROXY:PROXY" : "::PROXY";
             expect(inputs.values.tcp).toEqual({
-                "25": `mail/postfix:10025${suffix}`, "587": `mail/postfix:10587${suffix}`, "465": `mail/postfix:10465${suffix}`,
-                "143": `mail/dovecot:10143${suffix}`, "993": `mail/dovecot:10993${suffix}`, "4190": `mail/dovecot:14190${suffix}`,
+                "25": `mail/postfix:10025${suffix}`,
+                "587": `mail/postfix:10587${suffix}`,
+                "465": `mail/postfix:10465${suffix}`,
+                "143": `mail/dovecot:10143${suffix}`,
+                "993": `mail/dovecot:10993${suffix}`,
+                "4190": `mail/dovecot:14190${suffix}`,
             });
             for (const [, value] of Object.entries(inputs.values.tcp as Record<string, string>)) {
                 const [svc, port] = value.split(":");
@@ -138,7 +158,7 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
         });
 
         it("installs no admission webhook: its certificate comes from hook Jobs, which helm.v4.Chart drops", () => {
-            const values = (unwrapSecrets(run.recorder.one("kubernetes:helm.sh/v4:Chart").inputs) as { values: any }).values; // eslint-disable-line @typescript-eslint/no-explicit-any
+            const values = (unwrapSecrets(run.recorder.one("kubernetes:helm.sh/v4:Chart").inputs) as { values: any }).values;
             expect(values.controller.admissionWebhooks).toEqual({ enabled: false });
         });
 
@@ -152,12 +172,13 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
     if (mode === "hostport") {
         it("binds the plain mail ports on the node and opens exactly those in the cloud firewall", () => {
             const hostPorts = [...containerPorts(run, "postfix"), ...containerPorts(run, "dovecot")].filter((p) => p.hostPort !== undefined);
-            expect(hostPorts.map((p) => [p.name, p.hostPort, p.containerPort]).sort()).toEqual(
-                EDGE_PORTS.map((p) => [p.plainName, p.public, p.plain]).sort(),
-            );
+            expect(hostPorts.map((p) => [p.name, p.hostPort, p.containerPort]).sort()).toEqual(EDGE_PORTS.map((p) => [p.plainName, p.public, p.plain]).sort());
             const open = [25, 587, 465, 143, 993, 4190];
             const tag = "mail-edge-mail-test";
-            const fw = run.recorder.one("digitalocean:index/firewall:Firewall").inputs as { tags: string[]; inboundRules: { protocol: string; portRange: string; sourceAddresses: string[] }[] };
+            const fw = run.recorder.one("digitalocean:index/firewall:Firewall").inputs as {
+                tags: string[];
+                inboundRules: { protocol: string; portRange: string; sourceAddresses: string[] }[];
+            };
             expect(fw.tags).toEqual([tag]);
             expect(fw.inboundRules).toEqual(open.map((p) => ({ protocol: "tcp", portRange: String(p), sourceAddresses: ["0.0.0.0/0", "::/0"] })));
             const pool = run.recorder.one("digitalocean:index/kubernetesCluster:KubernetesCluster").inputs.nodePool as { tags: string[] };
@@ -168,9 +189,10 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
 
     if (target === "kubeconfig") {
         it("creates its LoadBalancer Service without waiting for an address an existing cluster may never give", () => {
-            const annotations = mode === "loadbalancer"
-                ? find(run, "Service", "mail-edge")!.metadata.annotations
-                : (unwrapSecrets(run.recorder.one("kubernetes:helm.sh/v4:Chart").inputs) as { values: any }).values.controller.service.annotations; // eslint-disable-line @typescript-eslint/no-explicit-any
+            const annotations =
+                mode === "loadbalancer"
+                    ? find(run, "Service", "mail-edge")!.metadata.annotations
+                    : (unwrapSecrets(run.recorder.one("kubernetes:helm.sh/v4:Chart").inputs) as { values: any }).values.controller.service.annotations;
             expect(annotations).toEqual({ "pulumi.com/skipAwait": "true" });
         });
     }
@@ -180,27 +202,44 @@ describe.each(ALLOWED)("edgeMode %s on %s", (mode, target) => {
             // The node's address goes with the node when DOKS replaces it; the reserved IP stays with the stack.
             const reserved = run.recorder.one("digitalocean:index/reservedIp:ReservedIp");
             expect(reserved.inputs).toEqual({ region: "nyc3" });
-            expect(run.recorder.one("digitalocean:index/reservedIpAssignment:ReservedIpAssignment").inputs).toEqual({ ipAddress: FAKE_RESERVED_IP, dropletId: 4242 });
+            expect(run.recorder.one("digitalocean:index/reservedIpAssignment:ReservedIpAssignment").inputs).toEqual({
+                ipAddress: FAKE_RESERVED_IP,
+                dropletId: 4242,
+            });
             expect(edgeNodeTag()).toBe("mail-edge-mail-test");
         });
     }
 
     it("outputs the public addresses and A/AAAA records for the mail host", async () => {
         // The mocked existing cluster (like kind) gives LoadBalancer Services no address.
-        const expected = mode === "hostport" ? [FAKE_RESERVED_IP] : target === "kubeconfig" ? [] : [target === "digitalocean" ? FAKE_ADDRESSES.digitaloceanLb : FAKE_ADDRESSES.serviceLb];
+        const expected =
+            mode === "hostport"
+                ? [FAKE_RESERVED_IP]
+                : target === "kubeconfig"
+                  ? []
+                  : [target === "digitalocean" ? FAKE_ADDRESSES.digitaloceanLb : FAKE_ADDRESSES.serviceLb];
         expect((await run.resolve(run.outputs.publicAddresses as string[])).value).toEqual(expected);
         const zone = (await run.resolve(run.outputs.dnsZone as string)).value;
-        const host = zone.split("\n").filter((l) => l.startsWith("mail.example.com.\t")).map((l) => l.split("\t").slice(3).join(" "));
+        const host = zone
+            .split("\n")
+            .filter((l) => l.startsWith("mail.example.com.\t"))
+            .map((l) => l.split("\t").slice(3).join(" "));
         expect(host).toEqual(expected.map((ip) => `${ip.includes(":") ? "AAAA" : "A"} ${ip}`));
     });
 });
 
 describe("disallowed edge combinations", () => {
     it.each([
-        [{ clusterProvider: "kubeconfig", clusterKubeconfig: kubeconfigFile, edgeMode: "hostport" }, 'mail:edgeMode = "hostport" is not allowed with clusterProvider kubeconfig'],
+        [
+            { clusterProvider: "kubeconfig", clusterKubeconfig: kubeconfigFile, edgeMode: "hostport" },
+            'mail:edgeMode = "hostport" is not allowed with clusterProvider kubeconfig',
+        ],
         [{ clusterProvider: "digitalocean", clusterNodeCount: 2, edgeMode: "hostport" }, 'mail:edgeMode = "hostport" is not allowed with clusterNodeCount = 2'],
         [{ clusterProvider: "gke", edgeMode: "traefik" }, 'mail:edgeMode = "traefik" is not allowed: expected one of loadbalancer, ingress-nginx, hostport'],
-        [{ clusterProvider: "gke", edgeProxyTrustedNetworks: ["10.0.0.0/33"] }, 'mail:edgeProxyTrustedNetworks[0] = "10.0.0.0/33" is not allowed: expected a CIDR network'],
+        [
+            { clusterProvider: "gke", edgeProxyTrustedNetworks: ["10.0.0.0/33"] },
+            'mail:edgeProxyTrustedNetworks[0] = "10.0.0.0/33" is not allowed: expected a CIDR network',
+        ],
     ])("%j fails preview naming the key, the value and what is allowed", async (bad, message) => {
         await expect(runProgram({ ...mail, ...bad })).rejects.toThrow(message);
     });
@@ -208,13 +247,19 @@ describe("disallowed edge combinations", () => {
 
 describe("hostport on GKE (pure: the edge plan refuses it before any edge resource)", () => {
     it("is refused: a GKE node's public address is ephemeral and cannot be pinned", () => {
-        expect(() => edgePlan("hostport", "gke")).toThrow('mail:edgeMode = "hostport" is not allowed with clusterProvider gke: GKE replaces its nodes and their ephemeral public addresses, and a node cannot hold a static address; use loadbalancer');
+        expect(() => edgePlan("hostport", "gke")).toThrow(
+            'mail:edgeMode = "hostport" is not allowed with clusterProvider gke: GKE replaces its nodes and their ephemeral public addresses, and a node cannot hold a static address; use loadbalancer',
+        );
     });
 });
 
 describe("ingress-nginx tcp-services (pure)", () => {
     it("decodes PROXY only where the cloud load balancer sends it, and always encodes it to the backend", () => {
-        const args = (provider: "digitalocean" | "gke" | "kubeconfig") => ({ namespace: "mx", hostname: "mail.example.com", plan: edgePlan("ingress-nginx", provider) });
+        const args = (provider: "digitalocean" | "gke" | "kubeconfig") => ({
+            namespace: "mx",
+            hostname: "mail.example.com",
+            plan: edgePlan("ingress-nginx", provider),
+        });
         expect(ingressNginxTcpServices(args("digitalocean"))["25"]).toBe("mx/postfix:10025:PROXY:PROXY");
         expect(ingressNginxTcpServices(args("gke"))["993"]).toBe("mx/dovecot:10993::PROXY");
         expect(ingressNginxTcpServices(args("kubeconfig"))["4190"]).toBe("mx/dovecot:14190::PROXY");

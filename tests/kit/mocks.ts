@@ -69,20 +69,48 @@ const INVOKES: Record<string, Invoke> = {
     },
     "digitalocean:index/getDomains:getDomains": () => ({ domains: FAKE_DNS_ZONES.map((name) => ({ name, ttl: 1800, urn: `do:domain:${name}` })) }),
     "gcp:dns/getManagedZones:getManagedZones": () => ({
-        managedZones: FAKE_DNS_ZONES.map((zone) => ({ name: zone.replace(/\./g, "-"), dnsName: `${zone}.`, id: zone, managedZoneId: zone, nameServers: [], description: "", visibility: "public" })),
+        managedZones: FAKE_DNS_ZONES.map((zone) => ({
+            name: zone.replace(/\./g, "-"),
+            dnsName: `${zone}.`,
+            id: zone,
+            managedZoneId: zone,
+            nameServers: [],
+            description: "",
+            visibility: "public",
+        })),
     }),
     // The mocked zones hold only what every new zone holds (Cloud DNS: NS and SOA at the apex; DigitalOcean: NS).
     "digitalocean:index/getRecords:getRecords": ({ domain }) => ({
-        domain, id: String(domain),
-        records: ["ns1", "ns2", "ns3"].map((ns, i) => ({ id: i + 1, domain, name: "@", type: "NS", value: `${ns}.digitalocean.com`, priority: 0, port: 0, ttl: 1800, weight: 0, flags: 0, tag: "" })),
+        domain,
+        id: String(domain),
+        records: ["ns1", "ns2", "ns3"].map((ns, i) => ({
+            id: i + 1,
+            domain,
+            name: "@",
+            type: "NS",
+            value: `${ns}.digitalocean.com`,
+            priority: 0,
+            port: 0,
+            ttl: 1800,
+            weight: 0,
+            flags: 0,
+            tag: "",
+        })),
     }),
     "gcp:dns/getRecordSets:getRecordSets": ({ managedZone }) => {
         const zone = FAKE_DNS_ZONES.find((z) => z.replace(/\./g, "-") === managedZone)!;
         return {
-            id: String(managedZone), managedZone, project: "mock-project",
+            id: String(managedZone),
+            managedZone,
+            project: "mock-project",
             rrsets: [
                 { name: `${zone}.`, type: "NS", ttl: 21600, rrdatas: ["ns-cloud-a1.googledomains.com."] },
-                { name: `${zone}.`, type: "SOA", ttl: 21600, rrdatas: ["ns-cloud-a1.googledomains.com. cloud-dns-hostmaster.google.com. 1 21600 3600 259200 300"] },
+                {
+                    name: `${zone}.`,
+                    type: "SOA",
+                    ttl: 21600,
+                    rrdatas: ["ns-cloud-a1.googledomains.com. cloud-dns-hostmaster.google.com. 1 21600 3600 259200 300"],
+                },
             ],
         };
     },
@@ -125,10 +153,15 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
             const ca = Buffer.from("mock-doks-ca").toString("base64");
             return {
                 endpoint: server,
-                kubeConfigs: [{
-                    host: server, clusterCaCertificate: ca, token: FAKE_DOKS_SEVEN_DAY_TOKEN, expiresAt: "2026-12-09T00:00:00Z",
-                    rawConfig: `apiVersion: v1\nkind: Config\nclusters: [{name: ${name}, cluster: {server: "${server}", certificate-authority-data: ${ca}}}]\nusers: [{name: admin, user: {token: ${FAKE_DOKS_SEVEN_DAY_TOKEN}}}]\n`,
-                }],
+                kubeConfigs: [
+                    {
+                        host: server,
+                        clusterCaCertificate: ca,
+                        token: FAKE_DOKS_SEVEN_DAY_TOKEN,
+                        expiresAt: "2026-12-09T00:00:00Z",
+                        rawConfig: `apiVersion: v1\nkind: Config\nclusters: [{name: ${name}, cluster: {server: "${server}", certificate-authority-data: ${ca}}}]\nusers: [{name: admin, user: {token: ${FAKE_DOKS_SEVEN_DAY_TOKEN}}}]\n`,
+                    },
+                ],
             };
         }
         case "gcp:container/cluster:Cluster": {
@@ -136,7 +169,9 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
             const channel = (inputs.releaseChannel as { channel?: string } | undefined)?.channel;
             const version = typeof inputs.minMasterVersion === "string" ? inputs.minMasterVersion : "";
             if (channel && version && !FAKE_GKE_CHANNELS[channel]?.valid.includes(version)) {
-                throw new Error(`gcp:container/cluster:Cluster ${name}: googleapi: Error 400: Master version "${version}" is not available in release channel ${channel}, badRequest`);
+                throw new Error(
+                    `gcp:container/cluster:Cluster ${name}: googleapi: Error 400: Master version "${version}" is not available in release channel ${channel}, badRequest`,
+                );
             }
             return { endpoint: "203.0.113.10", masterAuth: { clusterCaCertificate: Buffer.from("mock-ca").toString("base64") } };
         }
@@ -162,12 +197,17 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
             // timeout with this message (provider/pkg/await/service.go and its tests).
             const annotations = (inputs.metadata as { annotations?: Record<string, string> } | undefined)?.annotations ?? {};
             if (annotations["pulumi.com/skipAwait"] === "true") return { status: { loadBalancer: {} } };
-            throw new Error(`kubernetes:core/v1:Service ${name}: timed out waiting to be Ready: Service was not allocated an IP address; does your cloud provider support this?`);
+            throw new Error(
+                `kubernetes:core/v1:Service ${name}: timed out waiting to be Ready: Service was not allocated an IP address; does your cloud provider support this?`,
+            );
         }
         case "digitalocean:index/reservedIp:ReservedIp":
             return { ipAddress: FAKE_RESERVED_IP, urn: `do:floatingip:${FAKE_RESERVED_IP}` };
         case "gcp:serviceaccount/account:Account":
-            return { email: `${String(inputs.accountId)}@mock-project.iam.gserviceaccount.com`, name: `projects/mock-project/serviceAccounts/${String(inputs.accountId)}` };
+            return {
+                email: `${String(inputs.accountId)}@mock-project.iam.gserviceaccount.com`,
+                name: `projects/mock-project/serviceAccounts/${String(inputs.accountId)}`,
+            };
         case "gcp:serviceaccount/key:Key":
             return { privateKey: Buffer.from(JSON.stringify({ type: "service_account", project_id: "mock-project" })).toString("base64") };
         case "tls:index/selfSignedCert:SelfSignedCert":
@@ -183,8 +223,24 @@ function selfSignedCert(privateKeyPem: string, dnsNames: string[]): string {
     try {
         fs.writeFileSync(path.join(dir, "key.pem"), privateKeyPem, { mode: 0o600 });
         const san = dnsNames.map((n) => `DNS:${n}`).join(",");
-        execFileSync("openssl", ["req", "-x509", "-new", "-key", "key.pem", "-days", "365", "-subj", `/CN=${dnsNames[0] ?? "mail"}`,
-            ...(san ? ["-addext", `subjectAltName=${san}`] : []), "-out", "cert.pem"], { cwd: dir, stdio: "pipe" });
+        execFileSync(
+            "openssl",
+            [
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "key.pem",
+                "-days",
+                "365",
+                "-subj",
+                `/CN=${dnsNames[0] ?? "mail"}`,
+                ...(san ? ["-addext", `subjectAltName=${san}`] : []),
+                "-out",
+                "cert.pem",
+            ],
+            { cwd: dir, stdio: "pipe" },
+        );
         return fs.readFileSync(path.join(dir, "cert.pem"), "utf8");
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
@@ -309,7 +365,9 @@ export class MockRecorder implements pulumi.runtime.Mocks {
         const register = monitor.registerResource.bind(monitor);
         monitor.registerResource = (req, cb) => {
             this.pendingDetails.set(`${req.getType()}::${req.getName()}`, {
-                parent: req.getParent(), dependencies: req.getDependenciesList(), ignoreChanges: req.getIgnorechangesList(),
+                parent: req.getParent(),
+                dependencies: req.getDependenciesList(),
+                ignoreChanges: req.getIgnorechangesList(),
             });
             return register(req, cb);
         };

@@ -16,7 +16,10 @@ export interface ProgramRun {
  * Runs index.ts under mocks with the given stack config (`key: value`, keys without the `mail:` prefix),
  * in a fresh module registry so several stacks can run in one test file. Waits until registrations settle.
  */
-export async function runProgram(config: Record<string, unknown>, opts: { stack?: string; onRecorder?: (recorder: MockRecorder) => void } = {}): Promise<ProgramRun> {
+export async function runProgram(
+    config: Record<string, unknown>,
+    opts: { stack?: string; onRecorder?: (recorder: MockRecorder) => void } = {},
+): Promise<ProgramRun> {
     let run: ProgramRun | undefined;
     await jest.isolateModulesAsync(async () => {
         const mocks = await import("./mocks");
@@ -45,7 +48,10 @@ async function waitUntilQuiet(recorder: MockRecorder): Promise<void> {
 /** A kubeconfig file for `clusterProvider: kubeconfig` stacks (the program reads it; nothing connects to it). */
 export function fakeKubeconfig(): string {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
-    fs.writeFileSync(file, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n");
+    fs.writeFileSync(
+        file,
+        "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n",
+    );
     return file;
 }
 

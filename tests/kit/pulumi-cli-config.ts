@@ -109,7 +109,8 @@ export function loadProject(text: string, file = "Pulumi.yaml"): Project {
             schemaErrors.push(`${where}/type: value must be one of ${CONFIG_TYPES.map((t) => `"${t}"`).join(", ")}`);
         }
         if ("items" in entry) schemaErrors.push(...itemsSchemaErrors(`${where}/items`, entry.items));
-        if ("description" in entry && typeof entry.description !== "string") schemaErrors.push(`${where}/description: expected string, but got ${typeof entry.description}`);
+        if ("description" in entry && typeof entry.description !== "string")
+            schemaErrors.push(`${where}/description: expected string, but got ${typeof entry.description}`);
         if ("secret" in entry && typeof entry.secret !== "boolean") schemaErrors.push(`${where}/secret: expected boolean, but got ${typeof entry.secret}`);
         config[key] = entry;
     }
@@ -125,7 +126,8 @@ export function loadProject(text: string, file = "Pulumi.yaml"): Project {
 function itemsSchemaErrors(where: string, items: unknown): string[] {
     if (!isObject(items) || !("type" in items)) return [`${where}: missing properties: 'type'`];
     const errors: string[] = [];
-    if (!CONFIG_TYPES.includes(items.type as ConfigTypeName)) errors.push(`${where}/type: value must be one of ${CONFIG_TYPES.map((t) => `"${t}"`).join(", ")}`);
+    if (!CONFIG_TYPES.includes(items.type as ConfigTypeName))
+        errors.push(`${where}/type: value must be one of ${CONFIG_TYPES.map((t) => `"${t}"`).join(", ")}`);
     if (items.type === "array" && !("items" in items)) errors.push(`${where}: missing properties: 'items'`);
     if ("items" in items) errors.push(...itemsSchemaErrors(`${where}/items`, items.items));
     return errors;
@@ -272,7 +274,9 @@ export function validateStackConfigAndApplyProjectConfig(stackName: string, proj
         const text = decrypted.get(key) ?? "";
         const content = stackValue.object ? (JSON.parse(text) as unknown) : text;
         if (!validateConfigValue(declaration.type, declaration.items, content)) {
-            throw new PulumiCliError(`Stack '${stackName}' with configuration key '${projectKey}' must be of type '${fullTypeName(declaration.type, declaration.items)}'`);
+            throw new PulumiCliError(
+                `Stack '${stackName}' with configuration key '${projectKey}' must be of type '${fullTypeName(declaration.type, declaration.items)}'`,
+            );
         }
     }
 }
@@ -289,7 +293,10 @@ function namespaceOf(key: string): string {
 function formatMissingKeys(keys: string[]): string {
     if (keys.length === 1) return `'${keys[0]}'`;
     const sorted = [...keys].sort();
-    return `${sorted.slice(0, -1).map((k) => `'${k}'`).join(", ")} and '${sorted[sorted.length - 1]}'`;
+    return `${sorted
+        .slice(0, -1)
+        .map((k) => `'${k}'`)
+        .join(", ")} and '${sorted[sorted.length - 1]}'`;
 }
 
 /** createConfigValue: strings, integers and booleans become plain values (fmt %v), anything else JSON. */

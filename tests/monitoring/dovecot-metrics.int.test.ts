@@ -52,7 +52,10 @@ beforeAll(async () => {
     writeConfigMapVolume(path.join(dir, "tls"), selfSignedCert("mail.example.test"), 0o600);
     writeConfigMapVolume(path.join(dir, "lua"), { "auth.lua": STUB_LUA });
     const files = renderDovecot(settings);
-    writeConfigMapVolume(path.join(dir, "config"), { ...files, "dovecot.conf": files["dovecot.conf"] + dovecotMetricsConf(DOVECOT_METRICS_PORT).join("\n") + "\n" });
+    writeConfigMapVolume(path.join(dir, "config"), {
+        ...files,
+        "dovecot.conf": files["dovecot.conf"] + dovecotMetricsConf(DOVECOT_METRICS_PORT).join("\n") + "\n",
+    });
     fs.mkdirSync(path.join(dir, "mail"));
     pod = new Pod(image, ["/usr/local/bin/dovecot-entrypoint"], {
         mounts: [

@@ -53,25 +53,31 @@ beforeAll(async () => {
     await postgrey.waitForLog(/Binding to TCP port 10023/, 60_000);
 
     const pcfg = path.join(dir, "postfix");
-    writeConfigMapVolume(pcfg, renderPostfix({
-        ...postfixTestSettings,
-        hostname: HOST,
-        dnsbls: [],
-        milters: [],
-        policyService: `inet:127.0.0.1:${POSTGREY_LISTENERS.policy.port}`,
-        // No couchmail, OpenDKIM or DNS here: static recipients, and no sender-domain lookups that would defer on their own.
-        mainCfOverrides: {
-            virtual_mailbox_domains: "example.test",
-            virtual_mailbox_maps: "inline:{ {bob@example.test=ok}, {postmaster@example.test=ok} }",
-            virtual_alias_maps: "",
-            smtpd_sender_restrictions: "",
-        },
-    }));
+    writeConfigMapVolume(
+        pcfg,
+        renderPostfix({
+            ...postfixTestSettings,
+            hostname: HOST,
+            dnsbls: [],
+            milters: [],
+            policyService: `inet:127.0.0.1:${POSTGREY_LISTENERS.policy.port}`,
+            // No couchmail, OpenDKIM or DNS here: static recipients, and no sender-domain lookups that would defer on their own.
+            mainCfOverrides: {
+                virtual_mailbox_domains: "example.test",
+                virtual_mailbox_maps: "inline:{ {bob@example.test=ok}, {postmaster@example.test=ok} }",
+                virtual_alias_maps: "",
+                smtpd_sender_restrictions: "",
+            },
+        }),
+    );
     const tls = path.join(dir, "tls");
     writeConfigMapVolume(tls, selfSignedCert(HOST), 0o600);
     postfix = new Pod(buildImage("postfix"), ["/usr/local/bin/postfix-entrypoint"], {
         network: postgrey,
-        mounts: [{ host: pcfg, ctr: "/etc/mail/defaults/postfix" }, { host: tls, ctr: "/etc/mail/tls" }],
+        mounts: [
+            { host: pcfg, ctr: "/etc/mail/defaults/postfix" },
+            { host: tls, ctr: "/etc/mail/tls" },
+        ],
     });
     await postfix.waitForLog(/daemon started/, 60_000);
 }, 600_000);

@@ -12,7 +12,11 @@ type Obj = { kind: string; metadata: { name: string }; spec?: any; data?: Record
 const mail = { clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"] };
 const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
 const find = (run: ProgramRun, kind: string, name: string) => objects(run).find((o) => o.kind === kind && o.metadata.name === name);
-const get = (run: ProgramRun, kind: string, name: string) => find(run, kind, name) ?? (() => { throw new Error(`no ${kind} ${name}`); })();
+const get = (run: ProgramRun, kind: string, name: string) =>
+    find(run, kind, name) ??
+    (() => {
+        throw new Error(`no ${kind} ${name}`);
+    })();
 
 /** The smtpd_recipient_restrictions each smtpd in master.cf runs with (main.cf's unless overridden with -o). */
 function recipientRestrictions(mainCf: string, masterCf: string): Record<string, string> {
@@ -47,7 +51,12 @@ describe("MailStack with greylisting (default)", () => {
         expect(restrictions.smtpd).toContain(policy);
         expect(restrictions["smtpd-proxy"]).toContain(policy);
         expect(restrictions.smtpd.indexOf("reject_unauth_destination")).toBeLessThan(restrictions.smtpd.indexOf(policy));
-        for (const port of [POSTFIX_LISTENERS.submission.port, POSTFIX_LISTENERS.submissions.port, POSTFIX_LISTENERS.submission.proxy.port, POSTFIX_LISTENERS.submissions.proxy.port]) {
+        for (const port of [
+            POSTFIX_LISTENERS.submission.port,
+            POSTFIX_LISTENERS.submissions.port,
+            POSTFIX_LISTENERS.submission.proxy.port,
+            POSTFIX_LISTENERS.submissions.proxy.port,
+        ]) {
             expect({ port, restrictions: restrictions[String(port)] }).toEqual({ port, restrictions: expect.not.stringContaining("check_policy_service") });
         }
         // The content-filter hook stays unused: scanning happens at LMTP delivery, per recipient.
@@ -57,7 +66,9 @@ describe("MailStack with greylisting (default)", () => {
     it("runs postgrey with the configured delay and whitelists, its database on a volume, reachable from Postfix only", () => {
         const sts = get(run, "StatefulSet", "postgrey");
         const c = sts.spec.template.spec.containers[0];
-        expect(c.args).toEqual(expect.arrayContaining([`--inet=0.0.0.0:${POSTGREY_LISTENERS.policy.port}`, "--delay=120", `--dbdir=${POSTGREY_DEFAULTS.dataDir}/db`]));
+        expect(c.args).toEqual(
+            expect.arrayContaining([`--inet=0.0.0.0:${POSTGREY_LISTENERS.policy.port}`, "--delay=120", `--dbdir=${POSTGREY_DEFAULTS.dataDir}/db`]),
+        );
         expect(c.volumeMounts).toContainEqual({ name: "data", mountPath: POSTGREY_DEFAULTS.dataDir });
         expect(sts.spec.volumeClaimTemplates[0].metadata.name).toBe("data");
         expect(sts.spec.template.spec.securityContext.fsGroup).toBe(5002);
@@ -66,10 +77,12 @@ describe("MailStack with greylisting (default)", () => {
         expect(files["whitelist_clients.local"]).toMatch(/^relay\.example\.net$/m);
         expect(files["whitelist_recipients.local"]).toMatch(/^postmaster@$/m);
         const policy = get(run, "NetworkPolicy", "postgrey");
-        expect(policy.spec.ingress).toEqual([{
-            ports: [{ port: POSTGREY_LISTENERS.policy.port, protocol: "TCP" }],
-            from: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["postfix"] }] } }],
-        }]);
+        expect(policy.spec.ingress).toEqual([
+            {
+                ports: [{ port: POSTGREY_LISTENERS.policy.port, protocol: "TCP" }],
+                from: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["postfix"] }] } }],
+            },
+        ]);
     });
 });
 
@@ -88,8 +101,20 @@ describe("renderers", () => {
     });
 
     it("Postfix: the policy service never reaches the submission ports", () => {
-        const files = renderPostfix({ ...postfixTestSettings, hostname: "mail.example.com", ownDomains: ["example.com"], postmaster: "postmaster@example.com", policyService: `inet:postgrey:${POSTGREY_LISTENERS.policy.port}`, proxyProtocol: true });
+        const files = renderPostfix({
+            ...postfixTestSettings,
+            hostname: "mail.example.com",
+            ownDomains: ["example.com"],
+            postmaster: "postmaster@example.com",
+            policyService: `inet:postgrey:${POSTGREY_LISTENERS.policy.port}`,
+            proxyProtocol: true,
+        });
         const r = recipientRestrictions(files["main.cf"], files["master.cf"]);
-        expect(Object.entries(r).filter(([, v]) => v.includes("check_policy_service")).map(([k]) => k).sort()).toEqual(["smtpd", "smtpd-proxy"]);
+        expect(
+            Object.entries(r)
+                .filter(([, v]) => v.includes("check_policy_service"))
+                .map(([k]) => k)
+                .sort(),
+        ).toEqual(["smtpd", "smtpd-proxy"]);
     });
 });

@@ -28,7 +28,9 @@ describe("outbound relay", () => {
     });
 
     it("keeps the password in a secret Secret, mounted where the map points, and reloads when it changes", () => {
-        const recorded = run.recorder.resources.find((r) => r.type === "kubernetes:core/v1:Secret" && (r.inputs.metadata as { name: string }).name === "postfix-relay")!;
+        const recorded = run.recorder.resources.find(
+            (r) => r.type === "kubernetes:core/v1:Secret" && (r.inputs.metadata as { name: string }).name === "postfix-relay",
+        )!;
         expect(isSecret(recorded.inputs.stringData)).toBe(true);
         const data = unwrapSecrets(recorded.inputs.stringData) as Record<string, string>;
         expect(data).toEqual({ [path.basename(RELAY_PASSWORD_MAP)]: "[smtp.relay.example]:465 me@example.com:s3cret pass\n" });
@@ -38,7 +40,9 @@ describe("outbound relay", () => {
         expect(pod.volumes.find((v: { name: string }) => v.name === mount.name).secret).toEqual({ secretName: "postfix-relay", defaultMode: 0o400 });
         expect(postfix.env).toContainEqual({ name: "EXTRA_WATCH", value: `/etc/mail/tls ${path.dirname(RELAY_PASSWORD_MAP)}` });
         // Nothing else carries the password in clear.
-        const clear = run.recorder.resources.filter((r) => r !== recorded && JSON.stringify(unwrapSecrets(r.inputs)).includes("s3cret pass") && !isSecret(r.inputs));
+        const clear = run.recorder.resources.filter(
+            (r) => r !== recorded && JSON.stringify(unwrapSecrets(r.inputs)).includes("s3cret pass") && !isSecret(r.inputs),
+        );
         expect(clear.map((r) => r.name)).toEqual([]);
     });
 

@@ -69,8 +69,12 @@ refused = s.sendmail("sender@example.net", to, msg)
 print(json.dumps(refused))
 s.quit()`;
     const t0 = Date.now();
-    const r = spawnSync("nsenter", [`--net=/run/netns/${dovecot.netns}`, "python3", "-c", py, JSON.stringify(to), subject, body], { encoding: "utf8", timeout: 120_000 });
-    if (r.status !== 0) throw new Error(`LMTP delivery failed (${r.status} ${r.signal} after ${Date.now() - t0} ms): ${r.stderr}\n${dovecot.logs.slice(-3000)}`);
+    const r = spawnSync("nsenter", [`--net=/run/netns/${dovecot.netns}`, "python3", "-c", py, JSON.stringify(to), subject, body], {
+        encoding: "utf8",
+        timeout: 120_000,
+    });
+    if (r.status !== 0)
+        throw new Error(`LMTP delivery failed (${r.status} ${r.signal} after ${Date.now() - t0} ms): ${r.stderr}\n${dovecot.logs.slice(-3000)}`);
     return r.stdout.trim();
 }
 
@@ -97,10 +101,12 @@ print(json.dumps(out))`;
 function subjects(user: string, folder: "INBOX" | "Junk"): string[] {
     const [local, domain] = user.split("@");
     const maildir = path.join(dir, "mail", domain, local, "Maildir", folder === "INBOX" ? "" : ".Junk");
-    return ["new", "cur"].flatMap((sub) => {
-        const d = path.join(maildir, sub);
-        return fs.existsSync(d) ? fs.readdirSync(d).map((f) => fs.readFileSync(path.join(d, f), "utf8")) : [];
-    }).map((m) => /^Subject: (.*)$/m.exec(m)?.[1] ?? "");
+    return ["new", "cur"]
+        .flatMap((sub) => {
+            const d = path.join(maildir, sub);
+            return fs.existsSync(d) ? fs.readdirSync(d).map((f) => fs.readFileSync(path.join(d, f), "utf8")) : [];
+        })
+        .map((m) => /^Subject: (.*)$/m.exec(m)?.[1] ?? "");
 }
 
 function message(user: string, subject: string): string {
@@ -184,13 +190,16 @@ beforeAll(async () => {
     });
 
     dictStub = spawn(process.execPath, ["-e", DICT_STUB, path.join(dir, "couchmail", "dict.sock")], { stdio: "inherit" });
-    writeConfigMapVolume(path.join(dir, "dovecot"), renderDovecot({
-        ...dovecotTestSettings,
-        hostname: HOST,
-        spamToJunk: true,
-        spamScan: { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "127.0.0.1", spamdPort: SPAMD_LISTENERS.spamd.port, timeoutSeconds: 30 },
-        imapsieveTraining: { pipeBinDir: DOVECOT_SPAM_PROGRAMS.pipeBinDir },
-    }));
+    writeConfigMapVolume(
+        path.join(dir, "dovecot"),
+        renderDovecot({
+            ...dovecotTestSettings,
+            hostname: HOST,
+            spamToJunk: true,
+            spamScan: { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "127.0.0.1", spamdPort: SPAMD_LISTENERS.spamd.port, timeoutSeconds: 30 },
+            imapsieveTraining: { pipeBinDir: DOVECOT_SPAM_PROGRAMS.pipeBinDir },
+        }),
+    );
     writeConfigMapVolume(path.join(dir, "tls"), selfSignedCert(HOST), 0o600);
     writeConfigMapVolume(path.join(dir, "lua"), { "auth.lua": AUTH_LUA });
     await spamd.waitForLog(/spamd: server started on .*:10783/, 120_000);
@@ -218,7 +227,9 @@ afterAll(async () => {
 test("GTUBE to a user lands in that user's Junk; a clean message in INBOX; each scored for its recipient", () => {
     const atRest = spamdPssKiB();
     expect(lmtp(["alice@example.test"], "gtube for alice", `Buy now.\r\n${GTUBE}`)).toBe("{}");
-    expect(lmtp(["alice@example.test", "bob@example.test"], "lunch on friday", "Hi both, shall we have lunch on Friday at noon? The usual place near the office.")).toBe("{}");
+    expect(
+        lmtp(["alice@example.test", "bob@example.test"], "lunch on friday", "Hi both, shall we have lunch on Friday at noon? The usual place near the office."),
+    ).toBe("{}");
     expect(subjects("alice@example.test", "Junk")).toEqual(["gtube for alice"]);
     expect(subjects("alice@example.test", "INBOX")).toEqual(["lunch on friday"]);
     expect(subjects("bob@example.test", "INBOX")).toEqual(["lunch on friday"]);
@@ -233,15 +244,21 @@ test("GTUBE to a user lands in that user's Junk; a clean message in INBOX; each 
 test("moving into Junk teaches spam, out of Junk ham — to that user's Bayes only", () => {
     const alice0 = bayes("alice@example.test");
     const bob0 = bayes("bob@example.test");
-    imap("alice@example.test", `u = uids("INBOX", "lunch on friday")
-out["in"] = m.uid("MOVE", u[0], "Junk")[0]`);
+    imap(
+        "alice@example.test",
+        `u = uids("INBOX", "lunch on friday")
+out["in"] = m.uid("MOVE", u[0], "Junk")[0]`,
+    );
     const alice1 = bayes("alice@example.test");
     expect(subjects("alice@example.test", "Junk")).toContain("lunch on friday");
     expect(alice1.nspam).toBe(alice0.nspam + 1);
     expect(bayes("bob@example.test")).toEqual(bob0);
 
-    imap("alice@example.test", `u = uids("Junk", "lunch on friday")
-out["out"] = m.uid("MOVE", u[0], "INBOX")[0]`);
+    imap(
+        "alice@example.test",
+        `u = uids("Junk", "lunch on friday")
+out["out"] = m.uid("MOVE", u[0], "INBOX")[0]`,
+    );
     const alice2 = bayes("alice@example.test");
     expect(subjects("alice@example.test", "INBOX")).toContain("lunch on friday");
     expect(alice2.nham).toBe(alice1.nham + 1);
@@ -252,8 +269,11 @@ out["out"] = m.uid("MOVE", u[0], "INBOX")[0]`);
 
 test("the nightly job learns read INBOX mail as ham and Junk as spam, records it, and a second run learns nothing", async () => {
     expect(lmtp(["bob@example.test"], "gtube for bob", `Cheap.\r\n${GTUBE}`)).toBe("{}");
-    imap("bob@example.test", `u = uids("INBOX", "lunch on friday")
-out["seen"] = m.uid("STORE", u[0], "+FLAGS", "(\\\\Seen)")[0]`);
+    imap(
+        "bob@example.test",
+        `u = uids("INBOX", "lunch on friday")
+out["seen"] = m.uid("STORE", u[0], "+FLAGS", "(\\\\Seen)")[0]`,
+    );
     const bob0 = bayes("bob@example.test");
     const first = await train();
     // GTUBE is never autolearned at delivery, so the job is what teaches it; the read lunch mail is ham.

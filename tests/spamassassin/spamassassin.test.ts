@@ -14,12 +14,22 @@ type Obj = { kind: string; metadata: { name: string; labels?: Record<string, str
 const mail = { clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"] };
 const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
 const find = (run: ProgramRun, kind: string, name: string) => objects(run).find((o) => o.kind === kind && o.metadata.name === name);
-const get = (run: ProgramRun, kind: string, name: string) => find(run, kind, name) ?? (() => { throw new Error(`no ${kind} ${name}`); })();
+const get = (run: ProgramRun, kind: string, name: string) =>
+    find(run, kind, name) ??
+    (() => {
+        throw new Error(`no ${kind} ${name}`);
+    })();
 
 describe("MailStack with spam filtering (default)", () => {
     let run: ProgramRun;
     beforeAll(async () => {
-        run = await runProgram({ ...mail, spamRequiredScore: "6.5", spamMaxChildren: 3, spamClusterNetworks: ["10.244.0.0/16"], spamTrainSchedule: "15 2 * * *" });
+        run = await runProgram({
+            ...mail,
+            spamRequiredScore: "6.5",
+            spamMaxChildren: 3,
+            spamClusterNetworks: ["10.244.0.0/16"],
+            spamTrainSchedule: "15 2 * * *",
+        });
     });
 
     it("is schema-valid and parented under MailStack", () => {
@@ -30,10 +40,15 @@ describe("MailStack with spam filtering (default)", () => {
     it("runs spamd with the configured threshold, children and networks, per-user data on its own volume", () => {
         const sts = get(run, "StatefulSet", "spamassassin");
         const c = sts.spec.template.spec.containers[0];
-        expect(c.args).toEqual(expect.arrayContaining([
-            `--listen=0.0.0.0:${SPAMD_LISTENERS.spamd.port}`, "--allowed-ips=127.0.0.1,10.244.0.0/16", "--allow-tell", "--max-children=3",
-            `--virtual-config-dir=${SPAMASSASSIN_DEFAULTS.dataDir}/users/%u`,
-        ]));
+        expect(c.args).toEqual(
+            expect.arrayContaining([
+                `--listen=0.0.0.0:${SPAMD_LISTENERS.spamd.port}`,
+                "--allowed-ips=127.0.0.1,10.244.0.0/16",
+                "--allow-tell",
+                "--max-children=3",
+                `--virtual-config-dir=${SPAMASSASSIN_DEFAULTS.dataDir}/users/%u`,
+            ]),
+        );
         expect(c.volumeMounts).toContainEqual({ name: "data", mountPath: SPAMASSASSIN_DEFAULTS.dataDir });
         expect(sts.spec.volumeClaimTemplates[0].metadata.name).toBe("data");
         expect(c.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 5001, readOnlyRootFilesystem: true });
@@ -62,10 +77,12 @@ describe("MailStack with spam filtering (default)", () => {
     it("admits only Dovecot and the training job to spamd", () => {
         const policy = get(run, "NetworkPolicy", "spamassassin");
         expect(policy.spec.podSelector.matchLabels["app.kubernetes.io/name"]).toBe("spamassassin");
-        expect(policy.spec.ingress).toEqual([{
-            ports: [{ port: SPAMD_LISTENERS.spamd.port, protocol: "TCP" }],
-            from: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["dovecot", "spam-train"] }] } }],
-        }]);
+        expect(policy.spec.ingress).toEqual([
+            {
+                ports: [{ port: SPAMD_LISTENERS.spamd.port, protocol: "TCP" }],
+                from: [{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["dovecot", "spam-train"] }] } }],
+            },
+        ]);
         const job = get(run, "CronJob", "spam-train");
         expect(job.spec.jobTemplate.spec.template.metadata.labels["app.kubernetes.io/name"]).toBe("spam-train");
     });
@@ -77,11 +94,19 @@ describe("MailStack with spam filtering (default)", () => {
         const pod = job.spec.jobTemplate.spec.template.spec;
         const dovecot = get(run, "StatefulSet", "dovecot");
         // The claim Kubernetes creates for Dovecot's pod 0: <template>-<statefulset>-0.
-        expect(pod.volumes).toEqual([{ name: "mail", persistentVolumeClaim: { claimName: `${dovecot.spec.volumeClaimTemplates[0].metadata.name}-dovecot-0` } }]);
+        expect(pod.volumes).toEqual([
+            { name: "mail", persistentVolumeClaim: { claimName: `${dovecot.spec.volumeClaimTemplates[0].metadata.name}-dovecot-0` } },
+        ]);
         const dovecotMailMount = dovecot.spec.template.spec.containers[0].volumeMounts.find((m: { name: string }) => m.name === "mail").mountPath;
         const c = pod.containers[0];
         expect(c.volumeMounts).toEqual([{ name: "mail", mountPath: dovecotMailMount }]);
-        expect(c.env).toEqual(expect.arrayContaining([{ name: "MAIL_ROOT", value: dovecotMailMount }, { name: "SPAMD_HOST", value: "spamassassin" }, { name: "SPAMD_PORT", value: String(SPAMD_LISTENERS.spamd.port) }]));
+        expect(c.env).toEqual(
+            expect.arrayContaining([
+                { name: "MAIL_ROOT", value: dovecotMailMount },
+                { name: "SPAMD_HOST", value: "spamassassin" },
+                { name: "SPAMD_PORT", value: String(SPAMD_LISTENERS.spamd.port) },
+            ]),
+        );
         expect(c.securityContext).toMatchObject({ runAsUser: 5000, runAsNonRoot: true });
         const term = pod.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0];
         expect(term.topologyKey).toBe("kubernetes.io/hostname");
@@ -103,11 +128,19 @@ describe("MailStack with spamEnabled false", () => {
 
 describe("spam config keys", () => {
     const load = (values: Record<string, unknown>) => {
-        pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries({ ...mail, ...values }).map(([k, v]) => [`mail:${k}`, typeof v === "string" ? v : JSON.stringify(v)])));
+        pulumi.runtime.setAllConfig(
+            Object.fromEntries(Object.entries({ ...mail, ...values }).map(([k, v]) => [`mail:${k}`, typeof v === "string" ? v : JSON.stringify(v)])),
+        );
         return loadConfig();
     };
     it("defaults fit a micro node", () => {
-        expect(load({}).services.spam).toEqual({ enabled: true, requiredScore: 5, maxChildren: 2, clusterNetworks: ["10.0.0.0/8"], trainSchedule: "30 3 * * *" });
+        expect(load({}).services.spam).toEqual({
+            enabled: true,
+            requiredScore: 5,
+            maxChildren: 2,
+            clusterNetworks: ["10.0.0.0/8"],
+            trainSchedule: "30 3 * * *",
+        });
     });
     it.each([
         [{ spamRequiredScore: "high" }, 'mail:spamRequiredScore = "high" is not allowed: expected a score from 1 to 50 such as 5.0'],
@@ -135,6 +168,8 @@ describe("renderers", () => {
         const onlyFile = renderDovecot({ ...dovecotTestSettings, hostname: "mail.example.com", spamToJunk: true });
         expect(onlyFile["spam.sieve"]).not.toContain("filter");
         expect(onlyFile["spamc.conf"]).toBeUndefined();
-        expect(() => renderDovecot({ ...dovecotTestSettings, hostname: "mail.example.com", spamScan: { ...scan, timeoutSeconds: 1 } })).toThrow(/spamScan\.timeoutSeconds/);
+        expect(() => renderDovecot({ ...dovecotTestSettings, hostname: "mail.example.com", spamScan: { ...scan, timeoutSeconds: 1 } })).toThrow(
+            /spamScan\.timeoutSeconds/,
+        );
     });
 });

@@ -13,7 +13,11 @@ import { SPAMD_LISTENERS } from "../../components/spamassassin/config";
 /* eslint-disable @typescript-eslint/no-explicit-any -- NetworkPolicy objects as declared */
 type Labels = Record<string, string>;
 /** A pod (namespace + labels + address) or an address outside the cluster. */
-interface Endpoint { namespace?: string; labels?: Labels; ip: string }
+interface Endpoint {
+    namespace?: string;
+    labels?: Labels;
+    ip: string;
+}
 
 function inCidr(ip: string, cidr: string): boolean {
     const [net, bits] = cidr.split("/");
@@ -28,7 +32,8 @@ function inCidr(ip: string, cidr: string): boolean {
  * namespaces; ipBlock = addresses (meant for outside the cluster; pods are matched by selectors).
  */
 function peerMatches(peer: any, policyNs: string, other: Endpoint): boolean {
-    if (peer.ipBlock) return other.namespace === undefined && inCidr(other.ip, peer.ipBlock.cidr) && !(peer.ipBlock.except ?? []).some((c: string) => inCidr(other.ip, c));
+    if (peer.ipBlock)
+        return other.namespace === undefined && inCidr(other.ip, peer.ipBlock.cidr) && !(peer.ipBlock.except ?? []).some((c: string) => inCidr(other.ip, c));
     if (other.namespace === undefined) return false;
     const nsOk = peer.namespaceSelector ? selects(peer.namespaceSelector, { "kubernetes.io/metadata.name": other.namespace }) : other.namespace === policyNs;
     return nsOk && (peer.podSelector ? selects(peer.podSelector, other.labels) : true);
@@ -36,14 +41,18 @@ function peerMatches(peer: any, policyNs: string, other: Endpoint): boolean {
 
 /** Whether `pod` lets this direction's traffic with `other` on `port` through: isolated only once a policy of that type selects it. */
 function allows(policies: any[], pod: Endpoint, other: Endpoint, port: number, direction: "Ingress" | "Egress"): boolean {
-    const selecting = policies.filter((p) => p.metadata.namespace === pod.namespace && selects(p.spec.podSelector ?? {}, pod.labels)
-        && (p.spec.policyTypes ?? ["Ingress"]).includes(direction));
+    const selecting = policies.filter(
+        (p) =>
+            p.metadata.namespace === pod.namespace && selects(p.spec.podSelector ?? {}, pod.labels) && (p.spec.policyTypes ?? ["Ingress"]).includes(direction),
+    );
     if (selecting.length === 0) return true;
-    return selecting.some((p) => ((direction === "Ingress" ? p.spec.ingress : p.spec.egress) ?? []).some((rule: any) => {
-        const portOk = !rule.ports || rule.ports.some((rp: any) => rp.port === port && (rp.protocol ?? "TCP") === "TCP");
-        const peers = direction === "Ingress" ? rule.from : rule.to;
-        return portOk && (!peers || peers.some((peer: any) => peerMatches(peer, p.metadata.namespace, other)));
-    }));
+    return selecting.some((p) =>
+        ((direction === "Ingress" ? p.spec.ingress : p.spec.egress) ?? []).some((rule: any) => {
+            const portOk = !rule.ports || rule.ports.some((rp: any) => rp.port === port && (rp.protocol ?? "TCP") === "TCP");
+            const peers = direction === "Ingress" ? rule.from : rule.to;
+            return portOk && (!peers || peers.some((peer: any) => peerMatches(peer, p.metadata.namespace, other)));
+        }),
+    );
 }
 
 const connects = (policies: any[], from: Endpoint, to: Endpoint, port: number) =>
@@ -59,7 +68,9 @@ describe.each([
     let policies: any[];
     beforeAll(async () => {
         const run = await runProgram({ clusterProvider: provider, edgeMode, mailHostname: "mail.example.com", mailDomains: ["example.com"] });
-        policies = kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as any).filter((o) => o.kind === "NetworkPolicy");
+        policies = kubernetesObjects(run.recorder.resources)
+            .map((r) => unwrapSecrets(r.inputs) as any)
+            .filter((o) => o.kind === "NetworkPolicy");
     });
     const postfix = pod("postfix", "10.244.0.10");
     const dovecot = pod("dovecot", "10.244.0.11");
@@ -92,7 +103,10 @@ describe.each([
         ];
         const edgeSource = edgeMode === "ingress-nginx" ? ingressNginx : loadBalancer;
         if (provider === "digitalocean" || edgeMode === "ingress-nginx") {
-            needed.push(["edge → postfix PROXY 25", edgeSource, postfix, POSTFIX_LISTENERS.smtp.proxy.port], ["edge → dovecot PROXY 993", edgeSource, dovecot, DOVECOT_LISTENERS.imaps.proxy.port]);
+            needed.push(
+                ["edge → postfix PROXY 25", edgeSource, postfix, POSTFIX_LISTENERS.smtp.proxy.port],
+                ["edge → dovecot PROXY 993", edgeSource, dovecot, DOVECOT_LISTENERS.imaps.proxy.port],
+            );
         }
         for (const [what, from, to, port] of needed) expect({ what, allowed: connects(policies, from, to, port) }).toEqual({ what, allowed: true });
         // Every pod resolves names.

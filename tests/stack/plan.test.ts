@@ -41,51 +41,75 @@ const profiles = allProfiles().filter((p) => !refusal(p));
 
 describe("stack plan", () => {
     it("Postfix reaches Dovecot's SASL and LMTP, OpenDKIM's milter, Postgrey and couchmail where they listen", () => {
-        fc.assert(fc.property(fc.constantFrom(...profiles), options, (profile, opts) => {
-            const plan = planFor({ ...profileValues(profile), ...opts });
-            const s = plan.postfix.settings;
-            expect(port(s.saslEndpoint)).toEqual({ kind: "inet", host: "dovecot", port: DOVECOT_LISTENERS.authSasl.port });
-            expect(port(s.lmtpEndpoint)).toEqual({ kind: "inet", host: "dovecot", port: DOVECOT_LISTENERS.lmtp.port });
-            expect(s.milters.map(port)).toEqual([{ kind: "inet", host: "opendkim", port: OPENDKIM_LISTENERS.milter.port }]);
-            expect(port(s.socketmap)).toEqual({ kind: "inet", host: "127.0.0.1", port: COUCHMAIL.socketmapPort });
-            expect(s.policyService && port(s.policyService)).toEqual(opts.greylistEnabled ? { kind: "inet", host: "postgrey", port: POSTGREY_LISTENERS.policy.port } : undefined);
-            expect(plan.postgrey !== undefined).toBe(opts.greylistEnabled);
-        }), { numRuns: 60 });
+        fc.assert(
+            fc.property(fc.constantFrom(...profiles), options, (profile, opts) => {
+                const plan = planFor({ ...profileValues(profile), ...opts });
+                const s = plan.postfix.settings;
+                expect(port(s.saslEndpoint)).toEqual({ kind: "inet", host: "dovecot", port: DOVECOT_LISTENERS.authSasl.port });
+                expect(port(s.lmtpEndpoint)).toEqual({ kind: "inet", host: "dovecot", port: DOVECOT_LISTENERS.lmtp.port });
+                expect(s.milters.map(port)).toEqual([{ kind: "inet", host: "opendkim", port: OPENDKIM_LISTENERS.milter.port }]);
+                expect(port(s.socketmap)).toEqual({ kind: "inet", host: "127.0.0.1", port: COUCHMAIL.socketmapPort });
+                expect(s.policyService && port(s.policyService)).toEqual(
+                    opts.greylistEnabled ? { kind: "inet", host: "postgrey", port: POSTGREY_LISTENERS.policy.port } : undefined,
+                );
+                expect(plan.postgrey !== undefined).toBe(opts.greylistEnabled);
+            }),
+            { numRuns: 60 },
+        );
     });
 
     it("Dovecot reaches couchmail in its pod and spamd where it listens, only with spam scanning on", () => {
-        fc.assert(fc.property(fc.constantFrom(...profiles), options, (profile, opts) => {
-            const plan = planFor({ ...profileValues(profile), ...opts });
-            const s = plan.dovecot.settings;
-            expect(s.couchmailUrl).toBe(`http://127.0.0.1:${COUCHMAIL.httpPort}`);
-            expect(s.dictSocket).toBe(COUCHMAIL.dictSocket);
-            expect(s.luaFile).toBe(`${COUCHMAIL.luaMountDir}/${COUCHMAIL.luaFile}`);
-            expect(s.spamScan && { host: s.spamScan.spamdHost, port: s.spamScan.spamdPort }).toEqual(opts.spamEnabled ? { host: "spamassassin", port: SPAMD_LISTENERS.spamd.port } : undefined);
-            expect(s.spamToJunk).toBe(opts.spamEnabled);
-            expect(plan.spamassassin !== undefined).toBe(opts.spamEnabled);
-        }), { numRuns: 60 });
+        fc.assert(
+            fc.property(fc.constantFrom(...profiles), options, (profile, opts) => {
+                const plan = planFor({ ...profileValues(profile), ...opts });
+                const s = plan.dovecot.settings;
+                expect(s.couchmailUrl).toBe(`http://127.0.0.1:${COUCHMAIL.httpPort}`);
+                expect(s.dictSocket).toBe(COUCHMAIL.dictSocket);
+                expect(s.luaFile).toBe(`${COUCHMAIL.luaMountDir}/${COUCHMAIL.luaFile}`);
+                expect(s.spamScan && { host: s.spamScan.spamdHost, port: s.spamScan.spamdPort }).toEqual(
+                    opts.spamEnabled ? { host: "spamassassin", port: SPAMD_LISTENERS.spamd.port } : undefined,
+                );
+                expect(s.spamToJunk).toBe(opts.spamEnabled);
+                expect(plan.spamassassin !== undefined).toBe(opts.spamEnabled);
+            }),
+            { numRuns: 60 },
+        );
     });
 
     it("every connection a pod may open is one its peer accepts from it, and every peer exists", () => {
-        fc.assert(fc.property(fc.constantFrom(...profiles), options, (profile, opts) => {
-            const plan = planFor({ ...profileValues(profile), ...opts });
-            const deployed = new Set(["postfix", "dovecot", "couchdb", "opendkim", ...(plan.postgrey ? ["postgrey"] : []), ...(plan.spamassassin ? ["spamassassin"] : [])]);
-            for (const [app, rules] of Object.entries(egressOf(plan))) {
-                for (const rule of rules) {
-                    for (const peer of rule.peers ?? []) {
-                        if (!("apps" in peer)) continue;
-                        for (const target of peer.apps) {
-                            expect(deployed.has(target)).toBe(true);
-                            for (const p of rule.ports) {
-                                const listener = LISTENERS[target].find((l) => l.port === p);
-                                expect({ app, target, port: p, accepted: listener !== undefined && (listener.clients ?? [app]).includes(app) })
-                                    .toEqual({ app, target, port: p, accepted: true });
+        fc.assert(
+            fc.property(fc.constantFrom(...profiles), options, (profile, opts) => {
+                const plan = planFor({ ...profileValues(profile), ...opts });
+                const deployed = new Set([
+                    "postfix",
+                    "dovecot",
+                    "couchdb",
+                    "opendkim",
+                    ...(plan.postgrey ? ["postgrey"] : []),
+                    ...(plan.spamassassin ? ["spamassassin"] : []),
+                ]);
+                for (const [app, rules] of Object.entries(egressOf(plan))) {
+                    for (const rule of rules) {
+                        for (const peer of rule.peers ?? []) {
+                            if (!("apps" in peer)) continue;
+                            for (const target of peer.apps) {
+                                expect(deployed.has(target)).toBe(true);
+                                for (const p of rule.ports) {
+                                    const listener = LISTENERS[target].find((l) => l.port === p);
+                                    expect({ app, target, port: p, accepted: listener !== undefined && (listener.clients ?? [app]).includes(app) }).toEqual({
+                                        app,
+                                        target,
+                                        port: p,
+                                        accepted: true,
+                                    });
+                                }
                             }
                         }
                     }
                 }
-            }
-        }), { numRuns: 60 });
+            }),
+            { numRuns: 60 },
+        );
     });
 
     it("PROXY twins and node ports follow the edge: PROXY only where the edge sends it, trusted only from the edge", () => {
@@ -97,17 +121,25 @@ describe("stack plan", () => {
             expect(plan.postfix.hostPorts).toBe(profile.edgeMode === "hostport");
             expect(plan.dovecot.hostPorts).toBe(profile.edgeMode === "hostport");
             expect(plan.podSecurity).toBe(profile.edgeMode === "hostport" ? "privileged" : "baseline");
-            expect(plan.proxySources).toEqual(profile.edgeMode === "ingress-nginx"
-                ? [{ namespace: "ingress-nginx", podLabels: { "app.kubernetes.io/name": "ingress-nginx" } }]
-                : [{ cidrs: ["10.0.0.0/8"] }]);
+            expect(plan.proxySources).toEqual(
+                profile.edgeMode === "ingress-nginx"
+                    ? [{ namespace: "ingress-nginx", podLabels: { "app.kubernetes.io/name": "ingress-nginx" } }]
+                    : [{ cidrs: ["10.0.0.0/8"] }],
+            );
         }
     });
 
     it("takes every configurable value from the stack config, whose defaults live in Pulumi.yaml only", () => {
         const plan = planFor({
             ...profileValues(profiles[0]),
-            postfixMessageSizeLimit: 10485760, postfixDnsbls: ["bl.example.net*2"], dovecotJunkAutoexpunge: "7d", dovecotMaxUserIpConnections: 9,
-            spamRequiredScore: "6.5", spamMaxChildren: 3, greylistDelay: 60, dkimSelector: "k2",
+            postfixMessageSizeLimit: 10485760,
+            postfixDnsbls: ["bl.example.net*2"],
+            dovecotJunkAutoexpunge: "7d",
+            dovecotMaxUserIpConnections: 9,
+            spamRequiredScore: "6.5",
+            spamMaxChildren: 3,
+            greylistDelay: 60,
+            dkimSelector: "k2",
         });
         expect(plan.postfix.settings).toMatchObject({ messageSizeLimit: 10485760, dnsbls: ["bl.example.net*2"] });
         expect(plan.dovecot.settings).toMatchObject({ junkAutoexpunge: "7d", maxUserIpConnections: 9 });

@@ -41,10 +41,16 @@ const ALLOWED_READERS: Record<string, string[]> = {
 describe("Secrets mounted into pods", () => {
     it("are readable only by the processes that need them", async () => {
         const run = await runProgram({
-            clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"],
-            relayHost: "smtp.relay.example", relayUsername: "u", relayPassword: "p",
+            clusterProvider: "digitalocean",
+            mailHostname: "mail.example.com",
+            mailDomains: ["example.com"],
+            relayHost: "smtp.relay.example",
+            relayUsername: "u",
+            relayPassword: "p",
         });
-        const workloads = kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as any).filter((o) => o.spec?.template?.spec);
+        const workloads = kubernetesObjects(run.recorder.resources)
+            .map((r) => unwrapSecrets(r.inputs) as any)
+            .filter((o) => o.spec?.template?.spec);
         const seen: string[] = [];
         const violations: string[] = [];
         for (const w of workloads) {
@@ -55,9 +61,12 @@ describe("Secrets mounted into pods", () => {
                 const uid = c.securityContext?.runAsUser ?? pod.securityContext?.runAsUser ?? 0;
                 const gid = c.securityContext?.runAsGroup ?? pod.securityContext?.runAsGroup ?? 0;
                 // The container's own process keeps the kubelet's supplementary groups; daemons' workers drop them.
-                const identities: Identity[] = [{ name: uid === 0 ? "root" : "container-user", uid, gids: [gid, ...supplemental] },
+                const identities: Identity[] = [
+                    { name: uid === 0 ? "root" : "container-user", uid, gids: [gid, ...supplemental] },
                     ...(uid === 0 && fs.existsSync(path.join(__dirname, "../../images", c.name, "Dockerfile"))
-                        ? imageUsers(c.name).map((u) => ({ name: u.name, uid: u.uid, gids: [u.gid] })) : [])];
+                        ? imageUsers(c.name).map((u) => ({ name: u.name, uid: u.uid, gids: [u.gid] }))
+                        : []),
+                ];
                 for (const m of c.volumeMounts ?? []) {
                     const volume = pod.volumes.find((v: { name: string }) => v.name === m.name);
                     if (!volume?.secret) continue;
@@ -68,7 +77,8 @@ describe("Secrets mounted into pods", () => {
                         const file = secretFileMode(volume, key, fsGroup);
                         const readers = identities.filter((who) => canRead(who, file)).map((who) => who.name);
                         const extra = readers.filter((r) => !(ALLOWED_READERS[where] ?? []).includes(r));
-                        if (extra.length) violations.push(`${where} (${key}: mode ${file.mode.toString(8)} gid ${file.gid}) is readable by ${extra.join(", ")}`);
+                        if (extra.length)
+                            violations.push(`${where} (${key}: mode ${file.mode.toString(8)} gid ${file.gid}) is readable by ${extra.join(", ")}`);
                     }
                 }
             }

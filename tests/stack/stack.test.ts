@@ -7,8 +7,22 @@ import { DOVECOT_LISTENERS } from "../../components/dovecot/config";
 import { OPENDKIM_LISTENERS } from "../../components/opendkim/config";
 import { POSTFIX_LISTENERS } from "../../components/postfix/config";
 
-type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-type Container = { name: string; env?: { name: string; value?: string }[]; ports?: { name: string; containerPort: number }[]; readinessProbe?: unknown; livenessProbe?: unknown; resources?: { requests?: Record<string, string>; limits?: Record<string, string> } };
+/* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes objects as the program declares them */
+type Obj = {
+    apiVersion: string;
+    kind: string;
+    metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+    spec?: any;
+    data?: Record<string, string>;
+};
+type Container = {
+    name: string;
+    env?: { name: string; value?: string }[];
+    ports?: { name: string; containerPort: number }[];
+    readinessProbe?: unknown;
+    livenessProbe?: unknown;
+    resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+};
 
 const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com", "example.org"] };
 
@@ -61,7 +75,11 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
     it("gives every container requests, limits and probes", () => {
         for (const o of objects(run).filter((x) => ["StatefulSet", "Deployment"].includes(x.kind))) {
             for (const c of allContainers(o)) {
-                expect({ c: c.name, requests: !!c.resources?.requests?.memory, limits: !!c.resources?.limits?.memory }).toEqual({ c: c.name, requests: true, limits: true });
+                expect({ c: c.name, requests: !!c.resources?.requests?.memory, limits: !!c.resources?.limits?.memory }).toEqual({
+                    c: c.name,
+                    requests: true,
+                    limits: true,
+                });
                 expect({ c: c.name, readiness: !!c.readinessProbe, liveness: !!c.livenessProbe }).toEqual({ c: c.name, readiness: true, liveness: true });
             }
         }
@@ -69,7 +87,9 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
 
     it("gives probes that start a Node.js process (couchmail's CLI) time to start on a busy node", () => {
         type Probe = { exec?: { command: string[] }; timeoutSeconds?: number };
-        const nodeProbes = objects(run).filter((x) => ["StatefulSet", "Deployment"].includes(x.kind)).flatMap(allContainers)
+        const nodeProbes = objects(run)
+            .filter((x) => ["StatefulSet", "Deployment"].includes(x.kind))
+            .flatMap(allContainers)
             .flatMap((c) => [(c as { livenessProbe?: Probe }).livenessProbe, (c as { readinessProbe?: Probe }).readinessProbe])
             .filter((p): p is Probe => p?.exec?.command[0] === "couchmail");
         expect(nodeProbes.length).toBeGreaterThan(0);
@@ -77,21 +97,40 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
     });
 
     it("wires ports consistently: Services, containers, rendered configs and couchmail's listeners agree", () => {
-        const servicePorts = (name: string) => Object.fromEntries(find(run, "Service", name).spec.ports.map((p: { name: string; port: number }) => [p.name, p.port]));
+        const servicePorts = (name: string) =>
+            Object.fromEntries(find(run, "Service", name).spec.ports.map((p: { name: string; port: number }) => [p.name, p.port]));
         const containerPorts = (o: Obj, c: string) => Object.fromEntries((container(o, c).ports ?? []).map((p) => [p.name, p.containerPort]));
 
         // The default edge (loadbalancer) sends PROXY headers only on DigitalOcean (tests/edge covers every mode).
         const proxy = target === "digitalocean";
         const postfix = find(run, "StatefulSet", "postfix");
         expect(servicePorts("postfix")).toEqual({
-            smtp: POSTFIX_LISTENERS.smtp.port, submission: POSTFIX_LISTENERS.submission.port, submissions: POSTFIX_LISTENERS.submissions.port,
-            ...(proxy ? { "smtp-proxy": POSTFIX_LISTENERS.smtp.proxy.port, "subm-proxy": POSTFIX_LISTENERS.submission.proxy.port, "subms-proxy": POSTFIX_LISTENERS.submissions.proxy.port } : {}),
+            smtp: POSTFIX_LISTENERS.smtp.port,
+            submission: POSTFIX_LISTENERS.submission.port,
+            submissions: POSTFIX_LISTENERS.submissions.port,
+            ...(proxy
+                ? {
+                      "smtp-proxy": POSTFIX_LISTENERS.smtp.proxy.port,
+                      "subm-proxy": POSTFIX_LISTENERS.submission.proxy.port,
+                      "subms-proxy": POSTFIX_LISTENERS.submissions.proxy.port,
+                  }
+                : {}),
         });
         expect(containerPorts(postfix, "postfix")).toEqual(servicePorts("postfix"));
         const dovecot = find(run, "StatefulSet", "dovecot");
         expect(servicePorts("dovecot")).toEqual({
-            imap: DOVECOT_LISTENERS.imap.port, imaps: DOVECOT_LISTENERS.imaps.port, lmtp: DOVECOT_LISTENERS.lmtp.port, sieve: DOVECOT_LISTENERS.sieve.port, auth: DOVECOT_LISTENERS.authSasl.port,
-            ...(proxy ? { "imap-proxy": DOVECOT_LISTENERS.imap.proxy.port, "imaps-proxy": DOVECOT_LISTENERS.imaps.proxy.port, "sieve-proxy": DOVECOT_LISTENERS.sieve.proxy.port } : {}),
+            imap: DOVECOT_LISTENERS.imap.port,
+            imaps: DOVECOT_LISTENERS.imaps.port,
+            lmtp: DOVECOT_LISTENERS.lmtp.port,
+            sieve: DOVECOT_LISTENERS.sieve.port,
+            auth: DOVECOT_LISTENERS.authSasl.port,
+            ...(proxy
+                ? {
+                      "imap-proxy": DOVECOT_LISTENERS.imap.proxy.port,
+                      "imaps-proxy": DOVECOT_LISTENERS.imaps.proxy.port,
+                      "sieve-proxy": DOVECOT_LISTENERS.sieve.proxy.port,
+                  }
+                : {}),
         });
         expect(containerPorts(dovecot, "dovecot")).toEqual(servicePorts("dovecot"));
         expect(servicePorts("opendkim")).toEqual({ milter: OPENDKIM_LISTENERS.milter.port });
@@ -127,13 +166,16 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
 
     it("keeps secrets secret: kubeconfig output, CouchDB admin, DKIM keys, TLS key", async () => {
         expect((await run.resolve(run.outputs.kubeconfig as string)).secret).toBe(true);
-        const secretInputs = (name: string): RecordedResource => run.recorder.resources.find((r) => r.type === "kubernetes:core/v1:Secret" && (r.inputs.metadata as { name: string }).name === name)!;
-        for (const name of ["couchdb-admin", "dkim-keys", "mail-tls-selfsigned"]) expect({ name, secret: isSecret(secretInputs(name).inputs.stringData) }).toEqual({ name, secret: true });
+        const secretInputs = (name: string): RecordedResource =>
+            run.recorder.resources.find((r) => r.type === "kubernetes:core/v1:Secret" && (r.inputs.metadata as { name: string }).name === name)!;
+        for (const name of ["couchdb-admin", "dkim-keys", "mail-tls-selfsigned"])
+            expect({ name, secret: isSecret(secretInputs(name).inputs.stringData) }).toEqual({ name, secret: true });
         // Secrets reach pods only as mounted files or secretKeyRefs, never as literal env values.
         for (const o of objects(run).filter((x) => ["StatefulSet", "Deployment"].includes(x.kind))) {
-            for (const c of allContainers(o)) for (const e of c.env ?? []) {
-                if (/(PASSWORD|SECRET)$/.test(e.name)) expect({ env: e.name, literal: e.value }).toEqual({ env: e.name, literal: undefined });
-            }
+            for (const c of allContainers(o))
+                for (const e of c.env ?? []) {
+                    if (/(PASSWORD|SECRET)$/.test(e.name)) expect({ env: e.name, literal: e.value }).toEqual({ env: e.name, literal: undefined });
+                }
         }
     });
 
@@ -151,7 +193,10 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
 
     it("outputs a zone snippet with MX, SPF, DKIM and DMARC for every domain", async () => {
         const zone = (await run.resolve(run.outputs.dnsZone as string)).value;
-        const lines = zone.trim().split("\n").map((l) => l.split("\t"));
+        const lines = zone
+            .trim()
+            .split("\n")
+            .map((l) => l.split("\t"));
         const record = (name: string, type: string) => lines.filter((l) => l[0] === name && l[3] === type).map((l) => l[4]);
         for (const domain of ["example.com", "example.org"]) {
             expect(record(`${domain}.`, "MX")).toEqual(["10 mail.example.com."]);

@@ -4,10 +4,17 @@ import { unwrapSecrets } from "../kit/k8s-schema";
 import { runProgram } from "../kit/program";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- objects as declared */
-it.each([["20Gi", "2Gi", "5Gi"], ["40Gi", "4Gi", "8Gi"]])("mail %s, queue %s, CouchDB %s: claim templates are kept and the live claims patched to that size", async (mailSize, queueSize, couchdbSize) => {
+it.each([
+    ["20Gi", "2Gi", "5Gi"],
+    ["40Gi", "4Gi", "8Gi"],
+])("mail %s, queue %s, CouchDB %s: claim templates are kept and the live claims patched to that size", async (mailSize, queueSize, couchdbSize) => {
     const run = await runProgram({
-        clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"],
-        storageMailSize: mailSize, storageQueueSize: queueSize, storageCouchdbSize: couchdbSize,
+        clusterProvider: "digitalocean",
+        mailHostname: "mail.example.com",
+        mailDomains: ["example.com"],
+        storageMailSize: mailSize,
+        storageQueueSize: queueSize,
+        storageCouchdbSize: couchdbSize,
     });
     const inputs = (r: { inputs: unknown }) => unwrapSecrets(r.inputs) as any;
     const statefulSets = run.recorder.ofType("kubernetes:apps/v1:StatefulSet").filter((r) => inputs(r).spec.volumeClaimTemplates);

@@ -6,7 +6,12 @@ import { runProgram } from "../kit/program";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- objects as declared */
 it.each([26214400, 52428800])("Dovecot's temp space holds every concurrent delivery of %d-byte messages twice", async (size) => {
-    const run = await runProgram({ clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"], postfixMessageSizeLimit: size });
+    const run = await runProgram({
+        clusterProvider: "digitalocean",
+        mailHostname: "mail.example.com",
+        mailDomains: ["example.com"],
+        postfixMessageSizeLimit: size,
+    });
     const objects = kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as any);
     const mainCf: string = objects.find((o) => o.metadata.name === "postfix-config").data["main.cf"];
     const param = (name: string) => Number(new RegExp(`^${name} = (\\d+)$`, "m").exec(mainCf)![1]);

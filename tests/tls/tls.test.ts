@@ -7,11 +7,24 @@ import { ProgramRun, runProgram } from "../kit/program";
 import { ACME_SERVERS, CERT_MANAGER_CHART } from "../../components/tls/acme";
 import { SELF_SIGNED_SECRET } from "../../components/tls/selfsigned";
 
-type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; spec?: any; type?: string; subjects?: any; roleRef?: any; rules?: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+/* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes objects as the program declares them */
+type Obj = {
+    apiVersion: string;
+    kind: string;
+    metadata: { name: string; namespace?: string };
+    spec?: any;
+    type?: string;
+    subjects?: any;
+    roleRef?: any;
+    rules?: any;
+};
 
 const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com"] };
 const kubeconfigFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mail-kube-")), "config");
-fs.writeFileSync(kubeconfigFile, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n");
+fs.writeFileSync(
+    kubeconfigFile,
+    "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts: [{name: dev, context: {cluster: dev}}]\nclusters: [{name: dev, cluster: {server: 'https://127.0.0.1:6443'}}]\n",
+);
 const kubeconfig = { clusterProvider: "kubeconfig", clusterKubeconfig: kubeconfigFile };
 
 const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
@@ -21,7 +34,9 @@ const isSecret = (value: unknown) => JSON.stringify(value).includes("4dabf181930
 /** The Secret each mail daemon mounts at /etc/mail/tls. */
 function mountedTlsSecret(run: ProgramRun, workload: string): string {
     const spec = find(run, "StatefulSet", workload)!.spec.template.spec;
-    const mount = spec.containers.find((c: { name: string }) => c.name === workload).volumeMounts.find((m: { mountPath: string }) => m.mountPath === "/etc/mail/tls");
+    const mount = spec.containers
+        .find((c: { name: string }) => c.name === workload)
+        .volumeMounts.find((m: { mountPath: string }) => m.mountPath === "/etc/mail/tls");
     return spec.volumes.find((v: { name: string }) => v.name === mount.name).secret.secretName;
 }
 
@@ -63,7 +78,12 @@ describe.each([
     });
 
     it("installs pinned cert-manager, and only schema-valid objects (cert-manager kinds included)", () => {
-        const chart = unwrapSecrets(run.recorder.ofType("kubernetes:helm.sh/v4:Chart").map((c) => c.inputs).find((i) => i.chart === "cert-manager")) as { version: string; namespace: string; values: { crds: { enabled: boolean } } };
+        const chart = unwrapSecrets(
+            run.recorder
+                .ofType("kubernetes:helm.sh/v4:Chart")
+                .map((c) => c.inputs)
+                .find((i) => i.chart === "cert-manager"),
+        ) as { version: string; namespace: string; values: { crds: { enabled: boolean } } };
         expect(chart.version).toBe(CERT_MANAGER_CHART.version);
         expect(chart.values.crds.enabled).toBe(true);
         expect(schemaErrors(run.recorder.resources)).toEqual([]);
@@ -90,7 +110,9 @@ describe.each([
             expect(solver).toEqual({ http01: { ingress: { ingressClassName: "nginx" } } });
         } else if (solverKind === "digitalocean") {
             const ref = solver.dns01.digitalocean.tokenSecretRef;
-            const secret = run.recorder.resources.find((r) => r.type === "kubernetes:core/v1:Secret" && (r.inputs.metadata as { name: string }).name === ref.name)!;
+            const secret = run.recorder.resources.find(
+                (r) => r.type === "kubernetes:core/v1:Secret" && (r.inputs.metadata as { name: string }).name === ref.name,
+            )!;
             expect(isSecret(secret.inputs.stringData)).toBe(true);
             expect((unwrapSecrets(secret.inputs.stringData) as Record<string, string>)[ref.key]).toBe("do-token-123");
         } else {
@@ -127,17 +149,23 @@ describe("tlsMode acme DNS-01 at Cloud DNS: credentials", () => {
         expect(objects(run).filter((o) => o.kind === "Secret" && JSON.stringify(o).includes("key.json"))).toEqual([]);
         const account = run.recorder.one("gcp:serviceaccount/account:Account").inputs as { accountId: string };
         const email = `${account.accountId}@mock-project.iam.gserviceaccount.com`;
-        expect(run.recorder.ofType("gcp:dns/dnsManagedZoneIamMember:DnsManagedZoneIamMember").map((r) => r.inputs))
-            .toEqual([expect.objectContaining({ managedZone: "example-com", role: "roles/dns.admin", member: `serviceAccount:${email}` })]);
+        expect(run.recorder.ofType("gcp:dns/dnsManagedZoneIamMember:DnsManagedZoneIamMember").map((r) => r.inputs)).toEqual([
+            expect.objectContaining({ managedZone: "example-com", role: "roles/dns.admin", member: `serviceAccount:${email}` }),
+        ]);
         expect(run.recorder.one("gcp:serviceaccount/iAMMember:IAMMember").inputs).toMatchObject({
-            role: "roles/iam.workloadIdentityUser", member: "serviceAccount:mock-project.svc.id.goog[cert-manager/cert-manager]",
+            role: "roles/iam.workloadIdentityUser",
+            member: "serviceAccount:mock-project.svc.id.goog[cert-manager/cert-manager]",
         });
-        const values = (unwrapSecrets(run.recorder.ofType("kubernetes:helm.sh/v4:Chart").find((c) => c.inputs.chart === "cert-manager")!.inputs) as { values: any }).values; // eslint-disable-line @typescript-eslint/no-explicit-any
+        const values = (
+            unwrapSecrets(run.recorder.ofType("kubernetes:helm.sh/v4:Chart").find((c) => c.inputs.chart === "cert-manager")!.inputs) as { values: any }
+        ).values;
         expect(values.serviceAccount.annotations).toEqual({ "iam.gke.io/gcp-service-account": email });
         // cert-manager lets only ClusterIssuers use ambient credentials unless told otherwise.
         expect(values.extraArgs).toContain("--issuer-ambient-credentials");
         expect(run.recorder.one("gcp:container/cluster:Cluster").inputs.workloadIdentityConfig).toEqual({ workloadPool: "mock-project.svc.id.goog" });
-        expect((run.recorder.one("gcp:container/nodePool:NodePool").inputs.nodeConfig as { workloadMetadataConfig: unknown }).workloadMetadataConfig).toEqual({ mode: "GKE_METADATA" });
+        expect((run.recorder.one("gcp:container/nodePool:NodePool").inputs.nodeConfig as { workloadMetadataConfig: unknown }).workloadMetadataConfig).toEqual({
+            mode: "GKE_METADATA",
+        });
     });
 });
 
@@ -155,16 +183,29 @@ describe("switching tlsMode selfsigned → acme", () => {
         const identity = (r: RecordedResource) => `${r.parent}|${r.type}|${r.name}`;
         const kept = new Set(after.recorder.resources.map(identity));
         const key = (o: { kind: string; metadata: { name: string; namespace?: string } }) => `${o.kind} ${o.metadata.namespace ?? ""}/${o.metadata.name}`;
-        const written = new Set(objects(after).flatMap((o) => [key(o), ...(o.kind === "Certificate" ? [key({ kind: "Secret", metadata: { name: o.spec.secretName, namespace: o.metadata.namespace } })] : [])]));
-        const deleted = kubernetesObjects(before.recorder.resources).filter((r) => !kept.has(identity(r))).map((r) => key(unwrapSecrets(r.inputs) as Obj));
+        const written = new Set(
+            objects(after).flatMap((o) => [
+                key(o),
+                ...(o.kind === "Certificate" ? [key({ kind: "Secret", metadata: { name: o.spec.secretName, namespace: o.metadata.namespace } })] : []),
+            ]),
+        );
+        const deleted = kubernetesObjects(before.recorder.resources)
+            .filter((r) => !kept.has(identity(r)))
+            .map((r) => key(unwrapSecrets(r.inputs) as Obj));
         expect(deleted.filter((k) => written.has(k))).toEqual([]);
     });
 });
 
 describe("disallowed TLS combinations", () => {
     it.each([
-        [{ ...kubeconfig, tlsMode: "acme" }, 'mail:tlsMode = "acme" is not allowed with edgeMode loadbalancer and dnsManage false: set dnsManage true (DNS-01), or edgeMode ingress-nginx (HTTP-01)'],
-        [{ clusterProvider: "digitalocean", tlsMode: "acme", dnsManage: true }, "mail:tlsAcmeDigitaloceanToken is required with tlsMode acme and dnsManage on digitalocean"],
+        [
+            { ...kubeconfig, tlsMode: "acme" },
+            'mail:tlsMode = "acme" is not allowed with edgeMode loadbalancer and dnsManage false: set dnsManage true (DNS-01), or edgeMode ingress-nginx (HTTP-01)',
+        ],
+        [
+            { clusterProvider: "digitalocean", tlsMode: "acme", dnsManage: true },
+            "mail:tlsAcmeDigitaloceanToken is required with tlsMode acme and dnsManage on digitalocean",
+        ],
         [{ ...kubeconfig, tlsMode: "secret" }, 'mail:tlsSecretName = "" is not allowed: required with tlsMode secret'],
         [{ ...kubeconfig, tlsMode: "letsencrypt" }, 'mail:tlsMode = "letsencrypt" is not allowed: expected one of selfsigned, acme, secret'],
         [{ ...kubeconfig, dnsManage: true }, "mail:dnsManage = true is not allowed with clusterProvider kubeconfig"],

@@ -44,7 +44,14 @@ const restrictedSecurityContext = (uid?: number) => ({
     seccompProfile: { type: "RuntimeDefault" },
 });
 
-function object(kind: string, apiVersion: string, name: string, namespace: string | undefined, extra: Partial<KubeObject> = {}, annotations?: Record<string, string>): KubeObject {
+function object(
+    kind: string,
+    apiVersion: string,
+    name: string,
+    namespace: string | undefined,
+    extra: Partial<KubeObject> = {},
+    annotations?: Record<string, string>,
+): KubeObject {
     return { apiVersion, kind, metadata: { name, ...(namespace ? { namespace } : {}), ...(annotations ? { annotations } : {}) }, ...extra };
 }
 
@@ -83,32 +90,59 @@ function ingressNginx(args: ChartArgs): RenderedObject[] {
         { object: object("Role", "rbac.authorization.k8s.io/v1", "ingress-nginx", ns) },
         { object: object("RoleBinding", "rbac.authorization.k8s.io/v1", "ingress-nginx", ns) },
         { object: object("IngressClass", "networking.k8s.io/v1", controller.ingressClassResource?.name ?? "nginx", undefined) },
-        ...(webhook ? [{
-            object: object("Service", "v1", "ingress-nginx-controller-admission", ns, {
-                spec: { type: "ClusterIP", selector: labels, ports: [{ name: "https-webhook", port: 443, targetPort: "webhook" }] },
-            }),
-        }] : []),
+        ...(webhook
+            ? [
+                  {
+                      object: object("Service", "v1", "ingress-nginx-controller-admission", ns, {
+                          spec: { type: "ClusterIP", selector: labels, ports: [{ name: "https-webhook", port: 443, targetPort: "webhook" }] },
+                      }),
+                  },
+              ]
+            : []),
         {
-            object: object("Service", "v1", "ingress-nginx-controller", ns, {
-                spec: {
-                    type: controller.service?.type ?? "LoadBalancer",
-                    selector: labels,
-                    ports: [{ name: "http", port: 80, targetPort: "http" }, { name: "https", port: 443, targetPort: "https" }, ...tcpPorts.map((p) => ({ name: p.name, port: p.port, targetPort: p.name }))],
+            object: object(
+                "Service",
+                "v1",
+                "ingress-nginx-controller",
+                ns,
+                {
+                    spec: {
+                        type: controller.service?.type ?? "LoadBalancer",
+                        selector: labels,
+                        ports: [
+                            { name: "http", port: 80, targetPort: "http" },
+                            { name: "https", port: 443, targetPort: "https" },
+                            ...tcpPorts.map((p) => ({ name: p.name, port: p.port, targetPort: p.name })),
+                        ],
+                    },
                 },
-            }, controller.service?.annotations),
+                controller.service?.annotations,
+            ),
         },
         {
             object: deployment("ingress-nginx-controller", ns, labels, controller.replicaCount ?? 1, {
                 serviceAccountName: "ingress-nginx",
-                containers: [{
-                    name: "controller",
-                    ports: [{ name: "http", containerPort: 80 }, { name: "https", containerPort: 443 }, ...(webhook ? [{ name: "webhook", containerPort: 8443 }] : []), ...tcpPorts.map((p) => ({ name: p.name, containerPort: p.port }))],
-                    resources: controller.resources ?? { requests: { cpu: "100m", memory: "90Mi" } },
-                    securityContext: {
-                        runAsNonRoot: true, runAsUser: 101, runAsGroup: 82, allowPrivilegeEscalation: false, readOnlyRootFilesystem: false,
-                        capabilities: { drop: ["ALL"], add: ["NET_BIND_SERVICE"] }, seccompProfile: { type: "RuntimeDefault" },
+                containers: [
+                    {
+                        name: "controller",
+                        ports: [
+                            { name: "http", containerPort: 80 },
+                            { name: "https", containerPort: 443 },
+                            ...(webhook ? [{ name: "webhook", containerPort: 8443 }] : []),
+                            ...tcpPorts.map((p) => ({ name: p.name, containerPort: p.port })),
+                        ],
+                        resources: controller.resources ?? { requests: { cpu: "100m", memory: "90Mi" } },
+                        securityContext: {
+                            runAsNonRoot: true,
+                            runAsUser: 101,
+                            runAsGroup: 82,
+                            allowPrivilegeEscalation: false,
+                            readOnlyRootFilesystem: false,
+                            capabilities: { drop: ["ALL"], add: ["NET_BIND_SERVICE"] },
+                            seccompProfile: { type: "RuntimeDefault" },
+                        },
                     },
-                }],
+                ],
                 // The admission webhook's serving certificate: written by the admission-create hook Job.
                 volumes: webhook ? [{ name: "webhook-cert", secret: { secretName: "ingress-nginx-admission" } }] : [],
             }),
@@ -123,40 +157,95 @@ function ingressNginx(args: ChartArgs): RenderedObject[] {
         { object: object("RoleBinding", "rbac.authorization.k8s.io/v1", "ingress-nginx-admission", ns, {}, { [HOOK]: hookRbac }) },
         { object: object("ClusterRole", "rbac.authorization.k8s.io/v1", "ingress-nginx-admission", undefined, {}, { [HOOK]: hookRbac }) },
         { object: object("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", "ingress-nginx-admission", undefined, {}, { [HOOK]: hookRbac }) },
-        { object: job("ingress-nginx-admission-create", ns, "pre-install,pre-upgrade", jobPod("create", ["create", "--secret-name=ingress-nginx-admission"])), creates: [admissionSecret] },
+        {
+            object: job("ingress-nginx-admission-create", ns, "pre-install,pre-upgrade", jobPod("create", ["create", "--secret-name=ingress-nginx-admission"])),
+            creates: [admissionSecret],
+        },
         { object: job("ingress-nginx-admission-patch", ns, "post-install,post-upgrade", jobPod("patch", ["patch", "--webhook-name=ingress-nginx-admission"])) },
     ];
 }
 
 /** The CRDs cert-manager's chart installs with crds.enabled (group, kind, plural). */
 const CERT_MANAGER_CRDS: [string, string, string][] = [
-    ["cert-manager.io", "Certificate", "certificates"], ["cert-manager.io", "CertificateRequest", "certificaterequests"],
-    ["cert-manager.io", "Issuer", "issuers"], ["cert-manager.io", "ClusterIssuer", "clusterissuers"],
-    ["acme.cert-manager.io", "Order", "orders"], ["acme.cert-manager.io", "Challenge", "challenges"],
+    ["cert-manager.io", "Certificate", "certificates"],
+    ["cert-manager.io", "CertificateRequest", "certificaterequests"],
+    ["cert-manager.io", "Issuer", "issuers"],
+    ["cert-manager.io", "ClusterIssuer", "clusterissuers"],
+    ["acme.cert-manager.io", "Order", "orders"],
+    ["acme.cert-manager.io", "Challenge", "challenges"],
 ];
 
 function certManager(args: ChartArgs): RenderedObject[] {
     const ns = args.namespace;
     const v = args.values ?? {};
-    const component = (name: string, comp: string) => ({ "app.kubernetes.io/name": name, "app.kubernetes.io/instance": args.name, "app.kubernetes.io/component": comp });
+    const component = (name: string, comp: string) => ({
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": args.name,
+        "app.kubernetes.io/component": comp,
+    });
     const podSpec = (sa: string, container: string, resources: unknown, ports: { name: string; containerPort: number }[]) => ({
         serviceAccountName: sa,
         securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
-        containers: [{ name: container, ports, resources: resources ?? {}, securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } } }],
+        containers: [
+            {
+                name: container,
+                ports,
+                resources: resources ?? {},
+                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+            },
+        ],
     });
     const webhookLabels = component("webhook", "webhook");
     const hookRbac = "post-install";
     return [
-        ...(v.crds?.enabled ? CERT_MANAGER_CRDS.map(([group, kind, plural]) => ({
-            object: object("CustomResourceDefinition", "apiextensions.k8s.io/v1", `${plural}.${group}`, undefined, { spec: { group, names: { kind, plural } } }),
-        })) : []),
+        ...(v.crds?.enabled
+            ? CERT_MANAGER_CRDS.map(([group, kind, plural]) => ({
+                  object: object("CustomResourceDefinition", "apiextensions.k8s.io/v1", `${plural}.${group}`, undefined, {
+                      spec: { group, names: { kind, plural } },
+                  }),
+              }))
+            : []),
         ...["cert-manager", "cert-manager-cainjector", "cert-manager-webhook"].map((sa) => ({ object: object("ServiceAccount", "v1", sa, ns) })),
         { object: object("ClusterRole", "rbac.authorization.k8s.io/v1", "cert-manager-controller-issuers", undefined) },
         { object: object("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", "cert-manager-controller-issuers", undefined) },
-        { object: deployment("cert-manager", ns, component("cert-manager", "controller"), 1, podSpec("cert-manager", "cert-manager-controller", v.resources, [{ name: "http-metrics", containerPort: 9402 }, { name: "http-healthz", containerPort: 9403 }])) },
-        { object: deployment("cert-manager-cainjector", ns, component("cainjector", "cainjector"), 1, podSpec("cert-manager-cainjector", "cert-manager-cainjector", v.cainjector?.resources, [])) },
-        { object: deployment("cert-manager-webhook", ns, webhookLabels, 1, podSpec("cert-manager-webhook", "cert-manager-webhook", v.webhook?.resources, [{ name: "https", containerPort: 10250 }, { name: "healthcheck", containerPort: 6080 }])) },
-        { object: object("Service", "v1", "cert-manager-webhook", ns, { spec: { type: "ClusterIP", selector: webhookLabels, ports: [{ name: "https", port: 443, targetPort: "https" }] } }) },
+        {
+            object: deployment(
+                "cert-manager",
+                ns,
+                component("cert-manager", "controller"),
+                1,
+                podSpec("cert-manager", "cert-manager-controller", v.resources, [
+                    { name: "http-metrics", containerPort: 9402 },
+                    { name: "http-healthz", containerPort: 9403 },
+                ]),
+            ),
+        },
+        {
+            object: deployment(
+                "cert-manager-cainjector",
+                ns,
+                component("cainjector", "cainjector"),
+                1,
+                podSpec("cert-manager-cainjector", "cert-manager-cainjector", v.cainjector?.resources, []),
+            ),
+        },
+        {
+            object: deployment(
+                "cert-manager-webhook",
+                ns,
+                webhookLabels,
+                1,
+                podSpec("cert-manager-webhook", "cert-manager-webhook", v.webhook?.resources, [
+                    { name: "https", containerPort: 10250 },
+                    { name: "healthcheck", containerPort: 6080 },
+                ]),
+            ),
+        },
+        {
+            object: object("Service", "v1", "cert-manager-webhook", ns, {
+                spec: { type: "ClusterIP", selector: webhookLabels, ports: [{ name: "https", port: 443, targetPort: "https" }] },
+            }),
+        },
         { object: object("MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1", "cert-manager-webhook", undefined) },
         { object: object("ValidatingWebhookConfiguration", "admissionregistration.k8s.io/v1", "cert-manager-webhook", undefined) },
         { object: object("ServiceAccount", "v1", "cert-manager-startupapicheck", ns, {}, { [HOOK]: hookRbac }) },
@@ -167,7 +256,12 @@ function certManager(args: ChartArgs): RenderedObject[] {
                 restartPolicy: "OnFailure",
                 serviceAccountName: "cert-manager-startupapicheck",
                 securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
-                containers: [{ name: "cert-manager-startupapicheck", securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } } }],
+                containers: [
+                    {
+                        name: "cert-manager-startupapicheck",
+                        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+                    },
+                ],
             }),
         },
     ];
@@ -182,7 +276,9 @@ const CHARTS: Record<string, (args: ChartArgs) => RenderedObject[]> = {
 export function renderChart(args: ChartArgs): RenderedObject[] {
     const render = CHARTS[`${args.chart}@${args.version}`];
     if (!render) {
-        throw new Error(`the cluster model cannot render chart ${args.chart} ${args.version}: add its rendering to tests/kit/cluster/charts.ts (known: ${Object.keys(CHARTS).join(", ")})`);
+        throw new Error(
+            `the cluster model cannot render chart ${args.chart} ${args.version}: add its rendering to tests/kit/cluster/charts.ts (known: ${Object.keys(CHARTS).join(", ")})`,
+        );
     }
     return render(args);
 }

@@ -9,13 +9,36 @@ import { ClaimState, PlacedPod, schedule } from "./scheduler";
 
 /** Kinds that live outside namespaces (the rest need their namespace to exist). */
 const CLUSTER_SCOPED = new Set([
-    "Namespace", "Node", "PersistentVolume", "StorageClass", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "IngressClass", "PriorityClass", "ClusterIssuer",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "StorageClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "IngressClass",
+    "PriorityClass",
+    "ClusterIssuer",
 ]);
 
 /** Kinds every API server serves; anything else needs a CustomResourceDefinition. */
-const BUILT_IN_GROUPS = new Set(["", "apps", "batch", "networking.k8s.io", "rbac.authorization.k8s.io", "policy", "apiextensions.k8s.io",
-    "admissionregistration.k8s.io", "storage.k8s.io", "scheduling.k8s.io", "autoscaling", "coordination.k8s.io", "discovery.k8s.io"]);
+const BUILT_IN_GROUPS = new Set([
+    "",
+    "apps",
+    "batch",
+    "networking.k8s.io",
+    "rbac.authorization.k8s.io",
+    "policy",
+    "apiextensions.k8s.io",
+    "admissionregistration.k8s.io",
+    "storage.k8s.io",
+    "scheduling.k8s.io",
+    "autoscaling",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+]);
 
 /** API resource names, as the API server uses them in messages (`services "x" not found`). */
 function plural(kind: string): string {
@@ -58,7 +81,8 @@ export class ClusterModel {
     readonly warnings: string[] = [];
 
     constructor(readonly profile: ClusterProfile) {
-        for (const ns of profile.namespaces) this.objects.set(keyOf("Namespace", undefined, ns), { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+        for (const ns of profile.namespaces)
+            this.objects.set(keyOf("Namespace", undefined, ns), { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
         for (const obj of profile.existingObjects) this.create(obj);
     }
 
@@ -71,10 +95,13 @@ export class ClusterModel {
         const { kind } = obj;
         const name = obj.metadata.name;
         if (!name) throw new ApiError(`${kind}: metadata.name: Required value: name or generateName is required`);
-        const namespace = CLUSTER_SCOPED.has(kind) ? undefined : obj.metadata.namespace ?? "default";
+        const namespace = CLUSTER_SCOPED.has(kind) ? undefined : (obj.metadata.namespace ?? "default");
         if (namespace && !this.get("Namespace", undefined, namespace)) throw new ApiError(`namespaces "${namespace}" not found`);
         const [group, version] = obj.apiVersion.includes("/") ? obj.apiVersion.split("/") : ["", obj.apiVersion];
-        if (!BUILT_IN_GROUPS.has(group) && ![...this.objects.values()].some((o) => o.kind === "CustomResourceDefinition" && o.spec?.group === group && o.spec?.names?.kind === kind)) {
+        if (
+            !BUILT_IN_GROUPS.has(group) &&
+            ![...this.objects.values()].some((o) => o.kind === "CustomResourceDefinition" && o.spec?.group === group && o.spec?.names?.kind === kind)
+        ) {
             throw new ApiError(`no matches for kind "${kind}" in version "${group}/${version}"`);
         }
         this.checkWebhooks(group);
@@ -100,7 +127,7 @@ export class ClusterModel {
      * (pulumi-kubernetes #2194). A claim a StatefulSet's controller made counts as live.
      */
     upsert(obj: KubeObject): KubeObject {
-        const namespace = CLUSTER_SCOPED.has(obj.kind) ? undefined : obj.metadata.namespace ?? "default";
+        const namespace = CLUSTER_SCOPED.has(obj.kind) ? undefined : (obj.metadata.namespace ?? "default");
         const key = keyOf(obj.kind, namespace, obj.metadata.name ?? "");
         const live = this.objects.get(key);
         if (live) {
@@ -108,7 +135,8 @@ export class ClusterModel {
             this.objects.set(key, patched);
             return patched;
         }
-        if (obj.kind === "PersistentVolumeClaim" && this.claims.has(`${namespace}/${obj.metadata.name}`)) return { ...obj, metadata: { ...obj.metadata, namespace } };
+        if (obj.kind === "PersistentVolumeClaim" && this.claims.has(`${namespace}/${obj.metadata.name}`))
+            return { ...obj, metadata: { ...obj.metadata, namespace } };
         return this.create(obj);
     }
 
@@ -137,9 +165,15 @@ export class ClusterModel {
         if (solvers.some((s) => s.dns01)) return undefined;
         const ingressClass = solvers.map((s) => s.http01?.ingress?.ingressClassName).find((c) => c);
         const nginx = this.get("Deployment", "ingress-nginx", "ingress-nginx-controller");
-        const reachable = !!ingressClass && !!this.get("IngressClass", undefined, ingressClass) && this.profile.loadBalancer
-            && !!nginx && this.podsOf(nginx).every((p) => this.podStatus(p).ready);
-        return reachable ? undefined : `its HTTP-01 challenge needs a running ingress controller of class ${ingressClass ?? "(none)"} behind a load balancer address`;
+        const reachable =
+            !!ingressClass &&
+            !!this.get("IngressClass", undefined, ingressClass) &&
+            this.profile.loadBalancer &&
+            !!nginx &&
+            this.podsOf(nginx).every((p) => this.podStatus(p).ready);
+        return reachable
+            ? undefined
+            : `its HTTP-01 challenge needs a running ingress controller of class ${ingressClass ?? "(none)"} behind a load balancer address`;
     }
 
     /** Webhooks with failurePolicy Fail that must answer before objects of their group are stored. */
@@ -148,7 +182,9 @@ export class ClusterModel {
         if (!this.get("ValidatingWebhookConfiguration", undefined, "cert-manager-webhook")) return;
         const service = this.get("Service", "cert-manager", "cert-manager-webhook");
         if (!service || !this.endpointsOf(service)) {
-            throw new ApiError(`Internal error occurred: failed calling webhook "webhook.cert-manager.io": failed to call webhook: Post "https://cert-manager-webhook.cert-manager.svc:443/validate?timeout=30s": no endpoints available for service "cert-manager-webhook"`);
+            throw new ApiError(
+                `Internal error occurred: failed calling webhook "webhook.cert-manager.io": failed to call webhook: Post "https://cert-manager-webhook.cert-manager.svc:443/validate?timeout=30s": no endpoints available for service "cert-manager-webhook"`,
+            );
         }
     }
 
@@ -163,7 +199,7 @@ export class ClusterModel {
         if (obj.kind === "PersistentVolumeClaim") this.addClaim(ns, name, obj.spec);
         const template = podTemplateOf(obj);
         if (!template || obj.kind === "CronJob") return;
-        const replicas = obj.kind === "DaemonSet" ? this.profile.nodes.length : obj.kind === "Job" || obj.kind === "Pod" ? 1 : obj.spec?.replicas ?? 1;
+        const replicas = obj.kind === "DaemonSet" ? this.profile.nodes.length : obj.kind === "Job" || obj.kind === "Pod" ? 1 : (obj.spec?.replicas ?? 1);
         const policy = this.policyOf(ns);
         for (let i = 0; i < replicas; i++) {
             const podName = obj.kind === "Pod" ? name : obj.kind === "StatefulSet" ? `${name}-${i}` : `${name}-${String.fromCharCode(97 + i)}${i}x7k`;
@@ -172,14 +208,27 @@ export class ClusterModel {
                 // The StatefulSet controller creates each pod's claims from the templates, then mounts them.
                 const templates: { metadata: { name: string }; spec?: { storageClassName?: string } }[] = obj.spec.volumeClaimTemplates ?? [];
                 for (const t of templates) this.addClaim(ns, `${t.metadata.name}-${podName}`, t.spec);
-                spec = { ...spec, volumes: [...(spec.volumes ?? []), ...templates.map((t) => ({ name: t.metadata.name, persistentVolumeClaim: { claimName: `${t.metadata.name}-${podName}` } }))] };
+                spec = {
+                    ...spec,
+                    volumes: [
+                        ...(spec.volumes ?? []),
+                        ...templates.map((t) => ({ name: t.metadata.name, persistentVolumeClaim: { claimName: `${t.metadata.name}-${podName}` } })),
+                    ],
+                };
             }
             const admission = admitPods(obj, { metadata: template.metadata, spec }, policy);
             this.pods.push({
-                owner: keyOf(obj.kind, ns, name), ownerKind: obj.kind, namespace: ns, name: podName, labels: template.metadata.labels ?? {}, spec,
-                forbidden: admission.podsForbidden && (obj.kind === "StatefulSet"
-                    ? `create Pod ${podName} in StatefulSet ${name} failed error: pods "${podName}" is forbidden: ${admission.podsForbidden}`
-                    : `Error creating: pods "${podName}" is forbidden: ${admission.podsForbidden}`),
+                owner: keyOf(obj.kind, ns, name),
+                ownerKind: obj.kind,
+                namespace: ns,
+                name: podName,
+                labels: template.metadata.labels ?? {},
+                spec,
+                forbidden:
+                    admission.podsForbidden &&
+                    (obj.kind === "StatefulSet"
+                        ? `create Pod ${podName} in StatefulSet ${name} failed error: pods "${podName}" is forbidden: ${admission.podsForbidden}`
+                        : `Error creating: pods "${podName}" is forbidden: ${admission.podsForbidden}`),
             });
         }
     }
@@ -256,20 +305,28 @@ export class ClusterModel {
         const explain = (kind: string, name: string) => {
             const hook = this.onlyFromDroppedHooks.get(keyOf(kind, pod.namespace, name));
             if (hook) return ` (only the Helm hook ${hook} creates it, and Chart v4 drops hooks)`;
-            const cert = [...this.objects.values()].find((o) => o.kind === "Certificate" && o.metadata.namespace === pod.namespace && o.spec?.secretName === name);
+            const cert = [...this.objects.values()].find(
+                (o) => o.kind === "Certificate" && o.metadata.namespace === pod.namespace && o.spec?.secretName === name,
+            );
             return cert ? ` (cert-manager writes it when Certificate ${pod.namespace}/${cert.metadata.name} is issued; ${this.issuanceBlocker(cert)})` : "";
         };
         // Volumes are set up before the sandbox starts: a missing one keeps the pod in ContainerCreating.
         for (const v of pod.spec.volumes ?? []) {
             if (v.secret && !v.secret.optional && missing("Secret", v.secret.secretName)) {
-                problems.push(`MountVolume.SetUp failed for volume "${v.name}" : secret "${v.secret.secretName}" not found${explain("Secret", v.secret.secretName)}`);
+                problems.push(
+                    `MountVolume.SetUp failed for volume "${v.name}" : secret "${v.secret.secretName}" not found${explain("Secret", v.secret.secretName)}`,
+                );
             }
             if (v.configMap && !v.configMap.optional && missing("ConfigMap", v.configMap.name)) {
-                problems.push(`MountVolume.SetUp failed for volume "${v.name}" : configmap "${v.configMap.name}" not found${explain("ConfigMap", v.configMap.name)}`);
+                problems.push(
+                    `MountVolume.SetUp failed for volume "${v.name}" : configmap "${v.configMap.name}" not found${explain("ConfigMap", v.configMap.name)}`,
+                );
             }
             for (const s of v.projected?.sources ?? []) {
-                if (s.secret && !s.secret.optional && missing("Secret", s.secret.name)) problems.push(`MountVolume.SetUp failed for volume "${v.name}" : secret "${s.secret.name}" not found`);
-                if (s.configMap && !s.configMap.optional && missing("ConfigMap", s.configMap.name)) problems.push(`MountVolume.SetUp failed for volume "${v.name}" : configmap "${s.configMap.name}" not found`);
+                if (s.secret && !s.secret.optional && missing("Secret", s.secret.name))
+                    problems.push(`MountVolume.SetUp failed for volume "${v.name}" : secret "${s.secret.name}" not found`);
+                if (s.configMap && !s.configMap.optional && missing("ConfigMap", s.configMap.name))
+                    problems.push(`MountVolume.SetUp failed for volume "${v.name}" : configmap "${s.configMap.name}" not found`);
             }
             const claim = v.persistentVolumeClaim && this.claims.get(`${pod.namespace}/${v.persistentVolumeClaim.claimName}`);
             if (claim && !claim.storageClass.nodeLocal && claim.attachedTo !== undefined && claim.attachedTo !== pod.node) {
@@ -282,12 +339,16 @@ export class ClusterModel {
             for (const e of c.env ?? []) {
                 const s = e.valueFrom?.secretKeyRef;
                 const m = e.valueFrom?.configMapKeyRef;
-                if (s && !s.optional && missing("Secret", s.name)) problems.push(`container "${c.name}": CreateContainerConfigError: secret "${s.name}" not found`);
-                if (m && !m.optional && missing("ConfigMap", m.name)) problems.push(`container "${c.name}": CreateContainerConfigError: configmap "${m.name}" not found`);
+                if (s && !s.optional && missing("Secret", s.name))
+                    problems.push(`container "${c.name}": CreateContainerConfigError: secret "${s.name}" not found`);
+                if (m && !m.optional && missing("ConfigMap", m.name))
+                    problems.push(`container "${c.name}": CreateContainerConfigError: configmap "${m.name}" not found`);
             }
             for (const e of c.envFrom ?? []) {
-                if (e.secretRef && !e.secretRef.optional && missing("Secret", e.secretRef.name)) problems.push(`container "${c.name}": CreateContainerConfigError: secret "${e.secretRef.name}" not found`);
-                if (e.configMapRef && !e.configMapRef.optional && missing("ConfigMap", e.configMapRef.name)) problems.push(`container "${c.name}": CreateContainerConfigError: configmap "${e.configMapRef.name}" not found`);
+                if (e.secretRef && !e.secretRef.optional && missing("Secret", e.secretRef.name))
+                    problems.push(`container "${c.name}": CreateContainerConfigError: secret "${e.secretRef.name}" not found`);
+                if (e.configMapRef && !e.configMapRef.optional && missing("ConfigMap", e.configMapRef.name))
+                    problems.push(`container "${c.name}": CreateContainerConfigError: configmap "${e.configMapRef.name}" not found`);
             }
         }
         return { running, ready: problems.length === 0, problems: problems.map((p) => `[Pod ${pod.namespace}/${pod.name}]: ${p}`) };
@@ -340,7 +401,14 @@ export class ClusterModel {
         const ns = obj.metadata.namespace!;
         const admission = admitPods(obj, template, this.policyOf(ns));
         if (admission.podsForbidden) return [`Error creating: pods "${obj.metadata.name}-<job>" is forbidden: ${admission.podsForbidden}`];
-        const probe: PodModel = { owner: qualifiedName(obj), ownerKind: obj.kind, namespace: ns, name: `${obj.metadata.name}-next`, labels: template.metadata.labels ?? {}, spec: template.spec };
+        const probe: PodModel = {
+            owner: qualifiedName(obj),
+            ownerKind: obj.kind,
+            namespace: ns,
+            name: `${obj.metadata.name}-next`,
+            labels: template.metadata.labels ?? {},
+            spec: template.spec,
+        };
         const placed = this.pods.filter((p): p is PodModel & { node: string } => p.node !== undefined);
         const result = schedule(probe, { nodes: this.profile.nodes, placed, claims: this.claims });
         if ("unschedulable" in result) return [`[Pod ${ns}/${probe.name}]: Pod unschedulable: ${result.unschedulable}`];

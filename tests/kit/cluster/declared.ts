@@ -46,13 +46,30 @@ export class DeclaredResources {
         const runtime = require("@pulumi/pulumi/runtime/resource") as { registerResource: (...args: unknown[]) => void };
         const original = runtime.registerResource;
         runtime.registerResource = (...args: unknown[]) => {
-            const [res, parent, type, name, custom, , , props, opts] = args as [object, object | undefined, string, string, boolean, unknown, unknown, Record<string, unknown>, { dependsOn?: unknown }];
+            const [res, parent, type, name, custom, , , props, opts] = args as [
+                object,
+                object | undefined,
+                string,
+                string,
+                boolean,
+                unknown,
+                unknown,
+                Record<string, unknown>,
+                { dependsOn?: unknown },
+            ];
             const deps = new Set<object>();
             outputResources(props, deps);
             const dependsOn = Array.isArray(opts?.dependsOn) ? opts.dependsOn : opts?.dependsOn ? [opts.dependsOn] : [];
             for (const d of dependsOn) if (pulumi.Resource.isInstance(d)) deps.add(d);
             const object = plain(props) as KubeObject;
-            this.declared.set(res, { key: `${type}::${name}`, label: `${type} (${name})`, custom, parent, deps, object: typeof object?.kind === "string" ? object : undefined });
+            this.declared.set(res, {
+                key: `${type}::${name}`,
+                label: `${type} (${name})`,
+                custom,
+                parent,
+                deps,
+                object: typeof object?.kind === "string" ? object : undefined,
+            });
             return original(...args);
         };
     }
@@ -106,7 +123,11 @@ export class DeclaredResources {
 /** Does this object provide what the awaited one needs: pods for a Service's selector, a Secret/ConfigMap a pod mounts, pods a pod-affinity term wants? */
 export function providesFor(awaited: KubeObject): (candidate: KubeObject) => boolean {
     const template = podTemplateOf(awaited);
-    const mounts = new Set((template?.spec.volumes ?? []).flatMap((v) => [v.secret && `Secret/${v.secret.secretName}`, v.configMap && `ConfigMap/${v.configMap.name}`].filter((x): x is string => !!x)));
+    const mounts = new Set(
+        (template?.spec.volumes ?? []).flatMap((v) =>
+            [v.secret && `Secret/${v.secret.secretName}`, v.configMap && `ConfigMap/${v.configMap.name}`].filter((x): x is string => !!x),
+        ),
+    );
     const affinity = template?.spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? [];
     return (candidate) => {
         const labels = podTemplateOf(candidate)?.metadata.labels;

@@ -45,7 +45,12 @@ export interface EngineOptions {
     onEvent?: (event: EngineEvent) => void;
 }
 
-export interface EngineEvent { what: "created" | "ready" | "failed"; label: string; object: KubeObject; at: number }
+export interface EngineEvent {
+    what: "created" | "ready" | "failed";
+    label: string;
+    object: KubeObject;
+    at: number;
+}
 
 const PROVIDER_DEFAULT_TIMEOUT_S = 600;
 
@@ -58,7 +63,11 @@ class ResourceFailed extends Error {}
 const RESOURCE_REFERENCE = { key: "4dabf18193072939515e22adb298388d", sig: "5cf8f73096256a8f31e491e813e4eb8e" };
 
 /** `failure`: the await ends at once with the provider's initialization error (a Job's Failed condition). */
-interface AwaitState { ready: boolean; messages: string[]; failure?: string }
+interface AwaitState {
+    ready: boolean;
+    messages: string[];
+    failure?: string;
+}
 
 interface Pending {
     label: string;
@@ -90,10 +99,12 @@ export function awaitFor(cluster: ClusterModel, obj: KubeObject): (() => AwaitSt
         const pods = cluster.podsOf(obj);
         const statuses = pods.map((p) => cluster.podStatus(p));
         const ready = statuses.every((s) => s.ready);
-        const pvcs = obj.kind === "Deployment"
-            ? (podTemplateOf(obj)!.spec.volumes ?? []).flatMap((v) => v.persistentVolumeClaim ? [v.persistentVolumeClaim.claimName] : [])
-                .filter((c) => !cluster.claims.get(`${obj.metadata.namespace}/${c}`)?.bound)
-            : [];
+        const pvcs =
+            obj.kind === "Deployment"
+                ? (podTemplateOf(obj)!.spec.volumes ?? [])
+                      .flatMap((v) => (v.persistentVolumeClaim ? [v.persistentVolumeClaim.claimName] : []))
+                      .filter((c) => !cluster.claims.get(`${obj.metadata.namespace}/${c}`)?.bound)
+                : [];
         return {
             ready: ready && pvcs.length === 0,
             messages: [
@@ -125,7 +136,9 @@ export function awaitFor(cluster: ClusterModel, obj: KubeObject): (() => AwaitSt
                 return {
                     ready: endpoints && address,
                     messages: [
-                        ...(endpoints ? [] : ["Service does not target any Pods. Selected Pods may not be ready, or field '.spec.selector' may not match labels on any Pods"]),
+                        ...(endpoints
+                            ? []
+                            : ["Service does not target any Pods. Selected Pods may not be ready, or field '.spec.selector' may not match labels on any Pods"]),
                         ...(address ? [] : ["Service was not allocated an IP address; does your cloud provider support this?"]),
                     ],
                 };
@@ -244,7 +257,10 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
      * and size is generated once per test process: key generation would otherwise dominate a matrix of deploys.
      */
     private recordElsewhere(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
-        const cache: Map<string, pulumi.runtime.MockResourceResult> = ((globalThis as Record<string, unknown>).__clusterModelKeys ??= new Map()) as Map<string, pulumi.runtime.MockResourceResult>;
+        const cache: Map<string, pulumi.runtime.MockResourceResult> = ((globalThis as Record<string, unknown>).__clusterModelKeys ??= new Map()) as Map<
+            string,
+            pulumi.runtime.MockResourceResult
+        >;
         const key = `${args.type}/${args.name}/${JSON.stringify(args.inputs)}`;
         const cached = args.type === "tls:index/privateKey:PrivateKey" ? cache.get(key) : undefined;
         this.resources.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, parent: "", provider: args.provider ?? "" });
@@ -298,7 +314,11 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         let rendered: RenderedObject[];
         try {
             rendered = renderChart({
-                chart: String(inputs.chart), version: String(inputs.version), name: String(inputs.name), namespace: String(inputs.namespace), values: inputs.values,
+                chart: String(inputs.chart),
+                version: String(inputs.version),
+                name: String(inputs.name),
+                namespace: String(inputs.namespace),
+                values: inputs.values,
             });
         } catch (e) {
             const message = `${label}: ${(e as Error).message}`;
@@ -307,16 +327,21 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         }
         for (const r of rendered.filter((x) => isHook(x.object))) {
             for (const created of r.creates ?? []) {
-                this.cluster.onlyFromDroppedHooks.set(keyOf(created.kind, created.metadata.namespace, created.metadata.name!), `${r.object.kind} ${qualifiedName(r.object)}`);
+                this.cluster.onlyFromDroppedHooks.set(
+                    keyOf(created.kind, created.metadata.namespace, created.metadata.name!),
+                    `${r.object.kind} ${qualifiedName(r.object)}`,
+                );
             }
         }
         const kept = rendered.map((r) => r.object).filter((o) => !isHook(o));
         const first = (o: KubeObject) => (o.kind === "Namespace" || o.kind === "CustomResourceDefinition" ? 0 : 1);
         const children = [...kept].sort((a, b) => first(a) - first(b));
-        const results = await Promise.allSettled(children.map(async (child) => {
-            const childLabel = `kubernetes:${child.kind} (${qualifiedName(child)}, of ${label})`;
-            await this.awaitReady(childLabel, this.createOrFail(childLabel, child), PROVIDER_DEFAULT_TIMEOUT_S);
-        }));
+        const results = await Promise.allSettled(
+            children.map(async (child) => {
+                const childLabel = `kubernetes:${child.kind} (${qualifiedName(child)}, of ${label})`;
+                await this.awaitReady(childLabel, this.createOrFail(childLabel, child), PROVIDER_DEFAULT_TIMEOUT_S);
+            }),
+        );
         const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
         if (failed.length) throw new ResourceFailed(`${label}: ${failed.length} of its resources failed`);
         return children;
@@ -348,7 +373,12 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         if (!check) return Promise.resolve();
         return new Promise<void>((resolve, reject) => {
             const pending: Pending = {
-                label, key, object: obj, check, timeoutSeconds, resolve,
+                label,
+                key,
+                object: obj,
+                check,
+                timeoutSeconds,
+                resolve,
                 fail: (message: string) => reject(new ResourceFailed(message)),
                 timer: setTimeout(() => this.fail(pending, "timeout"), (this.timeoutMs * timeoutSeconds) / PROVIDER_DEFAULT_TIMEOUT_S),
             };
@@ -405,18 +435,27 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         clearTimeout(p.timer);
         const others = [...this.pending].map((o) => o.label);
         const { messages, failure } = p.check();
-        const note = why === "stuck"
-            ? `(no pending resource can make progress${others.length ? `; also waiting: ${others.join(", ")}` : ""} — the provider would give up after its ${formatDuration(p.timeoutSeconds)} create timeout)`
-            : `(after the ${formatDuration(p.timeoutSeconds)} create timeout)`;
+        const note =
+            why === "stuck"
+                ? `(no pending resource can make progress${others.length ? `; also waiting: ${others.join(", ")}` : ""} — the provider would give up after its ${formatDuration(p.timeoutSeconds)} create timeout)`
+                : `(after the ${formatDuration(p.timeoutSeconds)} create timeout)`;
         // Name the cycle: what the SDK holds back until this resource is ready, and which of those it waits for.
         const held = why === "stuck" && p.key ? this.declared.heldBackBy(p.key, providesFor(p.object)) : [];
         // provider/pkg/await/error.go: initializationError when the object reported a failure, timeoutError otherwise.
-        const awaitError = why === "failed" ? `Resource '${p.object.metadata.name}' was created but failed to initialize` : `'${p.object.metadata.name}' timed out waiting to be Ready ${note}`;
+        const awaitError =
+            why === "failed"
+                ? `Resource '${p.object.metadata.name}' was created but failed to initialize`
+                : `'${p.object.metadata.name}' timed out waiting to be Ready ${note}`;
         const message = [
             `${p.label}: resource ${qualifiedName(p.object)} was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: ${awaitError}`,
             ...(failure ? [`    * ${failure}`] : []),
             ...messages.map((m) => `    * ${m}`),
-            ...held.filter((h) => h.provides).map((h) => `    deadlock: ${h.label} would provide what this waits for, but is created only once this is ready (it takes this resource's outputs or depends on it)`),
+            ...held
+                .filter((h) => h.provides)
+                .map(
+                    (h) =>
+                        `    deadlock: ${h.label} would provide what this waits for, but is created only once this is ready (it takes this resource's outputs or depends on it)`,
+                ),
             ...(held.length ? [`    held back until this is ready: ${held.map((h) => h.label).join(", ")}`] : []),
         ].join("\n");
         this.failures.push(message);
@@ -431,7 +470,8 @@ export class ClusterEngine implements pulumi.runtime.Mocks {
         for (const obj of this.cluster.objects.values()) {
             if (obj.kind !== "CronJob") continue;
             const problems = this.cluster.wouldRun(obj);
-            if (problems.length) this.failures.push([`CronJob ${qualifiedName(obj)}: the pod of its next Job would not run:`, ...problems.map((m) => `    * ${m}`)].join("\n"));
+            if (problems.length)
+                this.failures.push([`CronJob ${qualifiedName(obj)}: the pod of its next Job would not run:`, ...problems.map((m) => `    * ${m}`)].join("\n"));
         }
     }
 }

@@ -46,7 +46,10 @@ export interface Container {
     securityContext?: SecurityContext;
     /** "Always" on an init container makes it a native sidecar. */
     restartPolicy?: string;
-    env?: { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean }; configMapKeyRef?: { name: string; key: string; optional?: boolean } } }[];
+    env?: {
+        name: string;
+        valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean }; configMapKeyRef?: { name: string; key: string; optional?: boolean } };
+    }[];
     envFrom?: { secretRef?: { name: string; optional?: boolean }; configMapRef?: { name: string; optional?: boolean } }[];
     livenessProbe?: Probe;
     readinessProbe?: Probe;
@@ -92,7 +95,11 @@ export interface PodSpec {
     affinity?: {
         podAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: PodAffinityTerm[] };
         podAntiAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: PodAffinityTerm[] };
-        nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { nodeSelectorTerms: { matchExpressions?: { key: string; operator: string; values?: string[] }[] }[] } };
+        nodeAffinity?: {
+            requiredDuringSchedulingIgnoredDuringExecution?: {
+                nodeSelectorTerms: { matchExpressions?: { key: string; operator: string; values?: string[] }[] }[];
+            };
+        };
     };
     overhead?: Record<string, string>;
 }
@@ -142,11 +149,20 @@ export function selects(selector: LabelSelector | undefined, labels: Labels | un
     for (const e of selector.matchExpressions ?? []) {
         const present = e.key in have;
         switch (e.operator) {
-            case "In": if (!present || !(e.values ?? []).includes(have[e.key])) return false; break;
-            case "NotIn": if (present && (e.values ?? []).includes(have[e.key])) return false; break;
-            case "Exists": if (!present) return false; break;
-            case "DoesNotExist": if (present) return false; break;
-            default: throw new Error(`label selector operator ${e.operator} is not one of In, NotIn, Exists, DoesNotExist`);
+            case "In":
+                if (!present || !(e.values ?? []).includes(have[e.key])) return false;
+                break;
+            case "NotIn":
+                if (present && (e.values ?? []).includes(have[e.key])) return false;
+                break;
+            case "Exists":
+                if (!present) return false;
+                break;
+            case "DoesNotExist":
+                if (present) return false;
+                break;
+            default:
+                throw new Error(`label selector operator ${e.operator} is not one of In, NotIn, Exists, DoesNotExist`);
         }
     }
     return true;

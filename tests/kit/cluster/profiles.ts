@@ -5,7 +5,11 @@ import { DEFAULT_NODE_SIZE } from "../../../components/config/types";
 import type { KubeObject, Labels } from "./objects";
 import { GI, MI, Resources } from "./quantity";
 
-export interface Taint { key: string; value?: string; effect: "NoSchedule" | "NoExecute" | "PreferNoSchedule" }
+export interface Taint {
+    key: string;
+    value?: string;
+    effect: "NoSchedule" | "NoExecute" | "PreferNoSchedule";
+}
 
 export interface NodeModel {
     name: string;
@@ -74,16 +78,28 @@ const GCE_TYPES: Record<string, { vcpus: number; memory: number; sharedCore: boo
  * the second, 0.5 % of the next two, 0.25 % above four — and shared-core E2 types have 940m allocatable CPU.
  */
 export function gkeAllocatable(type: { vcpus: number; memory: number; sharedCore: boolean }): Resources {
-    const bands: [number, number][] = [[4 * GI, 0.25], [4 * GI, 0.2], [8 * GI, 0.1], [112 * GI, 0.06], [Infinity, 0.02]];
+    const bands: [number, number][] = [
+        [4 * GI, 0.25],
+        [4 * GI, 0.2],
+        [8 * GI, 0.1],
+        [112 * GI, 0.06],
+        [Infinity, 0.02],
+    ];
     let rest = type.memory;
     let reserved = 0;
     if (type.memory < GI) reserved = 255 * MI;
-    else for (const [size, share] of bands) {
-        const part = Math.min(rest, size);
-        reserved += part * share;
-        rest -= part;
-    }
-    const cpuBands: [number, number][] = [[1000, 0.06], [1000, 0.01], [2000, 0.005], [Infinity, 0.0025]];
+    else
+        for (const [size, share] of bands) {
+            const part = Math.min(rest, size);
+            reserved += part * share;
+            rest -= part;
+        }
+    const cpuBands: [number, number][] = [
+        [1000, 0.06],
+        [1000, 0.01],
+        [2000, 0.005],
+        [Infinity, 0.0025],
+    ];
     let cpuRest = type.vcpus * 1000;
     let cpuReserved = 0;
     for (const [size, share] of cpuBands) {
@@ -102,8 +118,14 @@ export function gkeAllocatable(type: { vcpus: number; memory: number; sharedCore
  * the PD CSI node plugin, konnectivity-agent, metrics-server. Typical requests; estimates, not published numbers.
  */
 const GKE_SYSTEM_PODS = [
-    pod("anetd", 100, 100), pod("kube-dns", 260, 110), pod("kube-dns-autoscaler", 20, 10), pod("fluentbit-gke", 100, 200),
-    pod("gke-metrics-agent", 8, 60), pod("pdcsi-node", 10, 20), pod("konnectivity-agent", 10, 30), pod("metrics-server", 48, 105),
+    pod("anetd", 100, 100),
+    pod("kube-dns", 260, 110),
+    pod("kube-dns-autoscaler", 20, 10),
+    pod("fluentbit-gke", 100, 200),
+    pod("gke-metrics-agent", 8, 60),
+    pod("pdcsi-node", 10, 20),
+    pod("konnectivity-agent", 10, 30),
+    pod("metrics-server", 48, 105),
 ];
 
 /**
@@ -112,8 +134,13 @@ const GKE_SYSTEM_PODS = [
  * kind's kubeadm manifests). Assumed to be a 2-CPU / 4 GiB machine or VM, no kubelet reservations (kind sets none).
  */
 const KIND_SYSTEM_PODS = [
-    pod("etcd", 100, 100), pod("kube-apiserver", 250, 0), pod("kube-controller-manager", 200, 0), pod("kube-scheduler", 100, 0),
-    pod("coredns", 100, 70), pod("coredns", 100, 70), pod("kindnet", 100, 50),
+    pod("etcd", 100, 100),
+    pod("kube-apiserver", 250, 0),
+    pod("kube-controller-manager", 200, 0),
+    pod("kube-scheduler", 100, 0),
+    pod("coredns", 100, 70),
+    pod("coredns", 100, 70),
+    pod("kindnet", 100, 50),
 ];
 
 const nodes = (count: number, prefix: string, labels: Labels, allocatable: Resources, systemPods: NodeModel["systemPods"]): NodeModel[] =>
@@ -144,7 +171,13 @@ export function clusterProfile(config: Record<string, unknown>, opts: ProfileOpt
             if (!droplet) throw new Error(`the cluster model has no DigitalOcean size ${slug}; add it to DO_SIZES in tests/kit/cluster/profiles.ts`);
             return {
                 description: `DOKS, ${count} × ${slug}`,
-                nodes: nodes(count, "doks", { "mail.stack/pool": "mail", "node.kubernetes.io/instance-type": slug }, { cpuMilli: droplet.vcpus * 1000, memory: droplet.allocatableMemory }, DOKS_SYSTEM_PODS),
+                nodes: nodes(
+                    count,
+                    "doks",
+                    { "mail.stack/pool": "mail", "node.kubernetes.io/instance-type": slug },
+                    { cpuMilli: droplet.vcpus * 1000, memory: droplet.allocatableMemory },
+                    DOKS_SYSTEM_PODS,
+                ),
                 loadBalancer: true,
                 storageClasses: { "do-block-storage": { bindingMode: "Immediate", nodeLocal: false } },
                 defaultStorageClass: "do-block-storage",

@@ -28,7 +28,9 @@ const named = (what: string, names: string[]) => `${plural(what, `${what}s`, nam
 
 /** Containers (by name) for which `bad` holds. */
 function badContainers(spec: PodSpec, bad: (c: Container) => boolean): string[] {
-    return containersOf(spec).filter(bad).map((c) => c.name);
+    return containersOf(spec)
+        .filter(bad)
+        .map((c) => c.name);
 }
 
 /** User-namespaced pods (hostUsers: false) are exempt from the run-as-root checks (KEP-127). */
@@ -56,7 +58,21 @@ const privileged: Check = (_m, spec) => {
 };
 
 /** The container runtimes' default set, which baseline allows to be added back. */
-export const BASELINE_CAPABILITIES = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"];
+export const BASELINE_CAPABILITIES = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
 
 const capabilitiesBaseline: Check = (_m, spec) => {
     const added = new Set<string>();
@@ -66,7 +82,10 @@ const capabilitiesBaseline: Check = (_m, spec) => {
         return extra.length > 0;
     });
     if (!bad.length) return undefined;
-    return { reason: "non-default capabilities", detail: `${named("container", bad)} must not include ${joinQuote([...added].sort())} in securityContext.capabilities.add` };
+    return {
+        reason: "non-default capabilities",
+        detail: `${named("container", bad)} must not include ${joinQuote([...added].sort())} in securityContext.capabilities.add`,
+    };
 };
 
 const hostPathVolumes: Check = (_m, spec) => {
@@ -84,7 +103,10 @@ const hostPorts: Check = (_m, spec) => {
     });
     if (!bad.length) return undefined;
     const list = [...ports].sort((a, b) => a - b).join(", ");
-    return { reason: "hostPort", detail: `${named("container", bad)} ${plural("uses", "use", bad.length)} ${plural("hostPort", "hostPorts", ports.size)} ${list}` };
+    return {
+        reason: "hostPort",
+        detail: `${named("container", bad)} ${plural("uses", "use", bad.length)} ${plural("hostPort", "hostPorts", ports.size)} ${list}`,
+    };
 };
 
 const APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/";
@@ -95,13 +117,16 @@ const appArmorProfile: Check = (meta, spec) => {
     }
     const badType = (sc?: SecurityContext) => sc?.appArmorProfile?.type !== undefined && !["RuntimeDefault", "Localhost"].includes(sc.appArmorProfile.type);
     if (badType(spec.securityContext)) badValues.push(`pod securityContext.appArmorProfile.type="${spec.securityContext!.appArmorProfile!.type}"`);
-    for (const c of containersOf(spec)) if (badType(c.securityContext)) badValues.push(`container "${c.name}" securityContext.appArmorProfile.type="${c.securityContext!.appArmorProfile!.type}"`);
+    for (const c of containersOf(spec))
+        if (badType(c.securityContext))
+            badValues.push(`container "${c.name}" securityContext.appArmorProfile.type="${c.securityContext!.appArmorProfile!.type}"`);
     return badValues.length ? { reason: "forbidden AppArmor profile", detail: badValues.join(", ") } : undefined;
 };
 
 const SELINUX_TYPES = ["", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"];
 const seLinuxOptions: Check = (_m, spec) => {
-    const bad = (sc?: SecurityContext) => !!sc?.seLinuxOptions && (!SELINUX_TYPES.includes(sc.seLinuxOptions.type ?? "") || !!sc.seLinuxOptions.user || !!sc.seLinuxOptions.role);
+    const bad = (sc?: SecurityContext) =>
+        !!sc?.seLinuxOptions && (!SELINUX_TYPES.includes(sc.seLinuxOptions.type ?? "") || !!sc.seLinuxOptions.user || !!sc.seLinuxOptions.role);
     const setters = [...(bad(spec.securityContext) ? ["pod"] : []), ...badContainers(spec, (c) => bad(c.securityContext)).map((n) => `container "${n}"`)];
     return setters.length ? { reason: "seLinuxOptions", detail: `${setters.join(" and ")} set forbidden securityContext.seLinuxOptions` } : undefined;
 };
@@ -120,14 +145,25 @@ const seccompProfileBaseline: Check = (_m, spec) => {
         ...(spec.securityContext?.seccompProfile?.type === "Unconfined" ? ["pod"] : []),
         ...badContainers(spec, (c) => c.securityContext?.seccompProfile?.type === "Unconfined").map((n) => `container "${n}"`),
     ];
-    return setters.length ? { reason: "seccompProfile", detail: `${setters.join(" and ")} must not set securityContext.seccompProfile.type to "Unconfined"` } : undefined;
+    return setters.length
+        ? { reason: "seccompProfile", detail: `${setters.join(" and ")} must not set securityContext.seccompProfile.type to "Unconfined"` }
+        : undefined;
 };
 
 /** The safe sysctls (kubernetes.io/docs/tasks/administer-cluster/sysctl-cluster/, as of 1.32). */
 export const SAFE_SYSCTLS = [
-    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range",
-    "net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
 ];
 const sysctls: Check = (_m, spec) => {
     const bad = (spec.securityContext?.sysctls ?? []).map((s) => s.name).filter((n) => !SAFE_SYSCTLS.includes(n));
@@ -143,7 +179,10 @@ const hostProbesAndHostLifecycle: Check = (_m, spec) => {
         return found.length > 0;
     });
     if (!bad.length) return undefined;
-    return { reason: "probe or lifecycle host", detail: `${named("container", bad)} ${plural("uses", "use", bad.length)} ${plural("probe or lifecycle host", "probe or lifecycle hosts", hosts.size)} ${joinQuote([...hosts].sort())}` };
+    return {
+        reason: "probe or lifecycle host",
+        detail: `${named("container", bad)} ${plural("uses", "use", bad.length)} ${plural("probe or lifecycle host", "probe or lifecycle hosts", hosts.size)} ${joinQuote([...hosts].sort())}`,
+    };
 };
 
 // ---- restricted ---------------------------------------------------------------------------------------------
@@ -151,20 +190,27 @@ const hostProbesAndHostLifecycle: Check = (_m, spec) => {
 const ALLOWED_RESTRICTED_VOLUMES = ["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
 const restrictedVolumes: Check = (_m, spec) => {
     const types = new Set<string>();
-    const bad = (spec.volumes ?? []).filter((v) => {
-        const source = Object.keys(v).find((k) => k !== "name");
-        if (source === undefined || ALLOWED_RESTRICTED_VOLUMES.includes(source)) return false;
-        types.add(source);
-        return true;
-    }).map((v) => v.name);
+    const bad = (spec.volumes ?? [])
+        .filter((v) => {
+            const source = Object.keys(v).find((k) => k !== "name");
+            if (source === undefined || ALLOWED_RESTRICTED_VOLUMES.includes(source)) return false;
+            types.add(source);
+            return true;
+        })
+        .map((v) => v.name);
     if (!bad.length) return undefined;
-    return { reason: "restricted volume types", detail: `${named("volume", bad)} ${plural("uses", "use", bad.length)} ${plural("restricted volume type", "restricted volume types", types.size)} ${joinQuote([...types].sort())}` };
+    return {
+        reason: "restricted volume types",
+        detail: `${named("volume", bad)} ${plural("uses", "use", bad.length)} ${plural("restricted volume type", "restricted volume types", types.size)} ${joinQuote([...types].sort())}`,
+    };
 };
 
 const allowPrivilegeEscalation: Check = (_m, spec) => {
     if (windows(spec)) return undefined;
     const bad = badContainers(spec, (c) => c.securityContext?.allowPrivilegeEscalation !== false);
-    return bad.length ? { reason: "allowPrivilegeEscalation != false", detail: `${named("container", bad)} must set securityContext.allowPrivilegeEscalation=false` } : undefined;
+    return bad.length
+        ? { reason: "allowPrivilegeEscalation != false", detail: `${named("container", bad)} must set securityContext.allowPrivilegeEscalation=false` }
+        : undefined;
 };
 
 const runAsNonRoot: Check = (_m, spec) => {
@@ -174,14 +220,19 @@ const runAsNonRoot: Check = (_m, spec) => {
     const setters = [...(podValue === false ? ["pod"] : []), ...(explicit.length ? [named("container", explicit)] : [])];
     if (setters.length) return { reason: "runAsNonRoot != true", detail: `${setters.join(" and ")} must not set securityContext.runAsNonRoot=false` };
     const implicit = podValue === true ? [] : badContainers(spec, (c) => c.securityContext?.runAsNonRoot === undefined);
-    return implicit.length ? { reason: "runAsNonRoot != true", detail: `pod or ${named("container", implicit)} must set securityContext.runAsNonRoot=true` } : undefined;
+    return implicit.length
+        ? { reason: "runAsNonRoot != true", detail: `pod or ${named("container", implicit)} must set securityContext.runAsNonRoot=true` }
+        : undefined;
 };
 
 const runAsUser: Check = (_m, spec) => {
     if (userNamespaced(spec)) return undefined;
     const setters = [
         ...(spec.securityContext?.runAsUser === 0 ? ["pod"] : []),
-        ...(() => { const b = badContainers(spec, (c) => c.securityContext?.runAsUser === 0); return b.length ? [named("container", b)] : []; })(),
+        ...(() => {
+            const b = badContainers(spec, (c) => c.securityContext?.runAsUser === 0);
+            return b.length ? [named("container", b)] : [];
+        })(),
     ];
     return setters.length ? { reason: "runAsUser=0", detail: `${setters.join(" and ")} must not set runAsUser=0` } : undefined;
 };
@@ -192,12 +243,23 @@ const seccompProfileRestricted: Check = (_m, spec) => {
     const podType = spec.securityContext?.seccompProfile?.type;
     const explicit = [
         ...(podType !== undefined && !ok(podType) ? ["pod"] : []),
-        ...badContainers(spec, (c) => c.securityContext?.seccompProfile?.type !== undefined && !ok(c.securityContext.seccompProfile.type)).map((n) => `container "${n}"`),
+        ...badContainers(spec, (c) => c.securityContext?.seccompProfile?.type !== undefined && !ok(c.securityContext.seccompProfile.type)).map(
+            (n) => `container "${n}"`,
+        ),
     ];
-    if (explicit.length) return { reason: "seccompProfile", detail: `${explicit.join(" and ")} must not set securityContext.seccompProfile.type to a value other than "RuntimeDefault" or "Localhost"` };
+    if (explicit.length)
+        return {
+            reason: "seccompProfile",
+            detail: `${explicit.join(" and ")} must not set securityContext.seccompProfile.type to a value other than "RuntimeDefault" or "Localhost"`,
+        };
     if (ok(podType)) return undefined;
     const implicit = badContainers(spec, (c) => c.securityContext?.seccompProfile?.type === undefined);
-    return implicit.length ? { reason: "seccompProfile", detail: `pod or ${named("container", implicit)} must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"` } : undefined;
+    return implicit.length
+        ? {
+              reason: "seccompProfile",
+              detail: `pod or ${named("container", implicit)} must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"`,
+          }
+        : undefined;
 };
 
 const capabilitiesRestricted: Check = (_m, spec) => {
@@ -241,12 +303,10 @@ const CHECKS: [string, Exclude<PodSecurityLevel, "privileged">, Check][] = [
 /** Every check of `level` (and the levels below it) that the pod fails. */
 export function checkPod(level: PodSecurityLevel, pod: PodTemplate): CheckResult[] {
     const rank = LEVELS.indexOf(level);
-    return CHECKS
-        .filter(([, checkLevel]) => LEVELS.indexOf(checkLevel) <= rank)
-        .flatMap(([check, , fn]) => {
-            const result = fn(pod.metadata, pod.spec);
-            return result ? [{ check, ...result }] : [];
-        });
+    return CHECKS.filter(([, checkLevel]) => LEVELS.indexOf(checkLevel) <= rank).flatMap(([check, , fn]) => {
+        const result = fn(pod.metadata, pod.spec);
+        return result ? [{ check, ...result }] : [];
+    });
 }
 
 /** `violates PodSecurity "baseline:latest": hostPort (container "x" uses hostPort 25), …` as the API server words it. */

@@ -60,10 +60,13 @@ export function podRequests(spec: PodSpec): Resources {
     return add(max(regular, initPeak), requestsOf(spec.overhead));
 }
 
-const hostPortsOf = (spec: PodSpec) => [...(spec.initContainers ?? []), ...spec.containers]
-    .flatMap((c) => (c.ports ?? []).filter((p) => (p.hostPort ?? 0) !== 0).map((p) => `${p.protocol ?? "TCP"}/${p.hostPort}`));
+const hostPortsOf = (spec: PodSpec) =>
+    [...(spec.initContainers ?? []), ...spec.containers].flatMap((c) =>
+        (c.ports ?? []).filter((p) => (p.hostPort ?? 0) !== 0).map((p) => `${p.protocol ?? "TCP"}/${p.hostPort}`),
+    );
 
-const claimsOf = (pod: PodToPlace) => (pod.spec.volumes ?? []).flatMap((v) => (v.persistentVolumeClaim ? [`${pod.namespace}/${v.persistentVolumeClaim.claimName}`] : []));
+const claimsOf = (pod: PodToPlace) =>
+    (pod.spec.volumes ?? []).flatMap((v) => (v.persistentVolumeClaim ? [`${pod.namespace}/${v.persistentVolumeClaim.claimName}`] : []));
 
 function termMatches(term: PodAffinityTerm, owner: PodToPlace, other: PodToPlace): boolean {
     const namespaces = term.namespaces?.length ? term.namespaces : [owner.namespace];
@@ -91,9 +94,16 @@ function filterNode(pod: PodToPlace, node: NodeModel, view: SchedulerView): stri
     if (!selectorOk || !affinityOk) reasons.push("node(s) didn't match Pod's node affinity/selector");
 
     // TaintToleration (NoSchedule/NoExecute)
-    const untolerated = node.taints.find((t) => t.effect !== "PreferNoSchedule" && !(pod.spec.tolerations ?? []).some((tol) =>
-        (tol.key === undefined || tol.key === t.key) && (tol.effect === undefined || tol.effect === t.effect)
-        && (tol.operator === "Exists" || tol.value === t.value)));
+    const untolerated = node.taints.find(
+        (t) =>
+            t.effect !== "PreferNoSchedule" &&
+            !(pod.spec.tolerations ?? []).some(
+                (tol) =>
+                    (tol.key === undefined || tol.key === t.key) &&
+                    (tol.effect === undefined || tol.effect === t.effect) &&
+                    (tol.operator === "Exists" || tol.value === t.value),
+            ),
+    );
     if (untolerated) reasons.push(`node(s) had untolerated taint {${untolerated.key}: ${untolerated.value ?? ""}}`);
 
     // InterPodAffinity
@@ -108,13 +118,23 @@ function filterNode(pod: PodToPlace, node: NodeModel, view: SchedulerView): stri
     });
     if (affinityFails) reasons.push("node(s) didn't match pod affinity rules");
     const anti = pod.spec.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? [];
-    if (anti.some((term) => {
-        const here = topologyValue(view.nodes, node.name, term.topologyKey);
-        return here !== undefined && all.some((p) => termMatches(term, pod, p) && topologyValue(view.nodes, p.node, term.topologyKey) === here);
-    })) reasons.push("node(s) didn't match pod anti-affinity rules");
-    if (all.some((p) => (p.spec.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? []).some((term) =>
-        termMatches(term, p, pod) && topologyValue(view.nodes, p.node, term.topologyKey) !== undefined
-        && topologyValue(view.nodes, p.node, term.topologyKey) === topologyValue(view.nodes, node.name, term.topologyKey)))) {
+    if (
+        anti.some((term) => {
+            const here = topologyValue(view.nodes, node.name, term.topologyKey);
+            return here !== undefined && all.some((p) => termMatches(term, pod, p) && topologyValue(view.nodes, p.node, term.topologyKey) === here);
+        })
+    )
+        reasons.push("node(s) didn't match pod anti-affinity rules");
+    if (
+        all.some((p) =>
+            (p.spec.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? []).some(
+                (term) =>
+                    termMatches(term, p, pod) &&
+                    topologyValue(view.nodes, p.node, term.topologyKey) !== undefined &&
+                    topologyValue(view.nodes, p.node, term.topologyKey) === topologyValue(view.nodes, node.name, term.topologyKey),
+            ),
+        )
+    ) {
         reasons.push("node(s) didn't satisfy existing pods anti-affinity rules");
     }
 
@@ -123,7 +143,12 @@ function filterNode(pod: PodToPlace, node: NodeModel, view: SchedulerView): stri
     if (hostPortsOf(pod.spec).some((p) => taken.has(p))) reasons.push("node(s) didn't have free ports for the requested pod ports");
 
     // VolumeBinding: a node-local volume already provisioned elsewhere
-    if (claimsOf(pod).some((key) => { const c = view.claims.get(key); return c?.storageClass.nodeLocal && c.node !== undefined && c.node !== node.name; })) {
+    if (
+        claimsOf(pod).some((key) => {
+            const c = view.claims.get(key);
+            return c?.storageClass.nodeLocal && c.node !== undefined && c.node !== node.name;
+        })
+    ) {
         reasons.push("node(s) had volume node affinity conflict");
     }
     return reasons;
@@ -152,8 +177,11 @@ export function schedule(pod: PodToPlace, view: SchedulerView): ScheduleResult {
     if (feasible.length) {
         // Score: NodeResourcesFit's default LeastAllocated strategy (the emptiest node by cpu and memory share).
         const free = (n: NodeModel) => {
-            const used = [...n.systemPods.map((s) => s.requests), ...view.placed.filter((p) => p.node === n.name).map((p) => podRequests(p.spec))].reduce(add, NO_RESOURCES);
-            return (1 - used.cpuMilli / n.allocatable.cpuMilli) + (1 - used.memory / n.allocatable.memory);
+            const used = [...n.systemPods.map((s) => s.requests), ...view.placed.filter((p) => p.node === n.name).map((p) => podRequests(p.spec))].reduce(
+                add,
+                NO_RESOURCES,
+            );
+            return 1 - used.cpuMilli / n.allocatable.cpuMilli + (1 - used.memory / n.allocatable.memory);
         };
         return { node: feasible.reduce((best, n) => (free(n) > free(best) ? n : best)).name };
     }
