@@ -65,6 +65,12 @@ export function restrictedContainer(uid: number): k8s.types.input.core.v1.Securi
 }
 
 /**
+ * What Postfix's and Dovecot's masters use: they start as root, bind the mail ports, chroot their services and run
+ * each as its own unprivileged user, killing them on reload.
+ */
+export const MAIL_MASTER_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL"];
+
+/**
  * For daemons whose own design starts as root and drops privileges per process (Postfix's master, Dovecot's
  * master): only the capabilities that design uses, no escalation through setuid binaries beyond that.
  */

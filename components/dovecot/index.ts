@@ -1,6 +1,17 @@
 import * as pulumi from "@pulumi/pulumi";
 import { COUCHMAIL, Couchmail } from "../couchmail";
-import { appLabels, BUDGET, DaemonArgs, daemonConfig, mailWorkload, Peer, rootDroppingContainer, tcpProbe, TrafficRule } from "../kube";
+import {
+    appLabels,
+    BUDGET,
+    DaemonArgs,
+    daemonConfig,
+    mailWorkload,
+    Peer,
+    rootDroppingContainer,
+    tcpProbe,
+    TrafficRule,
+    MAIL_MASTER_CAPABILITIES,
+} from "../kube";
 import { DOVECOT_LISTENERS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
 
 export interface DovecotArgs extends DaemonArgs<DovecotSettings> {
@@ -86,16 +97,7 @@ export class Dovecot extends pulumi.ComponentResource {
                             imagePullPolicy: args.imagePullPolicy,
                             resources: BUDGET.dovecot,
                             // Dovecot's master starts as root, then runs logins as dovenull and mail as vmail.
-                            securityContext: rootDroppingContainer([
-                                "CHOWN",
-                                "DAC_OVERRIDE",
-                                "FOWNER",
-                                "SETUID",
-                                "SETGID",
-                                "NET_BIND_SERVICE",
-                                "SYS_CHROOT",
-                                "KILL",
-                            ]),
+                            securityContext: rootDroppingContainer(MAIL_MASTER_CAPABILITIES),
                             volumeMounts: [
                                 ...config.mounts,
                                 { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },

@@ -2,7 +2,18 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Couchmail } from "../couchmail";
-import { appLabels, BUDGET, DaemonArgs, daemonConfig, execProbe, mailWorkload, Peer, rootDroppingContainer, TrafficRule } from "../kube";
+import {
+    appLabels,
+    BUDGET,
+    DaemonArgs,
+    daemonConfig,
+    execProbe,
+    mailWorkload,
+    Peer,
+    rootDroppingContainer,
+    TrafficRule,
+    MAIL_MASTER_CAPABILITIES,
+} from "../kube";
 import { POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "./config";
 
 export interface PostfixArgs extends DaemonArgs<PostfixSettings> {
@@ -86,16 +97,7 @@ export class Postfix extends pulumi.ComponentResource {
                             env: relayDir ? [{ name: "EXTRA_WATCH", value: `/etc/mail/tls ${relayDir}` }] : [],
                             resources: BUDGET.postfix,
                             // Postfix's master starts as root and runs every service as `postfix` in a chroot.
-                            securityContext: rootDroppingContainer([
-                                "CHOWN",
-                                "DAC_OVERRIDE",
-                                "FOWNER",
-                                "SETUID",
-                                "SETGID",
-                                "NET_BIND_SERVICE",
-                                "SYS_CHROOT",
-                                "KILL",
-                            ]),
+                            securityContext: rootDroppingContainer(MAIL_MASTER_CAPABILITIES),
                             volumeMounts: [
                                 ...config.mounts,
                                 { name: "tls", mountPath: "/etc/mail/tls", readOnly: true },

@@ -39,6 +39,7 @@ export const DEFAULT_CAPS = [
     "KILL",
     "AUDIT_WRITE",
 ];
+/** Every capability, in bit order (capability(7)): index = the bit in /proc/PID/status masks. */
 export const ALL_CAPS = [
     "CHOWN",
     "DAC_OVERRIDE",
