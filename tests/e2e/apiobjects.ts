@@ -41,6 +41,11 @@ export class ApiObjects {
         return this.objects.find((o) => o.kind === kind && o.metadata.name === name);
     }
 
+    /** A PersistentVolumeClaim the program created as an object of its own (not from a StatefulSet's claim templates). */
+    claim(namespace: string, name: string): KubeObject | undefined {
+        return this.objects.find((o) => o.kind === "PersistentVolumeClaim" && o.metadata.name === name && (o.metadata.namespace ?? "default") === namespace);
+    }
+
     /** Workloads in the order they were created (a Job is one: its pods run on the node one after another). */
     workloads(): Workload[] {
         return this.objects

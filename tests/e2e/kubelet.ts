@@ -46,7 +46,7 @@ import {
     RUNC_ROOT,
     SECCOMP_PROFILE_FILE,
 } from "./runtime";
-import { createEmptyDir, diskUsage, projectKeys, quantityBytes, removeEmptyDir, setVolumeOwnership, writeAtomicVolume } from "./volumes";
+import { claimVolume, createEmptyDir, diskUsage, projectKeys, quantityBytes, removeEmptyDir, setVolumeOwnership, writeAtomicVolume } from "./volumes";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes pod specs as the program declared them */
 type Spec = any;
@@ -507,8 +507,8 @@ class PodWorker {
                 createEmptyDir(dir, v.emptyDir);
                 if (fsGroup !== undefined) setVolumeOwnership(dir, fsGroup, false, policy);
             } else if (v.persistentVolumeClaim) {
-                // Only claims a StatefulSet's pod made exist on this node; the scheduler model placed this pod with them.
-                if (!fs.existsSync(dir)) throw new Error(`pod ${this.w.podName}: persistentvolumeclaim "${v.persistentVolumeClaim.claimName}" not found`);
+                const claimName: string = v.persistentVolumeClaim.claimName;
+                claimVolume(dir, claimName, this.w.podName, cluster.claim(this.w.namespace, claimName));
                 if (fsGroup !== undefined) setVolumeOwnership(dir, fsGroup, false, policy);
             } else {
                 throw new Error(`pod ${this.w.podName}: volume ${v.name} has a type the e2e kubelet does not support`);

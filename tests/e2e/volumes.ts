@@ -89,6 +89,28 @@ export function setVolumeOwnership(dir: string, fsGroup: number, readOnly: boole
     walk(dir);
 }
 
+/**
+ * A claim's volume on this node, as the pod mounts it. A StatefulSet's claims were made by its pod (kept across
+ * restarts); a standalone PersistentVolumeClaim is provisioned here on its first consumer, as kind's default class
+ * `standard` does it (rancher/local-path-provisioner, WaitForFirstConsumer): provisioner.go refuses access modes other
+ * than ReadWriteOnce/ReadWriteOncePod and block volumes (the claim stays Pending, so the pod never starts), and the
+ * setup script of deploy/local-path-storage.yaml makes the node directory with `mkdir -m 0777 -p`; the requested
+ * size is not enforced (a host directory). One node: ReadWriteOnce lets every pod here mount it, as on a real node.
+ */
+export function claimVolume(dir: string, claimName: string, podName: string, claim?: Spec): void {
+    if (fs.existsSync(dir)) return;
+    if (!claim) throw new Error(`pod ${podName}: persistentvolumeclaim "${claimName}" not found`);
+    const className = claim.spec?.storageClassName ?? "standard";
+    const refused = (why: string) =>
+        new Error(`pod ${podName}: persistentvolumeclaim "${claimName}" is Pending: failed to provision volume with StorageClass "${className}": ${why}`);
+    if (claim.spec?.volumeMode === "Block") throw refused("rancher.io/local-path does not support block volume provisioning");
+    const modes: string[] = claim.spec?.accessModes ?? [];
+    if (!modes.length || modes.some((m) => m !== "ReadWriteOnce" && m !== "ReadWriteOncePod"))
+        throw refused("NodePath only supports ReadWriteOnce and ReadWriteOncePod (1.22+) access modes");
+    fs.mkdirSync(dir, { recursive: true });
+    fs.chmodSync(dir, 0o777);
+}
+
 /** Bytes of a Kubernetes quantity ("64Mi", "1G", "512k", "1e3"). */
 export function quantityBytes(q: string | number): number {
     if (typeof q === "number") return q;
