@@ -137,6 +137,33 @@ export function daemonConfig(
     return { configMap, hash, ...configVolumes(args.app, configMap, args.overrideConfigMap) };
 }
 
+/**
+ * Schedules a pod onto the node of the pods with these labels: to mount their ReadWriteOnce volume (a volume is
+ * attached to one node at a time), or to be reached through a load balancer that only sends to local pods.
+ */
+export function onNodeOf(selector: Labels): k8s.types.input.core.v1.Affinity {
+    return {
+        podAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: selector }, topologyKey: "kubernetes.io/hostname" }],
+        },
+    };
+}
+
+/**
+ * A Job's pod: runs to completion once (the Job controller retries by new pods), with the secure defaults of the
+ * daemons' pods — no service account token, no service-link variables, seccomp RuntimeDefault.
+ */
+export function jobPod(spec: Omit<k8s.types.input.core.v1.PodSpec, "restartPolicy">): k8s.types.input.core.v1.PodSpec {
+    const { securityContext, ...rest } = spec;
+    return {
+        restartPolicy: "Never",
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        ...rest,
+        securityContext: { ...(securityContext as object), seccompProfile: { type: "RuntimeDefault" } },
+    };
+}
+
 /** A TCP probe on a port, for daemons with no HTTP endpoint. */
 export function tcpProbe(port: number, initialDelaySeconds: number): k8s.types.input.core.v1.Probe {
     return { tcpSocket: { port }, initialDelaySeconds, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 };

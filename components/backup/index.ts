@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, Labels, networkPolicy, renderedConfigMap, restrictedContainer, TrafficRule } from "../kube";
+import { appLabels, jobPod, Labels, networkPolicy, onNodeOf, renderedConfigMap, restrictedContainer, TrafficRule } from "../kube";
 import { BACKUP_APPS, BACKUP_KEEP, BACKUP_PATHS, renderBackupDovecot, repositoryLocation } from "./config";
 
 export interface BackupArgs {
@@ -104,19 +104,10 @@ export class Backup extends pulumi.ComponentResource {
                 activeDeadlineSeconds: 4 * 3600,
                 template: {
                     metadata: { labels },
-                    spec: {
-                        restartPolicy: "Never",
-                        automountServiceAccountToken: false,
-                        enableServiceLinks: false,
+                    spec: jobPod({
                         // No fsGroup: the jobs run as the mail's owner, and a recursive chown of the mail volume is costly.
-                        securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
-                        affinity: {
-                            podAffinity: {
-                                requiredDuringSchedulingIgnoredDuringExecution: [
-                                    { labelSelector: { matchLabels: args.mail.podSelector }, topologyKey: "kubernetes.io/hostname" },
-                                ],
-                            },
-                        },
+                        securityContext: { runAsNonRoot: true },
+                        affinity: onNodeOf(args.mail.podSelector),
                         containers: [
                             {
                                 name: labels["app.kubernetes.io/name"],
@@ -156,7 +147,7 @@ export class Backup extends pulumi.ComponentResource {
                             { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
                             ...(localRepository ? [{ name: "repository", persistentVolumeClaim: { claimName: localRepository.metadata.name } }] : []),
                         ],
-                    },
+                    }),
                 },
             },
         });

@@ -3,7 +3,7 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels, BUDGET, networkPolicy, restrictedContainer, TrafficRule } from "../kube";
-import { couchdbAccess, SyncPlan, syncJob } from "./sync";
+import { couchdbAccess, CouchmailProcessArgs, SyncPlan, syncJob } from "./sync";
 
 /** Where couchmail listens inside a pod. HTTP and socketmap are loopback-only: they hand out password hashes. */
 export const COUCHMAIL = {
@@ -21,14 +21,7 @@ export const COUCHMAIL = {
 /** The Lua passdb/userdb script that ships with couchmail, mounted into Dovecot. */
 export const COUCHMAIL_LUA_SOURCE = path.join(__dirname, "..", "..", "couchmail", "lua", "couchmail-auth.lua");
 
-export interface CouchmailArgs {
-    namespace: pulumi.Input<string>;
-    image: string;
-    imagePullPolicy: string;
-    couchdbUrl: pulumi.Input<string>;
-    /** Secret with keys `username` and `password`. */
-    couchdbSecretName: pulumi.Input<string>;
-    database: string;
+export interface CouchmailArgs extends CouchmailProcessArgs {
     /** Mail volume root, where users' homes live (userdb `home`). */
     mailHome: string;
     /** Seconds without the CouchDB feed before couchmail reports its snapshot as stale. */

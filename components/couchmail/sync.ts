@@ -4,7 +4,7 @@
 import { createHash } from "crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, Labels, restrictedContainer } from "../kube";
+import { appLabels, BUDGET, jobPod, Labels, restrictedContainer } from "../kube";
 
 /** `app.kubernetes.io/name` of the sync Job's pods: CouchDB lets them in, their own policy lets them reach only CouchDB. */
 export const SYNC_APP = "couchmail-sync";
@@ -68,7 +68,8 @@ export function firstUserCommand(namespace: string, sync: SyncPlan): string {
     return `kubectl -n ${namespace} exec -it statefulset/dovecot -c couchmail -- couchmail user add ${address}`;
 }
 
-export interface SyncJobArgs {
+/** What every couchmail process (the sidecars, the sync Job) is given: its image and how to reach the datastore. */
+export interface CouchmailProcessArgs {
     namespace: pulumi.Input<string>;
     image: string;
     imagePullPolicy: string;
@@ -76,6 +77,9 @@ export interface SyncJobArgs {
     /** Secret with keys `username` and `password` (CouchDB's admin: the sync may create the database). */
     couchdbSecretName: pulumi.Input<string>;
     database: string;
+}
+
+export interface SyncJobArgs extends CouchmailProcessArgs {
     credentialsDir: string;
     uid: number;
     sync: SyncPlan;
@@ -108,11 +112,7 @@ export function syncJob(name: string, args: SyncJobArgs, opts: pulumi.CustomReso
                 backoffLimit: 4,
                 template: {
                     metadata: { labels },
-                    spec: {
-                        restartPolicy: "Never",
-                        automountServiceAccountToken: false,
-                        enableServiceLinks: false,
-                        securityContext: { seccompProfile: { type: "RuntimeDefault" } },
+                    spec: jobPod({
                         containers: [
                             {
                                 name: "sync",
@@ -126,7 +126,7 @@ export function syncJob(name: string, args: SyncJobArgs, opts: pulumi.CustomReso
                             },
                         ],
                         volumes: [access.volume],
-                    },
+                    }),
                 },
             },
         },

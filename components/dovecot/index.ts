@@ -5,12 +5,13 @@ import {
     BUDGET,
     DaemonArgs,
     daemonConfig,
+    MAIL_MASTER_CAPABILITIES,
     mailWorkload,
+    onNodeOf,
     Peer,
     rootDroppingContainer,
     tcpProbe,
     TrafficRule,
-    MAIL_MASTER_CAPABILITIES,
 } from "../kube";
 import { DOVECOT_LISTENERS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
 
@@ -82,13 +83,7 @@ export class Dovecot extends pulumi.ComponentResource {
                     // No fsGroup: the kubelet would make every Secret group-readable by it (the TLS key 0440 root:vmail),
                     // and mail processes run as vmail. The entrypoint gives the mail volume's top to vmail instead,
                     // which also spares a recursive chown of every mailbox at each start.
-                    affinity: args.colocateWith && {
-                        podAffinity: {
-                            requiredDuringSchedulingIgnoredDuringExecution: [
-                                { labelSelector: { matchLabels: args.colocateWith }, topologyKey: "kubernetes.io/hostname" },
-                            ],
-                        },
-                    },
+                    affinity: args.colocateWith && onNodeOf(args.colocateWith),
                     initContainers: [couchmail.container],
                     containers: [
                         {

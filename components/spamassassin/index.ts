@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, DaemonArgs, daemonConfig, execProbe, Labels, mailWorkload, networkPolicy, restrictedContainer } from "../kube";
+import { appLabels, BUDGET, DaemonArgs, daemonConfig, execProbe, jobPod, Labels, mailWorkload, networkPolicy, onNodeOf, restrictedContainer } from "../kube";
 import { renderSpamAssassin, SPAMD_LISTENERS, SpamAssassinSettings, spamdArgs } from "./config";
 
 /** spamd's user in the image (owner of the Bayes/preferences volume). */
@@ -123,19 +123,9 @@ export class SpamAssassin extends pulumi.ComponentResource {
                             activeDeadlineSeconds: 3600,
                             template: {
                                 metadata: { labels: train.labels },
-                                spec: {
-                                    restartPolicy: "Never",
-                                    automountServiceAccountToken: false,
-                                    enableServiceLinks: false,
+                                spec: jobPod({
                                     // No fsGroup: the job runs as the mail's owner, and a recursive chown of the mail volume is costly.
-                                    securityContext: { seccompProfile: { type: "RuntimeDefault" } },
-                                    affinity: {
-                                        podAffinity: {
-                                            requiredDuringSchedulingIgnoredDuringExecution: [
-                                                { labelSelector: { matchLabels: t.mailPodSelector }, topologyKey: "kubernetes.io/hostname" },
-                                            ],
-                                        },
-                                    },
+                                    affinity: onNodeOf(t.mailPodSelector),
                                     containers: [
                                         {
                                             name: "spam-train",
@@ -154,7 +144,7 @@ export class SpamAssassin extends pulumi.ComponentResource {
                                         },
                                     ],
                                     volumes: [{ name: "mail", persistentVolumeClaim: { claimName: t.mailClaimName } }],
-                                },
+                                }),
                             },
                         },
                     },
