@@ -3,7 +3,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseBackupCredentials, repositoryProblem } from "../backup/config";
-import { cidr, ConfigError, dnsbl, dnsLabel, email, fqdn, imageDigest, pattern, pinnedImage } from "./checks";
+import { cidr, ConfigError, dnsbl, dnsLabel, email, fqdn, imageDigest, optional, pattern, pinnedImage } from "./checks";
 import { ConfigReader } from "./reader";
 import {
     BackupConfig,
@@ -40,27 +40,32 @@ function gcpZone(value: string): string | undefined {
     return "expected a GCP zone such as us-central1-a";
 }
 
+/** What a cluster the program creates takes on either cloud: its name, node count and version prefix. */
+function readCloudCluster(r: ConfigReader) {
+    return {
+        name: r.string("clusterName", dnsLabel),
+        nodeCount: r.integer("clusterNodeCount", 1, 100),
+        versionPrefix: r.string("clusterVersionPrefix", VERSION_PREFIX),
+    };
+}
+
 function readCluster(r: ConfigReader): ClusterConfig {
     const provider = r.oneOf("clusterProvider", CLUSTER_PROVIDERS);
     switch (provider) {
         case "digitalocean":
             return {
                 provider,
-                name: r.string("clusterName", dnsLabel),
+                ...readCloudCluster(r),
                 region: r.string("clusterRegion", DO_REGION),
-                nodeSize: r.string("clusterNodeSize", (v) => (v === "" ? undefined : DO_SIZE(v))) || DEFAULT_NODE_SIZE.digitalocean,
-                nodeCount: r.integer("clusterNodeCount", 1, 100),
-                versionPrefix: r.string("clusterVersionPrefix", VERSION_PREFIX),
+                nodeSize: r.string("clusterNodeSize", optional(DO_SIZE)) || DEFAULT_NODE_SIZE.digitalocean,
                 maintenance: { day: r.oneOf("clusterMaintenanceDay", WEEKDAYS), startTime: r.string("clusterMaintenanceStartTime", HH_MM) },
             };
         case "gke":
             return {
                 provider,
-                name: r.string("clusterName", dnsLabel),
+                ...readCloudCluster(r),
                 zone: r.string("clusterZone", gcpZone),
-                machineType: r.string("clusterNodeSize", (v) => (v === "" ? undefined : GCE_MACHINE(v))) || DEFAULT_NODE_SIZE.gke,
-                nodeCount: r.integer("clusterNodeCount", 1, 100),
-                versionPrefix: r.string("clusterVersionPrefix", VERSION_PREFIX),
+                machineType: r.string("clusterNodeSize", optional(GCE_MACHINE)) || DEFAULT_NODE_SIZE.gke,
                 deletionProtection: r.boolean("clusterDeletionProtection"),
             };
         case "kubeconfig":

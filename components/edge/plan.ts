@@ -59,26 +59,15 @@ export interface EdgePlan {
 export function edgePlan(mode: EdgeMode, provider: ClusterProvider): EdgePlan {
     const digitalocean = provider === "digitalocean";
     const base = { mode, provider, port25Blocked: provider !== "kubeconfig" };
+    // A cloud load balancer in front: DigitalOcean's sends PROXY headers when asked to; the others pass client
+    // addresses through only to local pods.
+    const cloudFront = { cloudSendsProxy: digitalocean, externalTrafficPolicy: digitalocean ? ("Cluster" as const) : ("Local" as const), hostPorts: false };
     switch (mode) {
         case "loadbalancer":
-            return {
-                ...base,
-                cloudSendsProxy: digitalocean,
-                backendProxy: digitalocean,
-                externalTrafficPolicy: digitalocean ? "Cluster" : "Local",
-                colocate: !digitalocean,
-                hostPorts: false,
-            };
+            return { ...base, ...cloudFront, backendProxy: digitalocean, colocate: !digitalocean };
         case "ingress-nginx":
             // ingress-nginx always re-encodes PROXY towards the backends; only its own front differs per cloud.
-            return {
-                ...base,
-                cloudSendsProxy: digitalocean,
-                backendProxy: true,
-                externalTrafficPolicy: digitalocean ? "Cluster" : "Local",
-                colocate: false,
-                hostPorts: false,
-            };
+            return { ...base, ...cloudFront, backendProxy: true, colocate: false };
         case "hostport":
             if (provider === "kubeconfig") throw new Error("hostport needs a cloud firewall (config.ts rejects kubeconfig)");
             if (provider === "gke") {
