@@ -130,18 +130,9 @@ export class MailStack extends pulumi.ComponentResource {
 
         const dkim = new DkimKeys(`${name}-dkim`, { namespace: ns, ...plan.dkim }, child);
         const opendkim = new OpenDkim(`${name}-opendkim`, { namespace: ns, keysSecretName: dkim.secretName, ...plan.opendkim }, child);
-        const dovecot = new Dovecot(
-            `${name}-dovecot`,
-            {
-                namespace: ns,
-                couchmail,
-                tlsSecretName,
-                storageClassName,
-                proxySources,
-                ...plan.dovecot,
-            },
-            child,
-        );
+        // What Postfix and Dovecot both take: couchmail beside them, the certificate, their volumes' class, the edge.
+        const mailDaemon = { namespace: ns, couchmail, tlsSecretName, storageClassName, proxySources };
+        const dovecot = new Dovecot(`${name}-dovecot`, { ...mailDaemon, ...plan.dovecot }, child);
         if (plan.backup && args.backup) {
             new Backup(
                 `${name}-backup`,
@@ -175,11 +166,7 @@ export class MailStack extends pulumi.ComponentResource {
         const postfix = new Postfix(
             `${name}-postfix`,
             {
-                namespace: ns,
-                couchmail,
-                tlsSecretName,
-                storageClassName,
-                proxySources,
+                ...mailDaemon,
                 ...plan.postfix,
                 relayCredentials: relay && { username: relay.username, password: relay.password },
             },
