@@ -356,15 +356,20 @@ describe("couchmail doctor (the CLI)", () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+  /** `doctor` comparing with this suite's outputs file and asking its DNS server, each check given `timeoutSeconds`. */
+  const doctorAgainstFixtures = (timeoutSeconds: number): string[] => [
+    "doctor",
+    "--expect",
+    join(dir, "outputs.json"),
+    "--resolver",
+    dns.server,
+    "--timeout",
+    String(timeoutSeconds),
+  ];
+
   async function doctor(extra: string[] = []): Promise<{ code: number; out: string }> {
     const args = [
-      "doctor",
-      "--expect",
-      join(dir, "outputs.json"),
-      "--resolver",
-      dns.server,
-      "--timeout",
-      "3",
+      ...doctorAgainstFixtures(3),
       "--ca",
       join(dir, "ca.pem"),
       "--endpoint",
@@ -436,13 +441,7 @@ describe("couchmail doctor (the CLI)", () => {
       const args = [
         require.resolve("tsx/cli"),
         join(__dirname, "../src/cli.ts"),
-        "doctor",
-        "--expect",
-        join(dir, "outputs.json"),
-        "--resolver",
-        dns.server,
-        "--timeout",
-        "1",
+        ...doctorAgainstFixtures(1),
         ...["smtp", "submission", "submissions", "imaps"].flatMap((n) => ["--endpoint", `${n}=${at}`]),
         "--outbound-probe",
         at,

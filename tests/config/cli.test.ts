@@ -108,16 +108,12 @@ describe("where the CLI and the reader draw the line", () => {
         expect(() => readAsProgram(program)).toThrow("mail:mailHostName is not a known key; did you mean mailHostname?");
     });
 
+    /** A stack file that relays through a smarthost with this password (plain, or `{ secret }` as --secret writes it). */
+    const relayStackFile = (relayPassword: unknown) =>
+        stackFile({ mailHostname: "mail.example.com", mailDomains: ["example.com"], relayHost: "smtp.relay.example", relayUsername: "me", relayPassword });
+
     it("a relay password set with --secret reaches the program as a secret", async () => {
-        const program = cli(
-            stackFile({
-                mailHostname: "mail.example.com",
-                mailDomains: ["example.com"],
-                relayHost: "smtp.relay.example",
-                relayUsername: "me",
-                relayPassword: { secret: "pw" },
-            }),
-        );
+        const program = cli(relayStackFile({ secret: "pw" }));
         expect(program.secretKeys).toEqual(["mail:relayPassword"]);
         expect(plaintextSecrets(program)).toEqual([]);
         const relay = readAsProgram(program).relay!;
@@ -125,15 +121,7 @@ describe("where the CLI and the reader draw the line", () => {
     });
 
     it("the CLI lets a relay password set without --secret through; the committed-file check catches it", () => {
-        const program = cli(
-            stackFile({
-                mailHostname: "mail.example.com",
-                mailDomains: ["example.com"],
-                relayHost: "smtp.relay.example",
-                relayUsername: "me",
-                relayPassword: "pw",
-            }),
-        );
+        const program = cli(relayStackFile("pw"));
         expect(plaintextSecrets(program)).toEqual(["relayPassword"]);
     });
 });

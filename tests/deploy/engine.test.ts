@@ -46,6 +46,19 @@ const statefulSet = (
         },
         opts,
     );
+/** A Deployment whose pods mount the Secret `secretName` as volume "tls", awaited for at most `createTimeout`. */
+const deploymentMountingSecret = (k8s: typeof k8sType, namespace: k8sType.core.v1.Namespace, secretName: string, createTimeout: string) =>
+    new k8s.apps.v1.Deployment(
+        "dep",
+        {
+            metadata: { name: "web", namespace: namespace.metadata.name },
+            spec: {
+                selector: { matchLabels: labels },
+                template: { metadata: { labels }, spec: podSpec({ volumes: [{ name: "tls", secret: { secretName } }] }) },
+            },
+        },
+        { customTimeouts: { create: createTimeout } },
+    );
 const kinds = (engine: ClusterEngine) => engine.resources.map((r) => r.type.split(":").pop());
 
 describe("engine await order", () => {
@@ -149,17 +162,7 @@ describe("engine await order", () => {
         const engine = await deploy(
             (k8s) => {
                 const n = ns(k8s);
-                new k8s.apps.v1.Deployment(
-                    "dep",
-                    {
-                        metadata: { name: "web", namespace: n.metadata.name },
-                        spec: {
-                            selector: { matchLabels: labels },
-                            template: { metadata: { labels }, spec: podSpec({ volumes: [{ name: "tls", secret: { secretName: "late" } }] }) },
-                        },
-                    },
-                    { customTimeouts: { create: "1m" } },
-                );
+                deploymentMountingSecret(k8s, n, "late", "1m");
                 // Keeps the engine busy (a registration every 10 ms) past the 1m timeout, scaled to 100 ms.
                 const tick = (i: number): void => {
                     if (i < 30)
@@ -178,17 +181,7 @@ describe("engine await order", () => {
     it("names the customTimeouts create timeout the provider would wait", async () => {
         const engine = await deploy((k8s) => {
             const n = ns(k8s);
-            new k8s.apps.v1.Deployment(
-                "dep",
-                {
-                    metadata: { name: "web", namespace: n.metadata.name },
-                    spec: {
-                        selector: { matchLabels: labels },
-                        template: { metadata: { labels }, spec: podSpec({ volumes: [{ name: "tls", secret: { secretName: "absent" } }] }) },
-                    },
-                },
-                { customTimeouts: { create: "2m" } },
-            );
+            deploymentMountingSecret(k8s, n, "absent", "2m");
         });
         expect(engine.failures).toEqual([expect.stringContaining("the provider would give up after its 2m0s create timeout")]);
         expect(engine.failures[0]).toContain('* [Pod app/web-a0x7k]: MountVolume.SetUp failed for volume "tls" : secret "absent" not found');

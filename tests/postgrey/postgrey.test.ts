@@ -1,6 +1,7 @@
 // The Postgrey component and its wiring in MailStack, under mocks: Postfix asks the postgrey Service on port 25
 // only, the delay and whitelists come from stack config, the database is on a volume, only Postfix may connect.
-import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
+import { schemaErrors } from "../kit/k8s-schema";
+import { CLOUD_MAIL_CONFIG as mail, stackObjectLookup } from "../kit/stack-objects";
 import { ProgramRun, runProgram } from "../kit/program";
 import { POSTFIX_LISTENERS, renderPostfix } from "../../components/postfix/config";
 import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS, postgreyArgs, renderPostgrey } from "../../components/postgrey/config";
@@ -8,15 +9,7 @@ import { postfixTestSettings, postgreyTestSettings } from "../kit/settings";
 
 type Obj = { kind: string; metadata: { name: string }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-// A cloud target needs no kubeconfig file under mocks.
-const mail = { clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"] };
-const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
-const find = (run: ProgramRun, kind: string, name: string) => objects(run).find((o) => o.kind === kind && o.metadata.name === name);
-const get = (run: ProgramRun, kind: string, name: string) =>
-    find(run, kind, name) ??
-    (() => {
-        throw new Error(`no ${kind} ${name}`);
-    })();
+const { find, get } = stackObjectLookup<Obj>();
 
 /** The smtpd_recipient_restrictions each smtpd in master.cf runs with (main.cf's unless overridden with -o). */
 function recipientRestrictions(mainCf: string, masterCf: string): Record<string, string> {

@@ -1,7 +1,8 @@
 // The SpamAssassin component and its wiring in MailStack, under mocks: Dovecot scores through the spamd Service,
 // the training CronJob runs beside Dovecot's mail volume, spamd is fenced to its clients; plus the renderers.
 import * as pulumi from "@pulumi/pulumi";
-import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
+import { schemaErrors } from "../kit/k8s-schema";
+import { CLOUD_MAIL_CONFIG as mail, stackObjectLookup } from "../kit/stack-objects";
 import { ProgramRun, runProgram } from "../kit/program";
 import { loadConfig } from "../../components/config/load";
 import { renderDovecot } from "../../components/dovecot/config";
@@ -10,15 +11,7 @@ import { dovecotTestSettings, spamassassinTestSettings } from "../kit/settings";
 
 type Obj = { kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-// A cloud target needs no kubeconfig file under mocks.
-const mail = { clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"] };
-const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
-const find = (run: ProgramRun, kind: string, name: string) => objects(run).find((o) => o.kind === kind && o.metadata.name === name);
-const get = (run: ProgramRun, kind: string, name: string) =>
-    find(run, kind, name) ??
-    (() => {
-        throw new Error(`no ${kind} ${name}`);
-    })();
+const { find, get } = stackObjectLookup<Obj>();
 
 describe("MailStack with spam filtering (default)", () => {
     let run: ProgramRun;
