@@ -39,77 +39,72 @@ const port = (endpoint: string) => {
 const options = fc.record({ spamEnabled: fc.boolean(), greylistEnabled: fc.boolean() });
 const profiles = allProfiles().filter((p) => !refusal(p));
 
+/** Checks `property` on the plans of 60 drawn cluster profiles, spam filtering and greylisting each on or off. */
+const forEveryPlan = (property: (plan: StackPlan, opts: { spamEnabled: boolean; greylistEnabled: boolean }) => void): void =>
+    fc.assert(
+        fc.property(fc.constantFrom(...profiles), options, (profile, opts) => property(planFor({ ...profileValues(profile), ...opts }), opts)),
+        { numRuns: 60 },
+    );
+
 describe("stack plan", () => {
     it("Postfix reaches Dovecot's SASL and LMTP, OpenDKIM's milter, Postgrey and couchmail where they listen", () => {
-        fc.assert(
-            fc.property(fc.constantFrom(...profiles), options, (profile, opts) => {
-                const plan = planFor({ ...profileValues(profile), ...opts });
-                const s = plan.postfix.settings;
-                expect(port(s.saslEndpoint)).toEqual({ kind: "inet", host: "dovecot", port: DOVECOT_LISTENERS.authSasl.port });
-                expect(port(s.lmtpEndpoint)).toEqual({ kind: "inet", host: "dovecot", port: DOVECOT_LISTENERS.lmtp.port });
-                expect(s.milters.map(port)).toEqual([{ kind: "inet", host: "opendkim", port: OPENDKIM_LISTENERS.milter.port }]);
-                expect(port(s.socketmap)).toEqual({ kind: "inet", host: "127.0.0.1", port: COUCHMAIL.socketmapPort });
-                expect(s.policyService && port(s.policyService)).toEqual(
-                    opts.greylistEnabled ? { kind: "inet", host: "postgrey", port: POSTGREY_LISTENERS.policy.port } : undefined,
-                );
-                expect(plan.postgrey !== undefined).toBe(opts.greylistEnabled);
-            }),
-            { numRuns: 60 },
-        );
+        forEveryPlan((plan, opts) => {
+            const s = plan.postfix.settings;
+            expect(port(s.saslEndpoint)).toEqual({ kind: "inet", host: "dovecot", port: DOVECOT_LISTENERS.authSasl.port });
+            expect(port(s.lmtpEndpoint)).toEqual({ kind: "inet", host: "dovecot", port: DOVECOT_LISTENERS.lmtp.port });
+            expect(s.milters.map(port)).toEqual([{ kind: "inet", host: "opendkim", port: OPENDKIM_LISTENERS.milter.port }]);
+            expect(port(s.socketmap)).toEqual({ kind: "inet", host: "127.0.0.1", port: COUCHMAIL.socketmapPort });
+            expect(s.policyService && port(s.policyService)).toEqual(
+                opts.greylistEnabled ? { kind: "inet", host: "postgrey", port: POSTGREY_LISTENERS.policy.port } : undefined,
+            );
+            expect(plan.postgrey !== undefined).toBe(opts.greylistEnabled);
+        });
     });
 
     it("Dovecot reaches couchmail in its pod and spamd where it listens, only with spam scanning on", () => {
-        fc.assert(
-            fc.property(fc.constantFrom(...profiles), options, (profile, opts) => {
-                const plan = planFor({ ...profileValues(profile), ...opts });
-                const s = plan.dovecot.settings;
-                expect(s.couchmailUrl).toBe(`http://127.0.0.1:${COUCHMAIL.httpPort}`);
-                expect(s.dictSocket).toBe(COUCHMAIL.dictSocket);
-                expect(s.luaFile).toBe(`${COUCHMAIL.luaMountDir}/${COUCHMAIL.luaFile}`);
-                expect(s.spamScan && { host: s.spamScan.spamdHost, port: s.spamScan.spamdPort }).toEqual(
-                    opts.spamEnabled ? { host: "spamassassin", port: SPAMD_LISTENERS.spamd.port } : undefined,
-                );
-                expect(s.spamToJunk).toBe(opts.spamEnabled);
-                expect(plan.spamassassin !== undefined).toBe(opts.spamEnabled);
-            }),
-            { numRuns: 60 },
-        );
+        forEveryPlan((plan, opts) => {
+            const s = plan.dovecot.settings;
+            expect(s.couchmailUrl).toBe(`http://127.0.0.1:${COUCHMAIL.httpPort}`);
+            expect(s.dictSocket).toBe(COUCHMAIL.dictSocket);
+            expect(s.luaFile).toBe(`${COUCHMAIL.luaMountDir}/${COUCHMAIL.luaFile}`);
+            expect(s.spamScan && { host: s.spamScan.spamdHost, port: s.spamScan.spamdPort }).toEqual(
+                opts.spamEnabled ? { host: "spamassassin", port: SPAMD_LISTENERS.spamd.port } : undefined,
+            );
+            expect(s.spamToJunk).toBe(opts.spamEnabled);
+            expect(plan.spamassassin !== undefined).toBe(opts.spamEnabled);
+        });
     });
 
     it("every connection a pod may open is one its peer accepts from it, and every peer exists", () => {
-        fc.assert(
-            fc.property(fc.constantFrom(...profiles), options, (profile, opts) => {
-                const plan = planFor({ ...profileValues(profile), ...opts });
-                const deployed = new Set([
-                    "postfix",
-                    "dovecot",
-                    "couchdb",
-                    "opendkim",
-                    ...(plan.postgrey ? ["postgrey"] : []),
-                    ...(plan.spamassassin ? ["spamassassin"] : []),
-                ]);
-                for (const [app, rules] of Object.entries(egressOf(plan))) {
-                    for (const rule of rules) {
-                        for (const peer of rule.peers ?? []) {
-                            if (!("apps" in peer)) continue;
-                            for (const target of peer.apps) {
-                                expect(deployed.has(target)).toBe(true);
-                                for (const p of rule.ports) {
-                                    const listener = LISTENERS[target].find((l) => l.port === p);
-                                    expect({ app, target, port: p, accepted: listener !== undefined && (listener.clients ?? [app]).includes(app) }).toEqual({
-                                        app,
-                                        target,
-                                        port: p,
-                                        accepted: true,
-                                    });
-                                }
+        forEveryPlan((plan) => {
+            const deployed = new Set([
+                "postfix",
+                "dovecot",
+                "couchdb",
+                "opendkim",
+                ...(plan.postgrey ? ["postgrey"] : []),
+                ...(plan.spamassassin ? ["spamassassin"] : []),
+            ]);
+            for (const [app, rules] of Object.entries(egressOf(plan))) {
+                for (const rule of rules) {
+                    for (const peer of rule.peers ?? []) {
+                        if (!("apps" in peer)) continue;
+                        for (const target of peer.apps) {
+                            expect(deployed.has(target)).toBe(true);
+                            for (const p of rule.ports) {
+                                const listener = LISTENERS[target].find((l) => l.port === p);
+                                expect({ app, target, port: p, accepted: listener !== undefined && (listener.clients ?? [app]).includes(app) }).toEqual({
+                                    app,
+                                    target,
+                                    port: p,
+                                    accepted: true,
+                                });
                             }
                         }
                     }
                 }
-            }),
-            { numRuns: 60 },
-        );
+            }
+        });
     });
 
     it("PROXY twins and node ports follow the edge: PROXY only where the edge sends it, trusted only from the edge", () => {
