@@ -129,12 +129,13 @@ export function configVolumes(service: string, defaults: k8s.core.v1.ConfigMap, 
  */
 export function daemonConfig(
     name: string,
-    args: { app: string; component: string; namespace: pulumi.Input<string>; files: RenderedFiles; overrideConfigMap?: string },
+    args: { app: string; component: string; files: RenderedFiles },
+    daemon: Pick<DaemonArgs<unknown>, "namespace" | "overrideConfigMap">,
     opts: pulumi.CustomResourceOptions,
 ) {
     const { labels } = appLabels(args.app, args.component);
-    const { configMap, hash } = renderedConfigMap(name, { app: args.app, namespace: args.namespace, labels, files: args.files }, opts);
-    return { configMap, hash, ...configVolumes(args.app, configMap, args.overrideConfigMap) };
+    const { configMap, hash } = renderedConfigMap(name, { app: args.app, namespace: daemon.namespace, labels, files: args.files }, opts);
+    return { configMap, hash, ...configVolumes(args.app, configMap, daemon.overrideConfigMap) };
 }
 
 /**

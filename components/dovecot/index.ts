@@ -59,11 +59,7 @@ export class Dovecot extends pulumi.ComponentResource {
     constructor(name: string, args: DovecotArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Dovecot", name, {}, opts);
         this.settings = args.settings;
-        const config = daemonConfig(
-            name,
-            { app: "dovecot", component: "imap", namespace: args.namespace, files: renderDovecot(args.settings), overrideConfigMap: args.overrideConfigMap },
-            { parent: this },
-        );
+        const config = daemonConfig(name, { app: "dovecot", component: "imap", files: renderDovecot(args.settings) }, args, { parent: this });
         // Mail processes run as vmail and open the dict socket, so the socket belongs to vmail's group.
         const couchmail = args.couchmail.sidecar({ dovecot: true, socketGroup: VMAIL_UID });
 

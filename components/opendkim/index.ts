@@ -13,17 +13,7 @@ export class OpenDkim extends pulumi.ComponentResource {
 
     constructor(name: string, args: OpenDkimArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:OpenDkim", name, {}, opts);
-        const config = daemonConfig(
-            name,
-            {
-                app: "opendkim",
-                component: "milter",
-                namespace: args.namespace,
-                files: renderOpenDkim(args.settings),
-                overrideConfigMap: args.overrideConfigMap,
-            },
-            { parent: this },
-        );
+        const config = daemonConfig(name, { app: "opendkim", component: "milter", files: renderOpenDkim(args.settings) }, args, { parent: this });
 
         // Verifying signatures needs DNS only.
         const { service } = mailWorkload(

@@ -46,11 +46,7 @@ export class Postfix extends pulumi.ComponentResource {
 
     constructor(name: string, args: PostfixArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Postfix", name, {}, opts);
-        const config = daemonConfig(
-            name,
-            { app: "postfix", component: "mta", namespace: args.namespace, files: renderPostfix(args.settings), overrideConfigMap: args.overrideConfigMap },
-            { parent: this },
-        );
+        const config = daemonConfig(name, { app: "postfix", component: "mta", files: renderPostfix(args.settings) }, args, { parent: this });
         const { labels } = appLabels("postfix", "mta");
         const couchmail = args.couchmail.sidecar({ socketmap: true });
 

@@ -21,17 +21,7 @@ export class Postgrey extends pulumi.ComponentResource {
 
     constructor(name: string, args: PostgreyArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:Postgrey", name, {}, opts);
-        const config = daemonConfig(
-            name,
-            {
-                app: "postgrey",
-                component: "greylisting",
-                namespace: args.namespace,
-                files: renderPostgrey(args.settings),
-                overrideConfigMap: args.overrideConfigMap,
-            },
-            { parent: this },
-        );
+        const config = daemonConfig(name, { app: "postgrey", component: "greylisting", files: renderPostgrey(args.settings) }, args, { parent: this });
 
         const { service } = mailWorkload(
             name,

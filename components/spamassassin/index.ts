@@ -40,17 +40,7 @@ export class SpamAssassin extends pulumi.ComponentResource {
     constructor(name: string, args: SpamAssassinArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mail:index:SpamAssassin", name, {}, opts);
         const train = appLabels("spam-train", "spam-training");
-        const config = daemonConfig(
-            name,
-            {
-                app: "spamassassin",
-                component: "spam-filter",
-                namespace: args.namespace,
-                files: renderSpamAssassin(args.settings),
-                overrideConfigMap: args.overrideConfigMap,
-            },
-            { parent: this },
-        );
+        const config = daemonConfig(name, { app: "spamassassin", component: "spam-filter", files: renderSpamAssassin(args.settings) }, args, { parent: this });
 
         // spamc's PING: the master answers only once the rules are loaded.
         const ping = ["spamc", "-d", "127.0.0.1", "-p", String(SPAMD_LISTENERS.spamd.port), "-K"];
