@@ -1,26 +1,19 @@
-import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
+import { schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
+import { stackObjectLookup } from "../kit/stack-objects";
 import { FAKE_ADDRESSES, FAKE_RESERVED_IP } from "../kit/mocks";
 import { clusterTargets, ProgramRun, runProgram } from "../kit/program";
 import { edgeNodeTag } from "../../components/edge/cloud";
 import { INGRESS_NGINX_CHART, ingressNginxTcpServices } from "../../components/edge/ingress-nginx";
 import { EDGE_PORTS, edgePlan } from "../../components/edge/plan";
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes objects as the program declares them */
-type Obj = {
-    apiVersion: string;
-    kind: string;
-    metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
-    spec?: any;
-    data?: Record<string, string>;
-};
+/* eslint-disable @typescript-eslint/no-explicit-any -- the Helm chart's inputs and values as the program declares them */
 type Port = { name: string; containerPort: number; hostPort?: number };
 
 const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com"] };
 const TARGETS = clusterTargets();
 const kubeconfigFile = TARGETS.kubeconfig.clusterKubeconfig;
 
-const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
-const find = (run: ProgramRun, kind: string, name: string) => objects(run).find((o) => o.kind === kind && o.metadata.name === name);
+const { objects, find } = stackObjectLookup();
 const containerPorts = (run: ProgramRun, workload: string): Port[] =>
     find(run, "StatefulSet", workload)!.spec.template.spec.containers.find((c: { name: string }) => c.name === workload).ports;
 const config = (run: ProgramRun, name: string, file: string) => find(run, "ConfigMap", name)!.data![file];

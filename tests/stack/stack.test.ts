@@ -1,5 +1,6 @@
 import * as crypto from "crypto";
 import { kubernetesObjects, schemaErrors, unwrapSecrets } from "../kit/k8s-schema";
+import { DeclaredObject, stackObjectLookup } from "../kit/stack-objects";
 import { RecordedResource } from "../kit/mocks";
 import { clusterTargets, ProgramRun, runProgram } from "../kit/program";
 import { COUCHMAIL } from "../../components/couchmail";
@@ -7,14 +8,7 @@ import { DOVECOT_LISTENERS } from "../../components/dovecot/config";
 import { OPENDKIM_LISTENERS } from "../../components/opendkim/config";
 import { POSTFIX_LISTENERS } from "../../components/postfix/config";
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- Kubernetes objects as the program declares them */
-type Obj = {
-    apiVersion: string;
-    kind: string;
-    metadata: { name: string; namespace?: string; labels?: Record<string, string> };
-    spec?: any;
-    data?: Record<string, string>;
-};
+type Obj = DeclaredObject;
 type Container = {
     name: string;
     env?: { name: string; value?: string }[];
@@ -28,12 +22,7 @@ const mail = { mailHostname: "mail.example.com", mailDomains: ["example.com", "e
 
 const TARGETS = clusterTargets();
 
-const objects = (run: ProgramRun) => kubernetesObjects(run.recorder.resources).map((r) => unwrapSecrets(r.inputs) as Obj);
-const find = (run: ProgramRun, kind: string, name: string) => {
-    const found = objects(run).find((o) => o.kind === kind && o.metadata.name === name);
-    if (!found) throw new Error(`no ${kind} ${name}`);
-    return found;
-};
+const { objects, get } = stackObjectLookup();
 const podSpec = (o: Obj) => o.spec.template.spec;
 const allContainers = (o: Obj): Container[] => [...(podSpec(o).initContainers ?? []), ...podSpec(o).containers];
 const container = (o: Obj, name: string) => allContainers(o).find((c) => c.name === name)!;
@@ -98,12 +87,12 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
 
     it("wires ports consistently: Services, containers, rendered configs and couchmail's listeners agree", () => {
         const servicePorts = (name: string) =>
-            Object.fromEntries(find(run, "Service", name).spec.ports.map((p: { name: string; port: number }) => [p.name, p.port]));
+            Object.fromEntries(get(run, "Service", name).spec.ports.map((p: { name: string; port: number }) => [p.name, p.port]));
         const containerPorts = (o: Obj, c: string) => Object.fromEntries((container(o, c).ports ?? []).map((p) => [p.name, p.containerPort]));
 
         // The default edge (loadbalancer) sends PROXY headers only on DigitalOcean (tests/edge covers every mode).
         const proxy = target === "digitalocean";
-        const postfix = find(run, "StatefulSet", "postfix");
+        const postfix = get(run, "StatefulSet", "postfix");
         expect(servicePorts("postfix")).toEqual({
             smtp: POSTFIX_LISTENERS.smtp.port,
             submission: POSTFIX_LISTENERS.submission.port,
@@ -117,7 +106,7 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
                 : {}),
         });
         expect(containerPorts(postfix, "postfix")).toEqual(servicePorts("postfix"));
-        const dovecot = find(run, "StatefulSet", "dovecot");
+        const dovecot = get(run, "StatefulSet", "dovecot");
         expect(servicePorts("dovecot")).toEqual({
             imap: DOVECOT_LISTENERS.imap.port,
             imaps: DOVECOT_LISTENERS.imaps.port,
@@ -135,9 +124,9 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
         expect(containerPorts(dovecot, "dovecot")).toEqual(servicePorts("dovecot"));
         expect(servicePorts("opendkim")).toEqual({ milter: OPENDKIM_LISTENERS.milter.port });
 
-        const mainCf = find(run, "ConfigMap", "postfix-config").data!["main.cf"];
-        const masterCf = find(run, "ConfigMap", "postfix-config").data!["master.cf"];
-        const dovecotConf = find(run, "ConfigMap", "dovecot-config").data!["dovecot.conf"];
+        const mainCf = get(run, "ConfigMap", "postfix-config").data!["main.cf"];
+        const masterCf = get(run, "ConfigMap", "postfix-config").data!["master.cf"];
+        const dovecotConf = get(run, "ConfigMap", "dovecot-config").data!["dovecot.conf"];
         // Postfix reaches Dovecot's SASL and LMTP and OpenDKIM's milter at their Services' ports.
         expect(mainCf).toMatch(new RegExp(`smtpd_sasl_path = inet:dovecot:${servicePorts("dovecot").auth}\\b`));
         expect(mainCf).toMatch(new RegExp(`virtual_transport = lmtp:inet:dovecot:${servicePorts("dovecot").lmtp}\\b`));
@@ -156,7 +145,7 @@ describe.each(Object.keys(TARGETS))("MailStack on %s", (target) => {
         expect(`unix:${COUCHMAIL.dictSocket}`).toBe(env(dovecotCouchmail, "COUCHMAIL_DICT_LISTEN"));
         expect(dovecotConf).toContain(COUCHMAIL.dictSocket);
         // Dovecot mounts couchmail's Lua script where its passdb/userdb load it, and the script defines both lookups.
-        const lua = find(run, "ConfigMap", "couchmail-lua").data![COUCHMAIL.luaFile];
+        const lua = get(run, "ConfigMap", "couchmail-lua").data![COUCHMAIL.luaFile];
         expect(dovecotConf).toContain(`lua_file = ${COUCHMAIL.luaMountDir}/${COUCHMAIL.luaFile}`);
         expect(lua).toMatch(/^function auth_passdb_lookup\(/m);
         expect(lua).toMatch(/^function auth_userdb_lookup\(/m);
