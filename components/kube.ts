@@ -165,6 +165,11 @@ export function jobPod(spec: Omit<k8s.types.input.core.v1.PodSpec, "restartPolic
     };
 }
 
+/** A CronJob's spec that never runs over its previous run and keeps the last few runs for `kubectl logs`. */
+export function scheduledJob(schedule: pulumi.Input<string>, jobTemplate: k8s.types.input.batch.v1.JobTemplateSpec): k8s.types.input.batch.v1.CronJobSpec {
+    return { schedule, concurrencyPolicy: "Forbid", successfulJobsHistoryLimit: 3, failedJobsHistoryLimit: 3, jobTemplate };
+}
+
 /** A TCP probe on a port, for daemons with no HTTP endpoint. */
 export function tcpProbe(port: number, initialDelaySeconds: number): k8s.types.input.core.v1.Probe {
     return { tcpSocket: { port }, initialDelaySeconds, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 };

@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, jobPod, Labels, networkPolicy, onNodeOf, renderedConfigMap, restrictedContainer, TrafficRule } from "../kube";
+import { appLabels, jobPod, Labels, networkPolicy, onNodeOf, renderedConfigMap, restrictedContainer, scheduledJob, TrafficRule } from "../kube";
 import { BACKUP_APPS, BACKUP_KEEP, BACKUP_PATHS, renderBackupDovecot, repositoryLocation } from "./config";
 
 export interface BackupArgs {
@@ -156,13 +156,7 @@ export class Backup extends pulumi.ComponentResource {
             `${name}-cronjob`,
             {
                 metadata: { name: "mail-backup", namespace: args.namespace, labels: backup.labels },
-                spec: {
-                    schedule: args.schedule,
-                    concurrencyPolicy: "Forbid",
-                    successfulJobsHistoryLimit: 3,
-                    failedJobsHistoryLimit: 3,
-                    jobTemplate: jobTemplate(backup.labels, "/usr/local/bin/mail-backup", [{ name: "BACKUP_KEEP", value: BACKUP_KEEP }], 1),
-                },
+                spec: scheduledJob(args.schedule, jobTemplate(backup.labels, "/usr/local/bin/mail-backup", [{ name: "BACKUP_KEEP", value: BACKUP_KEEP }], 1)),
             },
             child,
         );

@@ -1,6 +1,19 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, DaemonArgs, daemonConfig, execProbe, jobPod, Labels, mailWorkload, networkPolicy, onNodeOf, restrictedContainer } from "../kube";
+import {
+    appLabels,
+    BUDGET,
+    DaemonArgs,
+    daemonConfig,
+    execProbe,
+    jobPod,
+    Labels,
+    mailWorkload,
+    networkPolicy,
+    onNodeOf,
+    restrictedContainer,
+    scheduledJob,
+} from "../kube";
 import { renderSpamAssassin, SPAMD_LISTENERS, SpamAssassinSettings, spamdArgs } from "./config";
 
 /** spamd's user in the image (owner of the Bayes/preferences volume). */
@@ -101,44 +114,38 @@ export class SpamAssassin extends pulumi.ComponentResource {
             `${name}-train`,
             {
                 metadata: { name: "spam-train", namespace: args.namespace, labels: train.labels },
-                spec: {
-                    schedule: t.schedule,
-                    concurrencyPolicy: "Forbid",
-                    successfulJobsHistoryLimit: 3,
-                    failedJobsHistoryLimit: 3,
-                    jobTemplate: {
-                        metadata: { labels: train.labels },
-                        spec: {
-                            backoffLimit: 1,
-                            activeDeadlineSeconds: 3600,
-                            template: {
-                                metadata: { labels: train.labels },
-                                spec: jobPod({
-                                    // No fsGroup: the job runs as the mail's owner, and a recursive chown of the mail volume is costly.
-                                    affinity: onNodeOf(t.mailPodSelector),
-                                    containers: [
-                                        {
-                                            name: "spam-train",
-                                            image: args.image,
-                                            imagePullPolicy: args.imagePullPolicy,
-                                            command: ["/usr/local/bin/spam-train"],
-                                            env: [
-                                                { name: "SPAMD_HOST", value: service.metadata.name },
-                                                { name: "SPAMD_PORT", value: String(SPAMD_LISTENERS.spamd.port) },
-                                                { name: "MAIL_ROOT", value: t.mailRoot },
-                                            ],
-                                            resources: BUDGET.spamTrain,
-                                            securityContext: restrictedContainer(t.mailUid),
-                                            // Writable only for the per-user .spam-train state files.
-                                            volumeMounts: [{ name: "mail", mountPath: t.mailRoot }],
-                                        },
-                                    ],
-                                    volumes: [{ name: "mail", persistentVolumeClaim: { claimName: t.mailClaimName } }],
-                                }),
-                            },
+                spec: scheduledJob(t.schedule, {
+                    metadata: { labels: train.labels },
+                    spec: {
+                        backoffLimit: 1,
+                        activeDeadlineSeconds: 3600,
+                        template: {
+                            metadata: { labels: train.labels },
+                            spec: jobPod({
+                                // No fsGroup: the job runs as the mail's owner, and a recursive chown of the mail volume is costly.
+                                affinity: onNodeOf(t.mailPodSelector),
+                                containers: [
+                                    {
+                                        name: "spam-train",
+                                        image: args.image,
+                                        imagePullPolicy: args.imagePullPolicy,
+                                        command: ["/usr/local/bin/spam-train"],
+                                        env: [
+                                            { name: "SPAMD_HOST", value: service.metadata.name },
+                                            { name: "SPAMD_PORT", value: String(SPAMD_LISTENERS.spamd.port) },
+                                            { name: "MAIL_ROOT", value: t.mailRoot },
+                                        ],
+                                        resources: BUDGET.spamTrain,
+                                        securityContext: restrictedContainer(t.mailUid),
+                                        // Writable only for the per-user .spam-train state files.
+                                        volumeMounts: [{ name: "mail", mountPath: t.mailRoot }],
+                                    },
+                                ],
+                                volumes: [{ name: "mail", persistentVolumeClaim: { claimName: t.mailClaimName } }],
+                            }),
                         },
                     },
-                },
+                }),
             },
             { parent: this },
         );
