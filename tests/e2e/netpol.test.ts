@@ -20,26 +20,21 @@ const namespaces: NetNamespace[] = [
     { name: "elsewhere", labels: { team: "x" } },
 ];
 const policy = (name: string, spec: object, namespace = "mail") => ({ kind: "NetworkPolicy", metadata: { name, namespace }, spec });
+/** The firewall `target` gets from these policies among this file's pods and namespaces. */
+const firewallOf = (target: NetPod, ...policies: ReturnType<typeof policy>[]) => podFirewall(target, policies, pods, namespaces, NODE);
 
 describe("NetworkPolicy semantics", () => {
     test("a pod no policy selects is not isolated", () => {
-        const fw = podFirewall(postfix, [policy("p", { podSelector: { matchLabels: { app: "couchdb" } }, ingress: [] })], pods, namespaces, NODE);
+        const fw = firewallOf(postfix, policy("p", { podSelector: { matchLabels: { app: "couchdb" } }, ingress: [] }));
         expect(fw).not.toMatch(/DROP/);
     });
     test("ingress: only the named pods of the policy's namespace on the resolved named port; the node always", () => {
-        const fw = podFirewall(
+        const fw = firewallOf(
             couchdb,
-            [
-                policy("p", {
-                    podSelector: { matchLabels: { app: "couchdb" } },
-                    ingress: [
-                        { from: [{ podSelector: { matchExpressions: [{ key: "app", operator: "In", values: ["postfix"] }] } }], ports: [{ port: "http" }] },
-                    ],
-                }),
-            ],
-            pods,
-            namespaces,
-            NODE,
+            policy("p", {
+                podSelector: { matchLabels: { app: "couchdb" } },
+                ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: "app", operator: "In", values: ["postfix"] }] } }], ports: [{ port: "http" }] }],
+            }),
         );
         expect(fw).toContain("-A np-ingress -s 10.0.0.16/32 -p tcp --dport 5984 -j ACCEPT");
         expect(fw).not.toContain("10.0.0.30");
@@ -48,26 +43,21 @@ describe("NetworkPolicy semantics", () => {
         expect(fw).not.toMatch(/np-egress/);
     });
     test("an empty ingress list isolates and admits nothing; a rule without from admits everyone", () => {
-        const deny = podFirewall(couchdb, [policy("deny", { podSelector: {}, policyTypes: ["Ingress"] })], pods, namespaces, NODE);
+        const deny = firewallOf(couchdb, policy("deny", { podSelector: {}, policyTypes: ["Ingress"] }));
         expect(deny.split("\n").filter((l) => l.startsWith("-A np-ingress"))).toEqual(["-A np-ingress -j DROP"]);
-        const open = podFirewall(couchdb, [policy("open", { podSelector: {}, ingress: [{}] })], pods, namespaces, NODE);
+        const open = firewallOf(couchdb, policy("open", { podSelector: {}, ingress: [{}] }));
         expect(open).toContain("-A np-ingress -s 0.0.0.0/0 -j ACCEPT");
     });
     test("namespaceSelector with podSelector: those pods in those namespaces; ipBlock except carved out", () => {
-        const fw = podFirewall(
+        const fw = firewallOf(
             couchdb,
-            [
-                policy("p", {
-                    podSelector: {},
-                    ingress: [
-                        { from: [{ namespaceSelector: { matchLabels: { team: "x" } }, podSelector: { matchLabels: { app: "postfix" } } }] },
-                        { from: [{ ipBlock: { cidr: "192.0.2.0/24", except: ["192.0.2.8/29"] } }], ports: [{ port: 25, endPort: 27 }] },
-                    ],
-                }),
-            ],
-            pods,
-            namespaces,
-            NODE,
+            policy("p", {
+                podSelector: {},
+                ingress: [
+                    { from: [{ namespaceSelector: { matchLabels: { team: "x" } }, podSelector: { matchLabels: { app: "postfix" } } }] },
+                    { from: [{ ipBlock: { cidr: "192.0.2.0/24", except: ["192.0.2.8/29"] } }], ports: [{ port: 25, endPort: 27 }] },
+                ],
+            }),
         );
         expect(fw).toContain("-A np-ingress -s 10.0.0.30/32 -j ACCEPT");
         expect(fw).not.toContain("10.0.0.16");
@@ -90,7 +80,7 @@ describe("NetworkPolicy semantics", () => {
             ],
         });
         expect(policyTypes(p)).toEqual(["Ingress", "Egress"]);
-        const fw = podFirewall(postfix, [p], pods, namespaces, NODE);
+        const fw = firewallOf(postfix, p);
         expect(fw).toContain("-A np-egress -d 10.0.0.3/32 -p udp --dport 53 -j ACCEPT");
         expect(fw).toContain("-A np-egress -j DROP");
         expect(fw).toContain("-A np-ingress -j DROP");
