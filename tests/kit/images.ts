@@ -4,6 +4,7 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { selfSigned } from "../../couchmail/test/doctor-fakes";
 
 const REPO = path.resolve(__dirname, "../..");
 
@@ -113,35 +114,10 @@ export function writeConfigMapVolume(dir: string, files: Record<string, string>,
     if (old) fs.rmSync(path.join(dir, old), { recursive: true, force: true });
 }
 
-/** A self-signed certificate for the host name, written as tls.crt/tls.key (a kubernetes.io/tls Secret). */
+/** A self-signed certificate for the host name, valid two days, as tls.crt/tls.key (a kubernetes.io/tls Secret). */
 export function selfSignedCert(hostname: string): Record<string, string> {
-    const dir = tempDir("cert");
-    try {
-        execFileSync(
-            "openssl",
-            [
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                `/CN=${hostname}`,
-                "-addext",
-                `subjectAltName=DNS:${hostname}`,
-                "-keyout",
-                path.join(dir, "tls.key"),
-                "-out",
-                path.join(dir, "tls.crt"),
-            ],
-            { stdio: "ignore" },
-        );
-        return { "tls.crt": fs.readFileSync(path.join(dir, "tls.crt"), "utf8"), "tls.key": fs.readFileSync(path.join(dir, "tls.key"), "utf8") };
-    } finally {
-        fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const { cert, key } = selfSigned([hostname], 2);
+    return { "tls.crt": cert, "tls.key": key };
 }
 
 /** Child PIDs from /proc/N/stat (a Go parent forks from any thread, so per-task lists miss some). */
