@@ -6,7 +6,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { finished, jobFailure, POD_FAILURE_BACKOFF_MS } from "./jobcontroller";
 import { cluster, loopbackOnly } from "./suite";
-import { OTHER_NAMESPACE, PROBE_IMAGE } from "./testpods";
+import { OTHER_NAMESPACE, PROBE_IMAGE, restricted } from "./testpods";
 
 const skip = loopbackOnly("runs Jobs through the loopback node's Job controller");
 
@@ -38,15 +38,7 @@ describe("Jobs on the node", () => {
                                 name: "fail",
                                 image: PROBE_IMAGE,
                                 command: ["sh", "-c", "echo attempt; exit 3"],
-                                securityContext: {
-                                    allowPrivilegeEscalation: false,
-                                    capabilities: { drop: ["ALL"] },
-                                    readOnlyRootFilesystem: true,
-                                    runAsNonRoot: true,
-                                    runAsUser: 65534,
-                                    runAsGroup: 65534,
-                                    seccompProfile: { type: "RuntimeDefault" },
-                                },
+                                securityContext: restricted,
                                 resources: { limits: { memory: "32Mi" }, requests: { cpu: "5m", memory: "8Mi" } },
                             },
                         ],

@@ -15,6 +15,7 @@ import {
     greylisted,
     imap,
     PASSWORDS,
+    rcptProbe,
     smtpIn,
     smtpOnce,
     submit,
@@ -106,23 +107,7 @@ describe("mail flows through the program's pods", () => {
 
     test("a user created and removed with the CLI takes effect within a second, without restarts", async () => {
         const carol = "carol@example.test";
-        const probe = () =>
-            run("swaks", [
-                "--server",
-                ep.smtp.host,
-                "--port",
-                String(ep.smtp.port),
-                "--ehlo",
-                "mx.external.test",
-                "--from",
-                "sender@external.test",
-                "--to",
-                carol,
-                "--quit-after",
-                "RCPT",
-                "--timeout",
-                "10",
-            ]);
+        const probe = () => rcptProbe(carol);
         assert.match(probe().out, /<\*\* +550/);
         addUser(carol);
         const t0 = Date.now();

@@ -41,19 +41,19 @@ export interface SmtpOptions {
     headers?: string[];
 }
 
-/** One inbound SMTP session on port 25 (postscreen + smtpd) from an external sender. */
+/** swaks as an external mail server talking to port 25 (postscreen + smtpd). */
+function fromOutside(to: string, from: string, args: string[]) {
+    return run("swaks", ["--server", ep.smtp.host, "--port", String(ep.smtp.port), "--ehlo", "mx.external.test", "--from", from, "--to", to, ...args]);
+}
+
+/** Whether port 25 accepts a recipient: the session ends after RCPT TO, so nothing is delivered. */
+export function rcptProbe(to: string) {
+    return fromOutside(to, "sender@external.test", ["--quit-after", "RCPT", "--timeout", "10"]);
+}
+
+/** One inbound SMTP session on port 25 from an external sender. */
 export function smtpOnce(to: string, subject: string, opts: SmtpOptions = {}) {
-    return run("swaks", [
-        "--server",
-        ep.smtp.host,
-        "--port",
-        String(ep.smtp.port),
-        "--ehlo",
-        "mx.external.test",
-        "--from",
-        opts.from ?? "sender@external.test",
-        "--to",
-        to,
+    return fromOutside(to, opts.from ?? "sender@external.test", [
         "--header",
         `Subject: ${subject}`,
         ...(opts.headers ?? []).flatMap((h) => ["--header", h]),

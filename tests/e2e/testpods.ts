@@ -5,6 +5,7 @@
 //     handling, back-off, liveness restarts, its runAsNonRoot check (an image whose USER is root) and the eviction
 //     of a pod whose emptyDir outgrows its sizeLimit.
 // They run one of our images (Debian, with bash and perl) under the restricted Pod Security Standard.
+import { restrictedContainer } from "../../components/kube";
 import type { KubeObject } from "./program";
 
 export const PROBE_IMAGE = "mail/postgrey:dev";
@@ -12,15 +13,8 @@ export const OTHER_NAMESPACE = "e2e-elsewhere";
 /** Started by the tests that use them, not by `up`. */
 export const ON_DEMAND = ["memhog", "liveness", "rootimage", "evictee"];
 
-const restricted = {
-    allowPrivilegeEscalation: false,
-    capabilities: { drop: ["ALL"] },
-    readOnlyRootFilesystem: true,
-    runAsNonRoot: true,
-    runAsUser: 65534,
-    runAsGroup: 65534,
-    seccompProfile: { type: "RuntimeDefault" },
-};
+/** The restricted profile as `nobody`. */
+export const restricted = restrictedContainer(65534);
 
 function deployment(name: string, namespace: string, containers: object[], extra: object = {}): KubeObject {
     const labels = { "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "e2e-tests" };
