@@ -46,6 +46,17 @@ const statefulSet = (
         },
         opts,
     );
+/** A StatefulSet "web" whose pods each claim a 1Gi ReadWriteOnce volume "data" (claim data-web-N). */
+const statefulSetWithDataClaim = (k8s: typeof k8sType, namespace: k8sType.core.v1.Namespace) =>
+    new k8s.apps.v1.StatefulSet("sts", {
+        metadata: { name: "web", namespace: namespace.metadata.name },
+        spec: {
+            serviceName: "web",
+            selector: { matchLabels: labels },
+            template: { metadata: { labels }, spec: podSpec() },
+            volumeClaimTemplates: [{ metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } }],
+        },
+    });
 /** A Deployment whose pods mount the Secret `secretName` as volume "tls", awaited for at most `createTimeout`. */
 const deploymentMountingSecret = (k8s: typeof k8sType, namespace: k8sType.core.v1.Namespace, secretName: string, createTimeout: string) =>
     new k8s.apps.v1.Deployment(
@@ -199,17 +210,7 @@ describe("engine await order", () => {
     it("applies Patch resources to live objects (a StatefulSet's claim) and creates them when absent", async () => {
         const engine = await deploy((k8s) => {
             const n = ns(k8s);
-            const sts = new k8s.apps.v1.StatefulSet("sts", {
-                metadata: { name: "web", namespace: n.metadata.name },
-                spec: {
-                    serviceName: "web",
-                    selector: { matchLabels: labels },
-                    template: { metadata: { labels }, spec: podSpec() },
-                    volumeClaimTemplates: [
-                        { metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } },
-                    ],
-                },
-            });
+            const sts = statefulSetWithDataClaim(k8s, n);
             new k8s.core.v1.PersistentVolumeClaimPatch(
                 "resize",
                 { metadata: { name: "data-web-0", namespace: n.metadata.name }, spec: { resources: { requests: { storage: "2Gi" } } } },
@@ -352,17 +353,7 @@ describe("engine: admission and scheduling", () => {
         expect(alone.failures).toEqual([expect.stringContaining('0/1 nodes are available: persistentvolumeclaim "data-web-0" not found.')]);
         const beside = await deploy((k8s) => {
             const n = ns(k8s);
-            new k8s.apps.v1.StatefulSet("sts", {
-                metadata: { name: "web", namespace: n.metadata.name },
-                spec: {
-                    serviceName: "web",
-                    selector: { matchLabels: labels },
-                    template: { metadata: { labels }, spec: podSpec() },
-                    volumeClaimTemplates: [
-                        { metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } },
-                    ],
-                },
-            });
+            statefulSetWithDataClaim(k8s, n);
             cron(k8s, n);
         });
         expect(beside.failures).toEqual([]);
