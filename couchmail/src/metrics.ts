@@ -15,12 +15,11 @@ export class Metrics {
   constructor(cache: Cache, policy?: AuthPolicy) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.lookups = new Counter({
-      name: "couchmail_lookups_total",
-      help: "Lookups answered, by map (socketmap name, passdb, userdb, sieve) and result (ok, notfound, temp)",
-      labelNames: ["map", "result"],
-      registers,
-    });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) => new Counter<L>({ name, help, labelNames, registers });
+    this.lookups = counter("couchmail_lookups_total", "Lookups answered, by map (socketmap name, passdb, userdb, sieve) and result (ok, notfound, temp)", [
+      "map",
+      "result",
+    ]);
     this.latency = new Histogram({
       name: "couchmail_lookup_duration_seconds",
       help: "Time to answer one lookup, from request parsed to reply queued",
@@ -28,36 +27,27 @@ export class Metrics {
       buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01],
       registers,
     });
-    this.protocolErrors = new Counter({
-      name: "couchmail_protocol_errors_total",
-      help: "Connections closed because the client broke the protocol",
-      labelNames: ["protocol"],
-      registers,
-    });
-    this.lookupFailures = new Counter({
-      name: "couchmail_lookup_failures_total",
-      help: "Lookups whose handler threw, answered as a temporary failure (also counted in couchmail_lookups_total as temp)",
-      labelNames: ["map"],
-      registers,
-    });
-    this.internalErrors = new Counter({
-      name: "couchmail_internal_errors_total",
-      help: "Requests that failed outside the lookups (a bug of ours), answered as a temporary failure; socketmap and dict also close the connection",
-      labelNames: ["protocol"],
-      registers,
-    });
-    this.policyDecisions = new Counter({
-      name: "couchmail_policy_decisions_total",
-      help: "Dovecot auth policy answers before a password check: allow, tarpit or reject, by the limit that decided (none, source, guess, account, known)",
-      labelNames: ["decision", "limit"],
-      registers,
-    });
-    this.policyReports = new Counter({
-      name: "couchmail_policy_reports_total",
-      help: "Dovecot auth policy reports after a login: success, failure (a verified wrong guess or unknown user), refused (by this policy), internal",
-      labelNames: ["result"],
-      registers,
-    });
+    this.protocolErrors = counter("couchmail_protocol_errors_total", "Connections closed because the client broke the protocol", ["protocol"]);
+    this.lookupFailures = counter(
+      "couchmail_lookup_failures_total",
+      "Lookups whose handler threw, answered as a temporary failure (also counted in couchmail_lookups_total as temp)",
+      ["map"],
+    );
+    this.internalErrors = counter(
+      "couchmail_internal_errors_total",
+      "Requests that failed outside the lookups (a bug of ours), answered as a temporary failure; socketmap and dict also close the connection",
+      ["protocol"],
+    );
+    this.policyDecisions = counter(
+      "couchmail_policy_decisions_total",
+      "Dovecot auth policy answers before a password check: allow, tarpit or reject, by the limit that decided (none, source, guess, account, known)",
+      ["decision", "limit"],
+    );
+    this.policyReports = counter(
+      "couchmail_policy_reports_total",
+      "Dovecot auth policy reports after a login: success, failure (a verified wrong guess or unknown user), refused (by this policy), internal",
+      ["result"],
+    );
     if (policy) {
       new Gauge({
         name: "couchmail_policy_tracked",
