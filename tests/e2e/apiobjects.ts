@@ -135,9 +135,24 @@ export class ApiObjects {
         return path.join(E2E_DIR, "pods", w.name, "volumes", volume);
     }
 
-    /** The container's environment as the kubelet builds it (HOSTNAME, env with secretKeyRef/configMapKeyRef). */
+    /**
+     * The container's environment as the kubelet builds it (pkg/kubelet/kubelet_pods.go makeEnvironmentVariables):
+     * HOSTNAME, then every key of each `envFrom` ConfigMap/Secret (with its `prefix`; a missing source fails the
+     * container unless `optional`), then `env` (with secretKeyRef/configMapKeyRef), whose entries override those.
+     */
     env(w: Workload, c: Spec): [string, string][] {
         const env: [string, string][] = [["HOSTNAME", w.podName]];
+        for (const from of c.envFrom ?? []) {
+            const ref = from.secretRef ?? from.configMapRef;
+            if (!ref) throw new Error(`pod ${w.podName}: envFrom of container ${c.name} has neither secretRef nor configMapRef`);
+            const kind = from.secretRef ? "Secret" : "ConfigMap";
+            const data = this.sourceData(kind, ref.name);
+            if (!data) {
+                if (ref.optional) continue;
+                throw new Error(`pod ${w.podName}: ${kind === "Secret" ? "secret" : "configmap"} "${ref.name}" not found`);
+            }
+            for (const [k, v] of Object.entries(data)) env.push([`${from.prefix ?? ""}${k}`, v.toString("utf8")]);
+        }
         for (const e of c.env ?? []) {
             if (e.value !== undefined) env.push([e.name, String(e.value)]);
             else if (e.valueFrom?.secretKeyRef || e.valueFrom?.configMapKeyRef) {
@@ -151,6 +166,7 @@ export class ApiObjects {
             } else if (e.valueFrom) throw new Error(`pod ${w.podName}: env ${e.name} uses an unsupported valueFrom`);
             else env.push([e.name, ""]);
         }
-        return env;
+        // One value per name, the last one given (the kubelet fills a map in that order).
+        return [...new Map(env)];
     }
 }

@@ -4,6 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ApiObjects } from "./apiobjects";
+import { NODE_KINDS } from "./live";
 import { claimVolume } from "./volumes";
 
 const claim = (spec: Record<string, unknown>) => ({
@@ -44,5 +45,9 @@ describe("standalone claims on the node", () => {
         const api = new ApiObjects([claim({ accessModes: ["ReadWriteOnce"] })]);
         expect(api.claim("mail", "backup-repository")?.spec.accessModes).toEqual(["ReadWriteOnce"]);
         expect(api.claim("other", "backup-repository")).toBeUndefined();
+    });
+
+    test("the deploy hands claims to the node, whose kubelet looks them up when a pod mounts one", () => {
+        expect(NODE_KINDS.has("PersistentVolumeClaim")).toBe(true);
     });
 });

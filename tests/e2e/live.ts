@@ -20,8 +20,22 @@ import { finished, jobFailure, JobStatus } from "./jobcontroller";
 import type { PodStatus as NodePodStatus } from "./kubelet";
 import type { KubeObject } from "./program";
 
-/** The kinds the loopback node uses: pods' sources, the network (Services, policies), the workloads it runs, and CronJobs (whose Jobs a test creates). */
-export const NODE_KINDS = new Set(["Namespace", "ConfigMap", "Secret", "Service", "NetworkPolicy", "StatefulSet", "Deployment", "Job", "CronJob"]);
+/**
+ * The kinds the loopback node uses: pods' sources (ConfigMaps, Secrets, standalone claims it provisions), the network
+ * (Services, policies), the workloads it runs, and CronJobs (whose Jobs a test creates).
+ */
+export const NODE_KINDS = new Set([
+    "Namespace",
+    "ConfigMap",
+    "Secret",
+    "PersistentVolumeClaim",
+    "Service",
+    "NetworkPolicy",
+    "StatefulSet",
+    "Deployment",
+    "Job",
+    "CronJob",
+]);
 const RUN_ON_NODE = new Set(["StatefulSet", "Deployment", "Job"]);
 
 /**

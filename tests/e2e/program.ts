@@ -38,7 +38,8 @@ function stackConfigOverrides(value: string | undefined): Record<string, unknown
 
 /**
  * The e2e stack: an existing-cluster target (a throwaway kubeconfig; nothing talks to it), our host name and two
- * domains, no DNSBLs (the test DNS server answers only our zones), short Postfix retry timers and greylisting delay.
+ * domains, no DNSBLs (the test DNS server answers only our zones), short Postfix retry timers and greylisting delay,
+ * backups to a local repository.
  */
 export function e2eConfig(kubeconfigPath: string, overrides = stackConfigOverrides(process.env.E2E_STACK_CONFIG)): Record<string, unknown> {
     return {
@@ -50,6 +51,9 @@ export function e2eConfig(kubeconfigPath: string, overrides = stackConfigOverrid
         // Retry deferred mail within seconds instead of minutes, so the suite sees queued mail go out.
         postfixMainCf: ["queue_run_delay = 5s", "minimal_backoff_time = 5s", "maximal_backoff_time = 10s"],
         greylistDelay: GREYLIST_DELAY_SECONDS,
+        // A local restic repository on a volume of its own stands in for the bucket (backup.e2e.ts restores from it).
+        backupRepository: "/backup-repository",
+        backupPassword: "e2e-backup-password",
         ...overrides,
     };
 }

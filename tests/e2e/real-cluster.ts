@@ -18,6 +18,7 @@ export const LOOPBACK_ONLY_SUITES: Record<string, string> = {
     "runtime.e2e.ts": "inspects containers through the loopback node's runc and cgroups",
     "netpol.e2e.ts": "probes the loopback node's NetworkPolicy firewall with its own test pods",
     "defects.e2e.ts": "needs the pseudo-internet (the external MX sink and its DNS) to see bounces, SPF results and outbound mail",
+    "backup.e2e.ts": "empties Dovecot's mail volume on the node's disk and runs the backup Jobs through the loopback node's Job controller",
 };
 
 function capture(cmd: string, args: string[]): string {
