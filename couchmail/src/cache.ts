@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import { Couch } from "./couch";
 import { AliasDoc, DomainDoc, MailboxDoc, ROLES_ID, RolesDoc, invalidReason, parseDocId } from "./model";
 import { errText, type Logger } from "./log";
+import { sleepUntilWoken } from "./sleep";
 
 interface Change {
   id: string;
@@ -105,13 +106,7 @@ export class Cache extends EventEmitter {
         if (this.stopped) break;
         this.feedConnected = false;
         this.log.warn({ event: "feed_error", err: errText(e), retry_ms: backoff }, "CouchDB feed lost; retrying");
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, backoff);
-          this.wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
+        await sleepUntilWoken(backoff, (wake) => (this.wake = wake));
         this.wake = null;
         backoff = Math.min(backoff * 2, this.backoffMaxMs);
       }

@@ -1,5 +1,6 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
+import { sleepUntilWoken } from "../sleep";
 
 export interface Target {
   host: string;
@@ -80,13 +81,7 @@ export class LineConnection {
       if (this.closed) throw this.closed;
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no answer within ${this.timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
+      await sleepUntilWoken(left, (wake) => (this.waiter = wake));
       this.waiter = undefined;
     }
   }

@@ -94,20 +94,16 @@ function testMessage(user: string, token: string, hostname: string): string {
 /** Submits a message to the user's own mailbox, fetches it over IMAP, judges its authentication, deletes it. */
 export async function roundTrip(o: RoundTripOptions): Promise<CheckResult[]> {
   const check = "round trip";
+  const untrusted = (where: string, why: unknown) => [
+    fail(check, `${where}: certificate not trusted (${String(why)}); the password was not sent`, "fix the TLS lines above, or give --ca FILE"),
+  ];
   const token = `rt-${randomBytes(6).toString("hex")}`;
   const sent = Date.now();
   try {
     const session = await smtpGreet(o.submission, o.ehloName, o.timeoutMs, { mode: "starttls", options: o.tls });
     try {
       // The password goes only over a connection whose certificate checked out.
-      if (!session.tls?.authorized)
-        return [
-          fail(
-            check,
-            `submission ${o.submission.port}: certificate not trusted (${session.tls?.authorizationError}); the password was not sent`,
-            "fix the TLS lines above, or give --ca FILE",
-          ),
-        ];
+      if (!session.tls?.authorized) return untrusted(`submission ${o.submission.port}`, session.tls?.authorizationError);
       const auth = await command(session.conn, `AUTH PLAIN ${Buffer.from(`\0${o.user}\0${o.password}`, "utf8").toString("base64")}`);
       if (auth.code !== 235) return [fail(check, `submission AUTH: ${auth.text}`, `check the credentials of ${o.user}`)];
       for (const [verb, want] of [
@@ -131,14 +127,7 @@ export async function roundTrip(o: RoundTripOptions): Promise<CheckResult[]> {
   const imap = await ImapClient.open(o.imaps, o.tls, o.timeoutMs).catch((e: Error) => e);
   if (imap instanceof Error) return [fail(check, `IMAP ${o.imaps.host}:${o.imaps.port}: ${imap.message}`, "check that port 993 is reachable")];
   try {
-    if (!imap.tls?.authorized)
-      return [
-        fail(
-          check,
-          `IMAP ${o.imaps.port}: certificate not trusted (${imap.tls?.authorizationError}); the password was not sent`,
-          "fix the TLS lines above, or give --ca FILE",
-        ),
-      ];
+    if (!imap.tls?.authorized) return untrusted(`IMAP ${o.imaps.port}`, imap.tls?.authorizationError);
     await imap.login(o.user, o.password);
     const deadline = Date.now() + o.arrivalMs;
     for (;;) {
