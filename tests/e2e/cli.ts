@@ -317,7 +317,6 @@ async function run(): Promise<number> {
                 "netpol.e2e.ts",
                 "defects.e2e.ts",
                 "doctor.e2e.ts",
-                // Last: it empties the mail volume and the database before it restores them.
                 "backup.e2e.ts",
             ]
                 .map((f) => path.join(__dirname, f))
