@@ -1,6 +1,6 @@
 // Pure parts of the backup: the doveadm config the jobs run with, what the repository needs from the network, and
 // the repository's credentials.
-import type { DovecotSettings } from "../dovecot/config";
+import { DovecotSettings, mailLayout } from "../dovecot/config";
 import { RenderedFiles, invalid } from "../render";
 
 /** `app.kubernetes.io/name` of the backup's and the restore's pods (CouchDB admits them). */
@@ -40,9 +40,7 @@ export function renderBackupDovecot(s: Pick<DovecotSettings, "mailRoot" | "mailD
         "userdb static {",
         "}",
         // The live server's layout (components/dovecot/config.ts): homes, driver, mail path, one namespace.
-        `mail_home = ${s.mailRoot}/%{user | domain | lower}/%{user | username | lower}`,
-        `mail_driver = ${s.mailDriver}`,
-        `mail_path = ~/${s.mailDriver === "maildir" ? "Maildir" : "mail"}`,
+        ...mailLayout(s),
         "namespace inbox {",
         "  inbox = yes",
         "  separator = /",

@@ -256,9 +256,7 @@ function dovecotConf(s: DovecotSettings): string {
         "mail_gid = vmail",
         `first_valid_uid = ${VMAIL_UID}`,
         `last_valid_uid = ${VMAIL_UID}`,
-        `mail_home = ${s.mailRoot}/%{user | domain | lower}/%{user | username | lower}`,
-        `mail_driver = ${s.mailDriver}`,
-        `mail_path = ~/${s.mailDriver === "maildir" ? "Maildir" : "mail"}`,
+        ...mailLayout(s),
         "recipient_delimiter = +",
         "lmtp_rcpt_check_quota = yes",
         // LMTP offers SMTPUTF8: Postfix accepts SMTPUTF8 mail on 25, and without it here would bounce what it accepted.
@@ -342,6 +340,15 @@ function dovecotConf(s: DovecotSettings): string {
     // Dovecot trims unquoted values; rendering them trimmed keeps the file free of trailing space.
     const overrides = Object.entries(s.settingsOverrides).map(([k, v]) => `${k} =${v.trim() ? ` ${v.trim()}` : ""}`);
     return [...lines, ...(overrides.length ? ["", "# Overrides from stack config.", ...overrides] : [])].join("\n") + "\n";
+}
+
+/** Where each user's mail lives: the live server and the backup jobs' doveadm must agree on it. */
+export function mailLayout(s: Pick<DovecotSettings, "mailRoot" | "mailDriver">): string[] {
+    return [
+        `mail_home = ${s.mailRoot}/%{user | domain | lower}/%{user | username | lower}`,
+        `mail_driver = ${s.mailDriver}`,
+        `mail_path = ~/${s.mailDriver === "maildir" ? "Maildir" : "mail"}`,
+    ];
 }
 
 /** Renders dovecot.conf plus any shipped sieve scripts. Throws on invalid settings, naming the field. */
