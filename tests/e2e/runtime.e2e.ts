@@ -18,10 +18,11 @@ type Spec = any;
 /** The capability bitmask /proc/PID/status shows for a set of capability names; a wrong order in ALL_CAPS fails the checks below. */
 const capMask = (caps: string[]) => caps.reduce((m, c) => m | (1n << BigInt(ALL_CAPS.indexOf(c))), 0n);
 
+/** The containers of the program's long-running pods (a Job's pod has finished by now: there is nothing to exec into). */
 function mailContainers(): { pod: string; spec: Spec; podSpec: Spec }[] {
     const c = cluster();
     return Object.keys(c.status())
-        .filter((p) => c.workload(p).namespace === "mail" && p !== COUCHDB_SUBSTITUTE)
+        .filter((p) => c.workload(p).namespace === "mail" && c.workload(p).kind !== "Job" && p !== COUCHDB_SUBSTITUTE)
         .flatMap((p) => {
             const podSpec = c.workload(p).template.spec;
             return [...(podSpec.initContainers ?? []), ...podSpec.containers].map((spec: Spec) => ({ pod: p, spec, podSpec }));
