@@ -93,15 +93,21 @@ export class Cache extends EventEmitter {
     return this.loaded && !this.feedConnected && Date.now() - this.lastFeedAliveAt > this.staleAfterMs;
   }
 
-  /** Runs until stop(): first load (retried until it succeeds), then the feed. */
+  /**
+   * Runs until stop(): a full load (retried until it succeeds), then the feed from there. Every reconnection starts
+   * with a full load again. CouchDB ends a continuous feed only when something happened — the database deleted
+   * (apache/couchdb-fabric#68), a node in maintenance, a restart — and after a delete and a restore from backup the
+   * old sequence means nothing: resuming from it would miss the restored documents and keep ones the backup lacks. A
+   * personal datastore loads in well under a second, and lookups keep the old snapshot until the new one is in.
+   */
   async run(): Promise<void> {
     let backoff = this.backoffMinMs;
     while (!this.stopped) {
       try {
-        if (!this.snapshot) await this.fullLoad();
+        await this.fullLoad();
         backoff = this.backoffMinMs;
         await this.follow();
-        // The feed ended cleanly (CouchDB sent last_seq): reconnect at once.
+        // The feed ended cleanly (CouchDB sent last_seq): load again and follow at once.
       } catch (e) {
         if (this.stopped) break;
         this.feedConnected = false;

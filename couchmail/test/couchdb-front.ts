@@ -378,6 +378,10 @@ export function createFront(opts: FrontOptions): http.Server {
 
   const withOpaqueSeq = (c: Record<string, unknown>) => ({ ...c, seq: opaqueSeq(Number(c.seq)) });
 
+  // Continuous feeds open per database: deleting a database ends them cleanly with their last_seq, as CouchDB does
+  // ("End continuous changes feeds cleanly if database is deleted", apache/couchdb-fabric#68, COUCHDB-3132).
+  const openFeeds = new Map<string, Set<() => void>>();
+
   /** `_changes` with CouchDB's feed semantics (src/couch/src/couch_changes.erl, docs api/database/changes). */
   async function changes(res: http.ServerResponse, db: string, query: URLSearchParams): Promise<void> {
     const feed = query.get("feed") ?? "normal";
@@ -455,7 +459,13 @@ export function createFront(opts: FrontOptions): http.Server {
         return;
       }
       begin("");
-      const finish = () => end(JSON.stringify({ last_seq: opaqueSeq(lastSeq), pending: 0 }) + "\n");
+      const finish = () => {
+        openFeeds.get(db)?.delete(finish);
+        end(JSON.stringify({ last_seq: opaqueSeq(lastSeq), pending: 0 }) + "\n");
+      };
+      if (!openFeeds.has(db)) openFeeds.set(db, new Set());
+      openFeeds.get(db)!.add(finish);
+      res.on("close", () => openFeeds.get(db)?.delete(finish));
       armTimeout(finish);
       const r = await inner("GET", `/${enc(db)}/_changes?${innerQuery.toString()}`, undefined, ac.signal);
       const decoder = new TextDecoder();
@@ -507,6 +517,7 @@ export function createFront(opts: FrontOptions): http.Server {
       if (!u.roles.includes("_admin")) return sendError(res, unauthorized("You are not a server admin."));
       const r = await inner(method, `/${enc(db)}`);
       if (r.status === 201 && method === "PUT" && settings.adminOnlyByDefault) await innerJson("PUT", `/${enc(db)}/_security`, ADMIN_ONLY_SECURITY);
+      if (r.ok && method === "DELETE") for (const finish of [...(openFeeds.get(db) ?? [])]) finish();
       res.writeHead(r.status, JSON_HEADERS);
       return void res.end(Buffer.from(await r.arrayBuffer()));
     }

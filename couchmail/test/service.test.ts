@@ -197,6 +197,37 @@ describe("with a loaded datastore", () => {
   });
 });
 
+describe("datastore replaced under a running couchmail", () => {
+  it("a database deleted and restored (a restore from backup) is loaded afresh, not resumed from the old sequence", async () => {
+    const st = await startStack();
+    const sm = await SocketmapClient.connect(st.socketmapPort);
+    const until = async (map: string, key: string, want: string) => {
+      const t0 = Date.now();
+      let got = "";
+      while ((got = await sm.query(map, key)) !== want && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+      return got;
+    };
+    try {
+      await waitFor(() => st.running.cache.loaded && st.running.cache.feedConnected);
+      // The old database's sequence runs well past what the restored one will reach.
+      for (let i = 0; i < 15; i++) await admin.userAdd(st.couch, `user${i}@example.org`, "a long password", {});
+      expect(await until("mailboxes", "user14@example.org", "OK user14@example.org")).toBe("OK user14@example.org");
+
+      expect((await st.couch.request("DELETE", "")).status).toBe(200);
+      await admin.init(st.couch);
+      await admin.domainAdd(st.couch, "example.org");
+      await admin.userAdd(st.couch, "erin@example.org", "a long password", {});
+
+      expect(await until("mailboxes", "erin@example.org", "OK erin@example.org")).toBe("OK erin@example.org");
+      // What the restored database does not hold is gone too.
+      expect(await sm.query("mailboxes", "alice@example.org")).toBe("NOTFOUND ");
+    } finally {
+      sm.close();
+      await st.stop();
+    }
+  });
+});
+
 describe("datastore down", () => {
   it("before the first load: TEMP / F / 503 everywhere, never NOTFOUND; ready once it appears", async () => {
     const st = await startStack({ couchUp: false });

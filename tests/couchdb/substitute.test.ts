@@ -276,4 +276,15 @@ describe("_changes", () => {
         expect(Date.now() - t0).toBeLessThan(3000);
         expect(JSON.parse(ended.text.trim().split("\n").pop()!)).toEqual({ last_seq: expect.stringMatching(/^[0-9]+-g1AAAA/), pending: 0 });
     });
+
+    it("continuous: deleting the database ends its feeds cleanly with last_seq, as CouchDB does (couchdb-fabric#68)", async () => {
+        await call(couch, "PUT", "/doomed", { headers: asAdmin });
+        await call(couch, "PUT", "/doomed/a", { headers: asAdmin, body: {} });
+        const feed = call(couch, "GET", "/doomed/_changes?feed=continuous&heartbeat=100", { headers: asAdmin });
+        await new Promise((r) => setTimeout(r, 300));
+        expect((await call(couch, "DELETE", "/doomed", { headers: asAdmin })).status).toBe(200);
+        const ended = await Promise.race([feed, new Promise<null>((r) => setTimeout(() => r(null), 3000))]);
+        expect(ended).not.toBeNull();
+        expect(JSON.parse(ended!.text.trim().split("\n").pop()!)).toEqual({ last_seq: expect.stringMatching(/^1-g1AAAA/), pending: 0 });
+    });
 });
