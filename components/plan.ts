@@ -16,6 +16,7 @@ import { POSTFIX_DEFAULTS, PostfixSettings } from "./postfix/config";
 import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS, PostgreySettings } from "./postgrey/config";
 import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, SpamAssassinSettings } from "./spamassassin/config";
 import type { AcmeTlsArgs } from "./tls/acme";
+import { domainOf } from "./config/checks";
 
 export type MailStackArgs = Pick<StackConfig, "mail" | "images" | "storage" | "services" | "edge" | "tls" | "dns" | "relay" | "backup"> & {
     /** Only the kind of cluster: the edge, DNS and DNS-01 depend on the cloud's load balancers and DNS. */
@@ -258,7 +259,7 @@ export function stackWarnings(args: MailStackArgs, port25Blocked: boolean): stri
     if (args.tls.mode === "selfsigned" && args.clusterProvider !== "kubeconfig") {
         warnings.push("tlsMode selfsigned: mail clients will reject the certificate; use acme or secret for a real deployment");
     }
-    const reportDomain = args.mail.postmaster.slice(args.mail.postmaster.lastIndexOf("@") + 1);
+    const reportDomain = domainOf(args.mail.postmaster);
     const others = args.mail.domains.filter((d) => d !== reportDomain);
     if (!args.mail.domains.includes(reportDomain) && others.length) {
         warnings.push(

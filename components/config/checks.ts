@@ -48,6 +48,11 @@ export function email(value: string): string | undefined {
     return ok ? undefined : "expected a lowercase email address such as postmaster@example.com";
 }
 
+/** The domain of an address the email rule accepted (its part after the last "@"). */
+export function domainOf(address: string): string {
+    return address.slice(address.lastIndexOf("@") + 1);
+}
+
 export function dnsLabel(value: string): string | undefined {
     return typeof value === "string" && LABEL.test(value) && /^[a-z]/.test(value)
         ? undefined

@@ -5,6 +5,7 @@ import { createHash } from "crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels, BUDGET, jobPod, Labels, restrictedContainer } from "../kube";
+import { domainOf } from "../config/checks";
 
 /** `app.kubernetes.io/name` of the sync Job's pods: CouchDB lets them in, their own policy lets them reach only CouchDB. */
 export const SYNC_APP = "couchmail-sync";
@@ -63,7 +64,7 @@ export function syncJobName(sync: SyncPlan, image: string, database: string): st
  * gives it its password; with a postmaster on another server, the first mailbox is a new one of the first domain.
  */
 export function firstUserCommand(namespace: string, sync: SyncPlan): string {
-    const local = sync.domains.includes(sync.postmaster.slice(sync.postmaster.lastIndexOf("@") + 1));
+    const local = sync.domains.includes(domainOf(sync.postmaster));
     const address = local ? sync.postmaster : `me@${sync.domains[0]}`;
     return `kubectl -n ${namespace} exec -it statefulset/dovecot -c couchmail -- couchmail user add ${address}`;
 }

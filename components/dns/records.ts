@@ -1,5 +1,6 @@
 import { createHash } from "crypto";
 import * as net from "net";
+import { domainOf } from "../config/checks";
 
 /** A DNS record the user publishes (or the program manages) for the mail domains. */
 export interface DnsRecord {
@@ -50,7 +51,7 @@ export function mailDnsRecords(args: MailDnsArgs): DnsRecord[] {
         return { name: args.hostname, type: net.isIPv6(ip) ? "AAAA" : "A", value: ip, ttl };
     });
     const stsId = args.mtaSts === "off" ? undefined : mtaStsId(mtaStsPolicy(args.mtaSts, args.hostname));
-    const reportDomain = args.postmaster.slice(args.postmaster.lastIndexOf("@") + 1);
+    const reportDomain = domainOf(args.postmaster);
     const reportConsent = args.domains.includes(reportDomain)
         ? args.domains
               .filter((d) => d !== reportDomain)
