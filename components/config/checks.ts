@@ -84,3 +84,22 @@ export function absPath(value: string): string | undefined {
 export function port(value: number): string | undefined {
     return Number.isInteger(value) && value >= 1 && value <= 65535 ? undefined : "expected an integer port 1-65535";
 }
+
+// Kubernetes label syntax (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set).
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+/** A label key: an optional DNS-subdomain prefix and "/", then a name of at most 63 characters. */
+export function labelName(value: string): string | undefined {
+    const slash = value.lastIndexOf("/");
+    const prefix = slash < 0 ? undefined : value.slice(0, slash);
+    const name = value.slice(slash + 1);
+    if (LABEL_NAME.test(name) && (prefix === undefined || (prefix.length <= 253 && fqdn(prefix) === undefined))) return undefined;
+    return "expected a label key such as release or example.com/team: at most 63 letters, digits, '-', '_' or '.', optionally after a DNS prefix and '/'";
+}
+
+/** A label value: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric. */
+export function labelValue(value: string): string | undefined {
+    return value === "" || LABEL_NAME.test(value)
+        ? undefined
+        : "expected a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+}

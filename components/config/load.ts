@@ -3,7 +3,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseBackupCredentials, repositoryProblem } from "../backup/config";
-import { cidr, ConfigError, dnsbl, dnsLabel, email, fqdn, imageDigest, optional, pattern, pinnedImage } from "./checks";
+import { cidr, ConfigError, dnsbl, dnsLabel, email, fqdn, imageDigest, labelName, labelValue, optional, pattern, pinnedImage } from "./checks";
 import { ConfigReader } from "./reader";
 import {
     BackupConfig,
@@ -15,9 +15,11 @@ import {
     EdgeConfig,
     ImagesConfig,
     MailConfig,
+    MetricsConfig,
     RelayConfig,
     ServicesConfig,
     StackConfig,
+    WebmailConfig,
     StorageConfig,
     TlsConfig,
 } from "./types";
@@ -267,6 +269,24 @@ function readBackup(r: ConfigReader): BackupConfig | undefined {
     return { repository, schedule, password, credentials: credentials ?? pulumi.output<Record<string, string>>({}) };
 }
 
+function readMetrics(r: ConfigReader): MetricsConfig | undefined {
+    const enabled = r.boolean("metricsEnabled");
+    const namespace = r.string("metricsNamespace", dnsLabel);
+    const prometheusOperator = r.boolean("metricsPrometheusOperator");
+    const monitorLabels = r.stringMap("metricsMonitorLabels", labelValue);
+    for (const name of Object.keys(monitorLabels)) {
+        const problem = labelName(name);
+        if (problem) throw new ConfigError(`mail:metricsMonitorLabels.${name} is not allowed: ${problem}`);
+    }
+    return enabled ? { namespace, prometheusOperator, monitorLabels } : undefined;
+}
+
+function readWebmail(r: ConfigReader, mail: MailConfig): WebmailConfig | undefined {
+    const enabled = r.boolean("webmailEnabled");
+    const hostname = r.string("webmailHostname", (v) => (v === "" ? undefined : fqdn(v))) || mail.hostname;
+    return enabled ? { hostname } : undefined;
+}
+
 /** Reads and validates the whole stack configuration once; the result is deeply frozen. */
 export function loadConfig(reader = new ConfigReader()): StackConfig {
     const cluster = readCluster(reader);
@@ -284,6 +304,8 @@ export function loadConfig(reader = new ConfigReader()): StackConfig {
         tls: readTls(reader, cluster, edge, dns, mail),
         relay: readRelay(reader),
         backup: readBackup(reader),
+        metrics: readMetrics(reader),
+        webmail: readWebmail(reader, mail),
     });
 }
 

@@ -156,7 +156,10 @@ export class ConfigReader {
             if (!fullKey.startsWith(prefix)) continue;
             const key = fullKey.slice(prefix.length);
             if (!(key in this.declared)) {
-                const near = Object.keys(this.declared).filter((k) => k.toLowerCase().includes(key.toLowerCase().slice(0, 5)));
+                // A key that differs only in case is the one meant; otherwise keys sharing its first letters.
+                const declaredKeys = Object.keys(this.declared);
+                const sameButCase = declaredKeys.filter((k) => k.toLowerCase() === key.toLowerCase());
+                const near = sameButCase.length ? sameButCase : declaredKeys.filter((k) => k.toLowerCase().includes(key.toLowerCase().slice(0, 5)));
                 throw new ConfigError(`${fullKey} is not a known key${near.length ? `; did you mean ${near.join(", ")}?` : ""} (see Pulumi.yaml)`);
             }
         }

@@ -106,6 +106,20 @@ export interface BackupConfig {
     credentials: Output<Record<string, string>>;
 }
 
+export interface MetricsConfig {
+    /** The scraper's namespace: metrics ports admit its pods only, and the dashboard ConfigMap goes there. */
+    namespace: string;
+    /** Create ServiceMonitors and the PrometheusRule (the Prometheus Operator's CRDs must exist). */
+    prometheusOperator: boolean;
+    /** On the monitors, rules and dashboard: what kube-prometheus-stack selects them by. */
+    monitorLabels: Readonly<Record<string, string>>;
+}
+
+export interface WebmailConfig {
+    /** Where browsers reach it; mailHostname unless set. */
+    hostname: string;
+}
+
 export interface StackConfig {
     cluster: ClusterConfig;
     mail: MailConfig;
@@ -119,4 +133,8 @@ export interface StackConfig {
     relay?: RelayConfig;
     /** Undefined: no backups (backupRepository empty). */
     backup?: BackupConfig;
+    /** Undefined: no metrics (metricsEnabled false). */
+    metrics?: MetricsConfig;
+    /** Undefined: no webmail (webmailEnabled false). */
+    webmail?: WebmailConfig;
 }

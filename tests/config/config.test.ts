@@ -38,6 +38,15 @@ describe("stack config", () => {
         expect(load({ ...valid, clusterProvider: "gke", clusterNodeSize: "e2-standard-2" }).cluster).toMatchObject({ machineType: "e2-standard-2" });
     });
 
+    it("metrics and webmail are off unless enabled; the webmail defaults to the mail host name", () => {
+        expect(load(valid)).toMatchObject({ metrics: undefined, webmail: undefined });
+        expect(load({ ...valid, metricsEnabled: true, webmailEnabled: true })).toMatchObject({
+            metrics: { namespace: "monitoring", prometheusOperator: false, monitorLabels: { release: "kube-prometheus-stack" } },
+            webmail: { hostname: "mail.example.com" },
+        });
+        expect(load({ ...valid, webmailEnabled: true, webmailHostname: "webmail.example.com" }).webmail).toEqual({ hostname: "webmail.example.com" });
+    });
+
     it("is deeply frozen", () => {
         const config = load(valid);
         expect(Object.isFrozen(config)).toBe(true);
@@ -85,6 +94,13 @@ describe("stack config", () => {
         [{ imagesPullPolicy: "sometimes" }, 'mail:imagesPullPolicy = "sometimes" is not allowed: expected one of Always, IfNotPresent, Never'],
         [{ imagesTag: "a b" }, 'mail:imagesTag = "a b" is not allowed: expected an image tag'],
         [{ mailHostName: "mail.example.com" }, "mail:mailHostName is not a known key; did you mean mailHostname?"],
+        [{ metricsNamespace: "Monitoring" }, 'mail:metricsNamespace = "Monitoring" is not allowed: expected lowercase letters'],
+        [{ metricsMonitorLabels: { "bad key!": "x" } }, "mail:metricsMonitorLabels.bad key! is not allowed: expected a label key"],
+        [
+            { metricsMonitorLabels: { release: "kube prometheus" } },
+            'mail:metricsMonitorLabels.release = "kube prometheus" is not allowed: expected a label value',
+        ],
+        [{ webmailHostname: "webmail" }, 'mail:webmailHostname = "webmail" is not allowed: expected a fully qualified'],
     ])("rejects %j naming the key, the value and what is allowed", (bad, message) => {
         expect(() => load({ ...valid, ...bad })).toThrow(message);
     });
