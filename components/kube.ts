@@ -302,11 +302,72 @@ export interface WorkloadArgs {
     };
     /** A StatefulSet's one persistent volume, mounted by the containers under this name; resized in place. */
     claim?: { name: string; size: string; storageClassName?: string };
+    /** Prometheus endpoints the pod's containers serve, and who may scrape them. */
+    metrics?: WorkloadMetrics;
     /**
      * The unprivileged user the first container runs as (the restricted profile), owning the pod's volumes; the
      * kubelet walks a volume only when its top is not that user's group yet (OnRootMismatch), not on every start.
      */
     user?: number;
+}
+
+/** A Prometheus endpoint one of a pod's containers (or native sidecars) serves, on a named port. */
+export interface MetricsPort {
+    container: string;
+    /** The container port's name (at most 15 characters, unique in the pod), also the metrics Service's port. */
+    name: string;
+    port: number;
+    path: string;
+}
+
+export interface WorkloadMetrics {
+    ports: MetricsPort[];
+    /** The scraper's pods: the only peers the metrics ports admit. */
+    scrapers: Peer[];
+}
+
+/** Selects a workload's metrics Service (`<app>-metrics`), for annotation-based scraping and ServiceMonitors. */
+export const METRICS_SERVICE_LABEL = "mail.stack/metrics";
+
+/**
+ * The `<app>-metrics` Service: only the metrics ports, headless (a scraper reads every pod's endpoints; no cluster IP
+ * to wait for), annotated for Prometheus setups that discover targets by `prometheus.io/*` annotations. Those take one
+ * path per Service, so every port of a workload serves the same path.
+ */
+function metricsService(
+    name: string,
+    args: { namespace: pulumi.Input<string>; app: string; labels: Labels; selector: Labels; metrics: WorkloadMetrics },
+    opts: pulumi.CustomResourceOptions,
+): k8s.core.v1.Service {
+    const paths = [...new Set(args.metrics.ports.map((p) => p.path))];
+    if (paths.length !== 1) throw new Error(`${args.app}: metrics ports must share one path (prometheus.io/path), got ${paths.join(", ")}`);
+    return new k8s.core.v1.Service(
+        `${name}-metrics-service`,
+        {
+            metadata: {
+                name: `${args.app}-metrics`,
+                namespace: args.namespace,
+                labels: { ...args.labels, [METRICS_SERVICE_LABEL]: "true" },
+                annotations: { "prometheus.io/scrape": "true", "prometheus.io/path": paths[0] },
+            },
+            spec: {
+                clusterIP: "None",
+                selector: args.selector,
+                ports: args.metrics.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })),
+            },
+        },
+        opts,
+    );
+}
+
+/** Adds each metrics port to the container that serves it; a port naming no container is a programming error. */
+function withMetricsPorts<C extends k8s.types.input.core.v1.Container>(containers: C[], metrics: WorkloadMetrics | undefined): C[] {
+    return containers.map((c) => {
+        const ports = (metrics?.ports ?? []).filter((p) => p.container === c.name);
+        if (!ports.length) return c;
+        const declared = (c.ports ?? []) as k8s.types.input.core.v1.ContainerPort[];
+        return { ...c, ports: [...declared, ...ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" }))] };
+    });
 }
 
 /** The ports a workload serves: each listener, and its PROXY twin when the edge sends PROXY headers. */
@@ -345,6 +406,8 @@ export function mailWorkload(
     opts: pulumi.CustomResourceOptions,
 ): {
     service: k8s.core.v1.Service;
+    /** Present when the workload serves metrics. */
+    metricsService?: k8s.core.v1.Service;
     workload: k8s.apps.v1.StatefulSet | k8s.apps.v1.Deployment;
     labels: Labels;
     selector: Labels;
@@ -359,14 +422,20 @@ export function mailWorkload(
         },
         opts,
     );
-    networkPolicy(`${name}-network-policy`, { namespace: args.namespace, labels, selector, ingress: ingressRules(ports), egress: args.egress }, opts);
+    const metrics = args.metrics;
+    const metricsIngress: TrafficRule[] = metrics ? [{ ports: metrics.ports.map((p) => p.port), peers: metrics.scrapers }] : [];
+    networkPolicy(
+        `${name}-network-policy`,
+        { namespace: args.namespace, labels, selector, ingress: [...ingressRules(ports), ...metricsIngress], egress: args.egress },
+        opts,
+    );
+    const metricsServed = metrics && metricsService(name, { namespace: args.namespace, app: args.app, labels, selector, metrics }, opts);
 
-    const {
-        containers: [main, ...sidecars],
-        securityContext,
-        annotations,
-        ...pod
-    } = args.pod;
+    const { containers, initContainers, securityContext, annotations, ...pod } = args.pod;
+    const [main, ...sidecars] = withMetricsPorts(containers, metrics);
+    const served = [main, ...sidecars, ...((initContainers as k8s.types.input.core.v1.Container[] | undefined) ?? [])].map((c) => c.name);
+    const unserved = (metrics?.ports ?? []).filter((p) => !served.includes(p.container));
+    if (unserved.length) throw new Error(`${args.app}: no container ${unserved.map((p) => p.container).join(", ")} serves metrics port ${unserved[0].name}`);
     const user = args.user;
     const template: k8s.types.input.core.v1.PodTemplateSpec = {
         metadata: { labels, ...(annotations ? { annotations } : {}) },
@@ -374,6 +443,7 @@ export function mailWorkload(
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             ...pod,
+            ...(initContainers ? { initContainers: withMetricsPorts(initContainers as k8s.types.input.core.v1.Container[], metrics) } : {}),
             securityContext: {
                 ...securityContext,
                 ...(user !== undefined ? { fsGroup: user, fsGroupChangePolicy: "OnRootMismatch" } : {}),
@@ -383,7 +453,10 @@ export function mailWorkload(
                 {
                     ...main,
                     ...(user !== undefined ? { securityContext: restrictedContainer(user) } : {}),
-                    ports: ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })),
+                    ports: [
+                        ...ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })),
+                        ...((main.ports as k8s.types.input.core.v1.ContainerPort[] | undefined) ?? []),
+                    ],
                 },
                 ...sidecars,
             ],
@@ -397,7 +470,7 @@ export function mailWorkload(
             { metadata, spec: { replicas: 1, selector: { matchLabels: selector }, template } },
             opts,
         );
-        return { service, workload, labels, selector };
+        return { service, metricsService: metricsServed, workload, labels, selector };
     }
     const claim = args.claim;
     const workload = new k8s.apps.v1.StatefulSet(
@@ -423,5 +496,5 @@ export function mailWorkload(
             opts,
         );
     }
-    return { service, workload, labels, selector };
+    return { service, metricsService: metricsServed, workload, labels, selector };
 }

@@ -2,7 +2,7 @@
 // warnings, from the stack config alone. MailStack only instantiates what this returns, so how ports, endpoints and
 // network rules fit together is tested here without an engine.
 import { BACKUP_APPS } from "./backup/config";
-import type { ClusterProvider, StackConfig } from "./config/types";
+import type { ClusterProvider, MetricsConfig, StackConfig } from "./config/types";
 import { COUCHDB_LISTENERS } from "./couchdb";
 import { COUCHMAIL } from "./couchmail";
 import { SYNC_APP, SyncPlan } from "./couchmail/sync";
@@ -17,8 +17,12 @@ import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS, PostgreySettings } from "./postg
 import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, SpamAssassinSettings } from "./spamassassin/config";
 import type { AcmeTlsArgs } from "./tls/acme";
 import { domainOf } from "./config/checks";
+import { DOVECOT_METRICS_PORT } from "./monitoring/dovecot";
 
-export type MailStackArgs = Pick<StackConfig, "mail" | "images" | "storage" | "services" | "edge" | "tls" | "dns" | "relay" | "backup"> & {
+export type MailStackArgs = Pick<
+    StackConfig,
+    "mail" | "images" | "storage" | "services" | "edge" | "tls" | "dns" | "relay" | "backup" | "metrics" | "webmail"
+> & {
     /** Only the kind of cluster: the edge, DNS and DNS-01 depend on the cloud's load balancers and DNS. */
     clusterProvider: ClusterProvider;
 };
@@ -79,6 +83,8 @@ export interface StackPlan {
         couchdb: { database: string; port: number; app: string };
     };
     postfix: ImageRef & { settings: PostfixSettings; queueSize: string; hostPorts: boolean; egress: TrafficRule[] };
+    /** Prometheus: who scrapes the metrics ports, and what the monitoring resources carry. */
+    metrics?: MetricsConfig & { scrapers: Peer[] };
     /** The DNS records' inputs, less what is known only after deploy (DKIM keys, public addresses). */
     dns: Omit<MailDnsArgs, "dkimTxt" | "addresses">;
     /** What the operator must fix or do by hand, known from the config alone. */
@@ -115,6 +121,7 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             ? { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "spamassassin", spamdPort: SPAMD_LISTENERS.spamd.port, timeoutSeconds: 30 }
             : undefined,
         imapsieveTraining: spam ? { pipeBinDir: DOVECOT_SPAM_PROGRAMS.pipeBinDir } : undefined,
+        metricsPort: args.metrics ? DOVECOT_METRICS_PORT : undefined,
     };
 
     return {
@@ -219,6 +226,7 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             postmaster: mail.postmaster,
             mtaSts: args.dns.mtaSts,
         },
+        metrics: args.metrics && { ...args.metrics, scrapers: [{ namespace: args.metrics.namespace }] },
         warnings: stackWarnings(args, plan.port25Blocked),
     };
 }

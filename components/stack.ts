@@ -113,7 +113,8 @@ export class MailStack extends pulumi.ComponentResource {
                     return new AcmeTls(`${name}-tls`, { namespace: ns, hostnames: [args.mail.hostname], ...tls }, child).secretName;
             }
         })();
-        const couchdb = new CouchDb(`${name}-couchdb`, { namespace: ns, storageClassName, ...plan.couchdb }, child);
+        const metricsScrapers = plan.metrics?.scrapers;
+        const couchdb = new CouchDb(`${name}-couchdb`, { namespace: ns, storageClassName, metricsScrapers, ...plan.couchdb }, child);
         const couchmail = new Couchmail(
             `${name}-couchmail`,
             {
@@ -131,7 +132,7 @@ export class MailStack extends pulumi.ComponentResource {
         const dkim = new DkimKeys(`${name}-dkim`, { namespace: ns, ...plan.dkim }, child);
         const opendkim = new OpenDkim(`${name}-opendkim`, { namespace: ns, keysSecretName: dkim.secretName, ...plan.opendkim }, child);
         // What Postfix and Dovecot both take: couchmail beside them, the certificate, their volumes' class, the edge.
-        const mailDaemon = { namespace: ns, couchmail, tlsSecretName, storageClassName, proxySources };
+        const mailDaemon = { namespace: ns, couchmail, tlsSecretName, storageClassName, proxySources, metricsScrapers };
         const dovecot = new Dovecot(`${name}-dovecot`, { ...mailDaemon, ...plan.dovecot }, child);
         if (plan.backup && args.backup) {
             new Backup(

@@ -1,5 +1,5 @@
 // Pure renderer for CouchDB's ini file, and where it goes in the official image.
-import { RenderedFiles } from "../render";
+import { checkPort, RenderedFiles } from "../render";
 
 /**
  * Our ini's name in `/opt/couchdb/etc/local.d/`. CouchDB reads local.d in name order and writes runtime changes (the
@@ -10,8 +10,24 @@ import { RenderedFiles } from "../render";
  */
 export const COUCHDB_INI_NAME = "10-mail.ini";
 
+/** CouchDB's own Prometheus listener's default port ([prometheus] port). */
+export const COUCHDB_METRICS_PORT = 17986;
+
+export interface CouchDbIniSettings {
+    /**
+     * Open CouchDB's additional, unauthenticated Prometheus listener (`/_node/_local/_prometheus`,
+     * https://docs.couchdb.org/en/stable/config/misc.html#configuration-of-prometheus-endpoint) on this port; the
+     * pod's NetworkPolicy admits only the scraper to it. Undefined: closed.
+     */
+    metricsPort?: number;
+}
+
 /** Renders the ini that turns the official image into the stack's single-node, password-only datastore. */
-export function renderCouchDbIni(): RenderedFiles {
+export function renderCouchDbIni(settings: CouchDbIniSettings = {}): RenderedFiles {
+    const metrics =
+        settings.metricsPort === undefined
+            ? []
+            : ["[prometheus]", "additional_port = true", "bind_address = 0.0.0.0", `port = ${checkPort("metricsPort", settings.metricsPort)}`, ""];
     const ini = [
         // single_node creates the system databases; the database couchmail uses is created by couchmail.
         "[couchdb]",
@@ -28,6 +44,7 @@ export function renderCouchDbIni(): RenderedFiles {
         "require_valid_user = true",
         "require_valid_user_except_for_up = true",
         "",
+        ...metrics,
         "[log]",
         "writer = stderr",
         "level = warning",

@@ -1,10 +1,10 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { appLabels, BUDGET, CONFIG_HASH, mailWorkload } from "../kube";
+import { appLabels, BUDGET, CONFIG_HASH, mailWorkload, Peer } from "../kube";
 import { pinnedImage } from "../config/checks";
 import { contentHash, Listener } from "../render";
-import { COUCHDB_INI_NAME, renderCouchDbIni } from "./config";
+import { COUCHDB_INI_NAME, COUCHDB_METRICS_PORT, renderCouchDbIni } from "./config";
 
 /** couchmail, beside Postfix and Dovecot, is the only long-running client. */
 export const COUCHDB_LISTENERS = { http: { name: "http", port: 5984, clients: ["postfix", "dovecot"] } } as const satisfies Record<string, Listener>;
@@ -18,6 +18,8 @@ export interface CouchDbArgs {
     storageClassName?: string;
     /** Workloads besides couchmail's pods that talk to CouchDB (`app.kubernetes.io/name`). */
     extraClients: string[];
+    /** Who scrapes CouchDB's Prometheus listener; omitted: it stays closed. */
+    metricsScrapers?: Peer[];
 }
 
 /**
@@ -49,7 +51,8 @@ export class CouchDb extends pulumi.ComponentResource {
             { parent: this },
         );
 
-        const files = renderCouchDbIni();
+        const scrapers = args.metricsScrapers;
+        const files = renderCouchDbIni({ metricsPort: scrapers && COUCHDB_METRICS_PORT });
         const config = new k8s.core.v1.ConfigMap(
             `${name}-config`,
             {
@@ -68,6 +71,10 @@ export class CouchDb extends pulumi.ComponentResource {
                 component: "datastore",
                 listeners: [{ ...COUCHDB_LISTENERS.http, clients: [...COUCHDB_LISTENERS.http.clients, ...args.extraClients] }],
                 egress: [],
+                metrics: scrapers && {
+                    ports: [{ container: "couchdb", name: "metrics", port: COUCHDB_METRICS_PORT, path: "/_node/_local/_prometheus" }],
+                    scrapers,
+                },
                 claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },
                 pod: {
                     annotations: { [CONFIG_HASH]: contentHash(files) },

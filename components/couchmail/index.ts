@@ -2,13 +2,15 @@ import * as fs from "fs";
 import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels, BUDGET, networkPolicy, restrictedContainer, TrafficRule } from "../kube";
+import { appLabels, BUDGET, MetricsPort, networkPolicy, restrictedContainer, TrafficRule } from "../kube";
 import { couchdbAccess, CouchmailProcessArgs, SyncPlan, syncJob } from "./sync";
 
 /** Where couchmail listens inside a pod. HTTP and socketmap are loopback-only: they hand out password hashes. */
 export const COUCHMAIL = {
     socketmapPort: 10101,
     httpPort: 10102,
+    /** Only /metrics, for the scraper: the loopback HTTP listener also answers lookups (password hashes). */
+    metricsPort: 9101,
     /** Dovecot's dict proxy only speaks over a unix socket: a volume shared by the two containers. */
     socketDir: "/run/couchmail",
     dictSocket: "/run/couchmail/dict.sock",
@@ -35,6 +37,8 @@ export interface SidecarOptions {
     dovecot?: boolean;
     /** Group that may use the dict socket (Dovecot's). */
     socketGroup?: number;
+    /** Serve /metrics on all of the pod's addresses, for the scraper (the pod's NetworkPolicy admits only it). */
+    metrics?: boolean;
 }
 
 /**
@@ -92,7 +96,11 @@ export class Couchmail extends pulumi.ComponentResource {
     }
 
     /** The sidecar container and the volumes it needs, for a pod that asks couchmail. */
-    sidecar(opts: SidecarOptions): { container: k8s.types.input.core.v1.Container; volumes: k8s.types.input.core.v1.Volume[] } {
+    sidecar(opts: SidecarOptions): {
+        container: k8s.types.input.core.v1.Container;
+        volumes: k8s.types.input.core.v1.Volume[];
+        metricsPorts: MetricsPort[];
+    } {
         const a = this.args;
         const access = couchdbAccess({ ...a, credentialsDir: COUCHMAIL.credentialsDir });
         const env: k8s.types.input.core.v1.EnvVar[] = [
@@ -103,6 +111,7 @@ export class Couchmail extends pulumi.ComponentResource {
             { name: "COUCHMAIL_HTTP_LISTEN", value: `127.0.0.1:${COUCHMAIL.httpPort}` },
             { name: "COUCHMAIL_SOCKETMAP_LISTEN", value: opts.socketmap ? `127.0.0.1:${COUCHMAIL.socketmapPort}` : "" },
             { name: "COUCHMAIL_DICT_LISTEN", value: opts.dovecot ? `unix:${COUCHMAIL.dictSocket}` : "" },
+            { name: "COUCHMAIL_METRICS_LISTEN", value: opts.metrics ? `0.0.0.0:${COUCHMAIL.metricsPort}` : "" },
         ];
         if (opts.socketGroup !== undefined) env.push({ name: "COUCHMAIL_SOCKET_GROUP", value: String(opts.socketGroup) });
         const probe = (check: string, periodSeconds: number): k8s.types.input.core.v1.Probe => ({
@@ -140,6 +149,7 @@ export class Couchmail extends pulumi.ComponentResource {
             { name: "couchmail-tmp", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
             access.volume,
         ];
-        return { container, volumes };
+        const metricsPorts: MetricsPort[] = opts.metrics ? [{ container: "couchmail", name: "metrics-cm", port: COUCHMAIL.metricsPort, path: "/metrics" }] : [];
+        return { container, volumes, metricsPorts };
     }
 }

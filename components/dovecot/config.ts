@@ -7,6 +7,7 @@
 //   3. `personal`: the script the user activates over ManageSieve, stored under ~/sieve on the mail volume.
 // A `stop` in an earlier script ends processing, so spam never reaches the user's own rules.
 import { INTERMEDIATE_TLS12_CIPHERS, Listener, RenderedFiles, checkAbsPath, checkCidr, checkHostname, checkPort, invalid } from "../render";
+import { dovecotMetricsConf } from "../monitoring/dovecot";
 
 /** Where Dovecot listens (PROXY twins as for Postfix); Services, probes and Postfix use the same numbers. */
 export const DOVECOT_LISTENERS = {
@@ -64,6 +65,8 @@ export interface DovecotSettings {
      * (a vnd.dovecot.filter run by spam.sieve). spamc.conf (spamd's address) is shipped for it and the learn programs.
      */
     spamScan?: { filterBinDir: string; spamdHost: string; spamdPort: number; timeoutSeconds: number };
+    /** Serve OpenMetrics on this port (the stats service's HTTP listener); undefined: no exporter. */
+    metricsPort?: number;
     /** Top-level settings applied last, e.g. { mail_debug: "yes" }. */
     settingsOverrides: Record<string, string>;
 }
@@ -111,6 +114,7 @@ function validate(s: DovecotSettings): void {
         invalid("couchmailUrl", "an http(s)://host[:port][/path] URL", s.couchmailUrl);
     }
     checkAbsPath("dictSocket", s.dictSocket);
+    if (s.metricsPort !== undefined) checkPort("metricsPort", s.metricsPort);
     if (!NAME.test(s.dictName)) invalid("dictName", "a name [a-z0-9_-]", s.dictName);
     if (!NAME.test(s.sieveScriptName)) invalid("sieveScriptName", "a name [a-z0-9_-]", s.sieveScriptName);
     checkAbsPath("tls.certFile", s.tls.certFile);
@@ -339,7 +343,8 @@ function dovecotConf(s: DovecotSettings): string {
     ];
     // Dovecot trims unquoted values; rendering them trimmed keeps the file free of trailing space.
     const overrides = Object.entries(s.settingsOverrides).map(([k, v]) => `${k} =${v.trim() ? ` ${v.trim()}` : ""}`);
-    return [...lines, ...(overrides.length ? ["", "# Overrides from stack config.", ...overrides] : [])].join("\n") + "\n";
+    const metrics = s.metricsPort !== undefined ? ["", ...dovecotMetricsConf(s.metricsPort)] : [];
+    return [...lines, ...metrics, ...(overrides.length ? ["", "# Overrides from stack config.", ...overrides] : [])].join("\n") + "\n";
 }
 
 /** Where each user's mail lives: the live server and the backup jobs' doveadm must agree on it. */

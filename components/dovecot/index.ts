@@ -7,6 +7,7 @@ import {
     daemonConfig,
     MAIL_MASTER_CAPABILITIES,
     mailWorkload,
+    MetricsPort,
     onNodeOf,
     Peer,
     rootDroppingContainer,
@@ -30,6 +31,8 @@ export interface DovecotArgs extends DaemonArgs<DovecotSettings> {
     egress: TrafficRule[];
     /** The largest message Postfix accepts and how many it delivers at once: Dovecot's temp space holds them. */
     delivery: { messageSizeLimit: number; concurrency: number };
+    /** Who scrapes the metrics of Dovecot (settings.metricsPort) and its couchmail; omitted: no metrics. */
+    metricsScrapers?: Peer[];
 }
 
 /**
@@ -61,7 +64,14 @@ export class Dovecot extends pulumi.ComponentResource {
         this.settings = args.settings;
         const config = daemonConfig(name, { app: "dovecot", component: "imap", files: renderDovecot(args.settings) }, args, { parent: this });
         // Mail processes run as vmail and open the dict socket, so the socket belongs to vmail's group.
-        const couchmail = args.couchmail.sidecar({ dovecot: true, socketGroup: VMAIL_UID });
+        const scrapers = args.metricsScrapers;
+        if ((scrapers === undefined) !== (args.settings.metricsPort === undefined))
+            throw new Error("Dovecot: settings.metricsPort and metricsScrapers go together");
+        const couchmail = args.couchmail.sidecar({ dovecot: true, socketGroup: VMAIL_UID, metrics: scrapers !== undefined });
+        const metricsPorts: MetricsPort[] =
+            args.settings.metricsPort === undefined
+                ? []
+                : [{ container: "dovecot", name: "metrics", port: args.settings.metricsPort, path: "/metrics" }, ...couchmail.metricsPorts];
 
         const { service } = mailWorkload(
             name,
@@ -73,6 +83,7 @@ export class Dovecot extends pulumi.ComponentResource {
                 proxySources: args.settings.proxyProtocol ? args.proxySources : undefined,
                 hostPorts: args.hostPorts,
                 egress: args.egress,
+                metrics: scrapers && { ports: metricsPorts, scrapers },
                 claim: { name: "mail", size: args.mailSize, storageClassName: args.storageClassName },
                 pod: {
                     terminationGracePeriodSeconds: 30,

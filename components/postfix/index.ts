@@ -30,6 +30,8 @@ export interface PostfixArgs extends DaemonArgs<PostfixSettings> {
     proxySources: Peer[];
     /** What Postfix's pod talks to besides DNS and other mail servers (Dovecot, OpenDKIM, Postgrey, CouchDB). */
     egress: TrafficRule[];
+    /** Who scrapes the metrics of Postfix (its exporter) and its couchmail; omitted: no metrics. */
+    metricsScrapers?: Peer[];
 }
 
 /** Outbound mail: other servers' port 25, or a smarthost's submission port. */
@@ -48,7 +50,8 @@ export class Postfix extends pulumi.ComponentResource {
         super("mail:index:Postfix", name, {}, opts);
         const config = daemonConfig(name, { app: "postfix", component: "mta", files: renderPostfix(args.settings) }, args, { parent: this });
         const { labels } = appLabels("postfix", "mta");
-        const couchmail = args.couchmail.sidecar({ socketmap: true });
+        const scrapers = args.metricsScrapers;
+        const couchmail = args.couchmail.sidecar({ socketmap: true, metrics: scrapers !== undefined });
 
         const relay = args.settings.relay;
         if (!relay !== !args.relayCredentials) throw new Error("Postfix: settings.relay and relayCredentials go together");
@@ -79,6 +82,7 @@ export class Postfix extends pulumi.ComponentResource {
                 proxySources: args.settings.proxyProtocol ? args.proxySources : undefined,
                 hostPorts: args.hostPorts,
                 egress: [SMTP_OUT, ...args.egress],
+                metrics: scrapers && { ports: couchmail.metricsPorts, scrapers },
                 claim: { name: "queue", size: args.queueSize, storageClassName: args.storageClassName },
                 pod: {
                     // Long enough for `postfix stop` to let running deliveries finish.

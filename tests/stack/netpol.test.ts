@@ -4,6 +4,9 @@ import { selects } from "../kit/cluster/objects";
 import { kubernetesObjects, unwrapSecrets } from "../kit/k8s-schema";
 import { runProgram } from "../kit/program";
 import { COUCHDB_LISTENERS } from "../../components/couchdb";
+import { COUCHDB_METRICS_PORT } from "../../components/couchdb/config";
+import { COUCHMAIL } from "../../components/couchmail";
+import { DOVECOT_METRICS_PORT } from "../../components/monitoring/dovecot";
 import { DOVECOT_LISTENERS } from "../../components/dovecot/config";
 import { OPENDKIM_LISTENERS } from "../../components/opendkim/config";
 import { POSTFIX_LISTENERS } from "../../components/postfix/config";
@@ -134,5 +137,50 @@ describe.each([
             ["anyone → an unlisted pod", internet, intruder, 8080],
         ];
         for (const [what, from, to, port] of forbidden) expect({ what, allowed: connects(policies, from, to, port) }).toEqual({ what, allowed: false });
+    });
+});
+
+describe("NetworkPolicies with metricsEnabled", () => {
+    let policies: any[];
+    beforeAll(async () => {
+        const run = await runProgram({ clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"], metricsEnabled: true });
+        policies = kubernetesObjects(run.recorder.resources)
+            .map((r) => unwrapSecrets(r.inputs) as any)
+            .filter((o) => o.kind === "NetworkPolicy");
+    });
+    const postfix = pod("postfix", "10.244.0.10");
+    const dovecot = pod("dovecot", "10.244.0.11");
+    const couchdb = pod("couchdb", "10.244.0.12");
+    const prometheus: Endpoint = { namespace: "monitoring", labels: { "app.kubernetes.io/name": "prometheus" }, ip: "10.244.3.3" };
+    const intruder = pod("something-else", "10.244.0.99");
+    const otherNamespace: Endpoint = { namespace: "default", labels: { app: "x" }, ip: "10.244.1.5" };
+    const metricsPorts: [string, Endpoint, number][] = [
+        ["dovecot", dovecot, DOVECOT_METRICS_PORT],
+        ["dovecot's couchmail", dovecot, COUCHMAIL.metricsPort],
+        ["postfix's couchmail", postfix, COUCHMAIL.metricsPort],
+        ["couchdb", couchdb, COUCHDB_METRICS_PORT],
+    ];
+
+    it("admits the scraper's namespace to every metrics port", () => {
+        for (const [what, target, port] of metricsPorts)
+            expect({ what, allowed: connects(policies, prometheus, target, port) }).toEqual({ what, allowed: true });
+    });
+
+    it("admits no one else to them, and the scraper to nothing else", () => {
+        for (const [what, target, port] of metricsPorts) {
+            for (const [who, from] of [
+                ["a pod of the mail namespace", intruder],
+                ["another namespace", otherNamespace],
+            ] as const) {
+                expect({ what, who, allowed: connects(policies, from, target, port) }).toEqual({ what, who, allowed: false });
+            }
+        }
+        const closed: [string, Endpoint, number][] = [
+            ["couchdb's API", couchdb, COUCHDB_LISTENERS.http.port],
+            ["dovecot LMTP", dovecot, DOVECOT_LISTENERS.lmtp.port],
+            ["dovecot SASL", dovecot, DOVECOT_LISTENERS.authSasl.port],
+            ["couchmail's lookups", dovecot, COUCHMAIL.httpPort],
+        ];
+        for (const [what, target, port] of closed) expect({ what, allowed: connects(policies, prometheus, target, port) }).toEqual({ what, allowed: false });
     });
 });
