@@ -17,7 +17,10 @@ export function unwrapSecrets(value: unknown): unknown {
 type ModelClass = new (data: unknown) => { validate(): void };
 
 /** Models of custom resources we create, by API group (core kinds come from kubernetes-models). */
-const CRD_MODELS: Record<string, string> = { "cert-manager.io": "@kubernetes-models/cert-manager" };
+const CRD_MODELS: Record<string, string> = {
+    "cert-manager.io": "@kubernetes-models/cert-manager",
+    "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+};
 
 /** kubernetes-models 4.x module for an apiVersion: "v1" → kubernetes-models/v1, "apps/v1" → kubernetes-models/apps/v1. */
 function modelFor(apiVersion: string, kind: string): ModelClass {
