@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
-import { CouchSettings, createFront } from "./couchdb-front";
+import { CouchSettings, createFront, createPrometheusListener, newStats } from "./couchdb-front";
 
 const load = createRequire(__filename);
 
@@ -39,7 +39,18 @@ async function main(): Promise<void> {
     headers: { "content-type": "application/json" },
   });
   if (!made.ok) throw new Error(`creating the storage admin: HTTP ${made.status}`);
-  const front = createFront({ settings, innerUrl, innerAuth: "Basic " + Buffer.from(`substitute:${password}`).toString("base64") });
+  const innerAuth = "Basic " + Buffer.from(`substitute:${password}`).toString("base64");
+  const stats = newStats();
+  const front = createFront({ settings, innerUrl, innerAuth, stats });
+  if (settings.prometheus) {
+    const openDatabases = async () => ((await (await fetch(`${innerUrl}/_all_dbs`, { headers: { authorization: innerAuth } })).json()) as string[]).length;
+    const listener = createPrometheusListener(stats, openDatabases);
+    listener.on("error", (e) => {
+      console.error(`prometheus listener: ${e}`);
+      process.exit(1);
+    });
+    listener.listen(settings.prometheus.port, settings.prometheus.bindAddress === "any" ? "0.0.0.0" : settings.prometheus.bindAddress);
+  }
   front.on("error", (e) => {
     console.error(String(e));
     process.exit(1);

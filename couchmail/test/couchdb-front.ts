@@ -18,7 +18,8 @@ export const SUBSTITUTE_DIFFERENCES = [
   "attachment writes, COPY and feed=eventsource answer 501",
   "validate_doc_update runs in Node's vm under QuickJS's compile rule (an anonymous function followed by more top-level statements is refused; QuickJS accepts it)",
   "no filter=_selector",
-  "ini keys other than [admins], [chttpd] require_valid_user(_except_for_up) and [couchdb] default_security are read but not applied",
+  "ini keys other than [admins], [chttpd] require_valid_user(_except_for_up), [couchdb] default_security and [prometheus] are read but not applied",
+  "the Prometheus listener serves only request, status, read and write counters, open databases and uptime",
 ].join("; ");
 
 // ---------------------------------------------------------------------------------------------
@@ -74,6 +75,8 @@ export interface CouchSettings {
   adminOnlyByDefault: boolean;
   /** `[admins]`: name → plaintext password or a `-pbkdf2-` hash. */
   admins: Record<string, string>;
+  /** `[prometheus] additional_port = true`: the unauthenticated metrics listener's address. */
+  prometheus?: { bindAddress: string; port: number };
 }
 
 function boolSetting(ini: Ini, section: string, key: string, dflt: boolean): boolean {
@@ -97,6 +100,10 @@ export function settingsFromIni(ini: Ini, extraAdmins: Record<string, string> = 
     requireValidUserExceptForUp: boolSetting(ini, "chttpd", "require_valid_user_except_for_up", false),
     adminOnlyByDefault: security === "admin_only",
     admins: { ...Object.fromEntries(ini.get("admins") ?? []), ...extraAdmins },
+    // default.ini of CouchDB 3.4: additional_port = false, bind_address = 127.0.0.1, port = 17986.
+    prometheus: boolSetting(ini, "prometheus", "additional_port", false)
+      ? { bindAddress: ini.get("prometheus")?.get("bind_address") ?? "127.0.0.1", port: Number(ini.get("prometheus")?.get("port") ?? "17986") }
+      : undefined,
   };
 }
 
@@ -209,8 +216,71 @@ const MALFORMED_SINCE: CouchHttpError = { status: 400, error: "bad_request", rea
 // ---------------------------------------------------------------------------------------------
 // The HTTP front.
 
+/** The counters CouchDB's stats keep that its Prometheus endpoint exports (a subset; see prometheusText). */
+export interface CouchStats {
+  started: number;
+  requestMethods: Map<string, number>;
+  statusCodes: Map<number, number>;
+  /** `[couchdb, database_writes]`: documents written. */
+  databaseWrites: number;
+  /** `[couchdb, database_reads]`: documents read. */
+  databaseReads: number;
+}
+
+export const newStats = (): CouchStats => ({ started: Date.now(), requestMethods: new Map(), statusCodes: new Map(), databaseWrites: 0, databaseReads: 0 });
+
+/**
+ * `/_node/_local/_prometheus` as CouchDB 3.4 renders it (apache/couchdb src/couch_prometheus/src/couch_prometheus_util.erl):
+ * `couchdb_` names, counters from couch_stats with `_total` appended, httpd_request_methods and httpd_status_codes
+ * labelled without `_total` (that module's special cases), open_databases as a gauge, uptime from
+ * couch_prometheus_server. Content type "text/plain; version=2.0" (couch_prometheus:version/0).
+ */
+export function prometheusText(stats: CouchStats, openDatabases: number): string {
+  const lines: string[] = [];
+  const family = (name: string, type: string, help: string, samples: [string, number][]) => {
+    if (!samples.length) return;
+    lines.push(`# HELP couchdb_${name} ${help}`, `# TYPE couchdb_${name} ${type}`, ...samples.map(([labels, v]) => `couchdb_${name}${labels} ${v}`));
+  };
+  family("uptime_seconds", "counter", "couchdb uptime", [["", Math.floor((Date.now() - stats.started) / 1000)]]);
+  family("database_reads_total", "counter", "number of times a document was read from a database", [["", stats.databaseReads]]);
+  family("database_writes_total", "counter", "number of times a database was changed", [["", stats.databaseWrites]]);
+  family("open_databases", "gauge", "number of open databases", [["", openDatabases]]);
+  family(
+    "httpd_request_methods",
+    "counter",
+    "number of HTTP requests by method",
+    [...stats.requestMethods].map(([m, n]) => [`{method="${m}"}`, n]),
+  );
+  family(
+    "httpd_status_codes",
+    "counter",
+    "number of HTTP responses by status code",
+    [...stats.statusCodes].map(([c, n]) => [`{code="${c}"}`, n]),
+  );
+  return lines.join("\n") + "\n";
+}
+
+/** CouchDB's additional Prometheus listener (couch_prometheus_http.erl): no authentication, `/_node/<node>/_prometheus` only. */
+export function createPrometheusListener(stats: CouchStats, openDatabases: () => Promise<number>): http.Server {
+  return http.createServer((req, res) => {
+    const parts = new URL(req.url ?? "/", "http://substitute").pathname.split("/").filter(Boolean);
+    if (parts.length !== 3 || parts[0] !== "_node" || parts[2] !== "_prometheus") return sendError(res, { status: 404, error: "not_found", reason: "" });
+    if (parts[1] !== "_local") return sendError(res, { status: 404, error: "not_found", reason: `no such node: ${parts[1]}` });
+    openDatabases().then(
+      (open) => {
+        const text = prometheusText(stats, open);
+        res.writeHead(200, { "content-type": "text/plain; version=2.0", server: JSON_HEADERS.server, "content-length": Buffer.byteLength(text) });
+        res.end(text);
+      },
+      (e: unknown) => sendJson(res, 500, { error: "server_error", reason: String(e) }),
+    );
+  });
+}
+
 export interface FrontOptions {
   settings: CouchSettings;
+  /** Counted as CouchDB's stats count them; omitted: not counted. */
+  stats?: CouchStats;
   /** express-pouchdb's URL and the Authorization header of its internal admin. */
   innerUrl: string;
   innerAuth: string;
@@ -355,6 +425,7 @@ export function createFront(opts: FrontOptions): http.Server {
     if (checked[0]) return sendError(res, checked[0]);
     const query = (req.url ?? "").includes("?") ? (req.url ?? "").slice((req.url ?? "").indexOf("?")) : "";
     const r = await inner(method, path + query, method === "DELETE" ? undefined : JSON.stringify(doc));
+    if (r.ok && opts.stats) opts.stats.databaseWrites++;
     res.writeHead(r.status, JSON_HEADERS);
     res.end(Buffer.from(await r.arrayBuffer()));
   }
@@ -365,6 +436,7 @@ export function createFront(opts: FrontOptions): http.Server {
     if (!Array.isArray(checked)) return sendError(res, checked);
     const passing = docs.filter((_, i) => checked[i] === null);
     const r = passing.length ? await innerJson<{ id: string }[]>("POST", `/${enc(db)}/_bulk_docs`, { ...body, docs: passing }) : { status: 201, json: [] };
+    if (opts.stats) opts.stats.databaseWrites += (r.json as { error?: string }[]).filter((row) => !row.error).length;
     const refused = docs.flatMap((d, i) => (checked[i] ? [{ id: d._id, error: checked[i].error, reason: checked[i].reason }] : []));
     if (body.new_edits === false) return sendJson(res, 201, [...refused, ...r.json]);
     // With new_edits the reply has one row per document, in order.
@@ -549,6 +621,7 @@ export function createFront(opts: FrontOptions): http.Server {
     if (!isDocWrite) {
       if (second === "_design" && method !== "GET" && method !== "HEAD" && !isDbAdmin(u, sec))
         return sendError(res, securityError(u, "You are not a db or server admin."));
+      if (opts.stats && (method === "GET" || method === "HEAD") && segments.length === docSegments) opts.stats.databaseReads++;
       return forward(req, res, body);
     }
     const docPath = `/${enc(db)}/${docId.split("/").map(enc).join("/")}`;
@@ -560,6 +633,12 @@ export function createFront(opts: FrontOptions): http.Server {
   }
 
   return http.createServer((req, res) => {
+    const stats = opts.stats;
+    if (stats) {
+      const method = req.method ?? "GET";
+      stats.requestMethods.set(method, (stats.requestMethods.get(method) ?? 0) + 1);
+      res.on("finish", () => stats.statusCodes.set(res.statusCode, (stats.statusCodes.get(res.statusCode) ?? 0) + 1));
+    }
     handle(req, res).catch((e: unknown) => {
       // The substitute's own failure: visible to the client as a 500, and on stderr.
       console.error(`couchdb substitute: ${req.method} ${req.url}: ${(e as Error)?.stack ?? String(e)}`);

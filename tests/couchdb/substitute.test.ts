@@ -2,6 +2,8 @@
 // does with the config the program renders: require_valid_user(_except_for_up), database _security,
 // validate_doc_update's JavaScript rules, _changes longpoll timeout/heartbeat and opaque sequences.
 import * as fs from "fs";
+import * as http from "http";
+import type { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
 import { COUCHDB_INI_NAME, renderCouchDbIni } from "../../components/couchdb/config";
@@ -94,6 +96,53 @@ describe("the program's rendered CouchDB ini", () => {
         });
         expect((await call(couch, "GET", "/_up", { headers: asAdmin })).status).toBe(200);
         expect((await call(couch, "GET", "/_all_dbs", { headers: asAdmin })).status).toBe(200);
+    });
+});
+
+describe("the rendered ini with the metrics port open", () => {
+    let couch: TestCouch;
+    let port: number;
+    beforeAll(async () => {
+        // A free port for the Prometheus listener, as the program renders a fixed one.
+        const probe = http.createServer().listen(0, "127.0.0.1");
+        await new Promise((r) => probe.once("listening", r));
+        port = (probe.address() as AddressInfo).port;
+        await new Promise((r) => probe.close(r));
+        const ini = renderCouchDbIni({ metricsPort: port })[COUCHDB_INI_NAME].replace("bind_address = 0.0.0.0\nport", "bind_address = 127.0.0.1\nport");
+        couch = await startCouch(0, "127.0.0.1", { ini: [iniDir({ [COUCHDB_INI_NAME]: ini })], admins: ADMIN });
+    });
+    afterAll(() => couch.stop());
+    const scrape = async (p = "/_node/_local/_prometheus") => {
+        const res = await fetch(`http://127.0.0.1:${port}${p}`);
+        return { status: res.status, type: res.headers.get("content-type"), text: await res.text() };
+    };
+    const sample = (text: string, series: string) =>
+        Number(
+            text
+                .split("\n")
+                .find((l) => l.startsWith(series + " "))
+                ?.split(" ")[1] ?? NaN,
+        );
+
+    it("serves CouchDB's Prometheus text without credentials, on that path only", async () => {
+        const first = await scrape();
+        expect(first).toMatchObject({ status: 200, type: "text/plain; version=2.0" });
+        expect(first.text).toMatch(/^# TYPE couchdb_database_writes_total counter$/m);
+        expect((await scrape("/_node/_local/_all_dbs")).status).toBe(404);
+        expect((await scrape("/_node/couchdb@elsewhere/_prometheus")).status).toBe(404);
+    });
+
+    it("counts requests, statuses and document writes as they happen", async () => {
+        const before = (await scrape()).text;
+        expect((await call(couch, "PUT", "/mail", { headers: asAdmin })).status).toBe(201);
+        expect((await call(couch, "PUT", "/mail/doc-1", { headers: asAdmin, body: { a: 1 } })).status).toBe(201);
+        expect((await call(couch, "POST", "/mail/_bulk_docs", { headers: asAdmin, body: { docs: [{ _id: "doc-2" }, { _id: "doc-3" }] } })).status).toBe(201);
+        expect((await call(couch, "GET", "/mail/doc-1")).status).toBe(401);
+        const after = (await scrape()).text;
+        expect(sample(after, "couchdb_database_writes_total") - sample(before, "couchdb_database_writes_total")).toBe(3);
+        expect(sample(after, 'couchdb_httpd_request_methods{method="PUT"}') - (sample(before, 'couchdb_httpd_request_methods{method="PUT"}') || 0)).toBe(2);
+        expect(sample(after, 'couchdb_httpd_status_codes{code="401"}')).toBeGreaterThanOrEqual(1);
+        expect(sample(after, "couchdb_open_databases")).toBeGreaterThanOrEqual(1);
     });
 });
 
