@@ -31,18 +31,86 @@ function id(type: "domain" | "mailbox" | "alias" | "settings", key: string): str
 
 export const BCRYPT_COST = 12;
 
-/** `{BLF-CRYPT}` hash Dovecot verifies. Passwords never leave this function except hashed. */
-export async function hashPassword(password: string): Promise<string> {
+const BLF_CRYPT = "{BLF-CRYPT}";
+
+/** The rule every new password follows, from the CLI and the password endpoint alike. Throws a usage error saying which. */
+export function checkNewPassword(password: string): void {
   if (password.length < 8) throw usage("password too short (at least 8 characters)");
   if (Buffer.byteLength(password) > 72) throw usage("password too long (bcrypt uses at most 72 bytes)");
-  return "{BLF-CRYPT}" + (await bcrypt.hash(password, BCRYPT_COST));
 }
 
-/** Read-modify-write with CouchDB's optimistic locking, retried on a conflicting writer. */
-async function update<T extends { _id: string }>(couch: Couch, docIdStr: string, fn: (doc: T | null) => T | null | "delete"): Promise<void> {
+/** `{BLF-CRYPT}` hash Dovecot verifies. Passwords never leave this function except hashed. */
+export async function hashPassword(password: string): Promise<string> {
+  checkNewPassword(password);
+  return BLF_CRYPT + (await bcrypt.hash(password, BCRYPT_COST));
+}
+
+/**
+ * Whether password matches a stored hash; null for a scheme couchmail cannot verify ({ARGON2ID}, which
+ * Dovecot verifies but Node 20 has no implementation of). bcryptjs's async compare yields to the event
+ * loop between rounds, so lookups keep being answered meanwhile.
+ */
+export async function verifyPassword(password: string, stored: string): Promise<boolean | null> {
+  if (!stored.startsWith(BLF_CRYPT)) return null;
+  return bcrypt.compare(password, stored.slice(BLF_CRYPT.length));
+}
+
+/** A hash of a random string nobody kept: verifying against it costs what a real verification costs. */
+const NOBODYS_HASH = "$2b$12$IZ1NszEc.uT0SZ4kcp9i8u0yuV2fPB705VWWhHavWsjIgotew/tXa";
+
+/** Spends one verification's time, so that "no such user" takes as long to answer as "wrong password". */
+async function verifyNothing(password: string): Promise<void> {
+  await bcrypt.compare(password, NOBODYS_HASH);
+}
+
+/**
+ * A user changes their own password, proving the current one. The current password is verified against
+ * the document as CouchDB holds it (never the lookup cache), and the new hash is written with that
+ * document's revision: a concurrent writer makes the write conflict, and the retry verifies again against
+ * what the writer left (a password changed meanwhile refuses the change). Unknown, disabled and
+ * login-less mailboxes are refused after the same work as a wrong password. The document is written
+ * whole or not at all; a datastore error is thrown.
+ */
+export async function changeOwnPassword(couch: Couch, address: string, current: string, next: string): Promise<"changed" | "refused" | "unverifiable"> {
+  checkNewPassword(next);
+  const p = splitAddress(address);
+  let mailboxId: string | null = null;
+  try {
+    mailboxId = p ? docId("mailbox", `${p.local}@${p.domain}`) : null;
+  } catch {
+    mailboxId = null;
+  }
+  if (mailboxId === null) {
+    await verifyNothing(current);
+    return "refused";
+  }
+  let outcome: "changed" | "refused" | "unverifiable" = "refused";
+  let hash: string | undefined;
+  await update<MailboxDoc>(couch, mailboxId, async (cur) => {
+    if (!cur || !cur.enabled || cur.password === NO_LOGIN) {
+      await verifyNothing(current);
+      outcome = "refused";
+      return null;
+    }
+    const verified = await verifyPassword(current, cur.password);
+    if (verified !== true) {
+      outcome = verified === null ? "unverifiable" : "refused";
+      return null;
+    }
+    hash ??= await hashPassword(next);
+    outcome = "changed";
+    return { ...cur, password: hash };
+  });
+  return outcome;
+}
+
+type Update<T> = T | null | "delete";
+
+/** Read-modify-write with CouchDB's optimistic locking, retried on a conflicting writer (fn sees the fresh document each time). */
+async function update<T extends { _id: string }>(couch: Couch, docIdStr: string, fn: (doc: T | null) => Update<T> | Promise<Update<T>>): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     const cur = await couch.get<T & { _rev: string }>(docIdStr);
-    const next = fn(cur);
+    const next = await fn(cur);
     try {
       if (next === "delete") {
         if (cur) await couch.remove(docIdStr, cur._rev);

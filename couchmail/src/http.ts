@@ -72,13 +72,13 @@ function handlePolicy(req: http.IncomingMessage, res: http.ServerResponse, polic
   req.on("error", () => res.destroy());
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown, type = "application/json"): void {
+export function send(res: http.ServerResponse, status: number, body: unknown, type = "application/json"): void {
   const text = typeof body === "string" ? body : JSON.stringify(body);
   res.writeHead(status, { "content-type": type, "cache-control": "no-store", "content-length": Buffer.byteLength(text) });
   res.end(text);
 }
 
-function sameSecret(a: string, b: string): boolean {
+export function sameSecret(a: string, b: string): boolean {
   // Hash first so lengths match and the comparison time says nothing.
   return timingSafeEqual(createHash("sha256").update(a).digest(), createHash("sha256").update(b).digest());
 }
@@ -92,6 +92,33 @@ export function health(cache: Cache): Record<string, unknown> {
     documents: cache.snapshot?.size ?? 0,
     feed_lag_seconds: cache.lastFeedAliveAt ? (Date.now() - cache.lastFeedAliveAt) / 1000 : null,
   };
+}
+
+function sendMetrics(res: http.ServerResponse, metrics: Metrics): void {
+  metrics.registry.metrics().then(
+    (text) => send(res, 200, text, metrics.registry.contentType),
+    () => send(res, 500, { error: "metrics failed" }),
+  );
+}
+
+/**
+ * The scraper's listener: `GET /metrics` and nothing else. It may listen where other pods reach it, so it
+ * never serves the lookups (the passdb hands out password hashes), the auth policy or anything added later.
+ */
+export function createMetricsServer(metrics: Metrics, log: Logger): http.Server {
+  const server = http.createServer((req, res) => {
+    try {
+      const path = (req.url ?? "/").split("?")[0];
+      if (path === "/metrics" && (req.method === "GET" || req.method === "HEAD")) return sendMetrics(res, metrics);
+      return send(res, 404, { error: "not found" });
+    } catch (e) {
+      handlerFailed({ metrics, log }, "http", e);
+      if (!res.headersSent) send(res, 503, { error: "internal error" });
+      else res.destroy();
+    }
+  });
+  server.keepAliveTimeout = 60_000;
+  return server;
 }
 
 export function createHttpServer(cache: Cache, metrics: Metrics, log: Logger, opts: HttpOptions): http.Server {
@@ -111,13 +138,7 @@ export function createHttpServer(cache: Cache, metrics: Metrics, log: Logger, op
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });
     if (path === "/healthz") return send(res, 200, health(cache));
     if (path === "/readyz") return send(res, cache.loaded ? 200 : 503, health(cache));
-    if (path === "/metrics") {
-      metrics.registry.metrics().then(
-        (text) => send(res, 200, text, metrics.registry.contentType),
-        () => send(res, 500, { error: "metrics failed" }),
-      );
-      return;
-    }
+    if (path === "/metrics") return sendMetrics(res, metrics);
     const m = /^\/dovecot\/(passdb|userdb)\/([^/]+)$/.exec(path);
     if (!m) return send(res, 404, { error: "not found" });
     if (!authorized(req, `/dovecot/${m[1]}`)) return send(res, 401, { error: "unauthorized" });

@@ -1,6 +1,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Cache } from "./cache";
+import { socketmapMaps } from "./lookups";
 import type { AuthPolicy } from "./policy";
+
+export const PASSWORD_CHANGE_RESULTS = ["changed", "refused", "limited", "invalid", "unauthorized", "failed"] as const;
+export type PasswordChangeResult = (typeof PASSWORD_CHANGE_RESULTS)[number];
 
 export class Metrics {
   readonly registry = new Registry();
@@ -11,6 +15,7 @@ export class Metrics {
   readonly internalErrors: Counter<"protocol">;
   readonly policyDecisions: Counter<"decision" | "limit">;
   readonly policyReports: Counter<"result">;
+  readonly passwordChanges: Counter<"result">;
 
   constructor(cache: Cache, policy?: AuthPolicy) {
     const registers = [this.registry];
@@ -20,6 +25,11 @@ export class Metrics {
       "map",
       "result",
     ]);
+    // A labelled counter has no series until its first increment: rate() would miss that increment and an
+    // absent() alert would fire on an idle, healthy service. Every map and result a lookup can have starts at 0.
+    for (const map of [...Object.keys(socketmapMaps), "passdb", "userdb", "sieve"]) {
+      for (const result of ["ok", "notfound", "temp"]) this.lookups.inc({ map, result }, 0);
+    }
     this.latency = new Histogram({
       name: "couchmail_lookup_duration_seconds",
       help: "Time to answer one lookup, from request parsed to reply queued",
@@ -48,6 +58,12 @@ export class Metrics {
       "Dovecot auth policy reports after a login: success, failure (a verified wrong guess or unknown user), refused (by this policy), internal",
       ["result"],
     );
+    this.passwordChanges = counter(
+      "couchmail_password_changes_total",
+      "Password changes asked of the password endpoint, by result: changed, refused (wrong current password, unknown or disabled user), limited (rate limit), invalid (malformed request or new password), unauthorized (token), failed (datastore or our error)",
+      ["result"],
+    );
+    for (const result of PASSWORD_CHANGE_RESULTS) this.passwordChanges.inc({ result }, 0);
     if (policy) {
       new Gauge({
         name: "couchmail_policy_tracked",

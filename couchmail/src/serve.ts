@@ -1,10 +1,11 @@
 import { Cache } from "./cache";
 import { Couch, CouchError } from "./couch";
 import { createDictServer } from "./dict";
-import { createHttpServer } from "./http";
+import { createHttpServer, createMetricsServer } from "./http";
 import { Listeners } from "./listeners";
 import { errText, type Logger } from "./log";
 import { Metrics } from "./metrics";
+import { passwordServer } from "./password";
 import { AuthPolicy } from "./policy";
 import type { ServeConfig } from "./serveconfig";
 import { createSocketmapServer } from "./socketmap";
@@ -12,7 +13,7 @@ import { createSocketmapServer } from "./socketmap";
 export interface Running {
   cache: Cache;
   metrics: Metrics;
-  addresses: { socketmap: string[]; dict: string[]; http: string[] };
+  addresses: { socketmap: string[]; dict: string[]; http: string[]; metrics: string[]; passwordChange: string[] };
   close(): Promise<void>;
 }
 
@@ -24,12 +25,14 @@ export async function serve(cfg: ServeConfig, log: Logger): Promise<Running> {
   const policy = new AuthPolicy();
   const metrics = new Metrics(cache, policy);
   const listeners = new Listeners(cfg);
-  const addresses: Running["addresses"] = { socketmap: [], dict: [], http: [] };
+  const addresses: Running["addresses"] = { socketmap: [], dict: [], http: [], metrics: [], passwordChange: [] };
   for (const l of cfg.socketmap) addresses.socketmap.push(await listeners.add(createSocketmapServer(cache, metrics, log), l));
   for (const l of cfg.dict) addresses.dict.push(await listeners.add(createDictServer(cache, metrics, log), l));
   for (const l of cfg.http) {
     addresses.http.push(await listeners.add(createHttpServer(cache, metrics, log, { mailHome: cfg.mailHome, token: cfg.httpToken, policy }), l));
   }
+  if (cfg.metrics) addresses.metrics.push(await listeners.add(createMetricsServer(metrics, log), cfg.metrics));
+  if (cfg.password) addresses.passwordChange.push(await listeners.add(passwordServer(cfg.password, couch, metrics, log), cfg.password.listen));
   log.info({ event: "listening", ...addresses, couchdb: couch.location }, "couchmail serving");
 
   // Listeners answer TEMP until the first load. A fresh CouchDB has no database yet, and the

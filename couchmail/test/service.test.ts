@@ -289,7 +289,7 @@ describe("listeners", () => {
     expect(parseListen("10.1.2.3:7000")).toEqual({ kind: "tcp", host: "10.1.2.3", port: 7000 });
     expect(parseListen("[::1]:8080")).toEqual({ kind: "tcp", host: "::1", port: 8080 });
     expect(parseListen("unix:/run/couchmail/dict.sock")).toEqual({ kind: "unix", path: "/run/couchmail/dict.sock" });
-    expect(() => parseListen("127.0.0.1:7000", false)).toThrow(/unix/);
+    expect(() => parseListen("127.0.0.1:7000", { tcp: false, unix: true, wildcard: false })).toThrow(/unix/);
   });
 
   it("require the token on /dovecot/* when one is configured", async () => {
