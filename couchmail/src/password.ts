@@ -34,8 +34,9 @@ const FIELDS = ["user", "curpass", "newpass"] as const;
  * webmail pod's one address (the driver does not pass the browser's). `guess`/`known` hold one user from
  * that address, `account` one user whatever the address (enforced from the first source on), `source` the
  * whole webmail pod. No tarpit: an attempt that would have to wait is refused, without computing a hash.
- * A successful change refunds its attempt, a verified wrong password stays charged; a pair that changed a
- * password is trusted no more than one that did not.
+ * A successful change refunds its attempt, a verified wrong password stays charged. A user who changed their
+ * password from an address is then held by a bucket of their own there (`known`), as strict as the per-user
+ * one, instead of the source's: failures of others do not lock them out.
  */
 export const PASSWORD_CHANGE_LIMITS: PolicyLimits = {
   ...DEFAULT_POLICY_LIMITS,
@@ -158,6 +159,7 @@ export function createPasswordServer(
     }
   };
   const server = opts.tls ? https.createServer({ ...opts.tls, minVersion: "TLSv1.2" }, listener) : http.createServer(listener);
+  server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 60_000;
   return server;
