@@ -192,6 +192,15 @@ describe("password change", () => {
     expect(await verifies("battery staple", after!.password)).toBe(true);
   });
 
+  it("a disabled mailbox, or one without a login yet, cannot change its password (not even with its stored marker)", async () => {
+    await admin.userAdd(st.couch, "dave@example.org", "dave's password", { disabled: true });
+    await st.couch.put({ _id: "mailbox:erin@example.org", type: "mailbox", address: "erin@example.org", password: "!", enabled: true });
+    expect(await driverPost(st.url, change("dave@example.org", "dave's password", "dave's new password"))).toEqual({ status: 403, body: "failed" });
+    expect(await driverPost(st.url, change("erin@example.org", "!", "erin's first password"))).toEqual({ status: 403, body: "failed" });
+    expect((await mailboxDoc(st, "erin@example.org"))?.password).toBe("!");
+    expect(await verifies("dave's password", (await mailboxDoc(st, "dave@example.org"))!.password)).toBe(true);
+  });
+
   it("refuses anything but the driver's form, and a new password the CLI would refuse", async () => {
     const post = (body: string, type = "application/x-www-form-urlencoded") =>
       fetch(st.url, { method: "POST", headers: { "content-type": type }, body }).then(async (r) => ({ status: r.status, body: await r.text() }));
@@ -272,7 +281,7 @@ describe("password change", () => {
   it("counts every outcome and never logs a password or hash", async () => {
     const metrics = await st.running.metrics.registry.metrics();
     expect(metrics).toMatch(/couchmail_password_changes_total\{result="changed"\} 2/);
-    expect(metrics).toMatch(/couchmail_password_changes_total\{result="refused"\} 4/);
+    expect(metrics).toMatch(/couchmail_password_changes_total\{result="refused"\} 6/);
     expect(metrics).toMatch(/couchmail_password_changes_total\{result="invalid"\} 7/);
     expect(metrics).toMatch(/couchmail_password_changes_total\{result="failed"\} 2/);
     const all = st.log.lines.join("\n");
