@@ -194,7 +194,8 @@ describe("password change", () => {
 
   it("a disabled mailbox, or one without a login yet, cannot change its password (not even with its stored marker)", async () => {
     await admin.userAdd(st.couch, "dave@example.org", "dave's password", { disabled: true });
-    await st.couch.put({ _id: "mailbox:erin@example.org", type: "mailbox", address: "erin@example.org", password: "!", enabled: true });
+    const erin: MailboxDoc = { _id: "mailbox:erin@example.org", type: "mailbox", address: "erin@example.org", password: "!", enabled: true };
+    await st.couch.put(erin);
     expect(await driverPost(st.url, change("dave@example.org", "dave's password", "dave's new password"))).toEqual({ status: 403, body: "failed" });
     expect(await driverPost(st.url, change("erin@example.org", "!", "erin's first password"))).toEqual({ status: 403, body: "failed" });
     expect((await mailboxDoc(st, "erin@example.org"))?.password).toBe("!");
