@@ -15,7 +15,7 @@ import { podMemory } from "../e2e/cli";
 import { Cluster } from "../e2e/cluster";
 import { E2E_DIR, OUTSIDE, REPO } from "../e2e/layout";
 import { quantityBytes } from "../e2e/volumes";
-import { burstTable, countHopErrors, Delivery, memoryTable, ratioTable, Row, summarize } from "./measure";
+import { burstTable, countHopErrors, Delivery, memoryTable, PhaseMemory, ratioTable, Row, summarize } from "./measure";
 import type { SendJob, SendResult } from "./send";
 
 const count = (name: string, fallback: number) => {
@@ -260,13 +260,7 @@ function podLimits(cluster: Cluster, pods: string[]): Record<string, number | un
     return out;
 }
 
-async function phase(
-    spam: boolean,
-    tag: string,
-    rows: Row[],
-    peaks: Record<string, Record<string, number>>,
-    limits: Record<string, number | undefined>,
-): Promise<void> {
+async function phase(spam: boolean, tag: string, rows: Row[], memory: Record<string, PhaseMemory>, limits: Record<string, number | undefined>): Promise<void> {
     log(`spam scanning ${spam ? "on" : "off"}: deploying the e2e stack with production queue timers`);
     // Production timers: the stack's own defaults, not the e2e's 5–10 s retries. The pseudo-internet's address is
     // whitelisted at postgrey (as a known MTA is) so the burst measures delivery, not the greylisting delay.
@@ -281,10 +275,11 @@ async function phase(
         couchmail(cluster, ["user", "add", `bench${i}@${DOMAIN}`, "--password-stdin"], users[`bench${i}`] + "\n");
     }
     const key = `spam ${spam ? "on" : "off"}`;
-    peaks[key] = podMemory(cluster);
-    Object.assign(limits, podLimits(cluster, Object.keys(peaks[key])));
+    const peak = podMemory(cluster);
+    memory[key] = { peak, rest: {} };
+    Object.assign(limits, podLimits(cluster, Object.keys(peak)));
     const sampler = setInterval(() => {
-        for (const [pod, kb] of Object.entries(podMemory(Cluster.load()))) peaks[key][pod] = Math.max(peaks[key][pod] ?? 0, kb);
+        for (const [pod, kb] of Object.entries(podMemory(Cluster.load()))) peak[pod] = Math.max(peak[pod] ?? 0, kb);
     }, 1000);
     try {
         const watcher = new MaildirWatcher(mailRoot(), Object.keys(users));
@@ -292,6 +287,8 @@ async function phase(
     } finally {
         clearInterval(sampler);
     }
+    // The last burst ended with QUIET_MS of nothing new: the pods are at rest, with everything a burst started.
+    memory[key].rest = podMemory(Cluster.load());
 }
 
 async function main(): Promise<number> {
@@ -307,12 +304,12 @@ async function main(): Promise<number> {
     const t0 = Date.now();
     const tag = Date.now().toString(36);
     const rows: Row[] = [];
-    const peaks: Record<string, Record<string, number>> = {};
+    const memory: Record<string, PhaseMemory> = {};
     const limits: Record<string, number | undefined> = {};
     let code = 0;
     for (const spam of PHASES) {
         try {
-            await phase(spam, tag, rows, peaks, limits);
+            await phase(spam, tag, rows, memory, limits);
         } catch (e) {
             log(`spam ${spam ? "on" : "off"} failed: ${e instanceof Error ? e.stack : String(e)}`);
             code = 1;
@@ -326,7 +323,7 @@ async function main(): Promise<number> {
     );
     console.log(burstTable(rows));
     if (PHASES.length > 1) console.log(`\n${ratioTable(rows)}`);
-    console.log(`\n${memoryTable(peaks, limits)}`);
+    console.log(`\n${memoryTable(memory, limits)}`);
     if (rows.some((r) => r.summary.lost || r.summary.duplicated)) code = 1;
     return code;
 }

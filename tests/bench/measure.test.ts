@@ -1,4 +1,4 @@
-import { countHopErrors, percentile, summarize } from "./measure";
+import { countHopErrors, memoryTable, percentile, summarize } from "./measure";
 import type { SendResult } from "./send";
 
 const sent = (id: string, startedAt: number, at: number, reply = "250 2.0.0 Ok: queued as 4Fx"): SendResult => ({
@@ -74,5 +74,20 @@ describe("countHopErrors", () => {
             "Dec 02 04:14:57 lmtp(dave@example.test)<5><x>: Error: spam-scan: dave@example.test: spamc failed (74): connection refused\nlmtp(dave@example.test): Info: saved mail to INBOX";
         const spamd = "Wed Dec  2 04:14:57 2026 [12] warn: spamd: connection from ::1 refused\nWed Dec  2 04:14:57 2026 [12] info: spamd: processing message";
         expect(countHopErrors(postfix, dovecot, spamd)).toEqual({ lmtpDeferred: 2, lmtpTooManyConcurrent: 1, spamcFailed: 1, spamdErrors: 1 });
+    });
+});
+
+describe("memoryTable", () => {
+    test("rest and peak per pod and phase against the pod's limit; sums of limits, rests and peaks", () => {
+        const table = memoryTable(
+            { "spam on": { rest: { spamassassin: 120 * 1024, postfix: 90 * 1024 }, peak: { spamassassin: 192 * 1024, postfix: 150 * 1024 } } },
+            { spamassassin: 384 * 2 ** 20, postfix: undefined },
+        );
+        expect(table.split("\n")).toEqual([
+            "pod           limit MiB  rest MiB (spam on)  peak MiB (spam on)  peak/limit",
+            "postfix            none                  90                 150           -",
+            "spamassassin        384                 120                 192         50%",
+            "sum                 384                 210                 342            ",
+        ]);
     });
 });

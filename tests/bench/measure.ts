@@ -162,14 +162,36 @@ export function ratioTable(rows: Row[]): string {
     return table(["scenario", "e2e msg/s spam on", "spam off", "off/on"], body);
 }
 
-/** Peak PSS per pod (KiB) against its memory limit (bytes; absent = none). */
-export function memoryTable(peaks: Record<string, Record<string, number>>, limits: Record<string, number | undefined>): string {
-    const phases = Object.keys(peaks);
-    const pods = [...new Set(phases.flatMap((p) => Object.keys(peaks[p])))].sort();
+/** One phase's memory samples per pod (PSS, KiB): at rest after the bursts (its steady state) and the peak. */
+export interface PhaseMemory {
+    rest: Record<string, number>;
+    peak: Record<string, number>;
+}
+
+/**
+ * Per pod: its memory limit, and per phase its PSS at rest and at peak (MiB), and whether the peak stayed under the
+ * limit — what requests (near the rest) and limits (above the peak) are sized from.
+ */
+export function memoryTable(phases: Record<string, PhaseMemory>, limits: Record<string, number | undefined>): string {
+    const names = Object.keys(phases);
+    const pods = [...new Set(names.flatMap((p) => Object.keys(phases[p].peak)))].sort();
     const mib = (kb: number | undefined) => (kb === undefined ? "-" : (kb / 1024).toFixed(0));
-    const body = pods.map((pod) => [pod, limits[pod] === undefined ? "none" : (limits[pod] / 2 ** 20).toFixed(0), ...phases.map((p) => mib(peaks[p][pod]))]);
-    body.push(["sum", "", ...phases.map((p) => mib(Object.values(peaks[p]).reduce((a, b) => a + b, 0)))]);
-    return table(["pod", "limit MiB", ...phases.map((p) => `peak PSS MiB (${p})`)], body);
+    const headroom = (pod: string, kb: number | undefined) => {
+        const limit = limits[pod];
+        return kb === undefined || limit === undefined ? "-" : `${((100 * kb * 1024) / limit).toFixed(0)}%`;
+    };
+    const body = pods.map((pod) => [
+        pod,
+        limits[pod] === undefined ? "none" : (limits[pod] / 2 ** 20).toFixed(0),
+        ...names.flatMap((p) => [mib(phases[p].rest[pod]), mib(phases[p].peak[pod]), headroom(pod, phases[p].peak[pod])]),
+    ]);
+    const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+    body.push([
+        "sum",
+        (Object.values(limits).reduce<number>((a, b) => a + (b ?? 0), 0) / 2 ** 20).toFixed(0),
+        ...names.flatMap((p) => [mib(sum(phases[p].rest)), mib(sum(phases[p].peak)), ""]),
+    ]);
+    return table(["pod", "limit MiB", ...names.flatMap((p) => [`rest MiB (${p})`, `peak MiB (${p})`, "peak/limit"])], body);
 }
 
 function table(head: string[], body: string[][]): string {
