@@ -23,6 +23,12 @@ export const POSTFIX_LISTENERS = {
     submissions: { name: "submissions", port: 465, public: 465, proxy: { name: "subms-proxy", port: 10465 } },
 } as const satisfies Record<string, Listener>;
 
+/**
+ * Where postlogd writes Postfix's log: a small volume shared with the metrics exporter, which follows the file. The
+ * entrypoint copies every line to its stdout (so `kubectl logs` still shows them) and empties the file when it grows.
+ */
+export const POSTFIX_LOG = { directory: "/var/log/postfix", file: "/var/log/postfix/postfix.log" } as const;
+
 /** The couchmail socketmap names Postfix queries (couchmail answers exactly these). */
 export const POSTFIX_SOCKETMAP_NAMES = {
     domains: "domains",
@@ -224,7 +230,10 @@ function mainCf(s: PostfixSettings): Map<string, string> {
         ["smtpd_banner", "$myhostname ESMTP"],
         ["queue_directory", s.queueDirectory],
         ["data_directory", s.dataDirectory],
-        ["maillog_file", "/dev/stdout"],
+        ["maillog_file", POSTFIX_LOG.file],
+        ["maillog_file_prefixes", POSTFIX_LOG.directory],
+        // The exporter reads the file as another user (Postfix creates it 0600 by default).
+        ["maillog_file_permissions", "0644"],
         ["biff", "no"],
         ["append_dot_mydomain", "no"],
         ["message_size_limit", String(s.messageSizeLimit)],

@@ -35,10 +35,58 @@ mc_merge() {
   [ "${#params[@]}" -eq 0 ] || postconf -c "$(dirname "$target")" -e "${params[@]}"
 }
 
+# Postfix's log goes to a file on a small volume that the metrics exporter follows. Without a writable folder for it
+# (the volume not mounted on a read-only root) Postfix logs to stdout as before, and the exporter sees nothing.
+mc_prepare() {
+  local gen=$1 log
+  log=$(postconf -c "$gen" -h maillog_file) || return 1
+  case "$log" in /dev/*) return 0 ;; esac
+  if ! mkdir -p "$(dirname "$log")" 2>/dev/null || [ ! -w "$(dirname "$log")" ]; then
+    mc_log "WARNING: $(dirname "$log") is not writable (no log volume?): Postfix logs to stdout only"
+    postconf -c "$gen" -e maillog_file=/dev/stdout
+  fi
+}
+
+# Copies the log file to stdout (`kubectl logs`); only lines written from now on.
+MAILLOG_MAX_BYTES=${MAILLOG_MAX_BYTES:-8388608}
+MAILLOG_CHECK_INTERVAL=${MAILLOG_CHECK_INTERVAL:-60}
+mc_follow_log() {
+  local log=$1
+  [ -e "$log" ] || install -m 644 /dev/null "$log"
+  exec tail -n 0 -F "$log"
+}
+# Keeps the volume small: past MAILLOG_MAX_BYTES the file is emptied in place. postlogd appends (O_APPEND), and both
+# followers (this tail and the exporter) reread a file that shrank from its start. Renaming it (`postfix logrotate`)
+# would also reload Postfix, and the exporter's tail library can miss the new file when the rename races its reads.
+mc_limit_log() {
+  local log=$1 size
+  while sleep "$MAILLOG_CHECK_INTERVAL"; do
+    size=$(stat -c %s "$log" 2>/dev/null) || continue
+    [ "$size" -gt "$MAILLOG_MAX_BYTES" ] || continue
+    : >"$log"
+    mc_log "log file emptied at $size bytes"
+  done
+}
+
 mc_initial
 
-# Postfix stops through its own command, so the queue is flushed to disk and children finish cleanly.
+MAILLOG=$(postconf -h maillog_file)
+case "$MAILLOG" in
+  /dev/*) ;;
+  *)
+    mc_follow_log "$MAILLOG" &
+    follower=$!
+    mc_limit_log "$MAILLOG" &
+    MC_ALSO_STOP="$follower $!"
+    ;;
+esac
+
+# Postfix stops through its own command, so the queue is flushed to disk and children finish cleanly; the pause lets
+# the follower copy the last lines before it is stopped.
 # (Called from mc_supervise's SIGTERM trap, which shellcheck cannot see.)
 # shellcheck disable=SC2317
-mc_stop() { postfix stop; }
+mc_stop() {
+  postfix stop
+  [ -z "${MC_ALSO_STOP:-}" ] || sleep 1
+}
 mc_supervise Postfix postfix start-fg
