@@ -1,6 +1,7 @@
 // The metrics contract: what each mail service exports, where, and which series the dashboard and the alert rules
 // read. Every metric name the dashboard (dashboard.json) or the rules (rules.ts) use must be declared here or in
 // CLUSTER_METRICS, and tests/monitoring checks that; the e2e scrape checks that the `moves` ones did move.
+import { POSTFIX_EXPORTER_LISTENER } from "../postfix/exporter";
 import { DOVECOT_METRICS, DOVECOT_METRICS_PORT } from "./dovecot";
 
 export type MetricType = "counter" | "gauge" | "histogram" | "summary";
@@ -26,8 +27,8 @@ export interface ScrapeTarget {
 /**
  * Dovecot 2.4's OpenMetrics names for the blocks in dovecot.ts: a block without a quantized group_by is exported as
  * `dovecot_<name>_total` (and `dovecot_<name>_duration_seconds_total`), one with it as a histogram `dovecot_<name>`
- * whose `le` is the quantized field's raw value — microseconds for `duration`
- * (https://doc.dovecot.org/2.3/configuration_manual/stats/openmetrics/; 2.4 keeps the format).
+ * (https://doc.dovecot.org/2.3/configuration_manual/stats/openmetrics/). Dovecot 2.4.1 writes a `duration` histogram
+ * in seconds — `le="0.010000"` for the 10^4 µs bucket, `_sum` in seconds — as dovecot-metrics.int.test.ts measured.
  */
 const DOVECOT_MOVES_WITH_MAIL = ["mail_delivery"];
 const DOVECOT: ScrapeTarget = {
@@ -52,7 +53,7 @@ const DOVECOT: ScrapeTarget = {
  * one series), so outbound volume is read from qmgr removals and the smtp connection counters instead.
  */
 const POSTFIX: ScrapeTarget = {
-    port: { name: "metrics-postfix", number: 9154 },
+    port: { name: POSTFIX_EXPORTER_LISTENER.name, number: POSTFIX_EXPORTER_LISTENER.port },
     path: "/metrics",
     source: "prometheus-postfix-exporter (sidecar in the Postfix pod)",
     metrics: [
@@ -107,10 +108,16 @@ const COUCHDB: ScrapeTarget = {
     source: "CouchDB's [prometheus] additional port",
     metrics: [
         { name: "couchdb_uptime_seconds", type: "counter", moves: false, help: "seconds since CouchDB started" },
-        { name: "couchdb_httpd_requests_total", type: "counter", moves: false, help: "HTTP requests" },
-        { name: "couchdb_httpd_clients_requesting_changes", type: "gauge", moves: false, help: "open changes feeds (couchmail holds one per sidecar)" },
+        {
+            name: "couchdb_httpd_request_methods",
+            type: "counter",
+            moves: false,
+            help: "HTTP requests by method (no _total: a special case of couch_prometheus_util)",
+        },
+        { name: "couchdb_httpd_status_codes", type: "counter", moves: false, help: "HTTP responses by status code (no _total, as above)" },
+        { name: "couchdb_database_reads_total", type: "counter", moves: false, help: "document reads" },
         { name: "couchdb_database_writes_total", type: "counter", moves: false, help: "document writes" },
-        { name: "couchdb_request_time_seconds", type: "summary", moves: false, help: "HTTP request time quantiles" },
+        { name: "couchdb_open_databases", type: "gauge", moves: false, help: "open databases" },
     ],
 };
 
