@@ -3,6 +3,9 @@
 // on one that should not. Every metric name they use must be in the contract (components/monitoring/metrics.ts).
 import { CLUSTER_METRICS, declaredSeries, SCRAPE_TARGETS } from "../../components/monitoring/metrics";
 import { POSTFIX_EXPORTER_METRICS } from "../../components/postfix/exporter";
+import type { Cache } from "../../couchmail/src/cache";
+import { Metrics } from "../../couchmail/src/metrics";
+import { newStats, prometheusText } from "../../couchmail/test/couchdb-front";
 import { AlertRule, ALERT_THRESHOLDS, CertificateExpiry, mailAlertRules, RuleGroup } from "../../components/monitoring/rules";
 import { asGrafanaSends, dashboardQueries, metricNames, promtool } from "./promql";
 
@@ -57,6 +60,27 @@ describe("the contract", () => {
             ["dovecot_mail_delivery", "histogram"],
             ["dovecot_sieve_actions_total", "counter"],
         ]);
+    });
+});
+
+/** `# TYPE <family> <type>` lines of an exposition: what a scraper learns each family is. */
+const typesIn = (exposition: string) => new Map([...exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
+
+describe("the contract against what the services serve", () => {
+    test("couchmail's registry has every couchmail family, of the declared type", async () => {
+        const cache = { snapshot: undefined, loaded: false, stale: false, lastFeedAliveAt: 0, lastChangeAt: 0 } as unknown as Cache;
+        const served = typesIn(await new Metrics(cache, { tracked: {} } as ConstructorParameters<typeof Metrics>[1]).registry.metrics());
+        expect(SCRAPE_TARGETS.couchmail.metrics.map((m) => [m.name, served.get(m.name)])).toEqual(
+            SCRAPE_TARGETS.couchmail.metrics.map((m) => [m.name, m.type]),
+        );
+    });
+
+    test("CouchDB's endpoint (as the substitute renders couch_prometheus) has every CouchDB family, of the declared type", () => {
+        const stats = newStats();
+        stats.requestMethods.set("GET", 1);
+        stats.statusCodes.set(200, 1);
+        const served = typesIn(prometheusText(stats, 1));
+        expect(SCRAPE_TARGETS.couchdb.metrics.map((m) => [m.name, served.get(m.name)])).toEqual(SCRAPE_TARGETS.couchdb.metrics.map((m) => [m.name, m.type]));
     });
 });
 
