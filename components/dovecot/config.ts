@@ -8,6 +8,7 @@
 // A `stop` in an earlier script ends processing, so spam never reaches the user's own rules.
 import { INTERMEDIATE_TLS12_CIPHERS, Listener, RenderedFiles, checkAbsPath, checkCidr, checkHostname, checkPort, invalid } from "../render";
 import { dovecotMetricsConf } from "../monitoring/dovecot";
+import { SPAM_SCAN_MAX_BYTES } from "../spamassassin/config";
 
 /** Where Dovecot listens (PROXY twins as for Postfix); Services, probes and Postfix use the same numbers. */
 export const DOVECOT_LISTENERS = {
@@ -171,9 +172,12 @@ function spamSieve(s: DovecotSettings): string {
     return lines.join("\n") + "\n";
 }
 
-/** spamc's options for spam-scan and the learn programs; `-x`: they handle spamd being down themselves. */
+/**
+ * spamc's options for spam-scan and the learn programs; `-x`: they handle spamd being down themselves; `-s`: the
+ * largest message spamd is sized to score (larger ones pass through unscored).
+ */
 function spamcConf(scan: NonNullable<DovecotSettings["spamScan"]>): string {
-    return [`-d ${scan.spamdHost}`, `-p ${scan.spamdPort}`, `-t ${scan.timeoutSeconds}`, "-x", ""].join("\n");
+    return [`-d ${scan.spamdHost}`, `-p ${scan.spamdPort}`, `-t ${scan.timeoutSeconds}`, `-s ${SPAM_SCAN_MAX_BYTES}`, "-x", ""].join("\n");
 }
 
 const LEARN_SPAM_SIEVE = `# Moved or copied into Junk: learn as spam for this user.

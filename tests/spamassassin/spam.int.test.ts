@@ -1,11 +1,15 @@
 // Real spamd (our image) scoring real Dovecot LMTP deliveries per recipient, imapsieve training on IMAP MOVE,
 // the nightly training script, and delivery with spamd down. spamd, Dovecot and the training job share one network
 // namespace here (in the cluster they reach spamd through its Service). Memory of spamd is measured and printed.
+import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DOVECOT_SPAM_PROGRAMS, renderDovecot } from "../../components/dovecot/config";
-import { SPAMD_LISTENERS, SpamAssassinSettings, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
+import { BUDGET } from "../../components/kube";
+import { SPAMD_LISTENERS, SPAM_SCAN_MAX_BYTES, SpamAssassinSettings, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
+import { sizedMessage } from "../bench/spamd-corpus";
+import { parseQuantity } from "../kit/cluster/quantity";
 import { Pod, buildImage, selfSignedCert, shInImage, tempDir, writeConfigMapVolume } from "../kit/images";
 import { dovecotTestSettings, spamassassinTestSettings } from "../kit/settings";
 
@@ -30,6 +34,7 @@ end
 
 let dir: string;
 let spamImage: string;
+let dovecotImage: string;
 let spamd: Pod;
 let dovecot: Pod;
 let dictStub: ChildProcess;
@@ -123,10 +128,18 @@ function message(user: string, subject: string): string {
     throw new Error(`no message "${subject}" for ${user}`);
 }
 
-/** nspam/nham of one user's Bayes database (sa-learn --dump magic on the spamd volume). */
+/**
+ * nspam/nham of one user's Bayes database (sa-learn --dump magic on the spamd volume), after merging its journal:
+ * spamd learns into the journal (bayes_learn_to_journal) and merges it later.
+ */
 function bayes(user: string): { nspam: number; nham: number } {
-    const r = shInImage(spamImage, `HOME=/tmp sa-learn --dbpath ${settings.dataDir}/users/${user} --dump magic`, {
-        mounts: [{ host: path.join(dir, "spamd"), ctr: settings.dataDir }],
+    const db = `--dbpath ${settings.dataDir}/users/${user}`;
+    const r = shInImage(spamImage, `HOME=/tmp sa-learn ${db} --sync && HOME=/tmp sa-learn ${db} --dump magic`, {
+        // With spamd's mail.cf, so the merge takes the lock the way spamd does (lock_method).
+        mounts: [
+            { host: path.join(dir, "spamd"), ctr: settings.dataDir, ro: false },
+            { host: path.join(dir, "sa"), ctr: "/run/mail/spamassassin/live" },
+        ],
     });
     const n = (what: string) => Number(new RegExp(`(\\d+)\\s+\\d+\\s+non-token data: ${what}`).exec(r.stdout)?.[1] ?? "0");
     return { nspam: n("nspam"), nham: n("nham") };
@@ -168,7 +181,7 @@ const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
 
 beforeAll(async () => {
     spamImage = buildImage("spamassassin");
-    const dovecotImage = buildImage("dovecot");
+    dovecotImage = buildImage("dovecot");
     dir = tempDir("spam-int");
     // Volumes: spamd's PVC and /run/mail (fsGroup spamd), the mail PVC (vmail), couchmail's socket dir.
     const volume = (name: string, gid: number) => {
@@ -239,6 +252,49 @@ test("GTUBE to a user lands in that user's Junk; a clean message in INBOX; each 
     // spamd was asked once per recipient, with that recipient's name: each has its own directory on the volume.
     expect(fs.readdirSync(path.join(dir, "spamd", "users")).sort()).toEqual(["alice@example.test", "bob@example.test"]);
     console.log(`spamd container PSS at rest (spamd master + 1 idle child + entrypoint): ${mib(atRest)}`);
+});
+
+test("the package's body rules run compiled: sa-compile's native code in the image, Rule2XSBody loading it", () => {
+    const r = shInImage(spamImage, "HOME=/tmp spamassassin -D zoom --lint 2>&1", {
+        mounts: [{ host: path.join(dir, "sa"), ctr: "/run/mail/spamassassin/live" }],
+    });
+    expect(r.stdout).toMatch(/zoom: able to use (\d+)\/\1 'body_0' compiled rules \(100%\)/);
+});
+
+test(`the size ceiling: spam-scan scores a message of ${SPAM_SCAN_MAX_BYTES} bytes, passes one byte more through unchanged; two at the ceiling fit spamd's limit`, async () => {
+    const work = path.join(dir, "sized");
+    fs.mkdirSync(work);
+    fs.chownSync(work, 5000, 5000);
+    const files = { at1: sizedMessage(SPAM_SCAN_MAX_BYTES, 1), at2: sizedMessage(SPAM_SCAN_MAX_BYTES, 2), over: sizedMessage(SPAM_SCAN_MAX_BYTES + 1, 3) };
+    for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(work, `${name}.eml`), text);
+    expect(Object.values(files).map((m) => Buffer.byteLength(m))).toEqual([SPAM_SCAN_MAX_BYTES, SPAM_SCAN_MAX_BYTES, SPAM_SCAN_MAX_BYTES + 1]);
+    // spam-scan as Dovecot's spam.sieve runs it: the vmail user, $USER set by Pigeonhole, the rendered spamc.conf.
+    const scan = (name: string) => `USER=alice@example.test /usr/local/lib/mail/filter/spam-scan </work/${name}.eml >/work/${name}.out`;
+    const peak = { kib: spamdPssKiB() };
+    const poll = setInterval(() => (peak.kib = Math.max(peak.kib, spamdPssKiB())), 100);
+    const job = new Pod(dovecotImage, ["bash", "-c", `(${scan("at1")}) & (${scan("at2")}) & wait; ${scan("over")}`], {
+        network: spamd,
+        user: "5000:5000",
+        mounts: [
+            { host: path.join(dir, "dovecot"), ctr: "/run/mail/dovecot/live" },
+            { host: work, ctr: "/work", ro: false },
+        ],
+    });
+    try {
+        expect(await job.exitCode(240_000)).toBe(0);
+    } finally {
+        clearInterval(poll);
+        await job.remove();
+    }
+    // Compared by header block and digest: a failure would print megabytes otherwise.
+    const out = (name: string) => fs.readFileSync(path.join(work, `${name}.out`), "utf8");
+    const headerBlock = (m: string) => m.split(/\r?\n\r?\n/)[0];
+    const digest = (m: string) => ({ bytes: Buffer.byteLength(m), sha256: createHash("sha256").update(m).digest("hex") });
+    expect(headerBlock(out("at1"))).toMatch(/^X-Spam-Status: No, score=/m);
+    expect(headerBlock(out("at2"))).toMatch(/^X-Spam-Status: No, score=/m);
+    expect(digest(out("over"))).toEqual(digest(files.over));
+    console.log(`spamd PSS peak scanning two ${SPAM_SCAN_MAX_BYTES}-byte messages at once: ${mib(peak.kib)}`);
+    expect(peak.kib * 1024).toBeLessThan(parseQuantity(BUDGET.spamd.limits.memory));
 });
 
 test("moving into Junk teaches spam, out of Junk ham — to that user's Bayes only", () => {

@@ -6,7 +6,7 @@ import { CLOUD_MAIL_CONFIG as mail, stackObjectLookup } from "../kit/stack-objec
 import { ProgramRun, runProgram } from "../kit/program";
 import { loadConfig } from "../../components/config/load";
 import { renderDovecot } from "../../components/dovecot/config";
-import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
+import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, SPAM_SCAN_MAX_BYTES, renderSpamAssassin, spamdArgs } from "../../components/spamassassin/config";
 import { dovecotTestSettings, spamassassinTestSettings } from "../kit/settings";
 
 type Obj = { kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -51,6 +51,9 @@ describe("MailStack with spam filtering (default)", () => {
         expect(cf).toMatch(/^required_score 6\.5$/m);
         expect(cf).toMatch(/^trusted_networks 10\.244\.0\.0\/16$/m);
         expect(cf).toMatch(/^report_safe 0$/m);
+        // Learning goes to the journal, not through the database's write lock at every scan.
+        expect(cf).toMatch(/^bayes_learn_to_journal 1$/m);
+        expect(cf).toMatch(/^lock_method flock$/m);
     });
 
     it("points Dovecot's scan and learn programs at the spamd Service, with the spam step before the user's scripts", () => {
@@ -58,6 +61,8 @@ describe("MailStack with spam filtering (default)", () => {
         expect(service.spec.ports).toEqual([{ name: "spamd", port: SPAMD_LISTENERS.spamd.port, targetPort: "spamd", protocol: "TCP" }]);
         const files = get(run, "ConfigMap", "dovecot-config").data!;
         expect(files["spamc.conf"]).toContain(`-d ${service.metadata.name}\n-p ${SPAMD_LISTENERS.spamd.port}\n`);
+        // spamc hands spamd nothing larger than spamd's memory limit was measured for (larger mail is delivered unscored).
+        expect(files["spamc.conf"]).toMatch(new RegExp(`^-s ${SPAM_SCAN_MAX_BYTES}$`, "m"));
         const conf = files["dovecot.conf"];
         // spam.sieve, then couchmail's script (the dict one), then the user's own.
         const order = ["sieve_script spam ", "driver = dict", "sieve_script personal"].map((s) => conf.indexOf(s));
