@@ -39,7 +39,8 @@ mc_merge() {
 # (the volume not mounted on a read-only root) Postfix logs to stdout as before, and the exporter sees nothing.
 mc_prepare() {
   local gen=$1 log
-  log=$(postconf -c "$gen" -h maillog_file) || return 1
+  # A config postconf cannot read is mc_validate's to refuse, with the reason.
+  log=$(postconf -c "$gen" -h maillog_file 2>/dev/null) || return 0
   case "$log" in /dev/*) return 0 ;; esac
   if ! mkdir -p "$(dirname "$log")" 2>/dev/null || [ ! -w "$(dirname "$log")" ]; then
     mc_log "WARNING: $(dirname "$log") is not writable (no log volume?): Postfix logs to stdout only"
