@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, dnsLabel } from "../config/checks";
 import { appLabels, Labels } from "../kube";
 import dashboard from "./dashboard.json";
-import { SCRAPE_TARGETS, TargetName } from "./metrics";
+import { metricsServiceName, SCRAPE_TARGETS, TargetName } from "./metrics";
 import { CertificateExpiry, mailAlertRules } from "./rules";
 
 export interface MonitoringTarget {
@@ -116,7 +116,7 @@ export class Monitoring extends pulumi.ComponentResource {
         this.serviceNames = [];
         for (const [target, { selector }] of Object.entries(args.targets) as [TargetName, MonitoringTarget][]) {
             const { port, path: metricsPath } = SCRAPE_TARGETS[target];
-            const serviceName = `${target}-metrics`;
+            const serviceName = metricsServiceName(target);
             const serviceLabels = { ...labels, "mail.stack/metrics": target };
             // Headless: Prometheus scrapes the endpoints, and the provider does not wait for a headless Service.
             new k8s.core.v1.Service(

@@ -124,6 +124,9 @@ const COUCHDB: ScrapeTarget = {
 export const SCRAPE_TARGETS = { dovecot: DOVECOT, postfix: POSTFIX, couchmail: COUCHMAIL, couchdb: COUCHDB } as const;
 export type TargetName = keyof typeof SCRAPE_TARGETS;
 
+/** The headless Service Prometheus scrapes a target through (also the job name the Prometheus Operator gives it). */
+export const metricsServiceName = (target: TargetName): string => `${target}-metrics`;
+
 /**
  * Series the dashboard and rules read from the cluster's own exporters, as kube-prometheus-stack scrapes them:
  * cAdvisor through the kubelet (labels namespace, pod, container), kube-state-metrics, the kubelet's volume stats

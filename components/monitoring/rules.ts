@@ -1,5 +1,6 @@
 // The alert rules, as the `groups` of a PrometheusRule (the same shape as a Prometheus rule file, so promtool checks
 // and unit-tests them as they are). Every metric name comes from the contract in metrics.ts.
+import { metricsServiceName, SCRAPE_TARGETS, TargetName } from "./metrics";
 
 export interface AlertRule {
     alert: string;
@@ -125,6 +126,25 @@ export function mailAlertRules(args: AlertRuleArgs): RuleGroup[] {
                     annotations: {
                         summary: "The Postfix exporter cannot read the queue",
                         description: "{{ $labels.pod }}: the exporter's showq requests fail, so the queue alerts are blind.",
+                    },
+                },
+            ],
+        },
+        {
+            name: "mail.scrape",
+            rules: [
+                {
+                    alert: "MailMetricsDown",
+                    // The Prometheus Operator names a ServiceMonitor target's job after its Service.
+                    expr: `up{${ns}, job=~"${Object.keys(SCRAPE_TARGETS)
+                        .map((t) => metricsServiceName(t as TargetName))
+                        .join("|")}"} == 0`,
+                    for: "10m",
+                    labels: { severity: "warning" },
+                    annotations: {
+                        summary: "Prometheus cannot scrape a mail service's metrics",
+                        description:
+                            "{{ $labels.job }} on {{ $labels.pod }}: the scrape fails (service down, metrics listener off, or a NetworkPolicy that does not admit the scraper).",
                     },
                 },
             ],

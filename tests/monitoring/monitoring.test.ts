@@ -134,6 +134,7 @@ describe("with the Prometheus Operator", () => {
             "MailQueueGrowing",
             "MailDeferredOverAnHour",
             "MailExporterDown",
+            "MailMetricsDown",
             "CouchmailNotLoaded",
             "CouchmailFeedStalled",
             "MailVolumeAlmostFull",

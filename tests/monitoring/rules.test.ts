@@ -115,9 +115,9 @@ describe("metric names", () => {
 
 describe("promtool check", () => {
     test.each([
-        ["cert-manager", CERT_MANAGER, 7],
-        ["a self-signed certificate's end", SELF_SIGNED, 7],
-        ["nowhere (a supplied Secret)", NO_EXPIRY, 6],
+        ["cert-manager", CERT_MANAGER, 8],
+        ["a self-signed certificate's end", SELF_SIGNED, 8],
+        ["nowhere (a supplied Secret)", NO_EXPIRY, 7],
     ])("the rule file loads with the certificate's expiry from %s", (_, certificate, count) => {
         const r = promtool(["check", "rules", "mail.rules.yaml"], { "mail.rules.yaml": rulesFor(certificate) });
         expect(r.output).toContain(`SUCCESS: ${count} rules found`);
@@ -237,6 +237,26 @@ describe("promtool test rules: the alerts fire when they should, and only then",
                 series: [{ series: sel("postfix_showq_message_age_seconds_count", active), values: "50x90" }],
                 alertname: "MailQueueGrowing",
                 expect: [{ at: "89m", alerts: [] }],
+            },
+        ]);
+        expect(r.output).toContain("SUCCESS");
+        expect(r.status).toBe(0);
+    });
+
+    test("MailMetricsDown: a failing scrape of one of the stack's metrics Services, not of anything else in the namespace", () => {
+        const target = (job: string) => ({ namespace: NS, pod: "couchdb-0", job });
+        const r = runAlertCases(CERT_MANAGER, [
+            {
+                name: "couchdb-metrics down",
+                series: [
+                    { series: sel("up", target("couchdb-metrics")), values: "0x20" },
+                    { series: sel("up", target("something-else")), values: "0x20" },
+                ],
+                alertname: "MailMetricsDown",
+                expect: [
+                    { at: "9m", alerts: [] },
+                    { at: "11m", alerts: [{ labels: target("couchdb-metrics"), value: "0" }] },
+                ],
             },
         ]);
         expect(r.output).toContain("SUCCESS");
