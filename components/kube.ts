@@ -314,10 +314,9 @@ export interface WorkloadArgs {
 /** A Prometheus endpoint one of a pod's containers (or native sidecars) serves, on a named port. */
 export interface MetricsPort {
     container: string;
-    /** The container port's name (at most 15 characters, unique in the pod), also the metrics Service's port. */
+    /** The container port's name (at most 15 characters, unique in the pod), which the metrics Services target. */
     name: string;
     port: number;
-    path: string;
 }
 
 export interface WorkloadMetrics {
@@ -326,46 +325,12 @@ export interface WorkloadMetrics {
     scrapers: Peer[];
 }
 
-/** Selects a workload's metrics Service (`<app>-metrics`), for annotation-based scraping and ServiceMonitors. */
-export const METRICS_SERVICE_LABEL = "mail.stack/metrics";
-
-/**
- * The `<app>-metrics` Service: only the metrics ports, headless (a scraper reads every pod's endpoints; no cluster IP
- * to wait for), annotated for Prometheus setups that discover targets by `prometheus.io/*` annotations. Those take one
- * path per Service, so every port of a workload serves the same path.
- */
-function metricsService(
-    name: string,
-    args: { namespace: pulumi.Input<string>; app: string; labels: Labels; selector: Labels; metrics: WorkloadMetrics },
-    opts: pulumi.CustomResourceOptions,
-): k8s.core.v1.Service {
-    const paths = [...new Set(args.metrics.ports.map((p) => p.path))];
-    if (paths.length !== 1) throw new Error(`${args.app}: metrics ports must share one path (prometheus.io/path), got ${paths.join(", ")}`);
-    return new k8s.core.v1.Service(
-        `${name}-metrics-service`,
-        {
-            metadata: {
-                name: `${args.app}-metrics`,
-                namespace: args.namespace,
-                labels: { ...args.labels, [METRICS_SERVICE_LABEL]: "true" },
-                annotations: { "prometheus.io/scrape": "true", "prometheus.io/path": paths[0] },
-            },
-            spec: {
-                clusterIP: "None",
-                selector: args.selector,
-                ports: args.metrics.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })),
-            },
-        },
-        opts,
-    );
-}
-
-/** Adds each metrics port to the container that serves it; a port naming no container is a programming error. */
+/** Adds each metrics port to the container that serves it (unless it declares it already). */
 function withMetricsPorts<C extends k8s.types.input.core.v1.Container>(containers: C[], metrics: WorkloadMetrics | undefined): C[] {
     return containers.map((c) => {
-        const ports = (metrics?.ports ?? []).filter((p) => p.container === c.name);
-        if (!ports.length) return c;
         const declared = (c.ports ?? []) as k8s.types.input.core.v1.ContainerPort[];
+        const ports = (metrics?.ports ?? []).filter((p) => p.container === c.name && !declared.some((d) => d.name === p.name));
+        if (!ports.length) return c;
         return { ...c, ports: [...declared, ...ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" }))] };
     });
 }
@@ -406,8 +371,6 @@ export function mailWorkload(
     opts: pulumi.CustomResourceOptions,
 ): {
     service: k8s.core.v1.Service;
-    /** Present when the workload serves metrics. */
-    metricsService?: k8s.core.v1.Service;
     workload: k8s.apps.v1.StatefulSet | k8s.apps.v1.Deployment;
     labels: Labels;
     selector: Labels;
@@ -429,7 +392,6 @@ export function mailWorkload(
         { namespace: args.namespace, labels, selector, ingress: [...ingressRules(ports), ...metricsIngress], egress: args.egress },
         opts,
     );
-    const metricsServed = metrics && metricsService(name, { namespace: args.namespace, app: args.app, labels, selector, metrics }, opts);
 
     const { containers, initContainers, securityContext, annotations, ...pod } = args.pod;
     const [main, ...sidecars] = withMetricsPorts(containers, metrics);
@@ -470,7 +432,7 @@ export function mailWorkload(
             { metadata, spec: { replicas: 1, selector: { matchLabels: selector }, template } },
             opts,
         );
-        return { service, metricsService: metricsServed, workload, labels, selector };
+        return { service, workload, labels, selector };
     }
     const claim = args.claim;
     const workload = new k8s.apps.v1.StatefulSet(
@@ -496,5 +458,5 @@ export function mailWorkload(
             opts,
         );
     }
-    return { service, metricsService: metricsServed, workload, labels, selector };
+    return { service, workload, labels, selector };
 }

@@ -17,7 +17,7 @@ import { POSTGREY_DEFAULTS, POSTGREY_LISTENERS, PostgreySettings } from "./postg
 import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, SpamAssassinSettings } from "./spamassassin/config";
 import type { AcmeTlsArgs } from "./tls/acme";
 import { domainOf } from "./config/checks";
-import { DOVECOT_METRICS_PORT } from "./monitoring/dovecot";
+import { SCRAPE_TARGETS } from "./monitoring/metrics";
 
 export type MailStackArgs = Pick<
     StackConfig,
@@ -82,7 +82,7 @@ export interface StackPlan {
         mail: { root: string; driver: DovecotSettings["mailDriver"]; uid: number; size: string };
         couchdb: { database: string; port: number; app: string };
     };
-    postfix: ImageRef & { settings: PostfixSettings; queueSize: string; hostPorts: boolean; egress: TrafficRule[] };
+    postfix: ImageRef & { settings: PostfixSettings; queueSize: string; hostPorts: boolean; egress: TrafficRule[]; exporter?: ImageRef };
     /** Prometheus: who scrapes the metrics ports, and what the monitoring resources carry. */
     metrics?: MetricsConfig & { scrapers: Peer[] };
     /** The DNS records' inputs, less what is known only after deploy (DKIM keys, public addresses). */
@@ -121,7 +121,7 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             ? { filterBinDir: DOVECOT_SPAM_PROGRAMS.filterBinDir, spamdHost: "spamassassin", spamdPort: SPAMD_LISTENERS.spamd.port, timeoutSeconds: 30 }
             : undefined,
         imapsieveTraining: spam ? { pipeBinDir: DOVECOT_SPAM_PROGRAMS.pipeBinDir } : undefined,
-        metricsPort: args.metrics ? DOVECOT_METRICS_PORT : undefined,
+        metricsPort: args.metrics ? SCRAPE_TARGETS.dovecot.port.number : undefined,
     };
 
     return {
@@ -192,6 +192,7 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             : undefined,
         postfix: {
             ...image("postfix"),
+            exporter: args.metrics ? image("postfix-exporter") : undefined,
             queueSize: storage.queueSize,
             hostPorts: plan.hostPorts,
             egress: [
@@ -217,6 +218,7 @@ export function stackPlan(args: MailStackArgs): StackPlan {
                 dnsbls: services.postfix.dnsbls,
                 messageSizeLimit: services.postfix.messageSizeLimit,
                 mainCfOverrides: services.postfix.mainCf,
+                logToFile: !!args.metrics,
             },
         },
         dns: {

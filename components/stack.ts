@@ -11,14 +11,15 @@ import { Dovecot } from "./dovecot";
 import { DOVECOT_LISTENERS } from "./dovecot/config";
 import { createEdge } from "./edge";
 import { INGRESS_NGINX_NAMESPACE } from "./edge/ingress-nginx";
-import { DNS_EGRESS } from "./kube";
+import { appLabels, DNS_EGRESS } from "./kube";
+import { CertificateSource, Monitoring } from "./monitoring";
 import { OpenDkim } from "./opendkim";
 import { MailStackArgs, stackPlan } from "./plan";
 import { Postfix } from "./postfix";
 import { POSTFIX_LISTENERS } from "./postfix/config";
 import { Postgrey } from "./postgrey";
 import { SpamAssassin } from "./spamassassin";
-import { AcmeTls } from "./tls/acme";
+import { ACME_CERTIFICATE_NAME, AcmeTls } from "./tls/acme";
 import { SelfSignedTls } from "./tls/selfsigned";
 
 export { RELAY_PASSWORD_MAP } from "./plan";
@@ -82,13 +83,16 @@ export class MailStack extends pulumi.ComponentResource {
             child,
         );
 
-        const tlsSecretName = (() => {
+        // The certificate's Secret, and where the expiry alert learns the certificate's end.
+        const { tlsSecretName, certificate } = ((): { tlsSecretName: pulumi.Output<string>; certificate: CertificateSource } => {
             const tls = plan.tls;
             switch (tls.mode) {
-                case "selfsigned":
-                    return new SelfSignedTls(`${name}-tls`, { namespace: ns, hostnames: [args.mail.hostname] }, child).secretName;
+                case "selfsigned": {
+                    const selfSigned = new SelfSignedTls(`${name}-tls`, { namespace: ns, hostnames: [args.mail.hostname] }, child);
+                    return { tlsSecretName: selfSigned.secretName, certificate: { source: "selfSigned", certificatePem: selfSigned.certificatePem } };
+                }
                 case "secret":
-                    return pulumi.output(tls.secretName);
+                    return { tlsSecretName: pulumi.output(tls.secretName), certificate: { source: "none" } };
                 case "acme":
                     if (tls.solver.kind === "http01") {
                         // cert-manager's HTTP-01 solver pods run in this namespace and answer ingress-nginx on 8089.
@@ -110,7 +114,19 @@ export class MailStack extends pulumi.ComponentResource {
                             child,
                         );
                     }
-                    return new AcmeTls(`${name}-tls`, { namespace: ns, hostnames: [args.mail.hostname], ...tls }, child).secretName;
+                    return {
+                        tlsSecretName: new AcmeTls(
+                            `${name}-tls`,
+                            {
+                                namespace: ns,
+                                hostnames: [args.mail.hostname],
+                                ...tls,
+                                serviceMonitorLabels: plan.metrics?.prometheusOperator ? { ...plan.metrics.monitorLabels } : undefined,
+                            },
+                            child,
+                        ).secretName,
+                        certificate: { source: "cert-manager", name: ACME_CERTIFICATE_NAME },
+                    };
             }
         })();
         const metricsScrapers = plan.metrics?.scrapers;
@@ -173,6 +189,30 @@ export class MailStack extends pulumi.ComponentResource {
             },
             { parent: this, dependsOn: [opendkim, ...(postgrey ? [postgrey] : [])] },
         );
+
+        if (plan.metrics) {
+            // couchmail's port is in both the Postfix and the Dovecot pod: its Service selects every mail pod, and only
+            // pods with a port of that name become its endpoints.
+            const mailPods = { "app.kubernetes.io/instance": "mail", "app.kubernetes.io/part-of": "mail" };
+            new Monitoring(
+                `${name}-monitoring`,
+                {
+                    namespace: plan.namespace,
+                    scraperNamespace: plan.metrics.namespace,
+                    prometheusOperator: plan.metrics.prometheusOperator,
+                    monitorLabels: { ...plan.metrics.monitorLabels },
+                    targets: {
+                        dovecot: { selector: dovecot.podSelector },
+                        postfix: { selector: appLabels("postfix", "mta").selector },
+                        couchmail: { selector: mailPods },
+                        couchdb: { selector: appLabels("couchdb", "datastore").selector },
+                    },
+                    mailClaimName: dovecot.mailClaimName,
+                    certificate,
+                },
+                { parent: this, dependsOn: [namespace] },
+            );
+        }
 
         // Not after Postfix and Dovecot: an HTTP-01 certificate needs the edge before their pods can start.
         const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: args.mail.hostname, plan: plan.edge }, child);

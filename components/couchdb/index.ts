@@ -4,7 +4,8 @@ import * as random from "@pulumi/random";
 import { appLabels, BUDGET, CONFIG_HASH, mailWorkload, Peer } from "../kube";
 import { pinnedImage } from "../config/checks";
 import { contentHash, Listener } from "../render";
-import { COUCHDB_INI_NAME, COUCHDB_METRICS_PORT, renderCouchDbIni } from "./config";
+import { SCRAPE_TARGETS } from "../monitoring/metrics";
+import { COUCHDB_INI_NAME, renderCouchDbIni } from "./config";
 
 /** couchmail, beside Postfix and Dovecot, is the only long-running client. */
 export const COUCHDB_LISTENERS = { http: { name: "http", port: 5984, clients: ["postfix", "dovecot"] } } as const satisfies Record<string, Listener>;
@@ -52,7 +53,7 @@ export class CouchDb extends pulumi.ComponentResource {
         );
 
         const scrapers = args.metricsScrapers;
-        const files = renderCouchDbIni({ metricsPort: scrapers && COUCHDB_METRICS_PORT });
+        const files = renderCouchDbIni({ metricsPort: scrapers && SCRAPE_TARGETS.couchdb.port.number });
         const config = new k8s.core.v1.ConfigMap(
             `${name}-config`,
             {
@@ -72,7 +73,7 @@ export class CouchDb extends pulumi.ComponentResource {
                 listeners: [{ ...COUCHDB_LISTENERS.http, clients: [...COUCHDB_LISTENERS.http.clients, ...args.extraClients] }],
                 egress: [],
                 metrics: scrapers && {
-                    ports: [{ container: "couchdb", name: "metrics", port: COUCHDB_METRICS_PORT, path: "/_node/_local/_prometheus" }],
+                    ports: [{ container: "couchdb", name: SCRAPE_TARGETS.couchdb.port.name, port: SCRAPE_TARGETS.couchdb.port.number }],
                     scrapers,
                 },
                 claim: { name: "data", size: args.storageSize, storageClassName: args.storageClassName },

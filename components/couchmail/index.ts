@@ -3,14 +3,13 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels, BUDGET, MetricsPort, networkPolicy, restrictedContainer, TrafficRule } from "../kube";
+import { SCRAPE_TARGETS } from "../monitoring/metrics";
 import { couchdbAccess, CouchmailProcessArgs, SyncPlan, syncJob } from "./sync";
 
 /** Where couchmail listens inside a pod. HTTP and socketmap are loopback-only: they hand out password hashes. */
 export const COUCHMAIL = {
     socketmapPort: 10101,
     httpPort: 10102,
-    /** Only /metrics, for the scraper: the loopback HTTP listener also answers lookups (password hashes). */
-    metricsPort: 9101,
     /** Dovecot's dict proxy only speaks over a unix socket: a volume shared by the two containers. */
     socketDir: "/run/couchmail",
     dictSocket: "/run/couchmail/dict.sock",
@@ -111,7 +110,7 @@ export class Couchmail extends pulumi.ComponentResource {
             { name: "COUCHMAIL_HTTP_LISTEN", value: `127.0.0.1:${COUCHMAIL.httpPort}` },
             { name: "COUCHMAIL_SOCKETMAP_LISTEN", value: opts.socketmap ? `127.0.0.1:${COUCHMAIL.socketmapPort}` : "" },
             { name: "COUCHMAIL_DICT_LISTEN", value: opts.dovecot ? `unix:${COUCHMAIL.dictSocket}` : "" },
-            { name: "COUCHMAIL_METRICS_LISTEN", value: opts.metrics ? `0.0.0.0:${COUCHMAIL.metricsPort}` : "" },
+            { name: "COUCHMAIL_METRICS_LISTEN", value: opts.metrics ? `0.0.0.0:${SCRAPE_TARGETS.couchmail.port.number}` : "" },
         ];
         if (opts.socketGroup !== undefined) env.push({ name: "COUCHMAIL_SOCKET_GROUP", value: String(opts.socketGroup) });
         const probe = (check: string, periodSeconds: number): k8s.types.input.core.v1.Probe => ({
@@ -149,7 +148,9 @@ export class Couchmail extends pulumi.ComponentResource {
             { name: "couchmail-tmp", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
             access.volume,
         ];
-        const metricsPorts: MetricsPort[] = opts.metrics ? [{ container: "couchmail", name: "metrics-cm", port: COUCHMAIL.metricsPort, path: "/metrics" }] : [];
+        // Only /metrics there, for the scraper: the loopback HTTP listener also answers lookups (password hashes).
+        const { port } = SCRAPE_TARGETS.couchmail;
+        const metricsPorts: MetricsPort[] = opts.metrics ? [{ container: "couchmail", name: port.name, port: port.number }] : [];
         return { container, volumes, metricsPorts };
     }
 }

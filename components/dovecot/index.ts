@@ -14,6 +14,7 @@ import {
     tcpProbe,
     TrafficRule,
 } from "../kube";
+import { SCRAPE_TARGETS } from "../monitoring/metrics";
 import { DOVECOT_LISTENERS, DovecotSettings, renderDovecot, VMAIL_UID } from "./config";
 
 export interface DovecotArgs extends DaemonArgs<DovecotSettings> {
@@ -71,7 +72,7 @@ export class Dovecot extends pulumi.ComponentResource {
         const metricsPorts: MetricsPort[] =
             args.settings.metricsPort === undefined
                 ? []
-                : [{ container: "dovecot", name: "metrics", port: args.settings.metricsPort, path: "/metrics" }, ...couchmail.metricsPorts];
+                : [{ container: "dovecot", name: SCRAPE_TARGETS.dovecot.port.name, port: args.settings.metricsPort }, ...couchmail.metricsPorts];
 
         const { service } = mailWorkload(
             name,

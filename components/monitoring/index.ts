@@ -1,7 +1,7 @@
 // The stack's monitoring objects: per scrape target a headless `<target>-metrics` Service (annotated prometheus.io/*
-// for annotation-driven Prometheus setups) and a NetworkPolicy that admits the scraper's namespace to the metrics
-// port only; with the Prometheus Operator's CRDs, a ServiceMonitor per target and a PrometheusRule with the alerts;
-// and the Grafana dashboard as a ConfigMap for Grafana's sidecar.
+// for annotation-driven Prometheus setups); with the Prometheus Operator's CRDs, a ServiceMonitor per target and a
+// PrometheusRule with the alerts; and the Grafana dashboard as a ConfigMap for Grafana's sidecar. Who may reach the
+// metrics ports is each workload's own NetworkPolicy's business (components/kube.ts: only the scraper's namespace).
 import * as crypto from "crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
@@ -12,7 +12,10 @@ import { metricsServiceName, SCRAPE_TARGETS, TargetName } from "./metrics";
 import { CertificateExpiry, mailAlertRules } from "./rules";
 
 export interface MonitoringTarget {
-    /** Labels of the pods whose container has the target's metrics port (SCRAPE_TARGETS[target].port). */
+    /**
+     * Labels of the pods that serve the target's metrics port (SCRAPE_TARGETS[target].port). The Service targets the
+     * port by name, so a broader selector is fine: pods without a port of that name are no endpoints of it.
+     */
     selector: Labels;
 }
 
@@ -22,7 +25,7 @@ export type CertificateSource = { source: "cert-manager"; name: string } | { sou
 export interface MonitoringArgs {
     /** The mail stack's namespace. */
     namespace: string;
-    /** The namespace of the Prometheus that scrapes the stack: the only one the NetworkPolicies admit. */
+    /** The namespace of the Prometheus that scrapes the stack: the dashboard ConfigMap goes there. */
     scraperNamespace: string;
     /** Create ServiceMonitors and the PrometheusRule (only where the Prometheus Operator's CRDs exist). */
     prometheusOperator: boolean;
@@ -124,24 +127,6 @@ export class Monitoring extends pulumi.ComponentResource {
                 {
                     metadata: { name: serviceName, namespace: args.namespace, labels: serviceLabels, annotations: scrapeAnnotations(target) },
                     spec: { clusterIP: "None", selector, ports: [{ name: port.name, port: port.number, targetPort: port.name, protocol: "TCP" }] },
-                },
-                child,
-            );
-            // An extra policy for the same pods: policies add up, so this opens the metrics port to the scraper only.
-            new k8s.networking.v1.NetworkPolicy(
-                `${name}-${target}-network-policy`,
-                {
-                    metadata: { name: serviceName, namespace: args.namespace, labels: serviceLabels },
-                    spec: {
-                        podSelector: { matchLabels: selector },
-                        policyTypes: ["Ingress"],
-                        ingress: [
-                            {
-                                from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": args.scraperNamespace } }, podSelector: {} }],
-                                ports: [{ port: port.number, protocol: "TCP" }],
-                            },
-                        ],
-                    },
                 },
                 child,
             );

@@ -1,6 +1,7 @@
 // The metrics contract: what each mail service exports, where, and which series the dashboard and the alert rules
 // read. Every metric name the dashboard (dashboard.json) or the rules (rules.ts) use must be declared here or in
 // CLUSTER_METRICS, and tests/monitoring checks that; the e2e scrape checks that the `moves` ones did move.
+import { COUCHDB_METRICS_PORT } from "../couchdb/config";
 import { POSTFIX_EXPORTER_LISTENER } from "../postfix/exporter";
 import { DOVECOT_METRICS, DOVECOT_METRICS_PORT } from "./dovecot";
 
@@ -103,7 +104,7 @@ const COUCHMAIL: ScrapeTarget = {
  * only the scraper may reach it (NetworkPolicy). Mail does not touch CouchDB (couchmail answers from memory).
  */
 const COUCHDB: ScrapeTarget = {
-    port: { name: "metrics-couchdb", number: 17986 },
+    port: { name: "metrics-couchdb", number: COUCHDB_METRICS_PORT },
     path: "/_node/_local/_prometheus",
     source: "CouchDB's [prometheus] additional port",
     metrics: [

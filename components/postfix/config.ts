@@ -50,6 +50,11 @@ export interface PostfixSettings {
     /** myhostname: the name in the SMTP banner, HELO and the certificate. */
     hostname: string;
     /**
+     * Log to POSTFIX_LOG.file, which the metrics exporter follows and the entrypoint copies to stdout; otherwise
+     * straight to stdout.
+     */
+    logToFile?: boolean;
+    /**
      * The domains we host. Port 25 refuses them as envelope sender or From: domain: our own users send through
      * submission, so such mail on 25 is forged (we publish SPF -all and DMARC for them).
      */
@@ -230,10 +235,14 @@ function mainCf(s: PostfixSettings): Map<string, string> {
         ["smtpd_banner", "$myhostname ESMTP"],
         ["queue_directory", s.queueDirectory],
         ["data_directory", s.dataDirectory],
-        ["maillog_file", POSTFIX_LOG.file],
-        ["maillog_file_prefixes", POSTFIX_LOG.directory],
-        // The exporter reads the file as another user (Postfix creates it 0600 by default).
-        ["maillog_file_permissions", "0644"],
+        ...((s.logToFile
+            ? [
+                  ["maillog_file", POSTFIX_LOG.file],
+                  ["maillog_file_prefixes", POSTFIX_LOG.directory],
+                  // The exporter reads the file as another user (Postfix creates it 0600 by default).
+                  ["maillog_file_permissions", "0644"],
+              ]
+            : [["maillog_file", "/dev/stdout"]]) as [string, string][]),
         ["biff", "no"],
         ["append_dot_mydomain", "no"],
         ["message_size_limit", String(s.messageSizeLimit)],

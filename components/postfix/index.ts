@@ -9,12 +9,15 @@ import {
     daemonConfig,
     execProbe,
     mailWorkload,
+    MetricsPort,
+    tcpProbe,
     Peer,
     rootDroppingContainer,
     TrafficRule,
     MAIL_MASTER_CAPABILITIES,
 } from "../kube";
 import { POSTFIX_LISTENERS, PostfixSettings, renderPostfix } from "./config";
+import { POSTFIX_EXPORTER_LISTENER, postfixExporterSidecar } from "./exporter";
 
 export interface PostfixArgs extends DaemonArgs<PostfixSettings> {
     couchmail: Couchmail;
@@ -32,6 +35,8 @@ export interface PostfixArgs extends DaemonArgs<PostfixSettings> {
     egress: TrafficRule[];
     /** Who scrapes the metrics of Postfix (its exporter) and its couchmail; omitted: no metrics. */
     metricsScrapers?: Peer[];
+    /** The Postfix exporter's image, with metricsScrapers; settings.logToFile feeds it Postfix's log. */
+    exporter?: { image: string; imagePullPolicy: string };
 }
 
 /** Outbound mail: other servers' port 25, or a smarthost's submission port. */
@@ -51,7 +56,14 @@ export class Postfix extends pulumi.ComponentResource {
         const config = daemonConfig(name, { app: "postfix", component: "mta", files: renderPostfix(args.settings) }, args, { parent: this });
         const { labels } = appLabels("postfix", "mta");
         const scrapers = args.metricsScrapers;
+        if ((scrapers === undefined) !== (args.exporter === undefined) || (args.exporter !== undefined) !== !!args.settings.logToFile) {
+            throw new Error("Postfix: metricsScrapers, exporter and settings.logToFile go together");
+        }
         const couchmail = args.couchmail.sidecar({ socketmap: true, metrics: scrapers !== undefined });
+        const exporter = args.exporter && postfixExporterSidecar({ ...args.exporter, queueVolume: "queue", queueDirectory: args.settings.queueDirectory });
+        const exporterPorts: MetricsPort[] = exporter
+            ? [{ container: "postfix-exporter", name: POSTFIX_EXPORTER_LISTENER.name, port: POSTFIX_EXPORTER_LISTENER.port }]
+            : [];
 
         const relay = args.settings.relay;
         if (!relay !== !args.relayCredentials) throw new Error("Postfix: settings.relay and relayCredentials go together");
@@ -82,7 +94,7 @@ export class Postfix extends pulumi.ComponentResource {
                 proxySources: args.settings.proxyProtocol ? args.proxySources : undefined,
                 hostPorts: args.hostPorts,
                 egress: [SMTP_OUT, ...args.egress],
-                metrics: scrapers && { ports: couchmail.metricsPorts, scrapers },
+                metrics: scrapers && { ports: [...exporterPorts, ...couchmail.metricsPorts], scrapers },
                 claim: { name: "queue", size: args.queueSize, storageClassName: args.storageClassName },
                 pod: {
                     // Long enough for `postfix stop` to let running deliveries finish.
@@ -106,12 +118,15 @@ export class Postfix extends pulumi.ComponentResource {
                                 { name: "state", mountPath: args.settings.dataDirectory },
                                 { name: "run", mountPath: "/run/mail" },
                                 { name: "tmp", mountPath: "/tmp" },
+                                ...(exporter?.postfixMounts ?? []),
                             ],
                             // `postfix status` asks the master itself and leaves no connection noise in the log.
                             startupProbe: { ...execProbe(["postfix", "status"], 2), failureThreshold: 30 },
                             readinessProbe: execProbe(["postfix", "status"], 10),
                             livenessProbe: execProbe(["postfix", "status"], 30),
                         },
+                        // Restarted when its metrics port stops answering; never in the pod's readiness (mail does not wait for metrics).
+                        ...(exporter ? [{ ...exporter.container, livenessProbe: tcpProbe(POSTFIX_EXPORTER_LISTENER.port, 10) }] : []),
                     ],
                     volumes: [
                         ...config.volumes,
@@ -122,6 +137,7 @@ export class Postfix extends pulumi.ComponentResource {
                         { name: "state", emptyDir: {} },
                         { name: "run", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } },
                         { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+                        ...(exporter?.volumes ?? []),
                     ],
                 },
             },

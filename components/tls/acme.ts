@@ -25,7 +25,7 @@ export const CERT_MANAGER_API_CHECK_IMAGE = `quay.io/jetstack/cert-manager-start
 export const CERT_MANAGER_SERVICE_ACCOUNT = "cert-manager";
 
 /** `gcpServiceAccount`: the Google service account cert-manager's controller acts as (Workload Identity). */
-export function certManagerValues(args: { gcpServiceAccount?: string } = {}) {
+export function certManagerValues(args: { gcpServiceAccount?: string; serviceMonitorLabels?: Record<string, string> } = {}) {
     return {
         crds: { enabled: true, keep: true },
         // Its startupapicheck Job is a Helm hook, which helm.v4.Chart drops (pulumi-kubernetes #3284); the same check
@@ -40,7 +40,9 @@ export function certManagerValues(args: { gcpServiceAccount?: string } = {}) {
                   extraArgs: ["--issuer-ambient-credentials"],
               }
             : {}),
-        prometheus: { enabled: false },
+        // Its controller's metrics carry the certificate's expiry, which the stack's alert reads: scraped through a
+        // ServiceMonitor (the chart's own) only where the stack creates monitors too.
+        prometheus: args.serviceMonitorLabels ? { enabled: true, servicemonitor: { enabled: true, labels: args.serviceMonitorLabels } } : { enabled: false },
         resources: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "128Mi" } },
         webhook: { resources: { requests: { cpu: "10m", memory: "24Mi" }, limits: { memory: "64Mi" } } },
         cainjector: { resources: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "128Mi" } } },
@@ -140,6 +142,9 @@ export function certManagerApiCheck(name: string, namespace: pulumi.Input<string
     );
 }
 
+/** The Certificate (and its Secret) cert-manager keeps renewed for the mail host. */
+export const ACME_CERTIFICATE_NAME = "mail-tls";
+
 export interface AcmeTlsArgs {
     namespace: pulumi.Input<string>;
     hostnames: string[];
@@ -147,6 +152,8 @@ export interface AcmeTlsArgs {
     server: keyof typeof ACME_SERVERS;
     /** http01 through the ingress class, or DNS-01 at the cloud that holds the zone. */
     solver: { kind: "http01"; ingressClass: string } | { kind: "digitalocean"; token: pulumi.Output<string> } | { kind: "clouddns" };
+    /** Labels of a ServiceMonitor for cert-manager's metrics (needs the Prometheus Operator); omitted: none. */
+    serviceMonitorLabels?: Record<string, string>;
 }
 
 /**
@@ -242,7 +249,9 @@ export class AcmeTls extends pulumi.ComponentResource {
                 chart: CERT_MANAGER_CHART.chart,
                 version: CERT_MANAGER_CHART.version,
                 repositoryOpts: { repo: CERT_MANAGER_CHART.repo },
-                values: pulumi.output(gcpServiceAccount).apply((account) => certManagerValues({ gcpServiceAccount: account })),
+                values: pulumi
+                    .output(gcpServiceAccount)
+                    .apply((account) => certManagerValues({ gcpServiceAccount: account, serviceMonitorLabels: args.serviceMonitorLabels })),
             },
             { parent: this },
         );
@@ -263,8 +272,8 @@ export class AcmeTls extends pulumi.ComponentResource {
             {
                 apiVersion: "cert-manager.io/v1",
                 kind: "Certificate",
-                metadata: { name: "mail-tls", namespace: args.namespace, labels: appLabels("mail-tls", "tls").labels },
-                spec: certificateSpec({ hostnames: args.hostnames, secretName: "mail-tls", issuerName: "letsencrypt" }),
+                metadata: { name: ACME_CERTIFICATE_NAME, namespace: args.namespace, labels: appLabels(ACME_CERTIFICATE_NAME, "tls").labels },
+                spec: certificateSpec({ hostnames: args.hostnames, secretName: ACME_CERTIFICATE_NAME, issuerName: "letsencrypt" }),
             },
             { parent: this, dependsOn: [chart, issuer] },
         );

@@ -72,7 +72,6 @@ describe("with the Prometheus Operator", () => {
             [
                 ...Object.keys(SCRAPE_TARGETS).flatMap((t) => [
                     `kubernetes:core/v1:Service monitoring-${t}-service`,
-                    `kubernetes:networking.k8s.io/v1:NetworkPolicy monitoring-${t}-network-policy`,
                     `kubernetes:monitoring.coreos.com/v1:ServiceMonitor monitoring-${t}-service-monitor`,
                 ]),
                 "kubernetes:monitoring.coreos.com/v1:PrometheusRule monitoring-rules",
@@ -109,23 +108,6 @@ describe("with the Prometheus Operator", () => {
         },
     );
 
-    test.each(Object.entries(SCRAPE_TARGETS))(
-        "%s: only pods of the scraper's namespace may reach the metrics port, and nothing else is opened",
-        (target, contract) => {
-            const policy = find(recorder, "NetworkPolicy", `${target}-metrics`);
-            expect(policy.spec).toEqual({
-                podSelector: { matchLabels: ARGS.targets[target as keyof typeof SCRAPE_TARGETS]!.selector },
-                policyTypes: ["Ingress"],
-                ingress: [
-                    {
-                        from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } }, podSelector: {} }],
-                        ports: [{ port: contract.port.number, protocol: "TCP" }],
-                    },
-                ],
-            });
-        },
-    );
-
     test("the PrometheusRule carries the alerts, labelled for the Prometheus that selects rules by release", () => {
         const rule = find(recorder, "PrometheusRule", "mail");
         expect(rule.metadata).toMatchObject({ namespace: "mail", labels: { release: "kube-prometheus-stack" } });
@@ -153,14 +135,14 @@ describe("with the Prometheus Operator", () => {
 });
 
 describe("without the Prometheus Operator", () => {
-    test("only Services (with prometheus.io annotations), NetworkPolicies and the dashboard: nothing that needs its CRDs", async () => {
+    test("only Services (with prometheus.io annotations) and the dashboard: nothing that needs its CRDs", async () => {
         const recorder = await deploy({ ...ARGS, prometheusOperator: false, targets: { dovecot: { selector: dovecotPods } } });
         expect(schemaErrors(recorder.resources)).toEqual([]);
         expect(
             objectsOf(recorder)
                 .map((o) => `${o.kind} ${o.metadata.name}`)
                 .sort(),
-        ).toEqual(["ConfigMap mail-dashboard", "NetworkPolicy dovecot-metrics", "Service dovecot-metrics"]);
+        ).toEqual(["ConfigMap mail-dashboard", "Service dovecot-metrics"]);
     });
 });
 

@@ -205,7 +205,15 @@ describe("renderPostfix", () => {
         expect(() => render({ lmtpConcurrency: 0 })).toThrow(/lmtpConcurrency: expected an integer from 1 to 100, got 0/);
     });
 
-    test("hardening: CVE-2023-51764, strict HELO/sender, milters defer when down, logs in a file others may read", () => {
+    test("logs to stdout, or with logToFile to a file the exporter may read", () => {
+        expect(render().main.get("maillog_file")).toBe("/dev/stdout");
+        const { main } = render({ logToFile: true });
+        expect(main.get("maillog_file")).toBe("/var/log/postfix/postfix.log");
+        expect(main.get("maillog_file_prefixes")).toBe("/var/log/postfix");
+        expect(main.get("maillog_file_permissions")).toBe("0644");
+    });
+
+    test("hardening: CVE-2023-51764, strict HELO/sender, milters defer when down", () => {
         const { main } = render();
         expect(main.get("smtpd_forbid_bare_newline")).toBe("normalize");
         expect(main.get("smtpd_forbid_unauth_pipelining")).toBe("yes");
@@ -215,8 +223,6 @@ describe("renderPostfix", () => {
         expect(main.get("smtpd_sender_restrictions")).toMatch(/reject_unknown_sender_domain/);
         expect(main.get("smtpd_milters")).toBe("inet:opendkim:8891");
         expect(main.get("milter_default_action")).toBe("tempfail");
-        expect(main.get("maillog_file")).toBe("/var/log/postfix/postfix.log");
-        expect(main.get("maillog_file_permissions")).toBe("0644");
         expect(main.get("queue_directory")).toBe("/var/spool/postfix");
         expect(main.get("compatibility_level")).toBe("3.10");
         expect(main.get("postscreen_dnsbl_sites")).toMatch(/^zen\.spamhaus\.org=127\.0\.0\.\[2\.\.11\]\*3/);

@@ -33,7 +33,7 @@ test("it mounts the log and the queue read-only and reads the showq socket of th
 });
 
 test("the Postfix container writes its log where main.cf's maillog_file points, on the shared volume", () => {
-    const main = renderPostfix(postfixTestSettings)["main.cf"];
+    const main = renderPostfix({ ...postfixTestSettings, logToFile: true })["main.cf"];
     const logFile = /^maillog_file = (.*)$/m.exec(main)![1];
     expect(logFile).toBe(POSTFIX_LOG.file);
     expect(sidecar.postfixMounts).toEqual([{ name: "maillog", mountPath: POSTFIX_LOG.directory }]);

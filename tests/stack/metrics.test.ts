@@ -1,23 +1,34 @@
-// What metricsEnabled adds to the stack: each service's metrics on named container ports, a headless `<app>-metrics`
-// Service per workload for the scraper, and the daemons' own exporters switched on in their rendered configs.
+// What metricsEnabled adds to the stack: each daemon's exporter switched on, its metrics on the contract's named
+// container port in the pods that serve it, and a `<target>-metrics` Service whose named target port has exactly
+// those pods as endpoints (Kubernetes skips selected pods without a port of that name).
 import { schemaErrors } from "../kit/k8s-schema";
+import { selects } from "../kit/cluster/objects";
 import { DeclaredObject, stackObjectLookup } from "../kit/stack-objects";
 import { ProgramRun, runProgram } from "../kit/program";
-import { COUCHMAIL } from "../../components/couchmail";
-import { COUCHDB_INI_NAME, COUCHDB_METRICS_PORT } from "../../components/couchdb/config";
-import { DOVECOT_METRICS_PORT } from "../../components/monitoring/dovecot";
-import { METRICS_SERVICE_LABEL } from "../../components/kube";
+import { COUCHDB_INI_NAME } from "../../components/couchdb/config";
+import { SCRAPE_TARGETS, TargetName } from "../../components/monitoring/metrics";
+import { POSTFIX_LOG } from "../../components/postfix/config";
 
-type Container = { name: string; env?: { name: string; value?: string }[]; ports?: { name: string; containerPort: number }[] };
+type Container = {
+    name: string;
+    env?: { name: string; value?: string }[];
+    ports?: { name: string; containerPort: number }[];
+    volumeMounts?: { name: string; mountPath: string }[];
+};
 const { objects, find, get } = stackObjectLookup();
 const podContainers = (o: DeclaredObject): Container[] => [...(o.spec.template.spec.initContainers ?? []), ...o.spec.template.spec.containers];
+const workloads = (run: ProgramRun) => objects(run).filter((o) => o.kind === "StatefulSet" || o.kind === "Deployment");
 const mail = { clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"] };
 
-/** Each workload's metrics ports, as the scraper must find them: container → port name → number. */
-const EXPECTED: Record<string, { path: string; ports: Record<string, [string, number]> }> = {
-    dovecot: { path: "/metrics", ports: { metrics: ["dovecot", DOVECOT_METRICS_PORT], "metrics-cm": ["couchmail", COUCHMAIL.metricsPort] } },
-    postfix: { path: "/metrics", ports: { "metrics-cm": ["couchmail", COUCHMAIL.metricsPort] } },
-    couchdb: { path: "/_node/_local/_prometheus", ports: { metrics: ["couchdb", COUCHDB_METRICS_PORT] } },
+/** Which workload's pod (and which container of it) serves each target. */
+const SERVED_BY: Record<TargetName, [string, string][]> = {
+    dovecot: [["dovecot", "dovecot"]],
+    postfix: [["postfix", "postfix-exporter"]],
+    couchmail: [
+        ["postfix", "couchmail"],
+        ["dovecot", "couchmail"],
+    ],
+    couchdb: [["couchdb", "couchdb"]],
 };
 
 describe("metrics off (the default)", () => {
@@ -26,14 +37,14 @@ describe("metrics off (the default)", () => {
         run = await runProgram(mail);
     });
 
-    it("opens no metrics port and no metrics Service", () => {
-        expect(objects(run).filter((o) => o.metadata.labels?.[METRICS_SERVICE_LABEL])).toEqual([]);
-        const ports = objects(run)
-            .filter((o) => o.kind === "StatefulSet" || o.kind === "Deployment")
-            .flatMap((o) => podContainers(o).flatMap((c) => (c.ports ?? []).map((p) => p.name)));
+    it("opens no metrics port, no metrics Service and no exporter", () => {
+        expect(objects(run).filter((o) => o.metadata.name.endsWith("-metrics"))).toEqual([]);
+        const ports = workloads(run).flatMap((o) => podContainers(o).flatMap((c) => (c.ports ?? []).map((p) => p.name)));
         expect(ports.filter((n) => n.startsWith("metrics"))).toEqual([]);
+        expect(podContainers(get(run, "StatefulSet", "postfix")).map((c) => c.name)).not.toContain("postfix-exporter");
         expect(get(run, "ConfigMap", "dovecot-config").data!["dovecot.conf"]).not.toContain("inet_listener http");
         expect(get(run, "ConfigMap", "couchdb-config").data![COUCHDB_INI_NAME]).not.toContain("[prometheus]");
+        expect(get(run, "ConfigMap", "postfix-config").data!["main.cf"]).toMatch(/^maillog_file = \/dev\/stdout$/m);
         for (const app of ["postfix", "dovecot"]) {
             const couchmail = podContainers(get(run, "StatefulSet", app)).find((c) => c.name === "couchmail")!;
             expect(couchmail.env?.find((e) => e.name === "COUCHMAIL_METRICS_LISTEN")?.value).toBe("");
@@ -51,36 +62,61 @@ describe("metricsEnabled", () => {
         expect(schemaErrors(run.recorder.resources)).toEqual([]);
     });
 
-    it.each(Object.entries(EXPECTED))("%s: a headless metrics Service whose ports the pod's containers serve", (app, expected) => {
-        const service = get(run, "Service", `${app}-metrics`);
-        expect(service.metadata.labels).toMatchObject({ "app.kubernetes.io/name": app, [METRICS_SERVICE_LABEL]: "true" });
-        expect(service.metadata.annotations).toEqual({ "prometheus.io/scrape": "true", "prometheus.io/path": expected.path });
-        expect(service.spec.clusterIP).toBe("None");
-        expect(service.spec.selector).toEqual(get(run, "StatefulSet", app).spec.selector.matchLabels);
-        const served = Object.fromEntries(
-            podContainers(get(run, "StatefulSet", app)).flatMap((c) =>
-                (c.ports ?? []).filter((p) => p.name.startsWith("metrics")).map((p) => [p.name, [c.name, p.containerPort]]),
-            ),
-        );
-        expect(served).toEqual(expected.ports);
-        expect(Object.fromEntries(service.spec.ports.map((p: { name: string; port: number; targetPort: string }) => [p.name, p.port]))).toEqual(
-            Object.fromEntries(Object.entries(expected.ports).map(([name, [, port]]) => [name, port])),
-        );
+    it.each(Object.entries(SERVED_BY))("%s: its Service's endpoints are exactly the pods whose containers serve the contract's port", (target, servers) => {
+        const { port } = SCRAPE_TARGETS[target as TargetName];
+        const service = get(run, "Service", `${target}-metrics`);
+        expect(service.spec.ports).toEqual([{ name: port.name, port: port.number, targetPort: port.name, protocol: "TCP" }]);
+        const endpoints = workloads(run)
+            .filter((w) => selects({ matchLabels: service.spec.selector }, w.spec.template.metadata.labels))
+            .flatMap((w) =>
+                podContainers(w)
+                    .filter((c) => (c.ports ?? []).some((p) => p.name === port.name && p.containerPort === port.number))
+                    .map((c) => [w.metadata.name, c.name]),
+            );
+        expect(endpoints.sort()).toEqual([...servers].sort());
     });
 
     it("switches the exporters on in the rendered configs", () => {
         const dovecotConf = get(run, "ConfigMap", "dovecot-config").data!["dovecot.conf"];
-        expect(dovecotConf).toMatch(new RegExp(`service stats \\{\\s*inet_listener http \\{\\s*port = ${DOVECOT_METRICS_PORT}`));
+        expect(dovecotConf).toMatch(new RegExp(`service stats \\{\\s*inet_listener http \\{\\s*port = ${SCRAPE_TARGETS.dovecot.port.number}`));
         expect(get(run, "ConfigMap", "couchdb-config").data![COUCHDB_INI_NAME]).toContain(
-            `[prometheus]\nadditional_port = true\nbind_address = 0.0.0.0\nport = ${COUCHDB_METRICS_PORT}\n`,
+            `[prometheus]\nadditional_port = true\nbind_address = 0.0.0.0\nport = ${SCRAPE_TARGETS.couchdb.port.number}\n`,
         );
         for (const app of ["postfix", "dovecot"]) {
             const couchmail = podContainers(get(run, "StatefulSet", app)).find((c) => c.name === "couchmail")!;
-            expect(couchmail.env?.find((e) => e.name === "COUCHMAIL_METRICS_LISTEN")?.value).toBe(`0.0.0.0:${COUCHMAIL.metricsPort}`);
+            expect(couchmail.env?.find((e) => e.name === "COUCHMAIL_METRICS_LISTEN")?.value).toBe(`0.0.0.0:${SCRAPE_TARGETS.couchmail.port.number}`);
         }
     });
 
-    it("serves no metrics from workloads that have none", () => {
-        for (const app of ["opendkim", "spamassassin", "postgrey"]) expect(find(run, "Service", `${app}-metrics`)).toBeUndefined();
+    it("Postfix logs to the file the exporter follows, on a volume both containers mount", () => {
+        expect(get(run, "ConfigMap", "postfix-config").data!["main.cf"]).toContain(`maillog_file = ${POSTFIX_LOG.file}`);
+        const postfix = get(run, "StatefulSet", "postfix");
+        const mountOf = (container: string) =>
+            podContainers(postfix)
+                .find((c) => c.name === container)!
+                .volumeMounts!.find((m) => m.mountPath === POSTFIX_LOG.directory);
+        expect(mountOf("postfix")?.name).toBeDefined();
+        expect(mountOf("postfix-exporter")?.name).toBe(mountOf("postfix")?.name);
+    });
+
+    it("creates no Prometheus Operator objects unless asked, and puts the dashboard in the scraper's namespace", () => {
+        expect(objects(run).filter((o) => o.apiVersion.startsWith("monitoring.coreos.com/"))).toEqual([]);
+        expect(get(run, "ConfigMap", "mail-dashboard").metadata.namespace).toBe("monitoring");
+        expect(find(run, "Service", "opendkim-metrics")).toBeUndefined();
+    });
+});
+
+describe("metricsPrometheusOperator", () => {
+    it("adds a ServiceMonitor per target and the alert rules, labelled as configured", async () => {
+        const run = await runProgram({ ...mail, metricsEnabled: true, metricsPrometheusOperator: true, metricsMonitorLabels: { release: "prom" } });
+        expect(schemaErrors(run.recorder.resources)).toEqual([]);
+        const monitors = objects(run).filter((o) => o.kind === "ServiceMonitor");
+        expect(monitors.map((m) => m.metadata.name).sort()).toEqual(
+            Object.keys(SCRAPE_TARGETS)
+                .map((t) => `${t}-metrics`)
+                .sort(),
+        );
+        for (const m of monitors) expect(m.metadata.labels).toMatchObject({ release: "prom" });
+        expect(get(run, "PrometheusRule", "mail").metadata.labels).toMatchObject({ release: "prom" });
     });
 });

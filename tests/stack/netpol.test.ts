@@ -4,9 +4,8 @@ import { selects } from "../kit/cluster/objects";
 import { kubernetesObjects, unwrapSecrets } from "../kit/k8s-schema";
 import { runProgram } from "../kit/program";
 import { COUCHDB_LISTENERS } from "../../components/couchdb";
-import { COUCHDB_METRICS_PORT } from "../../components/couchdb/config";
 import { COUCHMAIL } from "../../components/couchmail";
-import { DOVECOT_METRICS_PORT } from "../../components/monitoring/dovecot";
+import { SCRAPE_TARGETS } from "../../components/monitoring/metrics";
 import { DOVECOT_LISTENERS } from "../../components/dovecot/config";
 import { OPENDKIM_LISTENERS } from "../../components/opendkim/config";
 import { POSTFIX_LISTENERS } from "../../components/postfix/config";
@@ -155,10 +154,11 @@ describe("NetworkPolicies with metricsEnabled", () => {
     const intruder = pod("something-else", "10.244.0.99");
     const otherNamespace: Endpoint = { namespace: "default", labels: { app: "x" }, ip: "10.244.1.5" };
     const metricsPorts: [string, Endpoint, number][] = [
-        ["dovecot", dovecot, DOVECOT_METRICS_PORT],
-        ["dovecot's couchmail", dovecot, COUCHMAIL.metricsPort],
-        ["postfix's couchmail", postfix, COUCHMAIL.metricsPort],
-        ["couchdb", couchdb, COUCHDB_METRICS_PORT],
+        ["dovecot", dovecot, SCRAPE_TARGETS.dovecot.port.number],
+        ["dovecot's couchmail", dovecot, SCRAPE_TARGETS.couchmail.port.number],
+        ["postfix's couchmail", postfix, SCRAPE_TARGETS.couchmail.port.number],
+        ["postfix's exporter", postfix, SCRAPE_TARGETS.postfix.port.number],
+        ["couchdb", couchdb, SCRAPE_TARGETS.couchdb.port.number],
     ];
 
     it("admits the scraper's namespace to every metrics port", () => {
