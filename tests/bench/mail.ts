@@ -37,6 +37,8 @@ const PHASES = (process.env.BENCH_PHASES ?? "on,off").split(",").map((p) => {
 const EXPERIMENT = JSON.parse(process.env.BENCH_STACK_CONFIG || "{}") as Record<string, unknown>;
 /** A burst's wait ends when nothing new arrived for this long (production retries a deferral after 300 s or more). */
 const QUIET_MS = 60_000;
+/** How long after the last burst each pod's memory at rest is taken. */
+const REST_AFTER_MS = 120_000;
 const DOMAIN = "example.test";
 const MAILBOXES = 10;
 
@@ -287,7 +289,9 @@ async function phase(spam: boolean, tag: string, rows: Row[], memory: Record<str
     } finally {
         clearInterval(sampler);
     }
-    // The last burst ended with QUIET_MS of nothing new: the pods are at rest, with everything a burst started.
+    // At rest: once the processes a burst started went idle and exited (Postfix's max_idle 100 s, Dovecot's
+    // idle_kill 60 s, spamd's spare children), what stays is the pod's steady state, requests are sized from it.
+    await new Promise((r) => setTimeout(r, REST_AFTER_MS));
     memory[key].rest = podMemory(Cluster.load());
 }
 

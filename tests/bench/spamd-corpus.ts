@@ -78,24 +78,40 @@ export function corpus(count: number, seed = 1): string[] {
 }
 
 /**
- * One message of exactly `bytes` bytes: a short text part and a base64 attachment that fills the rest (the common
- * shape of a large mail), the attachment's last line padded to reach the size.
+ * One message of exactly `bytes` bytes, of one of the two shapes a large mail has: `attachment`, a short text part and
+ * a base64 attachment that fills the rest (its last line padded to reach the size); or `text`, one text/plain body
+ * of that size — SpamAssassin renders, tokenizes and matches all of it, so it is the costlier of the two to scan.
  */
-export function sizedMessage(bytes: number, seed = 1): string {
+export function sizedMessage(bytes: number, seed = 1, shape: "attachment" | "text" = "attachment"): string {
     const next = generator(seed + 1000);
     const boundary = "sized";
     const head =
-        headers(seed, `Sized ${bytes}`, `multipart/mixed; boundary="${boundary}"`) +
-        `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${words(next, 120).replace(/\n/g, "\r\n")}\r\n` +
-        `--${boundary}\r\nContent-Type: application/octet-stream; name="data.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n`;
-    const tail = `\r\n--${boundary}--\r\n`;
+        shape === "text"
+            ? headers(seed, `Sized ${bytes}`, "text/plain; charset=utf-8")
+            : headers(seed, `Sized ${bytes}`, `multipart/mixed; boundary="${boundary}"`) +
+              `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${words(next, 120).replace(/\n/g, "\r\n")}\r\n` +
+              `--${boundary}\r\nContent-Type: application/octet-stream; name="data.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n`;
+    const tail = shape === "text" ? "\r\n" : `\r\n--${boundary}--\r\n`;
     const room = bytes - Buffer.byteLength(head) - Buffer.byteLength(tail);
     if (room < 4)
         throw new Error(
             `sizedMessage: ${bytes} bytes is too small for the message's headers (${Buffer.byteLength(head) + Buffer.byteLength(tail) + 4} at least)`,
         );
+    let body: string;
+    if (shape === "text") {
+        const lines: string[] = [];
+        let size = 0;
+        while (size < room) {
+            const line = words(next, 12).replace(/\n/g, "") + "\r\n";
+            lines.push(line);
+            size += Buffer.byteLength(line);
+        }
+        body = lines.join("").slice(0, room - 2);
+        body += "\r\n".slice(0, room - Buffer.byteLength(body));
+        return head + body + tail;
+    }
     // 76 base64 characters per line + CRLF = 78 bytes per 57 raw bytes.
-    let body = base64Lines(next, Math.floor(room / 78) * 57);
+    body = base64Lines(next, Math.floor(room / 78) * 57);
     while (Buffer.byteLength(body) > room) body = body.slice(0, body.lastIndexOf("\r\n"));
     const pad = room - Buffer.byteLength(body);
     body += pad >= 2 && body.length ? "\r\n" + "A".repeat(pad - 2) : "A".repeat(pad);

@@ -9,7 +9,7 @@
 //   SPAMD_BENCH_ROUNDS (default 3), SPAMD_BENCH_MESSAGES (corpus size, default 60).
 //   SPAMD_BENCH_SIZES: comma-separated message sizes in bytes (e.g. "500000,2000000"): instead of the corpus, scans
 //     two messages of each size at once (both children busy) and prints the scan time, spamd's peak memory, and
-//     whether the result came back scored.
+//     whether the result came back scored. SPAMD_BENCH_SHAPE: "attachment" (default) or "text" (see sizedMessage).
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -42,6 +42,11 @@ const SIZES = (process.env.SPAMD_BENCH_SIZES ?? "")
         if (!Number.isInteger(n) || n < 1) throw new Error(`SPAMD_BENCH_SIZES lists sizes in bytes, got "${s}"`);
         return n;
     });
+const SHAPE = (() => {
+    const shape = process.env.SPAMD_BENCH_SHAPE || "attachment";
+    if (shape !== "attachment" && shape !== "text") throw new Error(`SPAMD_BENCH_SHAPE is "attachment" or "text", got "${shape}"`);
+    return shape;
+})();
 const settings: SpamAssassinSettings = { ...spamassassinTestSettings, clusterNetworks: ["10.0.0.0/8"] };
 
 const log = (m: string) => process.stdout.write(`[spamd-bench ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
@@ -258,7 +263,7 @@ async function sizeRun(variant: Variant): Promise<void> {
         const dir = tempDir("spamd-size");
         const files = [0, 1].map((i) => {
             const f = path.join(dir, `big${i}.eml`);
-            fs.writeFileSync(f, sizedMessage(size, i));
+            fs.writeFileSync(f, sizedMessage(size, i, SHAPE));
             return f;
         });
         fs.mkdirSync(path.join(dir, "pod"));
