@@ -18,6 +18,7 @@ import { SPAMASSASSIN_DEFAULTS, SPAMD_LISTENERS, SpamAssassinSettings } from "./
 import type { AcmeTlsArgs } from "./tls/acme";
 import { domainOf } from "./config/checks";
 import { SCRAPE_TARGETS } from "./monitoring/metrics";
+import { maxUploadBytes, WEBMAIL_DEFAULTS, WebmailSettings } from "./webmail/config";
 
 export type MailStackArgs = Pick<
     StackConfig,
@@ -32,6 +33,12 @@ export const RELAY_PASSWORD_MAP = "/etc/mail/relay/password";
 
 /** Seconds without the CouchDB feed before couchmail reports its snapshot as stale. */
 const COUCHMAIL_STALE_AFTER_SECONDS = 60;
+
+/** What the ingress-nginx edge needs to route the webmail (the rest comes from the stack). */
+export interface WebmailRouteArgs {
+    hostname: string;
+    bodySize: string;
+}
 
 /** How an image of ours is pulled. */
 export interface ImageRef {
@@ -83,6 +90,14 @@ export interface StackPlan {
         couchdb: { database: string; port: number; app: string };
     };
     postfix: ImageRef & { settings: PostfixSettings; queueSize: string; hostPorts: boolean; egress: TrafficRule[]; exporter?: ImageRef };
+    /** Roundcube; `route`: served through the ingress-nginx edge's Ingress rather than TCP-forwarded ports. */
+    webmail?: ImageRef & {
+        settings: WebmailSettings;
+        storageSize: string;
+        hostPorts: boolean;
+        colocateWith?: Record<string, string>;
+        route?: WebmailRouteArgs;
+    };
     /** Prometheus: who scrapes the metrics ports, and what the monitoring resources carry. */
     metrics?: MetricsConfig & { scrapers: Peer[] };
     /** The DNS records' inputs, less what is known only after deploy (DKIM keys, public addresses). */
@@ -96,7 +111,7 @@ const to = (app: string, ...ports: number[]): TrafficRule => ({ ports, peers: [{
 
 export function stackPlan(args: MailStackArgs): StackPlan {
     const { mail, images, storage, services, edge, relay } = args;
-    const plan = edgePlan(edge.mode, args.clusterProvider);
+    const plan = edgePlan(edge.mode, args.clusterProvider, { webmail: !!args.webmail });
     const image = (service: string): ImageRef => ({ image: ourImage(images, service), imagePullPolicy: images.pullPolicy });
     const spam = services.spam.enabled;
     const greylist = services.greylist.enabled;
@@ -228,6 +243,29 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             postmaster: mail.postmaster,
             mtaSts: args.dns.mtaSts,
         },
+        webmail: args.webmail && {
+            ...image("webmail"),
+            storageSize: "1Gi",
+            hostPorts: plan.hostPorts,
+            // One load balancer Service with "Local" reaches only pods beside Postfix's (see EdgePlan.colocate).
+            colocateWith: plan.colocate && !plan.webmailIngress ? appLabels("postfix", "mta").selector : undefined,
+            route: plan.webmailIngress
+                ? { hostname: args.webmail.hostname, bodySize: `${Math.ceil(maxUploadBytes(services.postfix.messageSizeLimit) / (1024 * 1024)) + 1}m` }
+                : undefined,
+            settings: {
+                ...WEBMAIL_DEFAULTS,
+                hostname: args.webmail.hostname,
+                mailHostname: mail.hostname,
+                imapHost: "dovecot",
+                smtpHost: "postfix",
+                // A self-signed stack certificate is its own trust anchor; a real one chains to the system's CAs.
+                upstreamCaFile: args.tls.mode === "selfsigned" ? WEBMAIL_DEFAULTS.tls.certFile : undefined,
+                messageSizeLimit: services.postfix.messageSizeLimit,
+                // Behind the Ingress the controller connects as an ordinary client: no PROXY twins.
+                proxyProtocol: plan.backendProxy && !plan.webmailIngress,
+                proxyTrustedNetworks: plan.backendProxy && !plan.webmailIngress ? edge.proxyTrustedNetworks : [],
+            },
+        },
         metrics: args.metrics && { ...args.metrics, scrapers: [{ namespace: args.metrics.namespace }] },
         warnings: stackWarnings(args, plan.port25Blocked),
     };
@@ -274,6 +312,12 @@ export function stackWarnings(args: MailStackArgs, port25Blocked: boolean): stri
     if (!args.mail.domains.includes(reportDomain) && others.length) {
         warnings.push(
             `mailPostmaster ${args.mail.postmaster} is outside the mail domains: publish ${others.map((d) => `${d}._report._dmarc.${reportDomain}`).join(", ")} TXT "v=DMARC1" in ${reportDomain}'s zone, or receivers send no DMARC reports there (RFC 7489 §7.1)`,
+        );
+    }
+    const webmailHost = args.webmail?.hostname;
+    if (webmailHost && webmailHost !== args.mail.hostname) {
+        warnings.push(
+            `webmailHostname ${webmailHost}: point its A record at the publicAddresses output${args.tls.mode === "secret" ? `, and make sure the certificate in ${args.tls.secretName} names it` : ""}`,
         );
     }
     if (args.dns.mtaSts !== "off") {

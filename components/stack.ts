@@ -21,6 +21,8 @@ import { Postgrey } from "./postgrey";
 import { SpamAssassin } from "./spamassassin";
 import { ACME_CERTIFICATE_NAME, AcmeTls } from "./tls/acme";
 import { SelfSignedTls } from "./tls/selfsigned";
+import { Webmail } from "./webmail";
+import { WEBMAIL_LISTENERS } from "./webmail/config";
 
 export { RELAY_PASSWORD_MAP } from "./plan";
 export type { MailStackArgs } from "./plan";
@@ -83,12 +85,14 @@ export class MailStack extends pulumi.ComponentResource {
             child,
         );
 
+        // The certificate covers the webmail's host name too, when it has its own.
+        const certificateHosts = [...new Set([args.mail.hostname, ...(plan.webmail ? [plan.webmail.settings.hostname] : [])])];
         // The certificate's Secret, and where the expiry alert learns the certificate's end.
         const { tlsSecretName, certificate } = ((): { tlsSecretName: pulumi.Output<string>; certificate: CertificateSource } => {
             const tls = plan.tls;
             switch (tls.mode) {
                 case "selfsigned": {
-                    const selfSigned = new SelfSignedTls(`${name}-tls`, { namespace: ns, hostnames: [args.mail.hostname] }, child);
+                    const selfSigned = new SelfSignedTls(`${name}-tls`, { namespace: ns, hostnames: certificateHosts }, child);
                     return { tlsSecretName: selfSigned.secretName, certificate: { source: "selfSigned", certificatePem: selfSigned.certificatePem } };
                 }
                 case "secret":
@@ -119,7 +123,7 @@ export class MailStack extends pulumi.ComponentResource {
                             `${name}-tls`,
                             {
                                 namespace: ns,
-                                hostnames: [args.mail.hostname],
+                                hostnames: certificateHosts,
                                 ...tls,
                                 serviceMonitorLabels: plan.metrics?.prometheusOperator ? { ...plan.metrics.monitorLabels } : undefined,
                             },
@@ -214,8 +218,17 @@ export class MailStack extends pulumi.ComponentResource {
             );
         }
 
+        const webmail = plan.webmail;
+        if (webmail) new Webmail(`${name}-webmail`, { namespace: ns, storageClassName, tlsSecretName, proxySources, ...webmail }, child);
+
         // Not after Postfix and Dovecot: an HTTP-01 certificate needs the edge before their pods can start.
-        const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: args.mail.hostname, plan: plan.edge }, child);
+        const webmailRoute = webmail?.route && {
+            ...webmail.route,
+            tlsSecretName,
+            service: "webmail",
+            httpsPort: WEBMAIL_LISTENERS.https.name,
+        };
+        const mailEdge = createEdge(`${name}-edge`, { namespace: ns, hostname: args.mail.hostname, plan: plan.edge, webmail: webmailRoute }, child);
 
         const svc = (service: pulumi.Output<string>, port: number) => pulumi.interpolate`${service}.${ns}.svc:${port}`;
         const records = (dkimTxt: Record<string, string>, addresses: string[]) => mailDnsRecords({ ...plan.dns, dkimTxt, addresses });

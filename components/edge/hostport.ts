@@ -1,7 +1,7 @@
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import { edgeNodeTag } from "./cloud";
-import { EDGE_PORTS, EdgePlan } from "./plan";
+import { EdgePlan } from "./plan";
 
 export interface HostPortEdgeArgs {
     /** Names the firewall; one per mail host. */
@@ -9,9 +9,9 @@ export interface HostPortEdgeArgs {
     plan: EdgePlan;
 }
 
-/** The inbound rules of the hostport firewall: exactly the public mail ports, from anywhere. */
-export function hostPortFirewallPorts(): number[] {
-    return EDGE_PORTS.map((p) => p.public);
+/** The inbound rules of the hostport firewall: exactly the public ports (mail, and the webmail's), from anywhere. */
+export function hostPortFirewallPorts(plan: EdgePlan): number[] {
+    return plan.ports.map((p) => p.public);
 }
 
 /** The one node of the cluster (config.ts allows hostport with one node only), found by this stack's node tag. */
@@ -44,7 +44,11 @@ export class HostPortEdge extends pulumi.ComponentResource {
                 name: firewallName,
                 tags: [tag],
                 // Adds to the cluster's own firewall (DigitalOcean unions the rules of every firewall on a droplet).
-                inboundRules: hostPortFirewallPorts().map((port) => ({ protocol: "tcp", portRange: String(port), sourceAddresses: ["0.0.0.0/0", "::/0"] })),
+                inboundRules: hostPortFirewallPorts(args.plan).map((port) => ({
+                    protocol: "tcp",
+                    portRange: String(port),
+                    sourceAddresses: ["0.0.0.0/0", "::/0"],
+                })),
             },
             { parent: this },
         );

@@ -2,7 +2,7 @@
 // the same output (the public addresses the mail host name must resolve to).
 import * as pulumi from "@pulumi/pulumi";
 import { HostPortEdge } from "./hostport";
-import { IngressNginxEdge } from "./ingress-nginx";
+import { IngressNginxEdge, WebmailRoute } from "./ingress-nginx";
 import { LoadBalancerEdge } from "./loadbalancer";
 import { EdgePlan } from "./plan";
 
@@ -18,6 +18,8 @@ export interface EdgeArgs {
     namespace: pulumi.Input<string>;
     hostname: string;
     plan: EdgePlan;
+    /** Where an Ingress edge sends the webmail (plan.webmailIngress). */
+    webmail?: WebmailRoute;
 }
 
 export function createEdge(name: string, args: EdgeArgs, opts?: pulumi.ComponentResourceOptions): MailEdge {

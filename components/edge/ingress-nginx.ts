@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels } from "../kube";
 import { digitaloceanAnnotations, loadBalancerAddresses, loadBalancerAwaitAnnotations } from "./cloud";
-import { backendOf, EDGE_PORTS, EdgePlan } from "./plan";
+import { backendOf, EdgePlan } from "./plan";
 
 /** The final release of the retired ingress-nginx project (best-effort support ended March 2026). */
 export const INGRESS_NGINX_CHART = { chart: "ingress-nginx", version: "4.15.1", repo: "https://kubernetes.github.io/ingress-nginx" } as const;
@@ -25,7 +25,7 @@ export interface IngressNginxValuesArgs {
  */
 export function ingressNginxTcpServices(args: IngressNginxValuesArgs): Record<string, string> {
     const decode = args.plan.cloudSendsProxy ? "PROXY" : "";
-    return Object.fromEntries(EDGE_PORTS.map((p) => [String(p.public), `${args.namespace}/${p.service}:${backendOf(args.plan, p).port}:${decode}:PROXY`]));
+    return Object.fromEntries(args.plan.ports.map((p) => [String(p.public), `${args.namespace}/${p.service}:${backendOf(args.plan, p).port}:${decode}:PROXY`]));
 }
 
 /** Helm values for the ingress-nginx chart. */
@@ -59,6 +59,46 @@ export interface IngressNginxEdgeArgs {
     namespace: pulumi.Input<string>;
     hostname: string;
     plan: EdgePlan;
+    /** With plan.webmailIngress: the webmail's host, its certificate's Secret and its Service's HTTPS port. */
+    webmail?: WebmailRoute;
+}
+
+export interface WebmailRoute {
+    hostname: string;
+    tlsSecretName: pulumi.Input<string>;
+    service: string;
+    httpsPort: string;
+    /** The largest request the controller passes on (an attachment upload). */
+    bodySize: string;
+}
+
+/**
+ * The webmail's Ingress: the controller terminates TLS with the stack's certificate, redirects HTTP to HTTPS and
+ * talks HTTPS to the webmail pod (which serves only HTTPS and the redirect).
+ */
+export function webmailIngress(namespace: pulumi.Input<string>, route: WebmailRoute): k8s.types.input.networking.v1.Ingress {
+    return {
+        metadata: {
+            name: route.service,
+            namespace,
+            labels: appLabels(route.service, "webmail").labels,
+            annotations: {
+                "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                "nginx.ingress.kubernetes.io/ssl-redirect": "true",
+                "nginx.ingress.kubernetes.io/proxy-body-size": route.bodySize,
+            },
+        },
+        spec: {
+            ingressClassName: INGRESS_CLASS,
+            tls: [{ hosts: [route.hostname], secretName: route.tlsSecretName }],
+            rules: [
+                {
+                    host: route.hostname,
+                    http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name: route.service, port: { name: route.httpsPort } } } }] },
+                },
+            ],
+        },
+    };
 }
 
 /** The ingress-nginx controller (pinned final chart) forwarding the mail ports to Postfix's and Dovecot's PROXY ports. */
@@ -102,6 +142,10 @@ export class IngressNginxEdge extends pulumi.ComponentResource {
                 return controller;
             });
         });
+        if (args.plan.webmailIngress) {
+            if (!args.webmail) throw new Error("IngressNginxEdge: plan.webmailIngress needs the webmail's route");
+            new k8s.networking.v1.Ingress(`${name}-webmail`, webmailIngress(args.namespace, args.webmail), { parent: this, dependsOn: [chart] });
+        }
         this.addresses = loadBalancerAddresses(args.plan, args.hostname, service, chart, this);
         this.registerOutputs({ addresses: this.addresses });
     }

@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels } from "../kube";
 import { digitaloceanAnnotations, loadBalancerAddresses, loadBalancerAwaitAnnotations } from "./cloud";
-import { backendOf, EDGE_PORTS, EdgePlan } from "./plan";
+import { backendOf, EdgePlan } from "./plan";
 
 export interface LoadBalancerEdgeArgs {
     namespace: pulumi.Input<string>;
@@ -35,7 +35,7 @@ export class LoadBalancerEdge extends pulumi.ComponentResource {
                     type: "LoadBalancer",
                     externalTrafficPolicy: args.plan.externalTrafficPolicy,
                     selector: { "app.kubernetes.io/instance": "mail", "app.kubernetes.io/part-of": "mail" },
-                    ports: EDGE_PORTS.map((p) => ({ name: p.name, port: p.public, targetPort: backendOf(args.plan, p).name, protocol: "TCP" })),
+                    ports: args.plan.ports.map((p) => ({ name: p.name, port: p.public, targetPort: backendOf(args.plan, p).name, protocol: "TCP" })),
                 },
             },
             { parent: this },

@@ -4,6 +4,7 @@ import type { ClusterProvider, EdgeMode } from "../config/types";
 import { ConfigError } from "../config/checks";
 import { DOVECOT_LISTENERS } from "../dovecot/config";
 import { POSTFIX_LISTENERS } from "../postfix/config";
+import { WEBMAIL_LISTENERS } from "../webmail/config";
 import type { Listener } from "../render";
 
 export interface EdgePort {
@@ -11,7 +12,7 @@ export interface EdgePort {
     name: string;
     /** The port clients connect to. */
     public: number;
-    service: "postfix" | "dovecot";
+    service: "postfix" | "dovecot" | "webmail";
     /** Backend port without PROXY (in-cluster clients, GKE, hostport). */
     plain: number;
     plainName: string;
@@ -32,9 +33,19 @@ function edgePorts(service: EdgePort["service"], listeners: Record<string, Liste
 /** The mail ports the world reaches, from the Postfix and Dovecot listener tables. */
 export const EDGE_PORTS: readonly EdgePort[] = [...edgePorts("postfix", POSTFIX_LISTENERS), ...edgePorts("dovecot", DOVECOT_LISTENERS)];
 
+/** The webmail's HTTPS (and redirecting HTTP) ports, where the edge forwards TCP itself. */
+export const WEBMAIL_EDGE_PORTS: readonly EdgePort[] = edgePorts("webmail", WEBMAIL_LISTENERS);
+
 export interface EdgePlan {
     mode: EdgeMode;
     provider: ClusterProvider;
+    /** The TCP ports the edge forwards: the mail ports, and the webmail's where the edge carries its HTTPS as TCP. */
+    ports: readonly EdgePort[];
+    /**
+     * The webmail goes through an Ingress instead: ingress-nginx serves HTTP(S) on 80/443 itself (ACME's HTTP-01 too),
+     * so those cannot be TCP-forwarded there.
+     */
+    webmailIngress: boolean;
     /** The cloud load balancer itself prepends a PROXY header (DigitalOcean's, when asked to). */
     cloudSendsProxy: boolean;
     /** Postfix and Dovecot receive PROXY headers on their PROXY-only ports (from the cloud LB or ingress-nginx). */
@@ -56,9 +67,11 @@ export interface EdgePlan {
  * kubeconfig is treated like GKE: a generic load balancer (k3s ServiceLB, MetalLB, kind's) passes client addresses
  * through with externalTrafficPolicy Local and never sends PROXY headers, so assuming it would break every connection.
  */
-export function edgePlan(mode: EdgeMode, provider: ClusterProvider): EdgePlan {
+export function edgePlan(mode: EdgeMode, provider: ClusterProvider, opts: { webmail?: boolean } = {}): EdgePlan {
     const digitalocean = provider === "digitalocean";
-    const base = { mode, provider, port25Blocked: provider !== "kubeconfig" };
+    const webmailIngress = !!opts.webmail && mode === "ingress-nginx";
+    const ports = opts.webmail && !webmailIngress ? [...EDGE_PORTS, ...WEBMAIL_EDGE_PORTS] : EDGE_PORTS;
+    const base = { mode, provider, ports, webmailIngress, port25Blocked: provider !== "kubeconfig" };
     // A cloud load balancer in front: DigitalOcean's sends PROXY headers when asked to; the others pass client
     // addresses through only to local pods.
     const cloudFront = { cloudSendsProxy: digitalocean, externalTrafficPolicy: digitalocean ? ("Cluster" as const) : ("Local" as const), hostPorts: false };

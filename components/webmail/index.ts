@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { DOVECOT_LISTENERS } from "../dovecot/config";
 import { POSTFIX_LISTENERS } from "../postfix/config";
-import { DaemonArgs, daemonConfig, mailWorkload, Peer, TrafficRule } from "../kube";
+import { DaemonArgs, daemonConfig, mailWorkload, onNodeOf, Peer, TrafficRule } from "../kube";
 import { renderWebmail, WEBMAIL_HEALTH_PATH, WEBMAIL_LISTENERS, WEBMAIL_RUN_DIR, WebmailSettings } from "./config";
 
 /** The webmail user in the image: runs nginx and PHP-FPM, owns the SQLite volume. */
@@ -26,6 +26,8 @@ export interface WebmailArgs extends DaemonArgs<WebmailSettings> {
     hostPorts?: boolean;
     /** Extra egress, e.g. couchmail's password endpoint in Dovecot's pod when passwordApi is set. */
     extraEgress?: TrafficRule[];
+    /** Schedule beside pods with these labels (an edge whose load balancer only reaches local pods). */
+    colocateWith?: Record<string, string>;
 }
 
 /** The only connections the webmail pod opens: IMAP and ManageSieve at Dovecot, submission at Postfix. */
@@ -78,6 +80,7 @@ export class Webmail extends pulumi.ComponentResource {
                 user: WEBMAIL_UID,
                 pod: {
                     terminationGracePeriodSeconds: 20,
+                    affinity: args.colocateWith && onNodeOf(args.colocateWith),
                     containers: [
                         {
                             name: "webmail",
