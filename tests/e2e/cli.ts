@@ -318,6 +318,7 @@ async function run(): Promise<number> {
                 "defects.e2e.ts",
                 "doctor.e2e.ts",
                 "backup.e2e.ts",
+                "metrics.e2e.ts",
             ]
                 .map((f) => path.join(__dirname, f))
                 .filter((f) => fs.existsSync(f));

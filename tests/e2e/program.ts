@@ -39,7 +39,7 @@ function stackConfigOverrides(value: string | undefined): Record<string, unknown
 /**
  * The e2e stack: an existing-cluster target (a throwaway kubeconfig; nothing talks to it), our host name and two
  * domains, no DNSBLs (the test DNS server answers only our zones), short Postfix retry timers and greylisting delay,
- * backups to a local repository.
+ * backups to a local repository, metrics on.
  */
 export function e2eConfig(kubeconfigPath: string, overrides = stackConfigOverrides(process.env.E2E_STACK_CONFIG)): Record<string, unknown> {
     return {
@@ -54,6 +54,8 @@ export function e2eConfig(kubeconfigPath: string, overrides = stackConfigOverrid
         // A local restic repository on a volume of its own stands in for the bucket (backup.e2e.ts restores from it).
         backupRepository: "/backup-repository",
         backupPassword: "e2e-backup-password",
+        // Metrics on, scraped from the `scraper` test pod in the default metrics namespace (metrics.e2e.ts).
+        metricsEnabled: true,
         ...overrides,
     };
 }

@@ -1,6 +1,7 @@
 // Pods the e2e runner adds to the program's objects, for the suite only (never part of the program):
 //   - `attacker` in the mail namespace and `outsider` in a namespace of its own: throwaway pods that try the
 //     internal listeners, which NetworkPolicies must refuse;
+//   - `scraper` in the metrics namespace: scrapes the metrics ports as Prometheus would;
 //   - `memhog`, `liveness`, `rootimage` and `evictee`: started by the runtime tests to watch the kubelet's OOM
 //     handling, back-off, liveness restarts, its runAsNonRoot check (an image whose USER is root) and the eviction
 //     of a pod whose emptyDir outgrows its sizeLimit.
@@ -10,6 +11,8 @@ import type { KubeObject } from "./program";
 
 export const PROBE_IMAGE = "mail/postgrey:dev";
 export const OTHER_NAMESPACE = "e2e-elsewhere";
+/** A pod in the metrics namespace (the e2e stack's default, "monitoring"), standing for Prometheus: it scrapes. */
+export const SCRAPER = { name: "scraper", namespace: "monitoring", container: "probe" } as const;
 /** Started by the tests that use them, not by `up`. */
 export const ON_DEMAND = ["memhog", "liveness", "rootimage", "evictee"];
 
@@ -52,6 +55,8 @@ export function testObjects(): KubeObject[] {
         { kind: "Namespace", metadata: { name: OTHER_NAMESPACE, labels: { "pod-security.kubernetes.io/enforce": "restricted" } } },
         deployment("attacker", "mail", [sleeper("probe")]),
         deployment("outsider", OTHER_NAMESPACE, [sleeper("probe")]),
+        { kind: "Namespace", metadata: { name: SCRAPER.namespace, labels: { "pod-security.kubernetes.io/enforce": "restricted" } } },
+        deployment(SCRAPER.name, SCRAPER.namespace, [sleeper(SCRAPER.container)]),
         // Allocates 64 MiB under a 32 MiB limit: the kernel's OOM killer ends it, the kubelet restarts it with back-off.
         deployment("memhog", OTHER_NAMESPACE, [
             {

@@ -42,6 +42,15 @@ export interface ClusterProfile {
 
 const BUILT_IN_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/**
+ * The cluster's namespaces before the program runs: the built-in ones, and with metricsEnabled the scraper's, since
+ * the stack presumes the Prometheus that scrapes it (e.g. kube-prometheus-stack) is installed there already.
+ */
+function clusterNamespaces(config: Record<string, unknown>): string[] {
+    const metricsNamespace = typeof config.metricsNamespace === "string" ? config.metricsNamespace : "monitoring";
+    return [...BUILT_IN_NAMESPACES, ...(config.metricsEnabled === true || config.metricsEnabled === "true" ? [metricsNamespace] : [])];
+}
+
 const pod = (name: string, cpuMilli: number, memoryMi: number) => ({ name, requests: { cpuMilli, memory: memoryMi * MI } });
 
 /**
@@ -181,7 +190,7 @@ export function clusterProfile(config: Record<string, unknown>, opts: ProfileOpt
                 loadBalancer: true,
                 storageClasses: { "do-block-storage": { bindingMode: "Immediate", nodeLocal: false } },
                 defaultStorageClass: "do-block-storage",
-                namespaces: BUILT_IN_NAMESPACES,
+                namespaces: clusterNamespaces(config),
                 existingObjects: opts.existingObjects ?? [],
             };
         }
@@ -198,7 +207,7 @@ export function clusterProfile(config: Record<string, unknown>, opts: ProfileOpt
                     standard: { bindingMode: "Immediate", nodeLocal: false },
                 },
                 defaultStorageClass: "standard-rwo",
-                namespaces: [...BUILT_IN_NAMESPACES, "gmp-public", "gmp-system"],
+                namespaces: [...clusterNamespaces(config), "gmp-public", "gmp-system"],
                 existingObjects: opts.existingObjects ?? [],
             };
         }
@@ -209,7 +218,7 @@ export function clusterProfile(config: Record<string, unknown>, opts: ProfileOpt
                 loadBalancer: opts.kubeconfigLoadBalancer ?? false,
                 storageClasses: { standard: { bindingMode: "WaitForFirstConsumer", nodeLocal: true } },
                 defaultStorageClass: "standard",
-                namespaces: [...BUILT_IN_NAMESPACES, "local-path-storage"],
+                namespaces: [...clusterNamespaces(config), "local-path-storage"],
                 existingObjects: opts.existingObjects ?? [],
             };
         default:
