@@ -44,7 +44,7 @@ mc_prepare() {
   case "$log" in /dev/*) return 0 ;; esac
   if ! mkdir -p "$(dirname "$log")" 2>/dev/null || [ ! -w "$(dirname "$log")" ]; then
     mc_log "WARNING: $(dirname "$log") is not writable (no log volume?): Postfix logs to stdout only"
-    postconf -c "$gen" -e maillog_file=/dev/stdout
+    postconf -c "$gen" -e maillog_file=/dev/stdout maillog_file_prefixes=/dev/stdout
   fi
 }
 

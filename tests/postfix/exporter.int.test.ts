@@ -22,6 +22,7 @@ const LOG_LIMIT_BYTES = 65536;
 // and deferred.test goes to an LMTP port nobody listens on.
 const settings: PostfixSettings = {
     ...postfixTestSettings,
+    logToFile: true,
     dnsbls: [],
     milters: [],
     spf: false,
@@ -244,4 +245,22 @@ test("delivered, rejected and deferred mail move the exporter's counters and que
     const busyKiB = pssKiB(exporter!.appPid()!);
     console.log(`postfix exporter PSS: idle ${idleKiB} KiB, after the mail and scrapes ${busyKiB} KiB`);
     expect(busyKiB).toBeLessThan(48 * 1024);
+});
+
+test("without a writable log folder (no volume on a read-only root) Postfix still starts and logs to stdout", async () => {
+    const readOnlyLog = path.join(dir, "readonly-maillog");
+    fs.mkdirSync(readOnlyLog);
+    const pod = new Pod(buildImage("postfix"), ["/usr/local/bin/postfix-entrypoint"], {
+        mounts: [
+            { host: path.join(dir, "config"), ctr: "/etc/mail/defaults/postfix" },
+            { host: path.join(dir, "tls"), ctr: "/etc/mail/tls" },
+            { host: readOnlyLog, ctr: POSTFIX_LOG.directory },
+        ],
+    });
+    try {
+        await pod.waitForLog(/WARNING: \/var\/log\/postfix is not writable \(no log volume\?\): Postfix logs to stdout only/);
+        await pod.waitForLog(/postfix\/master\[\d+\]: daemon started/, 60_000);
+    } finally {
+        await pod.remove();
+    }
 });
