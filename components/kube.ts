@@ -35,20 +35,26 @@ export function ourImage(images: ImagesConfig, service: string): string {
  * Memory and CPU per container, sized so the whole stack fits a small node (README: "Cost and node sizes").
  * Requests are what the scheduler reserves; limits what a container may burst to before it is OOM-killed.
  */
+// Requests near each pod's measured rest, limits above its measured peak: PSS under `npm run bench:mail` with spam
+// scanning on (tests/bench/measured.ts; tests/bench/nodes.test.ts checks the sizing and the 2 GB nodes). Postfix and
+// Dovecot pods also carry the couchmail sidecar: their pod figures are the sum.
 export const BUDGET = {
-    // Measured ~120 MiB PSS at peak (e2e), plus up to SPF_PROCESSES policyd-spf at ~22 MiB each.
-    postfix: { requests: { cpu: "20m", memory: "96Mi" }, limits: { memory: "256Mi" } },
-    dovecot: { requests: { cpu: "20m", memory: "96Mi" }, limits: { memory: "256Mi" } },
+    // Postfix pod: ~65 MiB at rest, ~167 MiB at peak — smtpds plus up to SPF_PROCESSES policyd-spf at ~22 MiB each.
+    postfix: { requests: { cpu: "20m", memory: "48Mi" }, limits: { memory: "256Mi" } },
+    // Dovecot pod: ~71 MiB at rest, ~181 MiB at peak (LMTP, spam-scan and IMAP processes).
+    dovecot: { requests: { cpu: "20m", memory: "40Mi" }, limits: { memory: "256Mi" } },
     // The server (~60 MiB RSS) plus one admin command exec'd beside it (~59 MiB RSS for the bundled CLI, which carries
     // the doctor): 128Mi OOM-killed the sidecar during `couchmail user add` on the e2e stack.
-    couchmail: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "192Mi" } },
-    couchdb: { requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "384Mi" } },
+    couchmail: { requests: { cpu: "10m", memory: "40Mi" }, limits: { memory: "192Mi" } },
+    // Real CouchDB ~54 MiB at rest (the loopback stack's substitute ~94, ~108 at peak); Erlang may grow under load.
+    couchdb: { requests: { cpu: "50m", memory: "96Mi" }, limits: { memory: "384Mi" } },
     opendkim: { requests: { cpu: "10m", memory: "16Mi" }, limits: { memory: "64Mi" } },
-    // Measured (tests/spamassassin): ~115 MiB PSS at rest (master + 1 idle child), ~180 MiB with 2 busy children.
-    spamd: { requests: { cpu: "50m", memory: "192Mi" }, limits: { memory: "384Mi" } },
+    // ~120 MiB fresh (master + 1 idle child), ~177 MiB at rest once its children scanned large mail (they keep that
+    // memory until recycled), ~237 MiB at peak with 2 busy children scanning up to SPAM_SCAN_MAX_BYTES.
+    spamd: { requests: { cpu: "50m", memory: "180Mi" }, limits: { memory: "384Mi" } },
     // The nightly training job: bash and spamc.
     spamTrain: { requests: { cpu: "10m", memory: "16Mi" }, limits: { memory: "64Mi" } },
-    postgrey: { requests: { cpu: "10m", memory: "32Mi" }, limits: { memory: "64Mi" } },
+    postgrey: { requests: { cpu: "10m", memory: "24Mi" }, limits: { memory: "64Mi" } },
 } as const;
 
 /** For containers that never need root: the restricted Pod Security profile. */
