@@ -61,7 +61,7 @@ test("postfix check and postconf accept the default rendering without warnings",
     expect(main).toMatch(/^inbound_header_checks = regexp:\$config_directory\/inbound_header_checks$/m);
     expect(main).toMatch(/^smtpd_forbid_bare_newline = normalize$/m);
     expect(main).toMatch(/^virtual_mailbox_domains = socketmap:inet:couchmail:10101:domains$/m);
-    expect(main).toMatch(/^maillog_file = \/var\/log\/postfix\/postfix\.log$/m);
+    expect(main).toMatch(/^maillog_file = \/dev\/stdout$/m);
     const master = r.stdout.split("--master--")[1];
     expect(master).toMatch(new RegExp(`^${POSTFIX_LISTENERS.submission.port}/inet/smtpd_sasl_auth_enable = yes$`, "m"));
     expect(master).toMatch(new RegExp(`^${POSTFIX_LISTENERS.submissions.port}/inet/smtpd_tls_wrappermode = yes$`, "m"));
