@@ -9,8 +9,8 @@ import { renderWebmail, WEBMAIL_HEALTH_PATH, WEBMAIL_LISTENERS, WEBMAIL_RUN_DIR,
 export const WEBMAIL_UID = 5010;
 
 /**
- * Measured in tests/webmail (PSS of nginx, PHP-FPM and the entrypoint): ~25 MiB idle, ~60 MiB after a login and a
- * message read with one worker; each further busy PHP worker adds up to its 128M memory_limit in the worst case.
+ * Measured in tests/webmail/webmail.int.test.ts (PSS of nginx, PHP-FPM and the entrypoint): ~34 MiB idle, 42–49 MiB
+ * after a login and a message read (two PHP workers); each further busy worker may grow to its 128M memory_limit.
  */
 export const WEBMAIL_BUDGET = { requests: { cpu: "20m", memory: "64Mi" }, limits: { memory: "256Mi" } };
 
