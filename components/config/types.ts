@@ -6,7 +6,7 @@ export const CLUSTER_PROVIDERS = ["digitalocean", "gke", "kubeconfig"] as const;
 export type ClusterProvider = (typeof CLUSTER_PROVIDERS)[number];
 
 /** Defaults sized for the mail stack; README ("Cost and node sizes") explains the arithmetic. */
-export const DEFAULT_NODE_SIZE = { digitalocean: "s-2vcpu-4gb", gke: "e2-medium" } as const;
+export const DEFAULT_NODE_SIZE = { digitalocean: "s-2vcpu-4gb", gke: "e2-small" } as const;
 
 export interface DigitalOceanClusterConfig {
     provider: "digitalocean";

@@ -89,7 +89,7 @@ describe("GKE target", () => {
             datapathProvider: "ADVANCED_DATAPATH",
         });
         const pool = recorder.one("gcp:container/nodePool:NodePool");
-        expect(pool.inputs).toMatchObject({ location: "europe-west4-b", nodeCount: 1, nodeConfig: { machineType: "e2-medium", spot: true } });
+        expect(pool.inputs).toMatchObject({ location: "europe-west4-b", nodeCount: 1, nodeConfig: { machineType: "e2-small", spot: true } });
         const kubeconfig = await run.resolve(run.outputs.kubeconfig as string);
         expect(kubeconfig.secret).toBe(true);
         const parsed = JSON.parse(kubeconfig.value);

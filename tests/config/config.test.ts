@@ -34,7 +34,7 @@ describe("stack config", () => {
 
     it("picks the provider's default node size", () => {
         expect(load({ ...valid, clusterProvider: "digitalocean" }).cluster).toMatchObject({ nodeSize: "s-2vcpu-4gb", region: "nyc3", nodeCount: 1 });
-        expect(load({ ...valid, clusterProvider: "gke" }).cluster).toMatchObject({ machineType: "e2-medium", zone: "us-central1-a", deletionProtection: true });
+        expect(load({ ...valid, clusterProvider: "gke" }).cluster).toMatchObject({ machineType: "e2-small", zone: "us-central1-a", deletionProtection: true });
         expect(load({ ...valid, clusterProvider: "gke", clusterNodeSize: "e2-standard-2" }).cluster).toMatchObject({ machineType: "e2-standard-2" });
     });
 
