@@ -331,22 +331,23 @@ export interface WorkloadMetrics {
     scrapers: Peer[];
 }
 
-/** Adds each metrics port to the container that serves it (unless it declares it already). */
-function withMetricsPorts<C extends k8s.types.input.core.v1.Container>(containers: C[], metrics: WorkloadMetrics | undefined): C[] {
+/** Adds each port to the container that serves it (unless it declares it already). */
+function withPorts<C extends k8s.types.input.core.v1.Container>(containers: C[], served: MetricsPort[]): C[] {
     return containers.map((c) => {
         const declared = (c.ports ?? []) as k8s.types.input.core.v1.ContainerPort[];
-        const ports = (metrics?.ports ?? []).filter((p) => p.container === c.name && !declared.some((d) => d.name === p.name));
+        const ports = served.filter((p) => p.container === c.name && !declared.some((d) => d.name === p.name));
         if (!ports.length) return c;
         return { ...c, ports: [...declared, ...ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" }))] };
     });
 }
 
 /** The ports a workload serves: each listener, and its PROXY twin when the edge sends PROXY headers. */
-function servedPorts(args: WorkloadArgs): { name: string; port: number; hostPort?: number; peers?: Peer[] }[] {
+function servedPorts(args: WorkloadArgs): { name: string; port: number; container?: string; hostPort?: number; peers?: Peer[] }[] {
     return args.listeners.flatMap((l) => [
         {
             name: l.name,
             port: l.port,
+            container: l.container,
             hostPort: args.hostPorts && l.public !== undefined ? l.public : undefined,
             peers: l.clients ? [{ apps: [...l.clients] }] : undefined,
         },
@@ -400,10 +401,16 @@ export function mailWorkload(
     );
 
     const { containers, initContainers, securityContext, annotations, ...pod } = args.pod;
-    const [main, ...sidecars] = withMetricsPorts(containers, metrics);
+    const mainName = containers[0].name;
+    // Ports other containers than the first serve (sidecars' listeners, metrics) go on those containers.
+    const elsewhere: MetricsPort[] = [
+        ...ports.flatMap((p) => (p.container && p.container !== mainName ? [{ container: p.container, name: p.name, port: p.port }] : [])),
+        ...(metrics?.ports ?? []),
+    ];
+    const [main, ...sidecars] = withPorts(containers, elsewhere);
     const served = [main, ...sidecars, ...((initContainers as k8s.types.input.core.v1.Container[] | undefined) ?? [])].map((c) => c.name);
-    const unserved = (metrics?.ports ?? []).filter((p) => !served.includes(p.container));
-    if (unserved.length) throw new Error(`${args.app}: no container ${unserved.map((p) => p.container).join(", ")} serves metrics port ${unserved[0].name}`);
+    const unserved = elsewhere.filter((p) => !served.includes(p.container));
+    if (unserved.length) throw new Error(`${args.app}: no container ${unserved.map((p) => p.container).join(", ")} serves port ${unserved[0].name}`);
     const user = args.user;
     const template: k8s.types.input.core.v1.PodTemplateSpec = {
         metadata: { labels, ...(annotations ? { annotations } : {}) },
@@ -411,7 +418,7 @@ export function mailWorkload(
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             ...pod,
-            ...(initContainers ? { initContainers: withMetricsPorts(initContainers as k8s.types.input.core.v1.Container[], metrics) } : {}),
+            ...(initContainers ? { initContainers: withPorts(initContainers as k8s.types.input.core.v1.Container[], elsewhere) } : {}),
             securityContext: {
                 ...securityContext,
                 ...(user !== undefined ? { fsGroup: user, fsGroupChangePolicy: "OnRootMismatch" } : {}),
@@ -422,7 +429,9 @@ export function mailWorkload(
                     ...main,
                     ...(user !== undefined ? { securityContext: restrictedContainer(user) } : {}),
                     ports: [
-                        ...ports.map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })),
+                        ...ports
+                            .filter((p) => !p.container || p.container === mainName)
+                            .map((p) => ({ name: p.name, containerPort: p.port, hostPort: p.hostPort, protocol: "TCP" })),
                         ...((main.ports as k8s.types.input.core.v1.ContainerPort[] | undefined) ?? []),
                     ],
                 },

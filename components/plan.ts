@@ -4,7 +4,7 @@
 import { BACKUP_APPS } from "./backup/config";
 import type { ClusterProvider, MetricsConfig, StackConfig } from "./config/types";
 import { COUCHDB_LISTENERS } from "./couchdb";
-import { COUCHMAIL } from "./couchmail";
+import { COUCHMAIL, COUCHMAIL_PASSWORD_LISTENER } from "./couchmail";
 import { SYNC_APP, SyncPlan } from "./couchmail/sync";
 import { MailDnsArgs } from "./dns/records";
 import { DOVECOT_DEFAULTS, DOVECOT_LISTENERS, DOVECOT_SPAM_PROGRAMS, DovecotSettings, VMAIL_UID } from "./dovecot/config";
@@ -75,6 +75,8 @@ export interface StackPlan {
         colocateWith?: Record<string, string>;
         delivery: { messageSizeLimit: number; concurrency: number };
         egress: TrafficRule[];
+        /** Its couchmail serves the webmail's password change. */
+        passwordChange: boolean;
     };
     spamassassin?: ImageRef & {
         settings: SpamAssassinSettings;
@@ -97,6 +99,7 @@ export interface StackPlan {
         hostPorts: boolean;
         colocateWith?: Record<string, string>;
         route?: WebmailRouteArgs;
+        extraEgress: TrafficRule[];
     };
     /** Prometheus: who scrapes the metrics ports, and what the monitoring resources carry. */
     metrics?: MetricsConfig & { scrapers: Peer[] };
@@ -170,6 +173,7 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             colocateWith: plan.colocate ? appLabels("postfix", "mta").selector : undefined,
             delivery: { messageSizeLimit: services.postfix.messageSizeLimit, concurrency: POSTFIX_DEFAULTS.lmtpConcurrency },
             egress: [toCouchDb, ...(spam ? [to("spamassassin", SPAMD_LISTENERS.spamd.port)] : [])],
+            passwordChange: !!args.webmail,
         },
         spamassassin: spam
             ? {
@@ -247,6 +251,7 @@ export function stackPlan(args: MailStackArgs): StackPlan {
             ...image("webmail"),
             storageSize: "1Gi",
             hostPorts: plan.hostPorts,
+            extraEgress: [to("dovecot", COUCHMAIL_PASSWORD_LISTENER.port)],
             // One load balancer Service with "Local" reaches only pods beside Postfix's (see EdgePlan.colocate).
             colocateWith: plan.colocate && !plan.webmailIngress ? appLabels("postfix", "mta").selector : undefined,
             route: plan.webmailIngress
@@ -264,6 +269,13 @@ export function stackPlan(args: MailStackArgs): StackPlan {
                 // Behind the Ingress the controller connects as an ordinary client: no PROXY twins.
                 proxyProtocol: plan.backendProxy && !plan.webmailIngress,
                 proxyTrustedNetworks: plan.backendProxy && !plan.webmailIngress ? edge.proxyTrustedNetworks : [],
+                // couchmail beside Dovecot, verified as the mail host (the name in the stack's certificate); the
+                // minimum is couchmail's own (`couchmail user` and the endpoint refuse shorter ones).
+                passwordApi: {
+                    url: `https://${mail.hostname}:${COUCHMAIL_PASSWORD_LISTENER.port}/password`,
+                    connectTo: `dovecot:${COUCHMAIL_PASSWORD_LISTENER.port}`,
+                    minimumLength: 8,
+                },
             },
         },
         metrics: args.metrics && { ...args.metrics, scrapers: [{ namespace: args.metrics.namespace }] },

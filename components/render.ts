@@ -16,6 +16,8 @@ export interface Listener {
     proxy?: { name: string; port: number };
     /** The workloads (`app.kubernetes.io/name`) that may connect; omitted: any source. */
     clients?: readonly string[];
+    /** The pod's container (or native sidecar) that serves it; omitted: the workload's first container. */
+    container?: string;
 }
 
 /** Rendered configuration: file name → content. */

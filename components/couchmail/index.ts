@@ -4,12 +4,16 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { appLabels, BUDGET, MetricsPort, networkPolicy, restrictedContainer, TrafficRule } from "../kube";
 import { SCRAPE_TARGETS } from "../monitoring/metrics";
+import type { Listener } from "../render";
 import { couchdbAccess, CouchmailProcessArgs, SyncPlan, syncJob } from "./sync";
 
 /** Where couchmail listens inside a pod. HTTP and socketmap are loopback-only: they hand out password hashes. */
 export const COUCHMAIL = {
     socketmapPort: 10101,
     httpPort: 10102,
+    /** The password-change endpoint (TLS), for the webmail only. */
+    passwordPort: 10103,
+    passwordTlsDir: "/etc/mail/password-tls",
     /** Dovecot's dict proxy only speaks over a unix socket: a volume shared by the two containers. */
     socketDir: "/run/couchmail",
     dictSocket: "/run/couchmail/dict.sock",
@@ -18,6 +22,14 @@ export const COUCHMAIL = {
     credentialsDir: "/etc/mail/couchdb",
     uid: 10101,
 } as const;
+
+/** The password change's listener in the pod that runs it: only the webmail may connect. */
+export const COUCHMAIL_PASSWORD_LISTENER = {
+    name: "password",
+    port: COUCHMAIL.passwordPort,
+    clients: ["webmail"],
+    container: "couchmail",
+} as const satisfies Listener;
 
 /** The Lua passdb/userdb script that ships with couchmail, mounted into Dovecot. */
 export const COUCHMAIL_LUA_SOURCE = path.join(__dirname, "..", "..", "couchmail", "lua", "couchmail-auth.lua");
@@ -38,6 +50,11 @@ export interface SidecarOptions {
     socketGroup?: number;
     /** Serve /metrics on all of the pod's addresses, for the scraper (the pod's NetworkPolicy admits only it). */
     metrics?: boolean;
+    /**
+     * Serve the password change (for the webmail's password plugin) over TLS with the stack's certificate from this
+     * Secret, on COUCHMAIL.passwordPort of all the pod's addresses (the pod's NetworkPolicy admits only the webmail).
+     */
+    passwordChange?: { tlsSecretName: pulumi.Input<string> };
 }
 
 /**
@@ -99,6 +116,8 @@ export class Couchmail extends pulumi.ComponentResource {
         container: k8s.types.input.core.v1.Container;
         volumes: k8s.types.input.core.v1.Volume[];
         metricsPorts: MetricsPort[];
+        /** What the sidecar serves beyond the pod's loopback, for the pod's Service and NetworkPolicy. */
+        listeners: Listener[];
     } {
         const a = this.args;
         const access = couchdbAccess({ ...a, credentialsDir: COUCHMAIL.credentialsDir });
@@ -111,6 +130,13 @@ export class Couchmail extends pulumi.ComponentResource {
             { name: "COUCHMAIL_SOCKETMAP_LISTEN", value: opts.socketmap ? `127.0.0.1:${COUCHMAIL.socketmapPort}` : "" },
             { name: "COUCHMAIL_DICT_LISTEN", value: opts.dovecot ? `unix:${COUCHMAIL.dictSocket}` : "" },
             { name: "COUCHMAIL_METRICS_LISTEN", value: opts.metrics ? `0.0.0.0:${SCRAPE_TARGETS.couchmail.port.number}` : "" },
+            { name: "COUCHMAIL_PASSWORD_LISTEN", value: opts.passwordChange ? `0.0.0.0:${COUCHMAIL.passwordPort}` : "" },
+            ...(opts.passwordChange
+                ? [
+                      { name: "COUCHMAIL_PASSWORD_TLS_CERT", value: `${COUCHMAIL.passwordTlsDir}/tls.crt` },
+                      { name: "COUCHMAIL_PASSWORD_TLS_KEY", value: `${COUCHMAIL.passwordTlsDir}/tls.key` },
+                  ]
+                : []),
         ];
         if (opts.socketGroup !== undefined) env.push({ name: "COUCHMAIL_SOCKET_GROUP", value: String(opts.socketGroup) });
         const probe = (check: string, periodSeconds: number): k8s.types.input.core.v1.Probe => ({
@@ -138,6 +164,8 @@ export class Couchmail extends pulumi.ComponentResource {
                 access.mount,
                 // The root is read-only; the admin CLI (kubectl exec) writes a sieve script there to check it.
                 { name: "couchmail-tmp", mountPath: "/tmp" },
+                // A directory, not a subPath: couchmail re-reads a renewed certificate from it.
+                ...(opts.passwordChange ? [{ name: "couchmail-password-tls", mountPath: COUCHMAIL.passwordTlsDir, readOnly: true }] : []),
             ],
             startupProbe: { ...probe("ready", 2), failureThreshold: 60 },
             readinessProbe: probe("ready", 10),
@@ -147,10 +175,12 @@ export class Couchmail extends pulumi.ComponentResource {
             { name: "couchmail-run", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
             { name: "couchmail-tmp", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
             access.volume,
+            // Readable by couchmail's user: without an fsGroup the files are root's, and only this container mounts them.
+            ...(opts.passwordChange ? [{ name: "couchmail-password-tls", secret: { secretName: opts.passwordChange.tlsSecretName, defaultMode: 0o444 } }] : []),
         ];
         // Only /metrics there, for the scraper: the loopback HTTP listener also answers lookups (password hashes).
         const { port } = SCRAPE_TARGETS.couchmail;
         const metricsPorts: MetricsPort[] = opts.metrics ? [{ container: "couchmail", name: port.name, port: port.number }] : [];
-        return { container, volumes, metricsPorts };
+        return { container, volumes, metricsPorts, listeners: opts.passwordChange ? [COUCHMAIL_PASSWORD_LISTENER] : [] };
     }
 }

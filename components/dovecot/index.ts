@@ -34,6 +34,8 @@ export interface DovecotArgs extends DaemonArgs<DovecotSettings> {
     delivery: { messageSizeLimit: number; concurrency: number };
     /** Who scrapes the metrics of Dovecot (settings.metricsPort) and its couchmail; omitted: no metrics. */
     metricsScrapers?: Peer[];
+    /** couchmail beside Dovecot serves the webmail's password change (COUCHMAIL_PASSWORD_LISTENER). */
+    passwordChange?: boolean;
 }
 
 /**
@@ -68,7 +70,12 @@ export class Dovecot extends pulumi.ComponentResource {
         const scrapers = args.metricsScrapers;
         if ((scrapers === undefined) !== (args.settings.metricsPort === undefined))
             throw new Error("Dovecot: settings.metricsPort and metricsScrapers go together");
-        const couchmail = args.couchmail.sidecar({ dovecot: true, socketGroup: VMAIL_UID, metrics: scrapers !== undefined });
+        const couchmail = args.couchmail.sidecar({
+            dovecot: true,
+            socketGroup: VMAIL_UID,
+            metrics: scrapers !== undefined,
+            passwordChange: args.passwordChange ? { tlsSecretName: args.tlsSecretName } : undefined,
+        });
         const metricsPorts: MetricsPort[] =
             args.settings.metricsPort === undefined
                 ? []
@@ -80,7 +87,7 @@ export class Dovecot extends pulumi.ComponentResource {
                 namespace: args.namespace,
                 app: "dovecot",
                 component: "imap",
-                listeners: Object.values(DOVECOT_LISTENERS),
+                listeners: [...Object.values(DOVECOT_LISTENERS), ...couchmail.listeners],
                 proxySources: args.settings.proxyProtocol ? args.proxySources : undefined,
                 hostPorts: args.hostPorts,
                 egress: args.egress,

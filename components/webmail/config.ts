@@ -70,8 +70,12 @@ export interface WebmailSettings {
     /** Serve the PROXY twins: the client address comes from the header, trusted only from these networks. */
     proxyProtocol: boolean;
     proxyTrustedNetworks: string[];
-    /** couchmail's password endpoint (https://…); omitted: the password plugin stays off. */
-    passwordApi?: { url: string; minimumLength: number };
+    /**
+     * couchmail's password endpoint (https://<mail host>:<port>/…, the name its certificate carries), reached at
+     * `connectTo` (host:port, e.g. the Dovecot Service) while TLS still verifies the URL's host; omitted: the
+     * password plugin stays off.
+     */
+    passwordApi?: { url: string; minimumLength: number; connectTo?: string };
 }
 
 export const WEBMAIL_DEFAULTS: Pick<WebmailSettings, "publicHttpsPort" | "tls" | "dataDir" | "maxWorkers" | "proxyProtocol" | "proxyTrustedNetworks"> = {
@@ -102,6 +106,8 @@ function validate(s: WebmailSettings): void {
         invalid("proxyTrustedNetworks", "at least one network when proxyProtocol is on", s.proxyTrustedNetworks);
     if (s.passwordApi) {
         if (!/^https:\/\/[^\s'"]+$/.test(s.passwordApi.url)) invalid("passwordApi.url", "an https:// URL", s.passwordApi.url);
+        const connectTo = s.passwordApi.connectTo;
+        if (connectTo !== undefined && !/^[a-z0-9.-]+:\d{1,5}$/.test(connectTo)) invalid("passwordApi.connectTo", "host:port", connectTo);
         const min = s.passwordApi.minimumLength;
         if (!Number.isInteger(min) || min < 8 || min > 128) invalid("passwordApi.minimumLength", "an integer from 8 to 128", min);
     }
@@ -233,7 +239,14 @@ function passwordConfig(s: WebmailSettings): string {
         password_httpapi_var_curpass: "curpass",
         password_httpapi_var_newpass: "newpass",
         password_httpapi_expect: "/^ok$/i",
-        password_http_client: { verify: s.upstreamCaFile ?? true, timeout: 10 },
+        password_http_client: {
+            verify: s.upstreamCaFile ?? true,
+            timeout: 10,
+            // Refusals are answers (wrong password, rate limit), not transport errors.
+            http_errors: false,
+            // 10243 is CURLOPT_CONNECT_TO: connect to the in-cluster Service but keep the URL's host for TLS and Host:.
+            ...(s.passwordApi.connectTo ? { curl: { "10243": [`${new URL(s.passwordApi.url).host}:${s.passwordApi.connectTo}`] } } : {}),
+        },
     });
 }
 

@@ -9,6 +9,7 @@ import { edgePlan } from "../../components/edge/plan";
 import { DOVECOT_LISTENERS } from "../../components/dovecot/config";
 import { POSTFIX_LISTENERS } from "../../components/postfix/config";
 import { WEBMAIL_LISTENERS } from "../../components/webmail/config";
+import { COUCHMAIL, COUCHMAIL_PASSWORD_LISTENER } from "../../components/couchmail";
 
 const { objects, find, get } = stackObjectLookup();
 const mail = { clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"], webmailEnabled: true };
@@ -42,7 +43,28 @@ describe("webmail through the DigitalOcean load balancer (PROXY)", () => {
             (r.ports ?? []).map((p) => [p.port, JSON.stringify(r.to ?? "anywhere")]),
         );
         const ports = egress.map(([port]: [number]) => port).sort((a: number, b: number) => a - b);
-        expect(ports).toEqual([53, 53, DOVECOT_LISTENERS.imaps.port, DOVECOT_LISTENERS.sieve.port, POSTFIX_LISTENERS.submissions.port].sort((a, b) => a - b));
+        expect(ports).toEqual(
+            [53, 53, DOVECOT_LISTENERS.imaps.port, DOVECOT_LISTENERS.sieve.port, POSTFIX_LISTENERS.submissions.port, COUCHMAIL_PASSWORD_LISTENER.port].sort(
+                (a, b) => a - b,
+            ),
+        );
+    });
+
+    it("serves the password change from Dovecot's couchmail over TLS, to the webmail only, which verifies it as the mail host", () => {
+        const dovecot = get(run, "StatefulSet", "dovecot").spec.template.spec;
+        const couchmail = dovecot.initContainers.find((c: { name: string }) => c.name === "couchmail");
+        const env = Object.fromEntries(couchmail.env.map((e: { name: string; value?: string }) => [e.name, e.value]));
+        expect(env.COUCHMAIL_PASSWORD_LISTEN).toBe(`0.0.0.0:${COUCHMAIL_PASSWORD_LISTENER.port}`);
+        expect(env.COUCHMAIL_PASSWORD_TLS_CERT).toBe(`${COUCHMAIL.passwordTlsDir}/tls.crt`);
+        expect(couchmail.ports).toEqual([{ name: "password", containerPort: COUCHMAIL_PASSWORD_LISTENER.port, protocol: "TCP" }]);
+        expect(couchmail.volumeMounts).toContainEqual({ name: "couchmail-password-tls", mountPath: COUCHMAIL.passwordTlsDir, readOnly: true });
+        const policy = get(run, "NetworkPolicy", "dovecot");
+        const rule = policy.spec.ingress.find((r: { ports: { port: number }[] }) => r.ports.some((p) => p.port === COUCHMAIL_PASSWORD_LISTENER.port));
+        expect(rule.ports).toEqual([{ port: COUCHMAIL_PASSWORD_LISTENER.port, protocol: "TCP" }]);
+        expect(rule.from).toEqual([{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["webmail"] }] } }]);
+        const password = get(run, "ConfigMap", "webmail-config").data!["password.inc.php"];
+        expect(password).toContain(`$config['password_httpapi_url'] = 'https://mail.example.com:${COUCHMAIL_PASSWORD_LISTENER.port}/password';`);
+        expect(password).toContain(`'mail.example.com:${COUCHMAIL_PASSWORD_LISTENER.port}:dovecot:${COUCHMAIL_PASSWORD_LISTENER.port}'`);
     });
 });
 
