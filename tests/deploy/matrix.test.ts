@@ -92,3 +92,45 @@ describe("deploy matrix on two nodes", () => {
         it(`${name(p)} + clusterNodeCount 2 deploys`, () => expectDeploys(p, { ...stackConfig(p), clusterNodeCount: 2 }));
     }
 });
+
+/** kube-prometheus-stack's CRDs, as a cluster where the Prometheus Operator is installed has them. */
+const PROMETHEUS_OPERATOR_CRDS: KubeObject[] = [
+    ["ServiceMonitor", "servicemonitors"],
+    ["PrometheusRule", "prometheusrules"],
+].map(([kind, plural]) => ({
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${plural}.monitoring.coreos.com` },
+    spec: { group: "monitoring.coreos.com", names: { kind, plural } },
+}));
+
+// The optional services on: metrics with the Operator's objects, and the webmail through every edge that carries it.
+describe("deploy matrix with metricsEnabled (Prometheus Operator) and webmailEnabled", () => {
+    const cases: Profile[] = [
+        { clusterProvider: "digitalocean", edgeMode: "loadbalancer", tlsMode: "selfsigned", dnsManage: false },
+        { clusterProvider: "digitalocean", edgeMode: "hostport", tlsMode: "selfsigned", dnsManage: false },
+        { clusterProvider: "digitalocean", edgeMode: "ingress-nginx", tlsMode: "acme", dnsManage: false },
+        { clusterProvider: "gke", edgeMode: "loadbalancer", tlsMode: "selfsigned", dnsManage: false },
+        { clusterProvider: "kubeconfig", edgeMode: "loadbalancer", tlsMode: "secret", dnsManage: false },
+    ];
+    const optional = { metricsEnabled: true, metricsPrometheusOperator: true, webmailEnabled: true };
+    for (const p of cases) {
+        it(`${name(p)} deploys with metrics and webmail`, async () => {
+            const config = { ...stackConfig(p), ...optional };
+            const result = await deployProgram(config, {
+                profile: clusterProfile(config, { existingObjects: [...existingObjects(p, config), ...PROMETHEUS_OPERATOR_CRDS] }),
+                quietMs: 20,
+            });
+            expect(result.programErrors).toEqual([]);
+            expect(result.failures).toEqual([]);
+            expect(schemaErrors(result.resources)).toEqual([]);
+        });
+    }
+
+    it("fails like `pulumi up` where the Operator's CRDs are missing", async () => {
+        const p: Profile = { clusterProvider: "digitalocean", edgeMode: "loadbalancer", tlsMode: "selfsigned", dnsManage: false };
+        const config = { ...stackConfig(p), ...optional };
+        const result = await deployProgram(config, { profile: clusterProfile(config), quietMs: 20 });
+        expect(result.failures.join("\n")).toMatch(/no matches for kind "ServiceMonitor" in version "monitoring.coreos.com\/v1"/);
+    });
+});
