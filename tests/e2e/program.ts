@@ -56,6 +56,8 @@ export function e2eConfig(kubeconfigPath: string, overrides = stackConfigOverrid
         backupPassword: "e2e-backup-password",
         // Metrics on, scraped from the `scraper` test pod in the default metrics namespace (metrics.e2e.ts).
         metricsEnabled: true,
+        // Roundcube, driven by headless Chromium (webmail.e2e.ts).
+        webmailEnabled: true,
         ...overrides,
     };
 }
