@@ -319,6 +319,7 @@ async function run(): Promise<number> {
                 "doctor.e2e.ts",
                 "backup.e2e.ts",
                 "metrics.e2e.ts",
+                "webmail.e2e.ts",
             ]
                 .map((f) => path.join(__dirname, f))
                 .filter((f) => fs.existsSync(f));
