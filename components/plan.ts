@@ -272,8 +272,8 @@ export function stackPlan(args: MailStackArgs): StackPlan {
                 // couchmail beside Dovecot, verified as the mail host (the name in the stack's certificate); the
                 // minimum is couchmail's own (`couchmail user` and the endpoint refuse shorter ones).
                 passwordApi: {
-                    url: `https://${mail.hostname}:${COUCHMAIL_PASSWORD_LISTENER.port}/password`,
-                    connectTo: `dovecot:${COUCHMAIL_PASSWORD_LISTENER.port}`,
+                    url: `https://dovecot:${COUCHMAIL_PASSWORD_LISTENER.port}/password`,
+                    peerName: mail.hostname,
                     minimumLength: 8,
                 },
             },

@@ -71,11 +71,11 @@ export interface WebmailSettings {
     proxyProtocol: boolean;
     proxyTrustedNetworks: string[];
     /**
-     * couchmail's password endpoint (https://<mail host>:<port>/…, the name its certificate carries), reached at
-     * `connectTo` (host:port, e.g. the Dovecot Service) while TLS still verifies the URL's host; omitted: the
-     * password plugin stays off.
+     * couchmail's password endpoint (https://…, e.g. at the Dovecot Service), its certificate verified as `peerName`
+     * (the mail host name the stack's certificate carries) when the URL's host is not in it; omitted: the password
+     * plugin stays off.
      */
-    passwordApi?: { url: string; minimumLength: number; connectTo?: string };
+    passwordApi?: { url: string; minimumLength: number; peerName?: string };
 }
 
 export const WEBMAIL_DEFAULTS: Pick<WebmailSettings, "publicHttpsPort" | "tls" | "dataDir" | "maxWorkers" | "proxyProtocol" | "proxyTrustedNetworks"> = {
@@ -106,8 +106,7 @@ function validate(s: WebmailSettings): void {
         invalid("proxyTrustedNetworks", "at least one network when proxyProtocol is on", s.proxyTrustedNetworks);
     if (s.passwordApi) {
         if (!/^https:\/\/[^\s'"]+$/.test(s.passwordApi.url)) invalid("passwordApi.url", "an https:// URL", s.passwordApi.url);
-        const connectTo = s.passwordApi.connectTo;
-        if (connectTo !== undefined && !/^[a-z0-9.-]+:\d{1,5}$/.test(connectTo)) invalid("passwordApi.connectTo", "host:port", connectTo);
+        if (s.passwordApi.peerName !== undefined) checkHostname("passwordApi.peerName", s.passwordApi.peerName);
         const min = s.passwordApi.minimumLength;
         if (!Number.isInteger(min) || min < 8 || min > 128) invalid("passwordApi.minimumLength", "an integer from 8 to 128", min);
     }
@@ -244,8 +243,8 @@ function passwordConfig(s: WebmailSettings): string {
             timeout: 10,
             // Refusals are answers (wrong password, rate limit), not transport errors.
             http_errors: false,
-            // 10243 is CURLOPT_CONNECT_TO: connect to the in-cluster Service but keep the URL's host for TLS and Host:.
-            ...(s.passwordApi.connectTo ? { curl: { "10243": [`${new URL(s.passwordApi.url).host}:${s.passwordApi.connectTo}`] } } : {}),
+            // The image's PHP has no curl extension, so Guzzle talks through PHP streams: their TLS options apply.
+            ...(s.passwordApi.peerName ? { stream_context: { ssl: { peer_name: s.passwordApi.peerName } } } : {}),
         },
     });
 }

@@ -63,8 +63,8 @@ describe("webmail through the DigitalOcean load balancer (PROXY)", () => {
         expect(rule.ports).toEqual([{ port: COUCHMAIL_PASSWORD_LISTENER.port, protocol: "TCP" }]);
         expect(rule.from).toEqual([{ podSelector: { matchExpressions: [{ key: "app.kubernetes.io/name", operator: "In", values: ["webmail"] }] } }]);
         const password = get(run, "ConfigMap", "webmail-config").data!["password.inc.php"];
-        expect(password).toContain(`$config['password_httpapi_url'] = 'https://mail.example.com:${COUCHMAIL_PASSWORD_LISTENER.port}/password';`);
-        expect(password).toContain(`'mail.example.com:${COUCHMAIL_PASSWORD_LISTENER.port}:dovecot:${COUCHMAIL_PASSWORD_LISTENER.port}'`);
+        expect(password).toContain(`$config['password_httpapi_url'] = 'https://dovecot:${COUCHMAIL_PASSWORD_LISTENER.port}/password';`);
+        expect(password).toContain(`'stream_context' => ['ssl' => ['peer_name' => 'mail.example.com']]`);
     });
 });
 
