@@ -19,6 +19,8 @@ export const LOOPBACK_ONLY_SUITES: Record<string, string> = {
     "netpol.e2e.ts": "probes the loopback node's NetworkPolicy firewall with its own test pods",
     "defects.e2e.ts": "needs the pseudo-internet (the external MX sink and its DNS) to see bounces, SPF results and outbound mail",
     "backup.e2e.ts": "empties Dovecot's mail volume on the node's disk and runs the backup Jobs through the loopback node's Job controller",
+    "metrics.e2e.ts": "scrapes from the loopback node's own test pods (a scraper in the metrics namespace, the attacker and the outsider)",
+    "webmail.e2e.ts": "drives Chromium from the pseudo-internet's network namespace and reads the external MX sink",
 };
 
 function capture(cmd: string, args: string[]): string {
