@@ -94,7 +94,9 @@ export const DOVECOT_DEFAULTS: Omit<DovecotSettings, DovecotWiring> = {
     tls: { certFile: "/etc/mail/tls/tls.crt", keyFile: "/etc/mail/tls/tls.key" },
     mailRoot: "/var/mail",
     mailDriver: "maildir",
-    authCache: { size: "10M", ttl: "1m", negativeTtl: "1m" },
+    // A changed password works (and the old one stops) within the TTL; an expired entry still serves while the passdb
+    // fails, so a short TTL costs no resilience, only a loopback lookup per login every 10 s.
+    authCache: { size: "10M", ttl: "10s", negativeTtl: "1m" },
     settingsOverrides: {},
 };
 

@@ -120,10 +120,10 @@ describe("webmail in headless Chromium", { skip: !stack.endpoints["webmail-https
             })()`),
         );
         PASSWORDS[USER] = fresh;
-        // Dovecot's auth cache (auth_cache_ttl 1m) holds the old hash until its entry expires: until then the old
-        // password still logs in and the new one does not (measured: ~45 s here). Tries are sparse so the auth
-        // policy's guess limit is not what refuses them.
-        await waitFor("a login with the new password", () => imap("imap-list", USER, fresh).login, 90_000, 10_000);
+        // Dovecot's auth cache holds the old hash until its entry expires (auth_cache_ttl, 10 s): until then the old
+        // password still logs in and the new one does not. Tries are sparse so the auth policy's guess limit is not
+        // what refuses them.
+        await waitFor("a login with the new password", () => imap("imap-list", USER, fresh).login, 30_000, 5_000);
         assert.equal(imap("imap-list", USER, old).login, false, "the old password still logs in");
     });
 });
