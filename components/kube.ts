@@ -16,6 +16,9 @@ export interface DaemonArgs<Settings> {
     overrideConfigMap?: string;
 }
 
+/** Selects every pod of the mail stack (all carry these labels; see appLabels). */
+export const MAIL_POD_SELECTOR: Labels = { "app.kubernetes.io/instance": "mail", "app.kubernetes.io/part-of": "mail" };
+
 /** `app.kubernetes.io/*` labels; the selector uses the stable subset. */
 export function appLabels(app: string, component: string): { labels: Labels; selector: Labels } {
     const selector = { "app.kubernetes.io/name": app, "app.kubernetes.io/instance": "mail" };

@@ -120,6 +120,8 @@ export function stackPlan(args: MailStackArgs): StackPlan {
     const greylist = services.greylist.enabled;
     const toCouchDb = to("couchdb", COUCHDB_LISTENERS.http.port);
     const mailRoot = DOVECOT_DEFAULTS.mailRoot;
+    // The webmail's PROXY twins, where the edge sends PROXY; behind the Ingress the controller is an ordinary client.
+    const webmailProxy = plan.backendProxy && !plan.webmailIngress;
 
     const dovecotSettings: DovecotSettings = {
         ...DOVECOT_DEFAULTS,
@@ -266,9 +268,8 @@ export function stackPlan(args: MailStackArgs): StackPlan {
                 // A self-signed stack certificate is its own trust anchor; a real one chains to the system's CAs.
                 upstreamCaFile: args.tls.mode === "selfsigned" ? WEBMAIL_DEFAULTS.tls.certFile : undefined,
                 messageSizeLimit: services.postfix.messageSizeLimit,
-                // Behind the Ingress the controller connects as an ordinary client: no PROXY twins.
-                proxyProtocol: plan.backendProxy && !plan.webmailIngress,
-                proxyTrustedNetworks: plan.backendProxy && !plan.webmailIngress ? edge.proxyTrustedNetworks : [],
+                proxyProtocol: webmailProxy,
+                proxyTrustedNetworks: webmailProxy ? edge.proxyTrustedNetworks : [],
                 // couchmail beside Dovecot, verified as the mail host (the name in the stack's certificate); the
                 // minimum is couchmail's own (`couchmail user` and the endpoint refuse shorter ones).
                 passwordApi: {

@@ -11,7 +11,7 @@ import { Dovecot } from "./dovecot";
 import { DOVECOT_LISTENERS } from "./dovecot/config";
 import { createEdge } from "./edge";
 import { INGRESS_NGINX_NAMESPACE } from "./edge/ingress-nginx";
-import { appLabels, DNS_EGRESS } from "./kube";
+import { appLabels, DNS_EGRESS, MAIL_POD_SELECTOR } from "./kube";
 import { CertificateSource, Monitoring } from "./monitoring";
 import { OpenDkim } from "./opendkim";
 import { MailStackArgs, stackPlan } from "./plan";
@@ -197,7 +197,6 @@ export class MailStack extends pulumi.ComponentResource {
         if (plan.metrics) {
             // couchmail's port is in both the Postfix and the Dovecot pod: its Service selects every mail pod, and only
             // pods with a port of that name become its endpoints.
-            const mailPods = { "app.kubernetes.io/instance": "mail", "app.kubernetes.io/part-of": "mail" };
             new Monitoring(
                 `${name}-monitoring`,
                 {
@@ -208,7 +207,7 @@ export class MailStack extends pulumi.ComponentResource {
                     targets: {
                         dovecot: { selector: dovecot.podSelector },
                         postfix: { selector: appLabels("postfix", "mta").selector },
-                        couchmail: { selector: mailPods },
+                        couchmail: { selector: MAIL_POD_SELECTOR },
                         couchdb: { selector: appLabels("couchdb", "datastore").selector },
                     },
                     mailClaimName: dovecot.mailClaimName,

@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { appLabels } from "../kube";
+import { appLabels, MAIL_POD_SELECTOR } from "../kube";
 import { digitaloceanAnnotations, loadBalancerAddresses, loadBalancerAwaitAnnotations } from "./cloud";
 import { backendOf, EdgePlan } from "./plan";
 
@@ -34,7 +34,7 @@ export class LoadBalancerEdge extends pulumi.ComponentResource {
                 spec: {
                     type: "LoadBalancer",
                     externalTrafficPolicy: args.plan.externalTrafficPolicy,
-                    selector: { "app.kubernetes.io/instance": "mail", "app.kubernetes.io/part-of": "mail" },
+                    selector: MAIL_POD_SELECTOR,
                     ports: args.plan.ports.map((p) => ({ name: p.name, port: p.public, targetPort: backendOf(args.plan, p).name, protocol: "TCP" })),
                 },
             },

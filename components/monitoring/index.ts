@@ -5,7 +5,7 @@
 import * as crypto from "crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, dnsLabel } from "../config/checks";
+import { ConfigError, dnsLabel, labelName, labelValue } from "../config/checks";
 import { appLabels, Labels } from "../kube";
 import dashboard from "./dashboard.json";
 import { metricsServiceName, SCRAPE_TARGETS, TargetName } from "./metrics";
@@ -44,21 +44,13 @@ export interface MonitoringArgs {
 /** The label kube-prometheus-stack's Grafana sidecar loads dashboards from (grafana.sidecar.dashboards.label/labelValue). */
 export const GRAFANA_DASHBOARD_LABEL = { grafana_dashboard: "1" } as const;
 
-// Kubernetes label syntax (apimachinery validation: IsQualifiedName for keys, IsValidLabelValue for values).
-const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$/;
-const LABEL_PREFIX = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
-
 function labelErrors(key: string, labels: Labels, nonEmpty: boolean): string[] {
     if (typeof labels !== "object" || labels === null || Array.isArray(labels)) return [`${key}: expected a map of label names to values`];
     const entries = Object.entries(labels);
     if (nonEmpty && entries.length === 0) return [`${key}: expected at least one label (an empty selector would match every pod)`];
     return entries.flatMap(([name, value]) => {
-        const slash = name.lastIndexOf("/");
-        const prefix = slash < 0 ? undefined : name.slice(0, slash);
-        const okName =
-            LABEL_NAME.test(slash < 0 ? name : name.slice(slash + 1)) && (prefix === undefined || (prefix.length <= 253 && LABEL_PREFIX.test(prefix)));
-        const okValue = typeof value === "string" && value.length <= 63 && LABEL_VALUE.test(value);
+        const okName = labelName(name) === undefined;
+        const okValue = typeof value === "string" && labelValue(value) === undefined;
         return [
             ...(okName
                 ? []

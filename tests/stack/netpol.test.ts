@@ -60,6 +60,14 @@ function allows(policies: any[], pod: Endpoint, other: Endpoint, port: number, d
 const connects = (policies: any[], from: Endpoint, to: Endpoint, port: number) =>
     allows(policies, from, to, port, "Egress") && allows(policies, to, from, port, "Ingress");
 
+/** The NetworkPolicies the program declares for a stack config (beside the mail host name and domain). */
+async function networkPolicies(config: Record<string, unknown>): Promise<any[]> {
+    const run = await runProgram({ mailHostname: "mail.example.com", mailDomains: ["example.com"], ...config });
+    return kubernetesObjects(run.recorder.resources)
+        .map((r) => unwrapSecrets(r.inputs) as any)
+        .filter((o) => o.kind === "NetworkPolicy");
+}
+
 const pod = (app: string, ip: string): Endpoint => ({ namespace: "mail", labels: { "app.kubernetes.io/name": app, "app.kubernetes.io/instance": "mail" }, ip });
 
 describe.each([
@@ -69,10 +77,7 @@ describe.each([
 ])("NetworkPolicies on %s with edge %s", (provider, edgeMode) => {
     let policies: any[];
     beforeAll(async () => {
-        const run = await runProgram({ clusterProvider: provider, edgeMode, mailHostname: "mail.example.com", mailDomains: ["example.com"] });
-        policies = kubernetesObjects(run.recorder.resources)
-            .map((r) => unwrapSecrets(r.inputs) as any)
-            .filter((o) => o.kind === "NetworkPolicy");
+        policies = await networkPolicies({ clusterProvider: provider, edgeMode });
     });
     const postfix = pod("postfix", "10.244.0.10");
     const dovecot = pod("dovecot", "10.244.0.11");
@@ -142,10 +147,7 @@ describe.each([
 describe("NetworkPolicies with metricsEnabled", () => {
     let policies: any[];
     beforeAll(async () => {
-        const run = await runProgram({ clusterProvider: "digitalocean", mailHostname: "mail.example.com", mailDomains: ["example.com"], metricsEnabled: true });
-        policies = kubernetesObjects(run.recorder.resources)
-            .map((r) => unwrapSecrets(r.inputs) as any)
-            .filter((o) => o.kind === "NetworkPolicy");
+        policies = await networkPolicies({ clusterProvider: "digitalocean", metricsEnabled: true });
     });
     const postfix = pod("postfix", "10.244.0.10");
     const dovecot = pod("dovecot", "10.244.0.11");
